@@ -1,0 +1,287 @@
+"""`inspector` command line: each subcommand calls one function of the Python API.
+
+The functions live in their own modules and are imported inside each command so that
+`inspector --help` is instant and the runtime commands never import torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+# typer >= 0.20 vendors click as typer._click; its exceptions are not re-exported publicly.
+try:
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # older typer on top of click
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+from inspector import __version__
+from inspector.errors import InspectorError
+
+app = typer.Typer(
+    name="inspector",
+    help=(
+        "board-inspector: anomaly detection for printed circuit boards. Train an autoencoder on "
+        "good boards, export it as an ONNX bundle, inspect images from a folder or a camera, store "
+        "every verdict, and review flagged boards in the dashboard."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXISTING_DIR = dict(exists=True, file_okay=False, dir_okay=True, readable=True, resolve_path=True)
+EXISTING_FILE = dict(exists=True, file_okay=True, dir_okay=False, readable=True, resolve_path=True)
+EXISTING_PATH = dict(exists=True, readable=True, resolve_path=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"board-inspector {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """board-inspector command line."""
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected WIDTHxHEIGHT such as 384x384, got {text!r}") from exc
+    if not (32 <= width <= 8192 and 32 <= height <= 8192):
+        raise typer.BadParameter(f"size must be between 32 and 8192 pixels a side, got {text!r}")
+    return width, height
+
+
+@app.command()
+def samples(
+    out: Path = typer.Option(..., "--out", help="Output root (MVTec-AD layout is created inside)."),
+    good: int = typer.Option(40, "--good", min=1, help="Good boards for train/good."),
+    defective: int = typer.Option(16, "--defective", min=0, help="Defective boards in test/<type>."),
+    test_good: Optional[int] = typer.Option(None, "--test-good", min=0,
+                                            help="Good boards for test/good (default: good/4, at least 4)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same images."),
+    size: str = typer.Option("384x384", "--size", help="Image size WIDTHxHEIGHT."),
+) -> None:
+    """Generate synthetic populated-board images with pixel-accurate defect masks."""
+    dimensions = _parse_size(size)
+    from inspector.synth.dataset import generate_dataset
+
+    summary = generate_dataset(out, good=good, defective=defective, test_good=test_good, seed=seed,
+                               size=dimensions)
+    typer.echo(summary.describe())
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="Folder of good images, or an MVTec-AD root (uses train/good).",
+                              **EXISTING_DIR),
+    out: Path = typer.Option(..., "--out", help="Bundle directory to write."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.05, help="Wall-clock budget."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML/JSON file of TrainConfig fields.",
+                                          **EXISTING_FILE),
+    method: Optional[str] = typer.Option(None, "--method", help="ae (autoencoder) or pca (patch PCA baseline)."),
+    channels: Optional[str] = typer.Option(None, "--channels", help="auto, gray or color."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Checkpoint to resume from.", **EXISTING_FILE),
+) -> None:
+    """Train a model on good boards and write a calibrated ONNX bundle."""
+    from inspector.config import TrainConfig, load_config
+    from training.train import train_bundle
+
+    cfg = load_config(config, TrainConfig) if config else TrainConfig()
+    for name, value in (("epochs", epochs), ("max_minutes", max_minutes), ("method", method),
+                        ("channels", channels), ("seed", seed)):
+        if value is not None:
+            setattr(cfg, name, value)
+    train_bundle(data, out, cfg, resume=resume)
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint.pt written by training.", **EXISTING_FILE),
+    out: Path = typer.Option(..., "--out", help="Bundle directory to write."),
+) -> None:
+    """Re-export a bundle (ONNX + metadata + parity check) from a training checkpoint."""
+    from training.export import export_from_checkpoint
+
+    export_from_checkpoint(checkpoint, out)
+
+
+@app.command()
+def calibrate(
+    model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
+    data: Path = typer.Option(..., "--data", help="Folder of good images (or MVTec-AD root: test/good).",
+                              **EXISTING_DIR),
+    target_false_alarm_rate: float = typer.Option(0.01, "--target-far", min=0.0, max=0.5,
+                                                  help="Share of good boards allowed to be flagged."),
+    reason: str = typer.Option(..., "--reason", help="Why the thresholds change (kept in the audit trail)."),
+    author: str = typer.Option("cli", "--author", help="Who recalibrates."),
+) -> None:
+    """Recalibrate a bundle's thresholds on good boards, as a new calibration version."""
+    from inspector.calibration import recalibrate
+
+    result = recalibrate(model, data, target_false_alarm_rate=target_false_alarm_rate, reason=reason, author=author)
+    typer.echo(f"calibration version {result['version']}: image threshold {result['image_threshold']:.4f}, "
+               f"pixel threshold {result['pixel_threshold']:.4f}")
+
+
+@app.command()
+def inspect(
+    paths: list[Path] = typer.Argument(..., help="Image files or folders.", **EXISTING_PATH),
+    model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
+    out: Path = typer.Option(..., "--out", help="Output folder for results.jsonl, overlays and heatmaps."),
+    fail_on_defect: bool = typer.Option(False, "--fail-on-defect", help="Exit 1 if any board fails."),
+    batch: int = typer.Option(4, "--batch", min=1, help="Images per ONNX Runtime call."),
+    min_region_area: Optional[int] = typer.Option(None, "--min-region-area", min=1, help="Drop smaller regions."),
+) -> None:
+    """Inspect board images and write verdicts, overlays and heatmaps."""
+    from inspector.batch import inspect_paths
+    from inspector.config import InspectConfig
+
+    cfg = InspectConfig(batch_size=batch)
+    if min_region_area is not None:
+        cfg.min_region_area = min_region_area
+    records = inspect_paths(model, paths, out, cfg)
+    if fail_on_defect and any(record.get("verdict") == "fail" for record in records):
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
+    data: Path = typer.Option(..., "--data", help="MVTec-AD root with test/ and ground_truth/.", **EXISTING_DIR),
+    out: Path = typer.Option(..., "--out", help="Output folder for metrics.json and plots."),
+) -> None:
+    """Measure detection quality (AUROC, AUPRO, region recall, false regions, F1) on labelled boards."""
+    from inspector.config import InspectConfig
+    from inspector.evaluate import evaluate as run_evaluate
+
+    run_evaluate(model, data, out, InspectConfig())
+
+
+@app.command()
+def bench(
+    model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of images (default: generated boards).",
+                                          **EXISTING_DIR),
+    batch: int = typer.Option(1, "--batch", min=1, help="Images per ONNX Runtime call."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the figures as JSON here."),
+    runner: bool = typer.Option(False, "--runner", help="Also measure the folder runner's sustained rate."),
+) -> None:
+    """Per-stage timings, throughput, torch vs ONNX Runtime, FLOPs and share of CPU peak."""
+    from inspector.bench import run_bench
+
+    run_bench(model, images=images, batch=batch, out=out, runner=runner)
+
+
+@app.command()
+def watch(
+    inbox: Path = typer.Argument(..., help="Folder the line drops images into."),
+    model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
+    db: str = typer.Option("", "--db", help="SQLAlchemy URL (default: SQLite in --data-dir)."),
+    station: str = typer.Option("station-1", "--station", help="Station name recorded with every result."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Store, processed images, overlays."),
+    http_port: int = typer.Option(0, "--http-port", help="Serve /healthz and /metrics on this port (0 = off)."),
+    hook: str = typer.Option("", "--hook", help="Command run per verdict with the JSON on stdin."),
+    once: bool = typer.Option(False, "--once", help="Process what is in the inbox, then exit."),
+    stable_seconds: float = typer.Option(1.0, "--stable-seconds", min=0.0,
+                                         help="A file must stop changing this long before it is taken."),
+) -> None:
+    """Watch a folder feed: inspect each new image exactly once and store the result."""
+    from inspector.config import InspectConfig, RunnerConfig
+    from inspector.runner import watch as run_watch
+
+    cfg = RunnerConfig(station=station, data_dir=str(data_dir), db_url=db, http_port=http_port, hook=hook,
+                       stable_seconds=stable_seconds)
+    run_watch(inbox, model, cfg, InspectConfig(), once=once)
+
+
+@app.command()
+def camera(
+    source: str = typer.Argument(..., help="Device index, video file, or RTSP/HTTP URL."),
+    model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
+    db: str = typer.Option("", "--db", help="SQLAlchemy URL (default: SQLite in --data-dir)."),
+    station: str = typer.Option("station-1", "--station", help="Station name recorded with every result."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Store, captured images, overlays."),
+    trigger: str = typer.Option("interval", "--trigger", help="every, interval, stdin or file."),
+    interval: float = typer.Option(2.0, "--interval", min=0.0, help="Seconds between inspections (interval)."),
+    trigger_file: str = typer.Option("", "--trigger-file", help="File touched by the PLC bridge (file)."),
+    http_port: int = typer.Option(0, "--http-port", help="Serve /healthz and /metrics on this port (0 = off)."),
+    max_frames: int = typer.Option(0, "--max-frames", min=0, help="Stop after this many inspections (0 = never)."),
+) -> None:
+    """Inspect frames from a camera or video stream."""
+    from inspector.camera import run_camera
+    from inspector.config import CameraConfig, InspectConfig, RunnerConfig
+
+    runner_cfg = RunnerConfig(station=station, data_dir=str(data_dir), db_url=db, http_port=http_port)
+    camera_cfg = CameraConfig(trigger=trigger, interval_seconds=interval, trigger_file=trigger_file)
+    run_camera(source, model, runner_cfg, camera_cfg, InspectConfig(), max_frames=max_frames)
+
+
+@app.command()
+def dashboard(
+    db: str = typer.Option("", "--db", help="SQLAlchemy URL of the results store."),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Data directory (default store)."),
+    port: int = typer.Option(8501, "--port", help="HTTP port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (localhost unless told otherwise)."),
+    users: Optional[Path] = typer.Option(None, "--users", help="Users file (TOML, hashed passwords).",
+                                         **EXISTING_FILE),
+) -> None:
+    """Open the operator and QA dashboard (Streamlit)."""
+    from inspector.config import DashboardConfig
+    from inspector.dashboard import launch
+
+    launch(DashboardConfig(host=host, port=port, db_url=db, users_file=str(users or "")), data_dir=data_dir)
+
+
+@app.command()
+def demo(
+    no_dashboard: bool = typer.Option(False, "--no-dashboard", help="Stop after storing results (for scripts)."),
+    workdir: Path = typer.Option(Path(".demo"), "--workdir", help="Where the demo keeps its model and store."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train the demo model again even if one exists."),
+    minutes: float = typer.Option(2.0, "--minutes", min=0.1, help="Training budget for the demo model."),
+) -> None:
+    """Run the whole product on the bundled sample boards, ending in the dashboard."""
+    from inspector.demo import run_demo
+
+    run_demo(workdir=workdir, no_dashboard=no_dashboard, retrain=retrain, minutes=minutes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: usage and domain errors become one `error:` line, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="inspector", standalone_mode=False)
+    except click_exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+        sys.exit(0)
+    except click_exceptions.UsageError as exc:
+        hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except InspectorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    code = result if isinstance(result, int) else 0
+    if argv is None:
+        sys.exit(code)
+    return code

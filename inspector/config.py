@@ -1,0 +1,168 @@
+"""All settings of the product, in one typed place, with defaults that work.
+
+Each dataclass belongs to one part of the product; a TOML or JSON file can override any field
+(`load_config`). Training settings live here too (torch-free dataclasses) so that a bundle's
+config.json can be read on a line PC.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from inspector.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass
+class TrainConfig:
+    """`inspector train`: data, model, augmentation, optimisation, calibration."""
+
+    method: str = "ae"  # "ae" (conv autoencoder) or "pca" (patch PCA baseline)
+    channels: str = "auto"  # "auto" (colour if the training images are colour), "gray", "color"
+    scale: float = 1.0  # working resolution relative to the input images
+    crop_size: int = 128  # random training crops (tiles) of full-resolution images
+    holdout_fraction: float = 0.15  # good images held back for validation + calibration
+    # model
+    width: int = 32  # channels of the first stage
+    depth: int = 4  # stride-2 stages
+    latent_channels: int = 64
+    # optimisation
+    epochs: int = 100
+    max_minutes: float = 12.0
+    batch_size: int = 16
+    crops_per_image: int = 4
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    early_stopping_patience: int = 15
+    seed: int = 0
+    loss: str = "l2"  # "l2", "ssim" or "mix"
+    ssim_weight: float = 0.5  # share of SSIM in "mix"
+    # denoising autoencoder: corrupt inputs, learn to restore the clean board
+    denoising: bool = True
+    # augmentation matching a fixtured camera (never flips)
+    shift_px: int = 4
+    rotate_deg: float = 1.0
+    brightness: float = 0.1
+    contrast: float = 0.1
+    noise_std: float = 0.02
+    blur_prob: float = 0.2
+    # inference
+    tile_size: int = 0
+    tile_overlap: int = 32
+    # calibration
+    target_false_alarm_rate: float = 0.01
+    device: str = "auto"  # "auto", "cpu", "cuda"
+
+
+@dataclass
+class InspectConfig:
+    """Inference and post-processing on the line."""
+
+    providers: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda"
+    intra_op_threads: int = 0  # 0 = ONNX Runtime default (all cores)
+    graph_optimization: str = "all"  # "disable", "basic", "extended", "all"
+    batch_size: int = 4
+    min_region_area: int = 16  # pixels at input resolution; smaller regions are dropped
+    review_band: float = 0.0  # >0 enables "review" for scores within this fraction below threshold
+    max_pixels: int = 40_000_000  # refuse images larger than this (decompression bombs)
+    save_reconstruction: bool = False
+
+
+@dataclass
+class RunnerConfig:
+    """The folder feed (`inspector watch`) and what it shares with the camera feed."""
+
+    station: str = "station-1"
+    data_dir: str = "data"  # store, processed images and overlays
+    db_url: str = ""  # empty = SQLite in data_dir
+    stable_seconds: float = 1.0  # a file must keep its size and mtime this long before it is taken
+    poll_seconds: float = 0.5
+    max_batch: int = 8  # bound on images held in memory at once
+    http_host: str = "127.0.0.1"
+    http_port: int = 0  # 0 = no health/metrics endpoint
+    hook: str = ""  # command run with each verdict as JSON on stdin
+    json_lines: bool = True  # one JSON line per verdict on stdout
+
+
+@dataclass
+class CameraConfig:
+    """The camera feed (`inspector camera`)."""
+
+    trigger: str = "interval"  # "every", "interval", "stdin", "file"
+    interval_seconds: float = 2.0
+    trigger_file: str = ""
+    open_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 2.0
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    backoff_jitter: float = 0.25
+    stale_frame_seconds: float = 1.0  # a frame older than this is never inspected
+
+
+@dataclass
+class DashboardConfig:
+    """`inspector dashboard`."""
+
+    host: str = "127.0.0.1"  # bound to localhost unless told otherwise
+    port: int = 8501
+    db_url: str = ""
+    users_file: str = ""  # TOML with hashed passwords and roles
+    refresh_seconds: float = 2.0
+
+
+@dataclass
+class Settings:
+    """A whole deployment's settings (the example config in deploy/ mirrors this)."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    inspect: InspectConfig = field(default_factory=InspectConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+
+
+def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
+    """Build a dataclass from a dict, refusing unknown keys and wrong types by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of settings, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)} for {cls.__name__}")
+    values: dict[str, Any] = {}
+    defaults = cls()
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if is_dataclass(default):
+            values[name] = from_dict(type(default), value, f"{source}.{name}")
+            continue
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{source}: {name} must be true or false, got {value!r}")
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, type(default)):
+            raise ConfigError(f"{source}: {name} must be {type(default).__name__}, got {value!r}")
+        values[name] = value
+    return cls(**values)
+
+
+def load_config(path: str | Path, cls: type[T]) -> T:
+    """Read a TOML or JSON file into `cls` (a section named like the class key may wrap it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot parse ({exc})") from exc
+    return from_dict(cls, data, str(path))
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return asdict(config)

@@ -1,0 +1,38 @@
+"""One family of errors the product raises on purpose.
+
+The CLI turns any InspectorError into a single `error: ...` line and a non-zero exit; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InspectorError(Exception):
+    """Base class: a clear, user-facing failure (bad input, bad bundle, unavailable store...)."""
+
+
+class ImageLoadError(InspectorError):
+    """An image file could not be turned into pixels. Names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class BundleError(InspectorError):
+    """A model bundle is missing, incomplete, edited or inconsistent."""
+
+
+class ConfigError(InspectorError):
+    """A configuration value or file is invalid."""
+
+
+class StoreError(InspectorError):
+    """The results store cannot be reached or written."""
+
+
+class CameraError(InspectorError):
+    """A camera source cannot be opened or read."""

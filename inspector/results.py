@@ -1,0 +1,59 @@
+"""What one inspection produces: plain data, JSON-serialisable, shared by CLI, runner and store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Verdict = Literal["pass", "fail", "review"]
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected component of the thresholded anomaly map, in input-image pixels."""
+
+    bbox: tuple[int, int, int, int]  # x1, y1, x2, y2 (x2/y2 exclusive)
+    area: int  # pixels
+    peak: float  # max normalised score inside the region
+    mean: float  # mean normalised score inside the region
+    centroid: tuple[float, float]  # x, y
+
+    @property
+    def score(self) -> float:
+        return self.peak
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["bbox"] = list(self.bbox)
+        data["centroid"] = list(self.centroid)
+        data["score"] = self.peak
+        return data
+
+
+@dataclass
+class InspectionResult:
+    """The outcome of inspecting one board image."""
+
+    score: float  # image score on the calibrated scale (same scale for every board)
+    threshold: float  # image threshold on the same scale
+    verdict: Verdict
+    regions: list[Region]
+    anomaly_map: np.ndarray  # float32 HxW at the input resolution, on the calibrated scale
+    reconstruction: np.ndarray | None  # uint8 image at the input resolution (same channels as the model)
+    model_hash: str
+    calibration_version: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-serialisable part (no arrays)."""
+        return {
+            "score": float(self.score),
+            "threshold": float(self.threshold),
+            "verdict": self.verdict,
+            "regions": [region.to_dict() for region in self.regions],
+            "model_hash": self.model_hash,
+            "calibration_version": self.calibration_version,
+            "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
+        }

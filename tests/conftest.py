@@ -1,0 +1,52 @@
+"""Shared fixtures. Every image a test needs is generated here; nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when an external piece (browser, PostgreSQL) is missing; fail under CI,
+    where .ci/run installs it, so a missing install step can never pass silently."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MVTec-layout set of synthetic boards (train/good, test/good, test/<type>, masks)."""
+    from inspector.synth.dataset import generate_dataset
+
+    root = tmp_path_factory.mktemp("samples")
+    generate_dataset(root, good=16, defective=8, test_good=4, seed=7, size=(160, 160))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small autoencoder bundle trained for seconds on `sample_root` (shared by many tests)."""
+    from inspector.config import TrainConfig
+    from training.train import train_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "tiny"
+    config = TrainConfig(
+        epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
+        crops_per_image=2, holdout_fraction=0.25, seed=3,
+    )
+    train_bundle(sample_root, out, config)
+    return out
