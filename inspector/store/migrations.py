@@ -1,0 +1,86 @@
+"""Versioned schema migrations, applied in order when a store is opened.
+
+A fresh store is created from the current ORM classes and stamped with the latest version (the
+steps exist to bring *older* stores forward). A store newer than this code is refused rather than
+written with a schema this code does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, inspect, select, text
+
+from inspector.errors import StoreError
+from inspector.store.schema import DASHBOARD_INDEXES, Base, SchemaVersion, utcnow
+
+# Tables of schema version 1, in dependency order (later steps must not edit this list).
+_V1_TABLES = ("schema_version", "stations", "models", "threshold_versions", "inspections", "reviews", "events")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create_v1_tables(conn: Connection) -> None:
+    tables = [Base.metadata.tables[name] for name in _V1_TABLES]
+    Base.metadata.create_all(conn, tables=tables, checkfirst=True)
+
+
+def _add_dashboard_indexes(conn: Connection) -> None:
+    for index in DASHBOARD_INDEXES:
+        index.create(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial tables", _create_v1_tables),
+    Migration(2, "indexes for newest-first dashboard queries", _add_dashboard_indexes),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection) -> int | None:
+    """The store's schema version, or None for an empty database."""
+    names = set(inspect(conn).get_table_names())
+    if "schema_version" not in names:
+        if names & set(_V1_TABLES):
+            raise StoreError(
+                f"database has tables ({', '.join(sorted(names & set(_V1_TABLES)))}) but no schema_version: "
+                "it was not created by board-inspector; use an empty database"
+            )
+        return None
+    return conn.execute(select(SchemaVersion.version).where(SchemaVersion.id == 1)).scalar_one_or_none()
+
+
+def _stamp(conn: Connection, version: int) -> None:
+    updated = conn.execute(
+        SchemaVersion.__table__.update().where(SchemaVersion.id == 1).values(version=version, applied_at=utcnow())
+    )
+    if updated.rowcount == 0:
+        conn.execute(SchemaVersion.__table__.insert().values(id=1, version=version, applied_at=utcnow()))
+
+
+def migrate(conn: Connection, where: str) -> int:
+    """Bring the schema to LATEST_VERSION inside the caller's (write-locked) transaction."""
+    if conn.dialect.name == "postgresql":
+        # Two processes opening a fresh store at once must not both create tables.
+        conn.execute(text("SELECT pg_advisory_xact_lock(5150001)"))
+    version = current_version(conn)
+    if version is None:
+        Base.metadata.create_all(conn, checkfirst=True)
+        _stamp(conn, LATEST_VERSION)
+        return LATEST_VERSION
+    if version > LATEST_VERSION:
+        raise StoreError(
+            f"{where}: schema version {version} is newer than this board-inspector understands "
+            f"(up to {LATEST_VERSION}); upgrade board-inspector before opening it"
+        )
+    for step in MIGRATIONS:
+        if step.version > version:
+            step.apply(conn)
+            _stamp(conn, step.version)
+    return LATEST_VERSION

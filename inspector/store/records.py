@@ -1,0 +1,142 @@
+"""Plain, detached records the store hands out (no live ORM objects leave a session)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from inspector.store import schema
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite drops the zone; everything is written in UTC, so naive values read back are UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+@dataclass(frozen=True)
+class StationRecord:
+    name: str
+    state: str
+    last_seen: datetime
+    last_image: str
+
+    @classmethod
+    def of(cls, row: schema.Station) -> StationRecord:
+        return cls(row.name, row.state, _aware(row.last_seen), row.last_image or "")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    hash: str
+    bundle_path: str
+    metadata: dict[str, Any]
+    first_seen: datetime
+
+    @classmethod
+    def of(cls, row: schema.Model) -> ModelRecord:
+        return cls(row.hash, row.bundle_path or "", dict(row.metadata_json or {}), _aware(row.first_seen))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ThresholdRecord:
+    id: int
+    model_hash: str
+    version: int
+    image_threshold: float
+    pixel_threshold: float | None
+    author: str
+    reason: str
+    created_at: datetime
+    previous_image_threshold: float | None
+    previous_pixel_threshold: float | None
+
+    @classmethod
+    def of(cls, row: schema.ThresholdVersion) -> ThresholdRecord:
+        return cls(row.id, row.model_hash, row.version, row.image_threshold, row.pixel_threshold, row.author,
+                   row.reason, _aware(row.created_at), row.previous_image_threshold,  # type: ignore[arg-type]
+                   row.previous_pixel_threshold)
+
+
+@dataclass(frozen=True)
+class InspectionRecord:
+    id: int
+    station: str
+    source_path: str
+    source_name: str
+    input_sha256: str
+    created_at: datetime
+    score: float | None
+    threshold: float | None
+    verdict: str
+    regions: list[dict[str, Any]]
+    image_path: str
+    overlay_path: str
+    heatmap_path: str
+    model_hash: str
+    threshold_version: int | None
+    timings: dict[str, float]
+    error: str | None
+
+    @property
+    def flagged(self) -> bool:
+        return self.verdict in schema.FLAGGED_VERDICTS
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        return data
+
+    @classmethod
+    def of(cls, row: schema.Inspection) -> InspectionRecord:
+        return cls(
+            id=row.id, station=row.station, source_path=row.source_path or "", source_name=row.source_name or "",
+            input_sha256=row.input_sha256, created_at=_aware(row.created_at), score=row.score,  # type: ignore[arg-type]
+            threshold=row.threshold, verdict=row.verdict, regions=list(row.regions or []),
+            image_path=row.image_path or "", overlay_path=row.overlay_path or "", heatmap_path=row.heatmap_path or "",
+            model_hash=row.model_hash, threshold_version=row.threshold_version, timings=dict(row.timings or {}),
+            error=row.error,
+        )
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    id: int
+    inspection_id: int
+    operator: str
+    decision: str
+    defect_type: str
+    comment: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: schema.Review) -> ReviewRecord:
+        return cls(row.id, row.inspection_id, row.operator, row.decision, row.defect_type or "", row.comment or "",
+                   _aware(row.created_at))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    station: str
+    kind: str
+    detail: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: schema.Event) -> EventRecord:
+        return cls(row.id, row.station, row.kind, row.detail or "", _aware(row.created_at))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class VerdictCounts:
+    """Totals for a dashboard header."""
+
+    by_verdict: dict[str, int] = field(default_factory=dict)
+    unreviewed_flagged: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_verdict.values())

@@ -1,0 +1,128 @@
+"""The results store's tables, as SQLAlchemy 2.0 ORM classes (the current schema version).
+
+Changing a table here needs a new step in `inspector.store.migrations` so that existing stores are
+brought forward; a fresh store is created from these classes directly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+STATION_STATES = ("running", "stopped", "camera_down")
+EVENT_KINDS = ("start", "stop", "camera_down", "camera_up", "error", "quarantine", "hook_failed")
+REVIEW_DECISIONS = ("confirm", "dismiss")
+VERDICTS = ("pass", "fail", "review", "error")
+FLAGGED_VERDICTS = ("fail", "review")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaVersion(Base):
+    """One row: the migration step this store has reached."""
+
+    __tablename__ = "schema_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Station(Base):
+    __tablename__ = "stations"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), nullable=False, default="stopped")
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_image: Mapped[str] = mapped_column(Text, default="")
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    hash: Mapped[str] = mapped_column(String(128), primary_key=True)
+    bundle_path: Mapped[str] = mapped_column(Text, default="")
+    metadata_json: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ThresholdVersion(Base):
+    """Append-only audit trail of QA threshold changes; the highest version per model is current."""
+
+    __tablename__ = "threshold_versions"
+    __table_args__ = (UniqueConstraint("model_hash", "version", name="uq_threshold_model_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_hash: Mapped[str] = mapped_column(String(128), ForeignKey("models.hash"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    image_threshold: Mapped[float] = mapped_column(Float, nullable=False)
+    pixel_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    author: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    previous_image_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    previous_pixel_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Inspection(Base):
+    __tablename__ = "inspections"
+    __table_args__ = (UniqueConstraint("input_sha256", "model_hash", name="uq_inspection_input_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    station: Mapped[str] = mapped_column(String(200), nullable=False)
+    source_path: Mapped[str] = mapped_column(Text, default="")
+    source_name: Mapped[str] = mapped_column(Text, default="")
+    input_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    verdict: Mapped[str] = mapped_column(String(10), nullable=False)
+    regions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    image_path: Mapped[str] = mapped_column(Text, default="")
+    overlay_path: Mapped[str] = mapped_column(Text, default="")
+    heatmap_path: Mapped[str] = mapped_column(Text, default="")
+    model_hash: Mapped[str] = mapped_column(String(128), nullable=False)
+    threshold_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(Integer, ForeignKey("inspections.id"), nullable=False)
+    operator: Mapped[str] = mapped_column(String(200), nullable=False)
+    decision: Mapped[str] = mapped_column(String(10), nullable=False)
+    defect_type: Mapped[str] = mapped_column(String(100), default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    station: Mapped[str] = mapped_column(String(200), nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Added by migration step 2: the dashboard lists newest-first, filtered by verdict and station.
+DASHBOARD_INDEXES = (
+    Index("ix_inspections_created_at", Inspection.created_at),
+    Index("ix_inspections_verdict_created_at", Inspection.verdict, Inspection.created_at),
+    Index("ix_inspections_station_created_at", Inspection.station, Inspection.created_at),
+    Index("ix_reviews_inspection_id", Review.inspection_id),
+    Index("ix_events_station_created_at", Event.station, Event.created_at),
+)
