@@ -36,3 +36,7 @@ class StoreError(InspectorError):
 
 class CameraError(InspectorError):
     """A camera source cannot be opened or read."""
+
+
+class OutputError(InspectorError):
+    """An output file (overlay, heatmap, report) could not be written. Names the file and the reason."""

@@ -45,6 +45,9 @@ class InspectionResult:
     model_hash: str
     calibration_version: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The calibrated pixel threshold on the anomaly map's scale (regions are map >= this); renderers
+    # put red there. None when the producer did not say (renderers then use `threshold`).
+    pixel_threshold: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """The JSON-serialisable part (no arrays)."""
