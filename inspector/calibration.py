@@ -1,0 +1,154 @@
+"""Thresholds from good boards, and calibration.json versions with an audit trail.
+
+Scale: every anomaly map is divided by one `pixel_scale` (the 99th percentile of smoothed raw
+error over the pooled pixels of the calibration boards of version 1). Later versions keep that
+scale, so image thresholds of every version (and QA threshold versions in the store) live on one
+scale and a good board never renders as a red heatmap.
+
+Thresholds, both set for `target_false_alarm_rate` (FAR) of good boards:
+
+* pixel threshold: on the per-image *maxima* of good boards' maps (the level a good board would
+  need to reach to show any region), not on pooled pixels;
+* image threshold: on good boards' image scores (mean of the top-k map pixels).
+
+Rule: with n good boards and n * FAR >= 1 the threshold sits just above the (1 - FAR) quantile
+("higher" interpolation). With fewer boards the quantile cannot be estimated, so the conservative
+rule is max(good values) * FEW_BOARDS_MARGIN. Because a board fails on either trigger (see
+scoring.decide_verdict), the expected good-board flag rate is at most 2 x FAR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from inspector.bundle import CALIBRATION_FILE, write_manifest
+from inspector.errors import ConfigError
+from inspector.imageio import IMAGE_EXTENSIONS, load_image
+
+FEW_BOARDS_MARGIN = 1.15
+POOLED_SCALE_QUANTILE = 0.99
+REPORTED_QUANTILES = (0.5, 0.9, 0.99, 0.999, 1.0)
+
+
+def good_image_paths(data: str | Path, mvtec_subdir: str) -> list[Path]:
+    """Images of a plain folder, or of `mvtec_subdir` (train/good, test/good) in an MVTec-AD root."""
+    root = Path(data)
+    folder = root / mvtec_subdir if (root / mvtec_subdir).is_dir() else root
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: image folder not found")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise ConfigError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    return paths
+
+
+def threshold_for(values: Sequence[float], target_false_alarm_rate: float) -> tuple[float, str]:
+    """A threshold that flags at most `target_false_alarm_rate` of `values`, and the rule used."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        raise ConfigError("calibration needs at least one good image")
+    if not 0.0 <= target_false_alarm_rate < 1.0:
+        raise ConfigError(f"target false-alarm rate must be in [0, 1), got {target_false_alarm_rate}")
+    if target_false_alarm_rate > 0 and data.size * target_false_alarm_rate >= 1.0:
+        quantile = float(np.quantile(data, 1.0 - target_false_alarm_rate, method="higher"))
+        return float(np.nextafter(quantile, np.inf)), f"quantile {1 - target_false_alarm_rate:g} of {data.size} good boards"
+    return float(data.max() * FEW_BOARDS_MARGIN), (
+        f"max of {data.size} good boards x {FEW_BOARDS_MARGIN} (too few boards for a {target_false_alarm_rate:g} quantile)")
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float]:
+    return {f"q{q:g}": float(np.quantile(values, q)) for q in REPORTED_QUANTILES}
+
+
+def calibrate(engine: Any, images: Sequence[np.ndarray], *, target_false_alarm_rate: float,
+              pixel_scale: float | None = None, batch_size: int = 4) -> dict[str, Any]:
+    """Thresholds and statistics from good images run through the engine (an `Inspector`).
+
+    `pixel_scale=None` derives the map scale from these images (first calibration); later
+    calibrations pass the bundle's existing scale.
+    """
+    if len(images) == 0:
+        raise ConfigError("calibration needs at least one good image")
+    analyses = []
+    with tqdm(total=len(images), desc="calibrating", unit="img", leave=False) as progress:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            analyses.extend(engine.analyse(chunk))
+            progress.update(len(chunk))
+    if pixel_scale is None:
+        pooled = np.concatenate([a.smoothed.ravel() for a in analyses])
+        pixel_scale = max(float(np.quantile(pooled, POOLED_SCALE_QUANTILE)), 1e-12)
+    from inspector import scoring
+
+    maps = [engine.anomaly_map(a, pixel_scale) for a in analyses]
+    maxima = np.array([float(m.max()) for m in maps])
+    scores = np.array([scoring.image_score(m, engine.scoring) for m in maps])
+    pixel_threshold, pixel_rule = threshold_for(maxima, target_false_alarm_rate)
+    image_threshold, image_rule = threshold_for(scores, target_false_alarm_rate)
+    pooled_normalised = np.concatenate([m.ravel() for m in maps])
+    return {
+        "target_false_alarm_rate": target_false_alarm_rate,
+        "image_threshold": image_threshold,
+        "pixel_threshold": pixel_threshold,
+        "normaliser": {"pixel_scale": pixel_scale, "rule": f"raw smoothed error / q{POOLED_SCALE_QUANTILE:g} of pooled good pixels"},
+        "stats": {
+            "images": len(images),
+            "pixel_quantiles": _quantiles(pooled_normalised),
+            "image_maxima": maxima.tolist(),
+            "image_maxima_quantiles": _quantiles(maxima),
+            "image_scores": scores.tolist(),
+            "image_score_quantiles": _quantiles(scores),
+            "pixel_threshold_rule": pixel_rule,
+            "image_threshold_rule": image_rule,
+        },
+    }
+
+
+def new_version(versions: list[dict[str, Any]], figures: dict[str, Any], *, reason: str, author: str) -> dict[str, Any]:
+    number = max((int(v["version"]) for v in versions), default=0) + 1
+    return {"version": number, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "author": author, "reason": reason, **figures}
+
+
+def write_calibration(path: Path, versions: list[dict[str, Any]]) -> None:
+    """Replace calibration.json atomically (a crash leaves the old file, never half a file)."""
+    path = Path(path)
+    handle, temp = tempfile.mkstemp(prefix=".calibration-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump({"versions": versions}, out, indent=2)
+            out.write("\n")
+        os.chmod(temp, 0o644)  # mkstemp's 0600 would hide thresholds from the runner's user
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def recalibrate(bundle: str | Path, data: str | Path, *, target_false_alarm_rate: float, reason: str,
+                author: str) -> dict[str, Any]:
+    """Append a calibration version computed on good images (folder, or MVTec root: test/good)."""
+    from inspector.config import InspectConfig
+    from inspector.engine import Inspector, read_calibration
+
+    if not reason.strip():
+        raise ConfigError("recalibration needs a reason (it is kept in the audit trail)")
+    bundle = Path(bundle)
+    engine = Inspector.load(bundle, InspectConfig())
+    versions = read_calibration(bundle / CALIBRATION_FILE)
+    images = [load_image(path) for path in good_image_paths(data, "test/good")]
+    figures = calibrate(engine, images, target_false_alarm_rate=target_false_alarm_rate,
+                        pixel_scale=engine.pixel_scale)
+    figures["stats"]["data"] = str(Path(data).resolve())
+    version = new_version(versions, figures, reason=reason, author=author)
+    write_calibration(bundle / CALIBRATION_FILE, versions + [version])
+    write_manifest(bundle)
+    return version

@@ -1,0 +1,136 @@
+"""From input and reconstruction to anomaly map, regions, image score and verdict (no torch).
+
+Each step is one function so later tuning (per-pixel error models, hysteresis thresholds) can
+replace a step without touching the others:
+
+    error_map -> smooth -> normalise -> (resize to input, in the engine) -> image_score
+                                                                          -> find_regions
+                                                                          -> decide_verdict
+
+Verdict rule (documented choice): a board fails when its image score reaches the image threshold
+OR when any region survives the pixel threshold and `min_region_area`. The image score catches
+diffuse anomalies, regions catch compact ones; both thresholds are calibrated on good boards for
+the same target false-alarm rate. So a "pass" never carries regions, and a "fail" always has either
+regions to show or a score above the line. "review" is a pass with no regions whose score lies
+within `review_band` (a fraction) below the image threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from inspector.errors import BundleError, ConfigError
+from inspector.results import Region, Verdict
+
+ERROR_KINDS = ("l2", "ssim", "mix")
+
+
+@dataclass(frozen=True)
+class ScoringSpec:
+    """How raw scores are computed; travels in the ONNX metadata (`board_inspector.scoring`)."""
+
+    error: str = "l2"  # "l2" (squared error averaged over channels), "ssim" (1 - SSIM) or "mix"
+    ssim_weight: float = 0.5  # share of the 1-SSIM map in "mix" (after scaling, see error_map)
+    ssim_sigma: float = 1.5  # Gaussian window of the SSIM statistics
+    smooth_sigma: float = 4.0  # Gaussian smoothing of the error map, working-resolution pixels
+    top_k_fraction: float = 0.001  # image score = mean of the top k pixels, k = fraction of pixels...
+    top_k_min: int = 16  # ...but never fewer than this
+
+    def __post_init__(self) -> None:
+        if self.error not in ERROR_KINDS:
+            raise ConfigError(f"scoring error must be one of {', '.join(ERROR_KINDS)}, got {self.error!r}")
+        if self.smooth_sigma < 0 or self.top_k_fraction <= 0 or self.top_k_min < 1:
+            raise ConfigError(f"invalid scoring settings {self}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "scoring metadata") -> "ScoringSpec":
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError, ConfigError) as exc:
+            raise BundleError(f"{source}: invalid scoring settings {text!r} ({exc})") from exc
+
+
+def _ssim_map(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
+    """Per-pixel SSIM of two HxW float32 images (data range 1), Gaussian window."""
+    c1, c2 = 0.01**2, 0.03**2
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov = blur(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+
+
+def error_map(inputs: np.ndarray, reconstruction: np.ndarray, spec: ScoringSpec) -> np.ndarray:
+    """Raw per-pixel error (HxW float32) between a CxHxW input and its reconstruction."""
+    if inputs.shape != reconstruction.shape:
+        raise ConfigError(f"input {inputs.shape} and reconstruction {reconstruction.shape} differ in shape")
+    squared = np.mean((inputs - reconstruction) ** 2, axis=0, dtype=np.float32)
+    if spec.error == "l2":
+        return squared
+    dssim = np.mean([1.0 - _ssim_map(inputs[c], reconstruction[c], spec.ssim_sigma)
+                     for c in range(inputs.shape[0])], axis=0).astype(np.float32)
+    if spec.error == "ssim":
+        return dssim
+    # Squared errors are ~100x smaller than 1-SSIM on [0,1] images; scale so the weight means a share.
+    return ((1.0 - spec.ssim_weight) * 100.0 * squared + spec.ssim_weight * dssim).astype(np.float32)
+
+
+def smooth(raw: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0:
+        return raw
+    return cv2.GaussianBlur(raw, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
+
+def normalise(smoothed: np.ndarray, pixel_scale: float) -> np.ndarray:
+    """One scale for every board (from calibration), never per image: a good board stays cool."""
+    return (smoothed * np.float32(1.0 / pixel_scale)).astype(np.float32, copy=False)
+
+
+def top_k(count_pixels: int, spec: ScoringSpec) -> int:
+    return max(spec.top_k_min, min(count_pixels, int(round(count_pixels * spec.top_k_fraction))))
+
+
+def image_score(anomaly_map: np.ndarray, spec: ScoringSpec) -> float:
+    """Mean of the k highest pixels: robust to single hot pixels, still sensitive to small defects."""
+    flat = anomaly_map.ravel()
+    k = min(flat.size, top_k(flat.size, spec))
+    return float(np.partition(flat, flat.size - k)[flat.size - k:].mean())
+
+
+def find_regions(anomaly_map: np.ndarray, pixel_threshold: float, min_area: int) -> list[Region]:
+    """Connected components of map >= threshold, largest peak first; small ones dropped."""
+    binary = (anomaly_map >= pixel_threshold).astype(np.uint8)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    regions = []
+    for label in range(1, count):
+        area = int(stats[label, cv2.CC_STAT_AREA])
+        if area < min_area:
+            continue
+        x, y = int(stats[label, cv2.CC_STAT_LEFT]), int(stats[label, cv2.CC_STAT_TOP])
+        w, h = int(stats[label, cv2.CC_STAT_WIDTH]), int(stats[label, cv2.CC_STAT_HEIGHT])
+        values = anomaly_map[y:y + h, x:x + w][labels[y:y + h, x:x + w] == label]
+        regions.append(Region(
+            bbox=(x, y, x + w, y + h), area=area, peak=float(values.max()), mean=float(values.mean()),
+            centroid=(float(centroids[label][0]), float(centroids[label][1])),
+        ))
+    regions.sort(key=lambda region: region.peak, reverse=True)
+    return regions
+
+
+def decide_verdict(score: float, image_threshold: float, regions: list[Region], review_band: float) -> Verdict:
+    if score >= image_threshold or regions:
+        return "fail"
+    if review_band > 0 and score >= image_threshold * (1.0 - review_band):
+        return "review"
+    return "pass"

@@ -1,0 +1,30 @@
+"""Augmentation matching a fixtured camera (albumentations 2.0.8).
+
+Boards sit in a fixture, so only small shifts and rotations, lighting drift, sensor noise and a
+little defocus occur. No flips and no large rotations: a mirrored board is a *different* board,
+and the model must learn that.
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+
+from inspector.config import TrainConfig
+
+
+def camera_augmentation(config: TrainConfig, seed: int) -> A.Compose:
+    transforms = [
+        A.Affine(
+            translate_px={"x": (-config.shift_px, config.shift_px), "y": (-config.shift_px, config.shift_px)},
+            rotate=(-config.rotate_deg, config.rotate_deg),
+            interpolation=cv2.INTER_LINEAR,
+            border_mode=cv2.BORDER_REFLECT_101,
+            p=0.7,
+        ),
+        A.RandomBrightnessContrast(brightness_limit=config.brightness, contrast_limit=config.contrast, p=0.7),
+        A.RandomGamma(gamma_limit=(90, 110), p=0.3),
+        A.GaussNoise(std_range=(0.0, config.noise_std), p=0.5),
+        A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.3, 0.8), p=config.blur_prob),
+    ]
+    return A.Compose(transforms, seed=seed)

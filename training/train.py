@@ -1,0 +1,241 @@
+"""The training loop: good boards in, a calibrated ONNX bundle out (`inspector train`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inspector.config import TrainConfig, from_dict
+from inspector.errors import BundleError, ConfigError
+from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.scoring import ScoringSpec
+from training.augment import camera_augmentation
+from training.corruption import corrupt
+from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop
+from training.export import load_checkpoint, write_bundle
+from training.losses import LOSSES, reconstruction_loss
+from training.model import Architecture, ConvAutoencoder, count_parameters
+
+MAX_VALIDATION_IMAGES = 32  # bounds the per-epoch validation cost on big hold-outs
+PARITY_IMAGES = 2
+MIN_LR_FRACTION = 0.05
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def choose_device(setting: str) -> torch.device:
+    if setting not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {setting!r}")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but torch sees no CUDA GPU")
+    return torch.device("cuda" if setting != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def fitted_crop_size(config: TrainConfig, images: GoodImages, spec: PreprocessSpec) -> int:
+    """crop_size rounded down to the model stride and to what the smallest board allows."""
+    smallest = min(min(image.shape[:2]) for image in images.train)
+    fits = int(smallest * spec.scale) - 1 if spec.scale != 1.0 else smallest
+    crop = min(config.crop_size, fits) // spec.pad_multiple * spec.pad_multiple
+    if crop < spec.pad_multiple:
+        raise ConfigError(f"boards of {smallest} px are too small for a model with stride {spec.pad_multiple}")
+    return crop
+
+
+def lr_factor(epoch: int, total: int) -> float:
+    """One warm-up epoch, then cosine down to MIN_LR_FRACTION of the base rate."""
+    if epoch == 0:
+        return 0.3
+    progress = min(1.0, epoch / max(1, total - 1))
+    return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop: int,
+            epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(input, target) batches of random augmented crops; seeded per epoch so resume is repeatable."""
+    rng = np.random.default_rng([config.seed, epoch])
+    augment = camera_augmentation(config, seed=config.seed * 100_003 + epoch)
+    side = source_crop_size(crop, spec)
+    order = np.repeat(np.arange(len(images.train)), config.crops_per_image)
+    rng.shuffle(order)
+    for start in range(0, len(order), config.batch_size):
+        targets, inputs = [], []
+        for index in order[start:start + config.batch_size]:
+            window = random_window(images.train[index], side, rng)
+            target = to_model_crop(augment(image=window)["image"], crop, spec)
+            targets.append(target)
+            inputs.append(corrupt(target, rng) if config.denoising else target)
+        yield np.stack(inputs), np.stack(targets)
+
+
+def validation_loss(model: ConvAutoencoder, tensors: list[np.ndarray], config: TrainConfig,
+                    device: torch.device) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for tensor in tensors:
+            x = torch.from_numpy(tensor[None]).to(device)
+            total += float(reconstruction_loss(model(x), x, config.loss, config.ssim_weight))
+    model.train()
+    return total / len(tensors)
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write then rename, so an interrupted save never destroys the previous epoch's checkpoint."""
+    temp = path.with_suffix(".tmp")
+    torch.save(state, temp)
+    os.replace(temp, path)
+
+
+def _check_config(config: TrainConfig) -> None:
+    if config.method != "ae":
+        raise ConfigError(f"method {config.method!r}: this trainer builds the autoencoder ('ae') only")
+    if config.loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
+    for name in ("crop_size", "width", "depth", "latent_channels", "epochs", "batch_size", "crops_per_image"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if config.max_minutes <= 0:
+        raise ConfigError(f"max_minutes must be positive, got {config.max_minutes}")
+
+
+def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None = None) -> dict:
+    """Train on good boards in `data`, write a calibrated bundle to `out`; returns metrics.json's content."""
+    started = time.monotonic()  # the budget counts data loading too
+    budget = config.max_minutes * 60.0
+    previous: dict[str, Any] | None = None
+    if resume is not None:
+        previous = load_checkpoint(Path(resume))
+        # The run continues with the saved settings; only the stopping limits come from the caller.
+        saved = from_dict(TrainConfig, previous["config"], f"{resume} config")
+        saved.epochs, saved.max_minutes, saved.early_stopping_patience = (
+            config.epochs, config.max_minutes, config.early_stopping_patience)
+        config = saved
+    _check_config(config)
+    seed_everything(config.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    device = choose_device(config.device)
+
+    images = load_good_images(Path(data), channels=config.channels, holdout_fraction=config.holdout_fraction,
+                              seed=config.seed)
+    stride = 2**config.depth
+    spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=stride,
+                          tile_size=config.tile_size, tile_overlap=config.tile_overlap)
+    scoring_spec = ScoringSpec(error={"l2": "l2", "ssim": "ssim", "mix": "mix"}[config.loss],
+                               ssim_weight=config.ssim_weight)
+    arch = Architecture(in_channels=images.channels, width=config.width, depth=config.depth,
+                        latent_channels=config.latent_channels, output_sigmoid=spec.mean == 0.0 and spec.std == 1.0)
+    crop = fitted_crop_size(config, images, spec)
+    if previous is not None:
+        if previous["data"]["sha256"] != images.data_sha256:
+            raise BundleError(f"{resume}: was trained on other images (data hash differs); resume needs the same data")
+        if Architecture.from_dict(previous["architecture"]) != arch:
+            raise BundleError(f"{resume}: its architecture differs from the current settings")
+
+    model = ConvAutoencoder(arch).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, config.epochs))
+    history: list[dict[str, Any]] = []
+    best_val, best_epoch, best_state = math.inf, 0, None
+    start_epoch = 0
+    train_seconds_before = 0.0
+    if previous is not None:
+        model.load_state_dict(previous["model_state"])
+        optimizer.load_state_dict(previous["optimizer_state"])
+        scheduler.load_state_dict(previous["scheduler_state"])
+        history = list(previous["history"])
+        best_val, best_epoch, best_state = previous["best_val_loss"], previous["best_epoch"], previous["best_state"]
+        start_epoch = int(previous["epoch"])
+        train_seconds_before = float(previous["train_seconds"])
+
+    validation = [pad_to_multiple(preprocess(image, spec), stride)[0] for image in images.holdout[:MAX_VALIDATION_IMAGES]]
+    work = Path(out).parent / f".{Path(out).name}.train"
+    work.mkdir(parents=True, exist_ok=True)
+    params = count_parameters(model)
+    state: dict[str, Any] = {
+        "format": 1,
+        "architecture": arch.to_dict(),
+        "preprocess_spec": spec.to_json(),
+        "scoring": scoring_spec.to_json(),
+        "config": asdict(config) | {"crop_size": crop, "device": device.type},
+        "data": {"path": str(Path(data).resolve()), "sha256": images.data_sha256, "train_count": len(images.train),
+                 "holdout_count": len(images.holdout), "holdout_paths": [str(p.resolve()) for p in images.holdout_paths]},
+        "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in images.holdout[:PARITY_IMAGES]],
+        "params": params,
+    }
+    if previous is not None:
+        for key in ("model_state", "best_state", "optimizer_state", "scheduler_state", "epoch", "history",
+                    "best_val_loss", "best_epoch"):
+            state[key] = previous[key]
+    stopped = "epochs"
+    patience_left = config.early_stopping_patience
+    if best_epoch and history:
+        patience_left -= history[-1]["epoch"] - best_epoch
+    progress = tqdm(range(start_epoch, config.epochs), desc=f"training ({params} params)", unit="epoch",
+                    initial=start_epoch, total=config.epochs)
+    for epoch in progress:
+        epoch_start = time.monotonic()
+        if history and epoch_start - started + history[-1]["seconds"] > budget:
+            stopped = "time budget"  # the next epoch would not fit in what is left
+            break
+        model.train()
+        losses = []
+        out_of_time = False
+        for inputs, targets in batches(images, config, spec, crop, epoch):
+            x = torch.from_numpy(inputs).to(device)
+            y = torch.from_numpy(targets).to(device)
+            loss = reconstruction_loss(model(x), y, config.loss, config.ssim_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if time.monotonic() - started > budget:
+                out_of_time = True
+                break
+        scheduler.step()
+        val = validation_loss(model, validation, config, device)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_start,
+                        "complete": not out_of_time})
+        if val < best_val:
+            best_val, best_epoch = val, epoch + 1
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            patience_left = config.early_stopping_patience
+        else:
+            patience_left -= 1
+        progress.set_postfix(train=f"{history[-1]['train_loss']:.5f}", val=f"{val:.5f}")
+        state.update({
+            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "best_state": best_state, "optimizer_state": optimizer.state_dict(),
+            "scheduler_state": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+            "best_val_loss": best_val, "best_epoch": best_epoch,
+            "train_seconds": train_seconds_before + time.monotonic() - started, "stopped_reason": "in progress",
+        })
+        save_checkpoint(state, work / "checkpoint.pt")
+        if out_of_time:
+            stopped = "time budget"
+            break
+        if patience_left <= 0:
+            stopped = "early stopping"
+            break
+    progress.close()
+    if "epoch" not in state:
+        raise ConfigError(f"max_minutes={config.max_minutes} left no time for a single epoch")
+    state["stopped_reason"] = stopped
+    state["train_seconds"] = train_seconds_before + time.monotonic() - started
+    metrics = write_bundle(state, Path(out), calibration_images=images.holdout)
+    shutil.rmtree(work, ignore_errors=True)
+    return metrics
