@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: operator queue, board review, line overview, QA thresholds."""

@@ -1,0 +1,131 @@
+"""Operator view: one board's image, heatmap, regions, score, and the review form."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from deploy.dashboard import actions, images
+from deploy.dashboard.context import BOARD_KEY, FLASH_KEY, DashboardSettings, current_user, go_to, open_board, store
+from inspector.errors import InspectorError
+from inspector.store import InspectionRecord, Store
+from inspector.store.dashboard_queries import next_unreviewed
+
+
+def _board_id() -> int | None:
+    # ?board=<id> lets an operator share or bookmark a board; a click in the queue sets the state.
+    raw = st.query_params.get("board")
+    if raw is not None and raw.isdigit():
+        st.session_state[BOARD_KEY] = int(raw)
+    return st.session_state.get(BOARD_KEY)
+
+
+def _pictures(settings: DashboardSettings, record: InspectionRecord) -> None:
+    try:
+        board = images.read_colour(settings.resolve(record.image_path), "board image")
+    except images.MissingImage as exc:
+        st.warning(str(exc))
+        board = None
+    left, right = st.columns(2)
+    if board is not None:
+        left.image(images.to_rgb(images.draw_regions(board, record.regions)),
+                   caption="Board with numbered regions", width="stretch")
+    opacity = right.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="heatmap_opacity")
+    try:
+        heatmap = images.read_colour(settings.resolve(record.heatmap_path), "heatmap")
+    except images.MissingImage as exc:
+        heatmap = None
+        right.warning(str(exc))
+    if heatmap is not None and board is not None:
+        right.image(images.to_rgb(images.draw_regions(images.blend(board, heatmap, opacity), record.regions)),
+                    caption="Heatmap over the board", width="stretch")
+    elif record.overlay_path:
+        try:
+            right.image(images.to_rgb(images.read_colour(settings.resolve(record.overlay_path), "overlay")),
+                        caption="Stored overlay", width="stretch")
+        except images.MissingImage as exc:
+            right.warning(str(exc))
+
+
+def _facts(record: InspectionRecord) -> None:
+    score, threshold = record.score, record.threshold
+    cells = st.columns(4)
+    cells[0].metric("Verdict", record.verdict.upper())
+    cells[1].metric("Score", "-" if score is None else f"{score:.4f}",
+                    delta=None if score is None or threshold is None else f"{score - threshold:+.4f} vs threshold",
+                    delta_color="inverse")
+    cells[2].metric("Threshold", "-" if threshold is None else f"{threshold:.4f}")
+    cells[3].metric("Threshold version",
+                    "bundle calibration" if record.threshold_version is None else f"v{record.threshold_version}")
+    st.caption(f"Station {record.station} · {record.created_at.astimezone():%Y-%m-%d %H:%M:%S} · "
+               f"image {record.source_name or record.source_path or '-'} · model {record.model_hash[:16]}")
+    if record.error:
+        st.error(record.error)
+
+
+def _regions(record: InspectionRecord) -> None:
+    st.subheader(f"Regions ({len(record.regions)})")
+    if not record.regions:
+        st.write("No region above the pixel threshold.")
+        return
+    st.dataframe(pd.DataFrame([{
+        "#": number, "x1": r["bbox"][0], "y1": r["bbox"][1], "x2": r["bbox"][2], "y2": r["bbox"][3],
+        "area (px)": r.get("area"), "peak": round(float(r.get("peak", 0.0)), 4),
+        "mean": round(float(r.get("mean", 0.0)), 4),
+    } for number, r in enumerate(record.regions, start=1)]), hide_index=True, width="stretch")
+
+
+def _review_form(results: Store, record: InspectionRecord) -> None:
+    history = results.reviews_for(record.id)
+    if history:
+        st.dataframe(pd.DataFrame([{
+            "when": r.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"), "who": r.operator,
+            "decision": r.decision, "defect type": r.defect_type, "comment": r.comment,
+        } for r in history]), hide_index=True, width="stretch")
+    with st.form(f"review-{record.id}", clear_on_submit=True):
+        defect_type = st.selectbox("Defect type", actions.DEFECT_TYPES, key=f"defect_type-{record.id}")
+        comment = st.text_area("Comment", key=f"comment-{record.id}", height=80)
+        confirm_col, dismiss_col = st.columns(2)
+        confirm = confirm_col.form_submit_button("Confirm defect", type="primary", width="stretch")
+        dismiss = dismiss_col.form_submit_button("Dismiss as false alarm", width="stretch")
+    if not (confirm or dismiss):
+        return
+    user = current_user()
+    try:
+        if confirm:
+            actions.confirm_defect(results, user, record.id, defect_type, comment)
+        else:
+            actions.dismiss_false_alarm(results, user, record.id, comment)
+    except InspectorError as exc:
+        st.error(str(exc))
+        return
+    st.session_state[FLASH_KEY] = (f"Board #{record.id} " +
+                                   (f"confirmed as {defect_type}." if confirm else "dismissed as a false alarm."))
+    st.query_params.pop("board", None)
+    following = next_unreviewed(results, after_id=record.id)
+    if following is None:
+        go_to("queue")
+    open_board(following)
+
+
+def board_page(settings: DashboardSettings) -> None:
+    results = store(settings)
+    board_id = _board_id()
+    if board_id is None:
+        st.title("Board")
+        st.info("Open a board from the queue.")
+        following = next_unreviewed(results)
+        if following is not None and st.button("Open the newest unreviewed board", key="open-next"):
+            open_board(following)
+        return
+    record = results.get_inspection(board_id)
+    if record is None:
+        st.title("Board")
+        st.error(f"Board #{board_id} is not in the store.")
+        return
+    st.title(f"Board #{record.id}")
+    _facts(record)
+    _pictures(settings, record)
+    _regions(record)
+    st.subheader("Review")
+    _review_form(results, record)

@@ -1,0 +1,83 @@
+"""`inspector dashboard`: run the Streamlit app in deploy/dashboard/ with this deployment's settings.
+
+The app is a separate script (Streamlit runs it per browser session), so the settings travel in
+environment variables named below; deploy/dashboard/settings.py reads the same names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from inspector.config import DashboardConfig
+from inspector.errors import ConfigError, InspectorError
+
+ENV_DB_URL = "BOARD_INSPECTOR_DB_URL"
+ENV_DATA_DIR = "BOARD_INSPECTOR_DATA_DIR"
+ENV_USERS_FILE = "BOARD_INSPECTOR_USERS_FILE"
+ENV_REFRESH_SECONDS = "BOARD_INSPECTOR_REFRESH_SECONDS"
+
+
+def app_path() -> Path:
+    """deploy/dashboard/app.py, wherever the package is installed."""
+    spec = importlib.util.find_spec("deploy")
+    if spec is None or not spec.submodule_search_locations:
+        raise InspectorError("the deploy package (dashboard app) is not installed with board-inspector")
+    path = Path(next(iter(spec.submodule_search_locations))) / "dashboard" / "app.py"
+    if not path.is_file():
+        raise InspectorError(f"{path}: dashboard app missing from the installation")
+    return path
+
+
+def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that start the dashboard; refuses to start without logins.
+
+    There is deliberately no built-in fallback account: a dashboard that can change thresholds
+    must never come up open. `inspector demo` passes deploy/demo-users.toml explicitly.
+    """
+    if not config.users_file:
+        raise ConfigError("dashboard: no users file given; pass --users FILE (TOML with hashed passwords, "
+                          "see docs/deployment.md; deploy/demo-users.toml holds the demo logins for trials)")
+    from deploy.auth import load_users
+
+    users_path = Path(config.users_file).resolve()
+    load_users(users_path)  # fail here, in one line, rather than on the first login attempt
+    if not 0 < config.port < 65536:
+        raise ConfigError(f"dashboard: port must be 1-65535, got {config.port}")
+    if config.refresh_seconds <= 0:
+        raise ConfigError(f"dashboard: refresh_seconds must be positive, got {config.refresh_seconds}")
+    argv = [
+        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        "--server.address", config.host,
+        "--server.port", str(config.port),
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        # The line PC serves a fixed app; watching its source for edits only costs CPU.
+        "--server.fileWatcherType", "none",
+    ]
+    env = dict(os.environ)
+    env.update({
+        ENV_DB_URL: config.db_url,
+        ENV_DATA_DIR: str(Path(data_dir).resolve()),
+        ENV_USERS_FILE: str(users_path),
+        ENV_REFRESH_SECONDS: str(config.refresh_seconds),
+    })
+    return argv, env
+
+
+def launch(config: DashboardConfig, data_dir: Path) -> None:
+    """Run the dashboard in the foreground until it exits or is interrupted."""
+    if importlib.util.find_spec("streamlit") is None:
+        raise InspectorError("streamlit is not installed; install the dashboard extra: "
+                             "pip install 'board-inspector[dashboard]'")
+    argv, env = streamlit_command(config, data_dir)
+    print(f"dashboard: http://{config.host}:{config.port} (Ctrl+C stops it)", flush=True)
+    try:
+        completed = subprocess.run(argv, env=env, check=False)
+    except KeyboardInterrupt:
+        return
+    if completed.returncode not in (0, -2, 130):
+        raise InspectorError(f"dashboard: streamlit exited with status {completed.returncode}")

@@ -1,0 +1,248 @@
+"""Every dashboard page, run by Streamlit's AppTest against a store seeded through the Store API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from deploy.auth import AccessDenied, User, hash_password
+from deploy.dashboard import actions
+from inspector.dashboard import ENV_DATA_DIR, ENV_DB_URL, ENV_REFRESH_SECONDS, ENV_USERS_FILE
+from inspector.store import Store
+
+APP = Path(__file__).resolve().parent.parent / "deploy" / "dashboard" / "app.py"
+MODEL = "ab" * 32
+PASSWORDS = {"olga": "olga-pass", "quinn": "quinn-pass"}
+
+
+@dataclass
+class Seeded:
+    store: Store
+    data_dir: Path
+    unreviewed: list[int]  # flagged and waiting, newest first
+    confirmed: int
+    dismissed: int
+
+
+def _sha(n: int) -> str:
+    return f"{n:064x}"
+
+
+def _board_files(data_dir: Path, n: int, rng: np.random.Generator) -> tuple[str, str]:
+    """A small board picture and a grayscale heatmap with one hot spot, relative to data_dir."""
+    board = np.full((64, 80, 3), (40, 110, 30), np.uint8)
+    cv2.rectangle(board, (10, 10), (30, 25), (200, 200, 200), -1)
+    board = cv2.add(board, rng.integers(0, 20, board.shape, dtype=np.uint8))
+    heat = np.zeros((64, 80), np.uint8)
+    cv2.circle(heat, (50, 40), 8, 255, -1)
+    (data_dir / "images").mkdir(exist_ok=True)
+    image_rel, heat_rel = f"images/{n}.png", f"images/{n}-heat.png"
+    cv2.imwrite(str(data_dir / image_rel), board)
+    cv2.imwrite(str(data_dir / heat_rel), heat)
+    return image_rel, heat_rel
+
+
+@pytest.fixture()
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Seeded:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    users = tmp_path / "users.toml"
+    users.write_text(
+        f'[users.olga]\nrole = "operator"\npassword = "{hash_password(PASSWORDS["olga"])}"\n'
+        f'[users.quinn]\nrole = "qa"\npassword = "{hash_password(PASSWORDS["quinn"])}"\n')
+    store = Store.open(data_dir)
+    store.register_model(MODEL, "bundles/tiny", {"architecture": "test"})
+    store.set_station_state("line-1", "running", last_image="board-39.png")
+    store.set_station_state("line-2", "camera_down")
+    store.add_threshold_version(MODEL, 1.0, None, "calibration", "initial calibration")
+    rng = np.random.default_rng(0)
+    start = datetime.now(timezone.utc) - timedelta(hours=3)
+    ids: dict[str, list[int]] = {"pass": [], "fail": []}
+    for n in range(40):
+        flagged = n % 5 == 4  # 8 flagged boards among 40
+        score = float(rng.uniform(1.2, 2.0) if flagged else rng.uniform(0.3, 0.95))
+        image_rel, heat_rel = _board_files(data_dir, n, rng)
+        inspection_id = store.record_inspection(
+            station="line-1", input_sha256=_sha(n), model_hash=MODEL, verdict="fail" if flagged else "pass",
+            source_name=f"board-{n}.png", score=score, threshold=1.0,
+            regions=[{"bbox": [42, 32, 58, 48], "area": 201, "peak": score, "mean": score / 2,
+                      "centroid": [50.0, 40.0]}] if flagged else [],
+            image_path=image_rel, heatmap_path=heat_rel, threshold_version=1,
+            created_at=start + timedelta(minutes=4 * n),
+        )
+        ids["fail" if flagged else "pass"].append(inspection_id)
+    flagged_ids = ids["fail"]  # oldest first
+    for inspection_id in flagged_ids[:3]:
+        store.add_review(inspection_id, "olga", "confirm", "short", "bridge between pads")
+    store.add_review(flagged_ids[3], "olga", "dismiss", "", "dust")
+    for name, value in ((ENV_DB_URL, ""), (ENV_DATA_DIR, str(data_dir)), (ENV_USERS_FILE, str(users)),
+                        (ENV_REFRESH_SECONDS, "0.5")):
+        monkeypatch.setenv(name, value)
+    yield Seeded(store, data_dir, unreviewed=list(reversed(flagged_ids[4:])), confirmed=flagged_ids[0],
+                 dismissed=flagged_ids[3])
+    store.close()
+
+
+def _logged_in(name: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    at.text_input(key="login_user").input(name)
+    at.text_input(key="login_password").input(PASSWORDS[name])
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for e in (*at.markdown, *at.caption, *at.title, *at.subheader, *at.success, *at.error,
+                               *at.info, *at.warning)]
+    parts += [f"{m.label}={m.value}" for m in at.metric]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_login_is_required_and_wrong_password_refused(seeded: Seeded) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert [t.value for t in at.title] == ["board-inspector"]
+    assert not at.get("button_group") and not at.dataframe  # nothing from the store before login
+    at.text_input(key="login_user").input("olga")
+    at.text_input(key="login_password").input("wrong")
+    at.button[0].click().run()
+    assert any("wrong password" in e.value for e in at.error)
+    assert "user" not in at.session_state
+
+
+def test_missing_users_file_stops_with_a_clear_message(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    monkeypatch.setenv(ENV_USERS_FILE, str(tmp_path / "nope.toml"))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert any("cannot start" in e.value and "nope.toml" in e.value for e in at.error)
+    assert not at.text_input
+
+
+def test_queue_lists_unreviewed_flagged_boards_newest_first_with_stations(seeded: Seeded) -> None:
+    at = _logged_in("olga")
+    open_keys = [b.key for b in at.button if b.key and b.key.startswith("open-")]
+    assert open_keys == [f"open-{i}" for i in seeded.unreviewed]
+    stations = at.dataframe[0].value
+    assert list(stations["station"]) == ["line-1", "line-2"]
+    assert list(stations["state"]) == ["running", "camera down"]
+    assert "4 flagged boards waiting for review" in _texts(at)
+
+    at.toggle(key="queue_include_reviewed").set_value(True).run()
+    open_keys = [b.key for b in at.button if b.key and b.key.startswith("open-")]
+    assert f"open-{seeded.confirmed}" in open_keys and len(open_keys) == 8
+
+
+def test_operator_confirms_a_board_and_moves_to_the_next(seeded: Seeded) -> None:
+    at = _logged_in("olga")
+    first, second = seeded.unreviewed[0], seeded.unreviewed[1]
+    at.button(key=f"open-{first}").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == f"Board #{first}"
+    assert len(at.get("image")) == 2  # the board with regions, and the heatmap blend
+    regions = at.dataframe[0].value
+    assert list(regions["x1"]) == [42] and list(regions["area (px)"]) == [201]
+    text = _texts(at)
+    assert "Threshold version=v1" in text and MODEL[:16] in text
+
+    at.slider(key="heatmap_opacity").set_value(0.8).run()
+    assert not at.exception
+    at.selectbox(key=f"defect_type-{first}").set_value("solder bridge")
+    at.text_area(key=f"comment-{first}").input("bridge on U3")
+    next(b for b in at.button if b.label == "Confirm defect").click().run()
+    assert not at.exception, at.exception
+
+    reviews = seeded.store.reviews_for(first)
+    assert [(r.operator, r.decision, r.defect_type, r.comment) for r in reviews] == [
+        ("olga", "confirm", "solder bridge", "bridge on U3")]
+    assert at.title[0].value == f"Board #{second}"
+    assert f"Board #{first} confirmed as solder bridge." in _texts(at)
+
+
+def test_operator_dismisses_a_false_alarm(seeded: Seeded) -> None:
+    at = _logged_in("olga")
+    board = seeded.unreviewed[-1]
+    at.button(key=f"open-{board}").click().run()
+    next(b for b in at.button if b.label == "Dismiss as false alarm").click().run()
+    assert not at.exception, at.exception
+    assert [(r.operator, r.decision) for r in seeded.store.reviews_for(board)] == [("olga", "dismiss")]
+
+
+def test_line_overview_counts_boards_and_defect_types(seeded: Seeded) -> None:
+    at = _logged_in("olga")
+    at.switch_page("views/overview.py").run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Boards"] == "40"
+    assert metrics["Flag rate"] == "20.0%"
+    assert metrics["Confirmed defects"] == "3"
+    assert metrics["Waiting for review"] == "4"
+
+
+def test_operator_has_no_qa_page_and_cannot_write_thresholds(seeded: Seeded) -> None:
+    at = _logged_in("olga")
+    with pytest.raises(ValueError):
+        at.switch_page("views/qa.py").run()
+    operator = User("olga", "operator")
+    with pytest.raises(AccessDenied):
+        actions.save_threshold(seeded.store, operator, MODEL, 1.5, "looks better")
+    with pytest.raises(AccessDenied):
+        actions.save_threshold(seeded.store, None, MODEL, 1.5, "looks better")
+    assert [v.version for v in seeded.store.threshold_history(MODEL)] == [1]
+
+
+def test_qa_previews_and_saves_a_threshold_version(seeded: Seeded) -> None:
+    at = _logged_in("quinn")
+    at.switch_page("views/qa.py").run()
+    assert not at.exception, at.exception
+    assert "Current threshold 1.0000" in _texts(at)
+    at.slider(key="qa_threshold").set_value(1.5).run()
+    records = seeded.store.list_inspections(limit=100)
+    reviews = {r.inspection_id: r.decision for r in seeded.store.reviews_for()}
+    flagged = sum(r.score > 1.5 for r in records)
+    missed = sum(r.score <= 1.5 for r in records if reviews.get(r.id) == "confirm")
+    assert f"Of the last 40 boards, {flagged} would be flagged; {missed} of 3 confirmed defects would be missed" \
+        in _texts(at)
+
+    # An empty reason is refused and nothing is written.
+    next(b for b in at.button if b.label == "Save as new threshold version").click().run()
+    assert any("reason is required" in e.value for e in at.error)
+    assert [v.version for v in seeded.store.threshold_history(MODEL)] == [1]
+
+    at.slider(key="qa_threshold").set_value(1.5).run()
+    at.text_area(key="qa_reason").input("fewer false alarms on line 1")
+    next(b for b in at.button if b.label == "Save as new threshold version").click().run()
+    assert not at.exception, at.exception
+    current = seeded.store.current_threshold(MODEL)
+    assert current is not None and current.version == 2 and current.author == "quinn"
+    assert current.image_threshold == pytest.approx(1.5) and current.previous_image_threshold == 1.0
+    assert current.reason == "fewer false alarms on line 1"
+    assert list(at.dataframe[-1].value["version"]) == [2, 1]
+
+
+def test_qa_chooses_by_false_alarm_rate_and_restores_an_old_version(seeded: Seeded) -> None:
+    at = _logged_in("quinn")
+    at.switch_page("views/qa.py").run()
+    at.radio(key="qa_method").set_value("target false-alarm rate").run()
+    at.number_input(key="qa_far").set_value(0.0).run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    # At 0 % false alarms the threshold sits on the highest good score: the dismissed board
+    # (a good board that was flagged) is above every passed one, so nothing good is flagged.
+    assert metrics["False alarms"] == "0 of 33"
+
+    seeded.store.add_threshold_version(MODEL, 1.7, None, "quinn", "trial")
+    at.run()
+    at.selectbox(key="qa_restore_version").set_value(1)
+    at.text_input(key="qa_restore_reason").input("trial over")
+    next(b for b in at.button if b.label == "Restore as new version").click().run()
+    assert not at.exception, at.exception
+    history = seeded.store.threshold_history(MODEL)
+    assert [(v.version, v.image_threshold) for v in history] == [(1, 1.0), (2, 1.7), (3, 1.0)]
+    assert history[-1].reason == "restore version 1: trial over" and history[-1].previous_image_threshold == 1.7
