@@ -1,0 +1,151 @@
+"""One board as the line camera sees it, optionally with one defect and its exact mask.
+
+Every random choice for a board comes from its own seed key, split into independent streams
+(part placement, camera, defect), so the same board can be rendered with and without its defect
+and differ only where the defect is. The mask is the set of output pixels the defect changes
+before blur and sensor noise, dilated by one pixel to cover the blur.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from inspector.synth.defects import DEFECT_TYPES, SIZE_CLASSES, DefectPlan, plan_defect
+from inspector.synth.draw import Canvas, Placement, bare_board, draw_components
+from inspector.synth.layout import BOARD_UNITS, DESIGN_SEED, board_design
+
+MASK_THRESHOLD = 12  # grey levels (any channel) a defect must change a pixel by to be in the mask
+MIN_MASK_AREA = 3  # pixels; a planned defect that changes less is re-planned
+SUPERSAMPLE_UP_TO = 640  # images up to this side are drawn at 2x and downscaled (cleaner small parts)
+
+
+@dataclass
+class RenderedBoard:
+    image: np.ndarray  # uint8 HxWx3 BGR
+    mask: np.ndarray | None  # uint8 HxW 0/255 for a defective board, else None
+    defect: str | None
+    size_class: str | None = None
+    bbox: tuple[int, int, int, int] | None = None  # x, y, width, height of the mask
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CameraShot:
+    """Per-board line variation of the fixtured camera."""
+
+    shift: tuple[float, float]
+    angle: float
+    gain: float
+    offset: float
+    gradient: tuple[float, float]
+    vignette: float
+    blur_sigma: float
+    noise_std: float
+
+
+def _placements(rng: np.random.Generator, out_unit: float) -> dict[str, Placement]:
+    """Pick-and-place tolerance: about a third of a pixel, capped at 1.5 px, and a fraction of a degree."""
+    placements = {}
+    for comp in board_design(DESIGN_SEED).components:
+        dx, dy = np.clip(rng.normal(0.0, 0.4, 2), -1.5, 1.5) / out_unit
+        dangle = float(np.clip(rng.normal(0.0, 0.35), -1.0, 1.0))
+        placements[comp.ref] = Placement(float(dx), float(dy), dangle)
+    return placements
+
+
+def _camera_shot(rng: np.random.Generator, width: int, height: int) -> CameraShot:
+    reach = max(1.5, 3.0 * min(width, height) / 384)  # "a few pixels" of fixture play, scaled with size
+    return CameraShot(
+        shift=(float(rng.uniform(-reach, reach)), float(rng.uniform(-reach, reach))),
+        angle=float(rng.uniform(-0.7, 0.7)),
+        gain=float(rng.uniform(0.9, 1.1)),
+        offset=float(rng.uniform(-10, 10)),
+        gradient=(float(rng.uniform(-0.12, 0.12)), float(rng.uniform(-0.12, 0.12))),
+        vignette=float(rng.uniform(0.05, 0.18)),
+        blur_sigma=float(rng.uniform(0.35, 0.75)),
+        noise_std=float(rng.uniform(0.7, 1.5)),
+    )
+
+
+def _draw(width: int, height: int, placements: dict, plan: DefectPlan | None) -> np.ndarray:
+    canvas = Canvas(width, height)
+    board, _ = bare_board(width, height)
+    image = board.copy()
+    if plan is not None:
+        placements = {**placements, **plan.placements}
+    draw_components(image, canvas, board_design(DESIGN_SEED), placements)
+    if plan is not None and plan.paint is not None:
+        plan.paint(image, canvas)
+    return image
+
+
+def _optics(drawn: np.ndarray, width: int, height: int, shot: CameraShot) -> np.ndarray:
+    """Downscale to the sensor and apply the fixture's shift and rotation (uint8 in, float32 out)."""
+    if drawn.shape[1] != width or drawn.shape[0] != height:
+        drawn = cv2.resize(drawn, (width, height), interpolation=cv2.INTER_AREA)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), shot.angle, 1.0)
+    matrix[:, 2] += shot.shift
+    return cv2.warpAffine(drawn.astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _sensor(image: np.ndarray, shot: CameraShot, rng: np.random.Generator) -> np.ndarray:
+    """Lighting gradient, exposure, lens blur and sensor noise -> uint8."""
+    height, width = image.shape[:2]
+    ys = (np.arange(height, dtype=np.float32) / max(1, height - 1) - 0.5)[:, None]
+    xs = (np.arange(width, dtype=np.float32) / max(1, width - 1) - 0.5)[None, :]
+    light = shot.gain * (1 + shot.gradient[0] * xs + shot.gradient[1] * ys - shot.vignette * (xs * xs + ys * ys))
+    lit = image * light[..., None] + shot.offset
+    lit = cv2.GaussianBlur(lit, (0, 0), shot.blur_sigma)
+    # demosaiced sensor noise is mostly shared by the three channels, with a little colour noise
+    shared = rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(shot.noise_std)
+    colour = rng.standard_normal(lit.shape, dtype=np.float32) * np.float32(shot.noise_std * 0.35)
+    lit += shared + colour
+    return np.clip(np.rint(lit), 0, 255).astype(np.uint8)
+
+
+def render_board(size: tuple[int, int], key: Sequence[int], defect: str | None = None, *,
+                 size_class: str | None = None, with_defect: bool = True) -> RenderedBoard:
+    """Render board `key` (e.g. (seed, split, index)) at `size` = (width, height).
+
+    With `defect`, the board carries one defect of that type (size class drawn from the key unless
+    given) and its mask; `with_defect=False` renders the very same board without it (for checks).
+    """
+    width, height = size
+    if defect is not None and defect not in DEFECT_TYPES:
+        raise ValueError(f"unknown defect type {defect!r}; known: {', '.join(DEFECT_TYPES)}")
+    if size_class is not None and size_class not in SIZE_CLASSES:
+        raise ValueError(f"unknown size class {size_class!r}; known: {', '.join(SIZE_CLASSES)}")
+    placement_seq, camera_seq, noise_seq, defect_seq = np.random.SeedSequence(list(key)).spawn(4)
+    factor = 2 if max(width, height) <= SUPERSAMPLE_UP_TO else 1
+    draw_w, draw_h = width * factor, height * factor
+    out_unit = min(width, height) / BOARD_UNITS
+    placements = _placements(np.random.default_rng(placement_seq), out_unit)
+    shot = _camera_shot(np.random.default_rng(camera_seq), width, height)
+    clean = _optics(_draw(draw_w, draw_h, placements, None), width, height, shot)
+    if defect is None:
+        return RenderedBoard(_sensor(clean, shot, np.random.default_rng(noise_seq)), None, None)
+
+    defect_rng = np.random.default_rng(defect_seq)
+    chosen_class = size_class or SIZE_CLASSES[int(defect_rng.integers(len(SIZE_CLASSES)))]
+    for attempt in range(12):
+        if attempt == 6 and chosen_class != SIZE_CLASSES[-1]:
+            # a few pixels is below what some boards can show (a tiny break under blur): go one size up
+            chosen_class = SIZE_CLASSES[SIZE_CLASSES.index(chosen_class) + 1]
+        plan = plan_defect(defect, board_design(DESIGN_SEED), defect_rng, chosen_class, out_unit, placements)
+        changed = _optics(_draw(draw_w, draw_h, placements, plan), width, height, shot)
+        mask = (np.abs(changed - clean).max(axis=2) > MASK_THRESHOLD).astype(np.uint8) * 255
+        if cv2.countNonZero(mask) >= MIN_MASK_AREA:
+            break
+    else:
+        raise RuntimeError(f"could not place a visible {defect} defect on board {tuple(key)}")
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    x, y, w, h = cv2.boundingRect(mask)
+    shown = changed if with_defect else clean
+    image = _sensor(shown, shot, np.random.default_rng(noise_seq))
+    return RenderedBoard(image, mask, defect, chosen_class, (int(x), int(y), int(w), int(h)),
+                         {**plan.detail, "mask_area": int(cv2.countNonZero(mask))})
