@@ -35,16 +35,18 @@ def _sha(n: int) -> str:
 
 
 def _board_files(data_dir: Path, n: int, rng: np.random.Generator) -> tuple[str, str]:
-    """A small board picture and a grayscale heatmap with one hot spot, relative to data_dir."""
+    """A small board picture, a grayscale heatmap with one hot spot and a reconstruction (paths
+    relative to data_dir, named like the runner names them)."""
     board = np.full((64, 80, 3), (40, 110, 30), np.uint8)
     cv2.rectangle(board, (10, 10), (30, 25), (200, 200, 200), -1)
     board = cv2.add(board, rng.integers(0, 20, board.shape, dtype=np.uint8))
     heat = np.zeros((64, 80), np.uint8)
     cv2.circle(heat, (50, 40), 8, 255, -1)
     (data_dir / "images").mkdir(exist_ok=True)
-    image_rel, heat_rel = f"images/{n}.png", f"images/{n}-heat.png"
+    image_rel, heat_rel = f"images/{n}.png", f"images/{n}.heatmap.png"
     cv2.imwrite(str(data_dir / image_rel), board)
     cv2.imwrite(str(data_dir / heat_rel), heat)
+    cv2.imwrite(str(data_dir / f"images/{n}.reconstruction.png"), cv2.GaussianBlur(board, (5, 5), 0))
     return image_rel, heat_rel
 
 
@@ -145,7 +147,7 @@ def test_operator_confirms_a_board_and_moves_to_the_next(seeded: Seeded) -> None
     at.button(key=f"open-{first}").click().run()
     assert not at.exception, at.exception
     assert at.title[0].value == f"Board #{first}"
-    assert len(at.get("image")) == 2  # the board with regions, and the heatmap blend
+    assert len(at.get("image")) == 3  # the board with regions, the heatmap blend, the reconstruction
     regions = at.dataframe[0].value
     assert list(regions["x1"]) == [42] and list(regions["area (px)"]) == [201]
     text = _texts(at)
@@ -205,8 +207,8 @@ def test_qa_previews_and_saves_a_threshold_version(seeded: Seeded) -> None:
     at.slider(key="qa_threshold").set_value(1.5).run()
     records = seeded.store.list_inspections(limit=100)
     reviews = {r.inspection_id: r.decision for r in seeded.store.reviews_for()}
-    flagged = sum(r.score > 1.5 for r in records)
-    missed = sum(r.score <= 1.5 for r in records if reviews.get(r.id) == "confirm")
+    flagged = sum(r.score >= 1.5 for r in records)
+    missed = sum(r.score < 1.5 for r in records if reviews.get(r.id) == "confirm")
     assert f"Of the last 40 boards, {flagged} would be flagged; {missed} of 3 confirmed defects would be missed" \
         in _texts(at)
 
@@ -246,3 +248,22 @@ def test_qa_chooses_by_false_alarm_rate_and_restores_an_old_version(seeded: Seed
     history = seeded.store.threshold_history(MODEL)
     assert [(v.version, v.image_threshold) for v in history] == [(1, 1.0), (2, 1.7), (3, 1.0)]
     assert history[-1].reason == "restore version 1: trial over" and history[-1].previous_image_threshold == 1.7
+
+
+def test_board_with_a_vanished_image_says_which_file(seeded: Seeded) -> None:
+    board = seeded.unreviewed[0]
+    record = seeded.store.get_inspection(board)
+    (seeded.data_dir / record.image_path).unlink()
+    at = _logged_in("olga")
+    at.button(key=f"open-{board}").click().run()
+    assert not at.exception, at.exception
+    assert any(record.image_path in w.value and "missing" in w.value for w in at.warning)
+    assert next(b for b in at.button if b.label == "Confirm defect")  # still reviewable
+
+
+def test_unknown_board_in_the_address_is_reported(seeded: Seeded) -> None:
+    at = _logged_in("olga")
+    at.query_params["board"] = "9999"
+    at.switch_page("views/board.py").run()
+    assert not at.exception, at.exception
+    assert any("Board #9999 is not in the store" in e.value for e in at.error)

@@ -121,7 +121,7 @@ def _frame(passed: list[float], dismissed: list[float], confirmed: list[float], 
 def test_history_groups_and_preview_counts() -> None:
     frame = _frame([0.1, 0.2, 0.3, 0.4], [1.1], [1.5, 2.5], [3.0])
     assert list(frame["group"]) == ["passed"] * 4 + ["dismissed", "confirmed", "confirmed", "unreviewed"]
-    result = analysis.preview(frame, 2.0)
+    result = analysis.preview(frame, 2.5)  # 2.5 itself is flagged (score >= threshold)
     assert (result.boards, result.flagged, result.confirmed_defects, result.missed_defects,
             result.good_boards, result.false_alarms) == (8, 2, 2, 1, 5, 0)
     assert result.sentence().startswith("Of the last 8 boards, 2 would be flagged; 1 of 2 confirmed defects")
@@ -130,8 +130,8 @@ def test_history_groups_and_preview_counts() -> None:
 def test_threshold_for_false_alarm_rate_flags_at_most_that_share() -> None:
     good = np.arange(1, 101, dtype=float)  # 100 good boards scored 1..100
     threshold = analysis.threshold_for_false_alarm_rate(good, 0.05)
-    assert np.sum(good > threshold) == 5 and threshold == 95.0
-    assert np.sum(good > analysis.threshold_for_false_alarm_rate(good, 0.0)) == 0
+    assert np.sum(analysis.flags(good, threshold)) == 5 and threshold == pytest.approx(95.0)
+    assert np.sum(analysis.flags(good, analysis.threshold_for_false_alarm_rate(good, 0.0))) == 0
     with pytest.raises(ValueError, match="no good boards"):
         analysis.threshold_for_false_alarm_rate(np.array([]), 0.1)
 
@@ -139,8 +139,8 @@ def test_threshold_for_false_alarm_rate_flags_at_most_that_share() -> None:
 def test_threshold_for_miss_rate_misses_at_most_that_share() -> None:
     defects = np.array([2.0, 3.0, 4.0, 5.0])
     threshold = analysis.threshold_for_miss_rate(defects, 0.25)
-    assert np.sum(defects <= threshold) == 1 and threshold < 3.0
-    assert np.sum(defects <= analysis.threshold_for_miss_rate(defects, 0.0)) == 0
+    assert np.sum(~analysis.flags(defects, threshold)) == 1 and threshold == 3.0
+    assert np.sum(~analysis.flags(defects, analysis.threshold_for_miss_rate(defects, 0.0))) == 0
 
 
 def test_curves_need_both_classes_and_separate_perfectly_separable_scores() -> None:

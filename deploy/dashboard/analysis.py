@@ -1,8 +1,9 @@
 """Numbers behind the dashboard: labelled history, threshold choice, preview, ROC/PR, line rates.
 
 Pure functions over pandas frames (no Streamlit, no store), so the QA arithmetic is tested
-directly. A board is flagged when its score is strictly above the threshold (`flags`), the same
-rule as the engine's verdict.
+directly. A board is flagged when its score reaches the threshold (`flags`, score >= threshold),
+the engine's rule (inspector.scoring.decide_verdict). The engine also fails a board whose regions
+pass the pixel threshold whatever its image score; the preview judges by image score only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ HISTORY_COLUMNS = ["id", "created_at", "station", "score", "threshold", "verdict
 
 
 def flags(scores: np.ndarray | float, threshold: float) -> np.ndarray | bool:
-    return np.asarray(scores) > threshold
+    return np.asarray(scores) >= threshold
 
 
 def history_frame(inspections: Iterable[Any], latest_reviews: Mapping[int, Any]) -> pd.DataFrame:
@@ -67,8 +68,8 @@ def threshold_for_false_alarm_rate(good_scores: np.ndarray, rate: float) -> floa
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"false-alarm rate must be in [0, 1), got {rate}")
     allowed = int(np.floor(rate * good.size))
-    # Everything strictly above good[n - allowed - 1] is flagged: at most `allowed` boards.
-    return float(good[good.size - allowed - 1])
+    # Just above good[n - allowed - 1], only the `allowed` highest good boards reach the threshold.
+    return float(np.nextafter(good[good.size - allowed - 1], np.inf))
 
 
 def threshold_for_miss_rate(defect_scores: np.ndarray, rate: float) -> float:
@@ -79,9 +80,9 @@ def threshold_for_miss_rate(defect_scores: np.ndarray, rate: float) -> float:
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"miss rate must be in [0, 1), got {rate}")
     allowed = int(np.floor(rate * defects.size))
-    # A defect is missed when its score is <= threshold; just below defects[allowed] misses
-    # only the `allowed` lowest ones (fewer with ties).
-    return float(np.nextafter(defects[allowed], -np.inf))
+    # A defect is missed when its score is below the threshold; at defects[allowed] only the
+    # `allowed` lowest ones are (fewer with ties).
+    return float(defects[allowed])
 
 
 @dataclass(frozen=True)

@@ -21,30 +21,30 @@ def _board_id() -> int | None:
 
 
 def _pictures(settings: DashboardSettings, record: InspectionRecord) -> None:
+    left, right = st.columns(2)
     try:
         board = images.read_colour(settings.resolve(record.image_path), "board image")
-    except images.MissingImage as exc:
-        st.warning(str(exc))
-        board = None
-    left, right = st.columns(2)
-    if board is not None:
         left.image(images.to_rgb(images.draw_regions(board, record.regions)),
                    caption="Board with numbered regions", width="stretch")
+    except images.MissingImage as exc:
+        left.warning(str(exc))
+        board = None
     opacity = right.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="heatmap_opacity")
     try:
         heatmap = images.read_colour(settings.resolve(record.heatmap_path), "heatmap")
+        shown = heatmap if board is None else images.draw_regions(images.blend(board, heatmap, opacity),
+                                                                  record.regions)
+        right.image(images.to_rgb(shown), caption="Heatmap over the board", width="stretch")
     except images.MissingImage as exc:
-        heatmap = None
         right.warning(str(exc))
-    if heatmap is not None and board is not None:
-        right.image(images.to_rgb(images.draw_regions(images.blend(board, heatmap, opacity), record.regions)),
-                    caption="Heatmap over the board", width="stretch")
-    elif record.overlay_path:
-        try:
-            right.image(images.to_rgb(images.read_colour(settings.resolve(record.overlay_path), "overlay")),
-                        caption="Stored overlay", width="stretch")
-        except images.MissingImage as exc:
-            right.warning(str(exc))
+    if record.heatmap_path:
+        rebuilt = images.reconstruction_beside(settings.resolve(record.heatmap_path))
+        if rebuilt is not None:
+            with st.expander("Reconstruction (what the model expected to see)"):
+                try:
+                    st.image(images.to_rgb(images.read_colour(rebuilt, "reconstruction")), width="stretch")
+                except images.MissingImage as exc:
+                    st.warning(str(exc))
 
 
 def _facts(record: InspectionRecord) -> None:

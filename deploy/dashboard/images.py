@@ -16,6 +16,19 @@ import numpy as np
 REGION_COLOUR = (0, 0, 255)  # red in BGR: visible on both green boards and the blue end of JET
 
 
+HEATMAP_SUFFIX = ".heatmap.png"
+RECONSTRUCTION_SUFFIX = ".reconstruction.png"
+
+
+def reconstruction_beside(heatmap_path: Path) -> Path | None:
+    """The runner writes `<stem>.reconstruction.png` beside `<stem>.heatmap.png` when
+    inspect.save_reconstruction is on; the store has no column for it."""
+    if not heatmap_path.name.endswith(HEATMAP_SUFFIX):
+        return None
+    candidate = heatmap_path.with_name(heatmap_path.name[: -len(HEATMAP_SUFFIX)] + RECONSTRUCTION_SUFFIX)
+    return candidate if candidate.is_file() else None
+
+
 class MissingImage(Exception):
     """A stored file is gone or unreadable; the message names it (shown to the operator)."""
 
