@@ -13,7 +13,7 @@ from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STATION_STATES = ("running", "stopped", "camera_down")
-EVENT_KINDS = ("start", "stop", "camera_down", "camera_up", "error", "quarantine", "hook_failed")
+EVENT_KINDS = ("start", "stop", "camera_down", "camera_up", "error", "quarantine")
 REVIEW_DECISIONS = ("confirm", "dismiss")
 VERDICTS = ("pass", "fail", "review", "error")
 FLAGGED_VERDICTS = ("fail", "review")

@@ -1,0 +1,229 @@
+"""What the line sees of each verdict: a JSON line, a hook command, and `/healthz` + `/metrics`.
+
+The folder runner and the camera feed share this; nothing here may stop the inspection loop: a
+failing hook becomes an `error` event, a broken stdout pipe is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TextIO
+
+log = logging.getLogger(__name__)
+
+HOOK_TIMEOUT_SECONDS = 5.0
+LATENCY_WINDOW = 1000  # latencies kept for the summary quantiles
+RATE_WINDOW_SECONDS = 60.0
+
+
+class Metrics:
+    """Counters and gauges of one inspection loop (thread-safe: the HTTP thread reads them)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.started = clock()
+        self.processed = 0
+        self.flagged = 0
+        self.errors = 0
+        self.queue_depth = 0
+        self.camera_up: bool | None = None  # None: not a camera feed
+        self.last_tick = clock()
+        self.alive = True
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self._latency_sum = 0.0
+        self._latency_count = 0
+        self._done_times: deque[float] = deque()
+
+    def tick(self) -> None:
+        """The loop is alive (called every iteration, busy or idle)."""
+        with self._lock:
+            self.last_tick = self._clock()
+
+    def observe(self, verdict: str, latency_s: float) -> None:
+        with self._lock:
+            now = self._clock()
+            self.processed += 1
+            if verdict in ("fail", "review"):
+                self.flagged += 1
+            self._latencies.append(latency_s)
+            self._latency_sum += latency_s
+            self._latency_count += 1
+            self._done_times.append(now)
+            self._trim(now)
+
+    def error(self) -> None:
+        with self._lock:
+            self.errors += 1
+
+    def set_queue_depth(self, depth: int) -> None:
+        with self._lock:
+            self.queue_depth = depth
+
+    def set_camera_up(self, up: bool) -> None:
+        with self._lock:
+            self.camera_up = up
+
+    def _trim(self, now: float) -> None:
+        while self._done_times and now - self._done_times[0] > RATE_WINDOW_SECONDS:
+            self._done_times.popleft()
+
+    def rate(self) -> float:
+        """Images per second over the last minute (or since start, if younger)."""
+        with self._lock:
+            now = self._clock()
+            self._trim(now)
+            span = min(RATE_WINDOW_SECONDS, max(now - self.started, 1e-6))
+            return len(self._done_times) / span
+
+    def healthy(self, stale_after_s: float) -> bool:
+        with self._lock:
+            return self.alive and self._clock() - self.last_tick <= stale_after_s
+
+    def status(self, stale_after_s: float) -> dict[str, Any]:
+        healthy = self.healthy(stale_after_s)
+        rate = self.rate()
+        with self._lock:
+            return {
+                "status": "ok" if healthy else "unhealthy",
+                "alive": self.alive,
+                "seconds_since_tick": round(self._clock() - self.last_tick, 3),
+                "processed": self.processed,
+                "flagged": self.flagged,
+                "errors": self.errors,
+                "queue_depth": self.queue_depth,
+                "camera_up": self.camera_up,
+                "images_per_second": round(rate, 3),
+            }
+
+    def prometheus(self) -> str:
+        """The Prometheus text exposition format (version 0.0.4)."""
+        with self._lock:
+            ordered = sorted(self._latencies)
+            lines = [
+                "# HELP inspector_images_processed_total Images inspected and stored.",
+                "# TYPE inspector_images_processed_total counter",
+                f"inspector_images_processed_total {self.processed}",
+                "# HELP inspector_images_flagged_total Images with a fail or review verdict.",
+                "# TYPE inspector_images_flagged_total counter",
+                f"inspector_images_flagged_total {self.flagged}",
+                "# HELP inspector_errors_total Images that could not be inspected (quarantined) and loop errors.",
+                "# TYPE inspector_errors_total counter",
+                f"inspector_errors_total {self.errors}",
+                "# HELP inspector_queue_depth Images waiting to be inspected.",
+                "# TYPE inspector_queue_depth gauge",
+                f"inspector_queue_depth {self.queue_depth}",
+                "# HELP inspector_inspection_latency_seconds Time from taking an image to storing its verdict.",
+                "# TYPE inspector_inspection_latency_seconds summary",
+            ]
+            for quantile in (0.5, 0.9, 0.99):
+                value = ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] if ordered else float("nan")
+                lines.append(f'inspector_inspection_latency_seconds{{quantile="{quantile}"}} {value:.6g}')
+            lines += [
+                f"inspector_inspection_latency_seconds_sum {self._latency_sum:.6g}",
+                f"inspector_inspection_latency_seconds_count {self._latency_count}",
+                "# HELP inspector_camera_up 1 while the camera delivers frames (camera feed only).",
+                "# TYPE inspector_camera_up gauge",
+            ]
+            if self.camera_up is not None:
+                lines.append(f"inspector_camera_up {int(self.camera_up)}")
+        return "\n".join(lines) + "\n"
+
+
+class HealthServer:
+    """`/healthz` and `/metrics` on a ThreadingHTTPServer in a daemon thread (port 0 = ephemeral)."""
+
+    def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 0, stale_after_s: float = 30.0) -> None:
+        self.metrics = metrics
+        self.stale_after_s = stale_after_s
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+                if self.path.split("?")[0] == "/healthz":
+                    status = outer.metrics.status(outer.stale_after_s)
+                    self._send(200 if status["status"] == "ok" else 503, "application/json",
+                               json.dumps(status).encode())
+                elif self.path.split("?")[0] == "/metrics":
+                    self._send(200, "text/plain; version=0.0.4; charset=utf-8", outer.metrics.prometheus().encode())
+                else:
+                    self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
+
+            def _send(self, code: int, content_type: str, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                log.debug("http %s", format % args)
+
+        try:
+            self.server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            from inspector.errors import InspectorError
+
+            raise InspectorError(f"health/metrics endpoint {host}:{port}: cannot listen ({exc.strerror or exc})") from exc
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="inspector-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def start(self) -> HealthServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class LineOut:
+    """Publishes each verdict: JSON line on stdout and the hook command."""
+
+    def __init__(self, *, json_lines: bool, hook: str, on_hook_failure: Callable[[str], None],
+                 stream: TextIO | None = None, hook_timeout_s: float = HOOK_TIMEOUT_SECONDS) -> None:
+        self.json_lines = json_lines
+        self.hook = shlex.split(hook) if hook else []
+        self.on_hook_failure = on_hook_failure
+        self.stream = stream
+        self.hook_timeout_s = hook_timeout_s
+
+    def publish(self, verdict: dict[str, Any]) -> None:
+        line = json.dumps(verdict, sort_keys=True, default=str)
+        if self.json_lines:
+            stream = self.stream or sys.stdout
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # a closed consumer must not stop the line
+        if self.hook:
+            self._run_hook(line, verdict.get("source_name", ""))
+
+    def _run_hook(self, line: str, name: str) -> None:
+        command = shlex.join(self.hook)
+        try:
+            done = subprocess.run(self.hook, input=line + "\n", capture_output=True, text=True,
+                                  timeout=self.hook_timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            self.on_hook_failure(f"hook {command!r} for {name}: timed out after {self.hook_timeout_s:g} s")
+            return
+        except OSError as exc:
+            self.on_hook_failure(f"hook {command!r} for {name}: cannot run ({exc.strerror or exc})")
+            return
+        if done.returncode != 0:
+            tail = (done.stderr or "").strip().splitlines()[-1:] or [""]
+            self.on_hook_failure(f"hook {command!r} for {name}: exit status {done.returncode} {tail[0]}".strip())

@@ -1,0 +1,361 @@
+"""The folder runner: file state machine (in-process, fake engine) and real runner processes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from inspector.config import InspectConfig, RunnerConfig
+from inspector.errors import InspectorError
+from inspector.runner import StabilityTracker, final_path, is_temp_name, run_folder
+from inspector.store import Store
+from tests.fake_engine import MODEL_HASH, FakeEngine, board
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def config(data_dir: Path, **extra: object) -> RunnerConfig:
+    values: dict[str, object] = dict(station="t1", data_dir=str(data_dir), stable_seconds=0.0, poll_seconds=0.05,
+                                     json_lines=False)
+    values.update(extra)
+    return RunnerConfig(**values)  # type: ignore[arg-type]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    return inbox, tmp_path / "data"
+
+
+def test_temp_names_are_never_taken() -> None:
+    for name in (".board.png", "board.png.tmp", "board.png.part", "board.png~", "x.PART"):
+        assert is_temp_name(name)
+    assert not is_temp_name("board.png")
+
+
+def test_stability_needs_an_unchanged_file_for_the_whole_period() -> None:
+    clock = [100.0]
+    tracker = StabilityTracker(1.0, clock=lambda: clock[0], wall=lambda: 0.0)  # mtimes look fresh
+
+    def stat(size: int, mtime_ns: int) -> os.stat_result:
+        return SimpleNamespace(st_size=size, st_mtime_ns=mtime_ns, st_ino=7)  # type: ignore[return-value]
+
+    assert tracker.ready({"a.png": stat(10, 1)}) == []
+    clock[0] += 0.6
+    assert tracker.ready({"a.png": stat(20, 2)}) == []  # grew: the period starts again
+    clock[0] += 0.6
+    assert tracker.ready({"a.png": stat(20, 2)}) == []  # unchanged for 0.6 s only
+    clock[0] += 0.5
+    assert tracker.ready({"a.png": stat(20, 2)}) == ["a.png"]
+
+
+def test_final_path_never_overwrites_other_bytes(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"first")
+    assert final_path(tmp_path, "b.png", sha(b"x")) == tmp_path / "b.png"
+    assert final_path(tmp_path, "a.png", sha(b"first")) == tmp_path / "a.png"  # same bytes: idempotent
+    other = final_path(tmp_path, "a.png", sha(b"second"))
+    assert other == tmp_path / f"{sha(b'second')[:12]}-a.png"
+
+
+def test_runner_inspects_stores_and_moves_each_file(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    board(str(inbox / "good.png"), 60, seed=1)
+    board(str(inbox / "bad.png"), 180, seed=2)
+    board(str(inbox / "copy-of-good.png"), 60, seed=1)  # same bytes, another name
+    (inbox / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (inbox / "upload.png.part").write_bytes(b"still being written")
+    engine = FakeEngine()
+    out = io.StringIO()
+    cfg = config(data, json_lines=True)
+    stats = run_folder(inbox, engine, cfg, InspectConfig(), once=True, stream=out)
+    assert (stats.processed, stats.duplicates, stats.quarantined, stats.flagged) == (2, 1, 1, 1)
+    assert len(engine.inspected) == 2  # the copy was never inferred
+    assert sorted(p.name for p in inbox.iterdir()) == ["upload.png.part"]
+    assert sorted(p.name for p in (data / "done").iterdir()) == ["bad.png", "copy-of-good.png", "good.png"]
+    assert [p.name for p in (data / "quarantine").iterdir()] == ["broken.png"]
+    assert list((data / "processing").iterdir()) == []
+
+    store = Store.open(data)
+    rows = {row.source_name: row for row in store.list_inspections()}
+    assert set(rows) == {"good.png", "bad.png", "broken.png"}
+    assert rows["bad.png"].verdict == "fail" and rows["good.png"].verdict == "pass"
+    assert Path(rows["bad.png"].overlay_path).is_file() and Path(rows["bad.png"].heatmap_path).is_file()
+    assert Path(rows["bad.png"].image_path) == data / "done" / "bad.png"
+    assert rows["broken.png"].verdict == "error" and "broken.png" in (rows["broken.png"].error or "")
+    [quarantine_event] = store.events(kind="quarantine")
+    assert "broken.png" in quarantine_event.detail
+    assert [e.kind for e in store.events()][:1] == ["stop"] and store.events(kind="start")
+    assert store.stations()[0].state == "stopped"
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert sorted(line["source_name"] for line in lines) == ["bad.png", "broken.png", "good.png"]
+
+
+def test_leftovers_in_processing_are_taken_first_and_not_inferred_twice(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    engine = FakeEngine()
+    board(str(inbox / "a.png"), 50, seed=1)
+    run_folder(inbox, engine, config(data), InspectConfig(), once=True)
+    # Simulate a kill after the row was stored but before the move to done/: the file is back in processing.
+    os.rename(data / "done" / "a.png", data / "processing" / "a.png")
+    board(str(data / "processing" / "b.png"), 50, seed=2)  # a kill right after the claim
+    board(str(inbox / "c.png"), 50, seed=3)  # dropped while the runner was down
+    stats = run_folder(inbox, engine, config(data), InspectConfig(), once=True)
+    assert (stats.processed, stats.duplicates) == (2, 1)
+    assert len(engine.inspected) == 3  # a once, b once, c once
+    assert sorted(p.name for p in (data / "done").iterdir()) == ["a.png", "b.png", "c.png"]
+    assert len(Store.open(data).list_inspections()) == 3
+
+
+def test_same_name_with_new_bytes_keeps_both(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    engine = FakeEngine()
+    board(str(inbox / "a.png"), 50, seed=1)
+    run_folder(inbox, engine, config(data), InspectConfig(), once=True)
+    second = board(str(inbox / "a.png"), 50, seed=2)
+    run_folder(inbox, engine, config(data), InspectConfig(), once=True)
+    names = sorted(p.name for p in (data / "done").iterdir())
+    assert names == sorted(["a.png", f"{sha(second)[:12]}-a.png"])
+    rows = Store.open(data).list_inspections()
+    assert len(rows) == 2 and rows[0].image_path.endswith(f"{sha(second)[:12]}-a.png")
+
+
+def test_qa_threshold_change_applies_from_the_next_batch(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    engine = FakeEngine(threshold=1.0)
+    board(str(inbox / "a.png"), 150, seed=1)
+    run_folder(inbox, engine, config(data), InspectConfig(), once=True)
+    store = Store.open(data)
+    store.add_threshold_version(MODEL_HASH, 2.0, None, "qa-anna", "lot 7 is brighter")
+    board(str(inbox / "b.png"), 150, seed=2)
+    run_folder(inbox, engine, config(data), InspectConfig(), once=True)
+    rows = {row.source_name: row for row in store.list_inspections()}
+    assert rows["a.png"].verdict == "fail" and rows["a.png"].threshold == 1.0
+    assert rows["b.png"].verdict == "pass" and rows["b.png"].threshold == 2.0 and rows["b.png"].threshold_version == 1
+
+
+def test_backlog_is_batched_within_max_batch(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    engine = FakeEngine()
+    for index in range(7):
+        board(str(inbox / f"{index}.png"), 50, seed=index)
+    run_folder(inbox, engine, config(data, max_batch=3), InspectConfig(), once=True)
+    assert engine.batches == [3, 3, 1]
+
+
+def test_missing_inbox_and_second_runner_are_clear_errors(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    with pytest.raises(InspectorError, match="inbox folder does not exist"):
+        run_folder(inbox / "nope", FakeEngine(), config(data), InspectConfig(), once=True)
+    stop = threading.Event()
+    first = threading.Thread(target=run_folder, args=(inbox, FakeEngine(), config(data), InspectConfig()),
+                             kwargs={"stop": stop})
+    first.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not (data / "runner.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        with pytest.raises(InspectorError, match="another runner"):
+            run_folder(inbox, FakeEngine(), config(data), InspectConfig(), once=True)
+    finally:
+        stop.set()
+        first.join(10)
+
+
+def test_other_filesystem_is_refused(tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem to test with")
+    inbox = shm / f"inbox-{os.getpid()}"
+    inbox.mkdir(exist_ok=True)
+    try:
+        with pytest.raises(InspectorError, match="different filesystem"):
+            run_folder(inbox, FakeEngine(), config(tmp_path / "data"), InspectConfig(), once=True)
+    finally:
+        inbox.rmdir()
+
+
+# ----------------------------------------------------------------------------- real processes
+
+RUNNER_SCRIPT = textwrap.dedent("""
+    import sys
+    from inspector.config import InspectConfig, RunnerConfig
+    from inspector.runner import run_folder
+    from tests.fake_engine import FakeEngine
+    inbox, data, stable, once = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "once"
+    cfg = RunnerConfig(station="proc", data_dir=data, stable_seconds=stable, poll_seconds=0.05, json_lines=True)
+    run_folder(inbox, FakeEngine(), cfg, InspectConfig(), once=once)
+""")
+
+
+def start_runner(inbox: Path, data: Path, *, stable: float = 0.0, once: bool = False) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", RUNNER_SCRIPT, str(inbox), str(data), str(stable),
+                             "once" if once else "loop"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def rows(data: Path) -> list:  # type: ignore[type-arg]
+    if not (data / "inspector.db").exists():
+        return []
+    store = Store.open(data)
+    try:
+        return store.list_inspections(limit=10_000)
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_slow_writer_is_inspected_once_after_it_completes(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    content = board("", 80, size=160, seed=5)
+    proc = start_runner(inbox, data, stable=1.0)
+    try:
+        wait_for(lambda: (data / "inspector.db").exists())
+        target = inbox / "slow.png"
+        chunks = [content[i:i + len(content) // 8 + 1] for i in range(0, len(content), len(content) // 8 + 1)]
+        with open(target, "wb") as stream:
+            for chunk in chunks:  # about 2.5 s in all, with pauses shorter than stable_seconds
+                stream.write(chunk)
+                stream.flush()
+                time.sleep(0.3)
+        wait_for(lambda: (data / "done" / "slow.png").exists())
+        [row] = rows(data)
+        assert row.input_sha256 == sha(content) and row.verdict == "pass"
+        assert (data / "done" / "slow.png").read_bytes() == content
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert len(out.splitlines()) == 1
+    assert list((data / "quarantine").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_cleanly_while_a_reader_polls(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    for index in range(40):
+        board(str(inbox / f"b{index:02d}.png"), 50 + index * 4, size=96, seed=index)
+    Store.open(data).close()
+    reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from inspector.store import Store
+        store = Store.open({str(data)!r})
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            store.list_inspections(flagged_only=True, limit=20); store.stations(); store.events(limit=5)
+            if any(e.kind == "stop" for e in store.events(limit=5)):
+                break
+    """)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = start_runner(inbox, data)
+    wait_for(lambda: len(rows(data)) >= 3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert list((data / "processing").iterdir()) == []  # the batch in hand was finished
+    store = Store.open(data)
+    assert store.events(limit=1)[0].kind == "stop" and store.stations()[0].state == "stopped"
+    _, reader_err = reader.communicate(timeout=30)
+    assert reader.returncode == 0 and "locked" not in reader_err, reader_err
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    rng = random.Random(11)
+    inputs: dict[str, str] = {}  # name -> sha256
+
+    def drop(count: int) -> None:
+        for _ in range(count):
+            index = len(inputs)
+            name = f"k{index:03d}.png"
+            if index % 9 == 4:  # a corrupt file now and then
+                data_bytes = b"\x89PNG\r\n\x1a\n" + bytes([index]) * 40
+                (inbox / name).write_bytes(data_bytes)
+            elif index % 7 == 3 and index > 0:  # the same bytes as an earlier board, under a new name
+                data_bytes = (inbox.parent / "first.bin").read_bytes()
+                (inbox / name).write_bytes(data_bytes)
+            else:
+                data_bytes = board(str(inbox / name), 40 + (index * 37) % 180, size=96, seed=index)
+                if index == 0:
+                    (inbox.parent / "first.bin").write_bytes(data_bytes)
+            inputs[name] = sha(data_bytes)
+
+    def locations() -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {name: [] for name in inputs}
+        for state in ("inbox", "processing", "done", "quarantine"):
+            folder = inbox if state == "inbox" else data / state
+            if not folder.exists():
+                continue
+            for path in folder.iterdir():
+                name = path.name if path.name in inputs else path.name.split("-", 1)[-1]
+                if name in found and sha(path.read_bytes()) == inputs[name]:
+                    found[name].append(state)
+        return found
+
+    def row_count() -> int:
+        try:
+            with sqlite3.connect(data / "inspector.db", timeout=30) as conn:
+                return int(conn.execute("SELECT count(*) FROM inspections").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0  # not created yet
+
+    drop(10)
+    interrupted = 0  # kills that left a claimed file in processing/
+    for round_index in range(20):
+        before = row_count()
+        proc = start_runner(inbox, data)
+        if round_index % 4 == 3:
+            time.sleep(rng.uniform(0.0, 1.5))  # anywhere, start-up included
+        else:  # in the middle of the work: just after a row was committed
+            deadline = time.monotonic() + 15
+            while row_count() == before and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.05))
+        proc.kill()
+        proc.communicate(timeout=30)
+        snapshot = locations()
+        for name, states in snapshot.items():
+            assert len(states) == 1, (name, states)
+        interrupted += any(states == ["processing"] for states in snapshot.values())
+        drop(4)  # arrives while the runner is down
+    assert interrupted >= 3, "the kills never hit a file in processing/: the test exercised nothing"
+    final = start_runner(inbox, data, once=True)
+    _, err = final.communicate(timeout=60)
+    assert final.returncode == 0, err
+    states = locations()
+    assert all(len(s) == 1 and s[0] in ("done", "quarantine") for s in states.values()), states
+    corrupt = {name for name in inputs if int(name[1:4]) % 9 == 4}
+    assert {name for name, s in states.items() if s == ["quarantine"]} == corrupt
+    stored = rows(data)
+    assert len({(r.input_sha256, r.model_hash) for r in stored}) == len(stored)  # no duplicate rows
+    assert {r.input_sha256 for r in stored} == set(inputs.values())
+    store = Store.open(data)
+    assert store.integrity_check() == "ok"
