@@ -359,3 +359,14 @@ def test_sigkill_at_random_moments_loses_nothing(dirs: tuple[Path, Path]) -> Non
     assert {r.input_sha256 for r in stored} == set(inputs.values())
     store = Store.open(data)
     assert store.integrity_check() == "ok"
+
+
+def test_failing_hook_becomes_an_error_event_and_the_runner_goes_on(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    board(str(inbox / "a.png"), 50, seed=1)
+    board(str(inbox / "b.png"), 50, seed=2)
+    hook = f"{sys.executable} -c \"import sys; sys.exit(3)\""
+    stats = run_folder(inbox, FakeEngine(), config(data, hook=hook), InspectConfig(), once=True)
+    assert stats.processed == 2
+    errors = Store.open(data).events(kind="error")
+    assert len(errors) == 2 and all("exit status 3" in e.detail for e in errors)
