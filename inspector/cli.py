@@ -233,18 +233,27 @@ def camera(
 
 @app.command()
 def dashboard(
-    db: str = typer.Option("", "--db", help="SQLAlchemy URL of the results store."),
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Data directory (default store)."),
-    port: int = typer.Option(8501, "--port", help="HTTP port."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Bind address (localhost unless told otherwise)."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL of the results store."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data directory (default store) [default: data]."),
+    port: Optional[int] = typer.Option(None, "--port", help="HTTP port [default: 8501]."),
+    host: Optional[str] = typer.Option(None, "--host",
+                                       help="Bind address (localhost unless told otherwise) [default: 127.0.0.1]."),
     users: Optional[Path] = typer.Option(None, "--users", help="Users file (TOML, hashed passwords).",
                                          **EXISTING_FILE),
+    config: Optional[Path] = typer.Option(None, "--config", help="Deployment settings TOML (deploy/example-config.toml); "
+                                          "uses its [dashboard] table and runner.data_dir; options given here win.",
+                                          **EXISTING_FILE),
 ) -> None:
     """Open the operator and QA dashboard (Streamlit)."""
-    from inspector.config import DashboardConfig
+    from inspector.config import Settings, load_config
     from inspector.dashboard import launch
 
-    launch(DashboardConfig(host=host, port=port, db_url=db, users_file=str(users or "")), data_dir=data_dir)
+    settings = load_config(config, Settings) if config else Settings()
+    cfg = settings.dashboard
+    for name, value in (("db_url", db), ("port", port), ("host", host), ("users_file", users and str(users))):
+        if value is not None:
+            setattr(cfg, name, value)
+    launch(cfg, data_dir=data_dir if data_dir is not None else Path(settings.runner.data_dir))
 
 
 @app.command()

@@ -155,16 +155,16 @@ def test_operator_confirms_a_board_and_moves_to_the_next(seeded: Seeded) -> None
 
     at.slider(key="heatmap_opacity").set_value(0.8).run()
     assert not at.exception
-    at.selectbox(key=f"defect_type-{first}").set_value("solder bridge")
+    at.selectbox(key=f"defect_type-{first}").set_value("solder_bridge")
     at.text_area(key=f"comment-{first}").input("bridge on U3")
     next(b for b in at.button if b.label == "Confirm defect").click().run()
     assert not at.exception, at.exception
 
     reviews = seeded.store.reviews_for(first)
     assert [(r.operator, r.decision, r.defect_type, r.comment) for r in reviews] == [
-        ("olga", "confirm", "solder bridge", "bridge on U3")]
+        ("olga", "confirm", "solder_bridge", "bridge on U3")]
     assert at.title[0].value == f"Board #{second}"
-    assert f"Board #{first} confirmed as solder bridge." in _texts(at)
+    assert f"Board #{first} confirmed as solder_bridge." in _texts(at)
 
 
 def test_operator_dismisses_a_false_alarm(seeded: Seeded) -> None:

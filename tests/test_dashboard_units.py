@@ -174,3 +174,20 @@ def test_missing_stored_image_is_named(tmp_path: Path) -> None:
         images.read_colour(tmp_path / "gone.png", "board image")
     with pytest.raises(images.MissingImage, match="no heatmap was stored"):
         images.read_colour("", "heatmap")
+
+
+def test_example_config_is_a_valid_settings_file_bound_to_localhost() -> None:
+    from inspector.config import Settings, load_config
+
+    settings = load_config(REPO / "deploy" / "example-config.toml", Settings)
+    assert settings.dashboard.host == "127.0.0.1" and settings.dashboard.users_file
+    assert settings.runner.data_dir == "/var/lib/board-inspector"
+
+
+def test_cli_dashboard_config_names_the_missing_users_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[dashboard]\nusers_file = "{tmp_path / "absent.toml"}"\n')
+    result = subprocess.run([sys.executable, "-m", "inspector", "dashboard", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path / 'absent.toml'}: users file not found"

@@ -12,10 +12,12 @@ from deploy.auth import ROLE_OPERATOR, ROLE_QA, User, require_role
 from inspector.errors import InspectorError
 from inspector.store import Store, ThresholdRecord
 
-# What operators pick when confirming: DeepPCB's six classes, then assembly defects, then other.
+# What operators pick when confirming. Assembly defects use the names of the sample-board
+# generator (inspector/synth/defects.py) and bare-board ones DeepPCB's six classes, so reviewed
+# history can be compared with labelled test sets.
 DEFECT_TYPES = (
-    "open", "short", "mousebite", "spur", "spurious copper", "pin-hole",
-    "missing component", "misplaced component", "solder bridge", "scratch", "contamination", "other",
+    "missing_component", "shifted_component", "solder_bridge", "broken_trace", "scratch", "contamination",
+    "burn", "open", "short", "mousebite", "spur", "spurious_copper", "pin_hole", "other",
 )
 
 
