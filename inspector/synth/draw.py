@@ -118,12 +118,22 @@ def _bare_board_cached(width: int, height: int, design_seed: int) -> tuple[np.nd
     laminate = np.empty((height, width, 3), np.uint8)  # solder mask over bare laminate
     laminate[:] = MASK_GREEN
     copper = np.zeros((height, width), np.uint8)
-    for poly in design.pours:
-        fill_poly(copper, canvas, poly, 255)
     for trace in design.traces:
         polyline(copper, canvas, trace.points, 255, trace.width)
     for via in design.vias:
         circle(copper, canvas, via.center, via.radius * 1.5, 255)
+    if design.pours:
+        # a ground pour keeps a clearance gap around every other net's copper
+        pour = np.zeros_like(copper)
+        for poly in design.pours:
+            fill_poly(pour, canvas, poly, 255)
+        keep_clear = copper.copy()
+        for comp in design.components:
+            for pad in comp.pads:
+                fill_poly(keep_clear, canvas, rect(pad.center, pad.size, pad.angle), 255)
+        reach = max(1, int(round(0.8 * canvas.unit)))
+        keep_clear = cv2.dilate(keep_clear, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
+        np.maximum(copper, cv2.subtract(pour, keep_clear), out=copper)
     alpha = (copper.astype(np.float32) / 255.0)[..., None]
     # solder-mask mottling and grain, fixed for the design (the camera adds its own noise later)
     mottle = _texture(height, width, rng, 10, 7.0)

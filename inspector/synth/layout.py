@@ -291,6 +291,7 @@ def board_design(design_seed: int = DESIGN_SEED) -> Design:
     labels.append(Label("LOT", (5.0, 93.5), 2.0))
     fiducials = ((12.0, 5.0), (88.0, 5.0), (5.0, 80.0))
     holes = ((4.5, 4.5), (95.5, 4.5), (4.5, 95.5), (95.5, 95.5))
-    pours = (((50.0, 34.0), (60.0, 34.0), (60.0, 46.0), (56.0, 50.0), (50.0, 50.0)),)
+    pours = (((6.0, 52.0), (44.0, 52.0), (50.0, 58.0), (50.0, 76.0), (18.0, 76.0), (6.0, 70.0)),
+             ((60.0, 72.0), (94.0, 72.0), (94.0, 94.0), (66.0, 94.0), (60.0, 88.0)))
     return Design(tuple(components), tuple(traces), tuple(vias), tuple(labels), tuple(outlines),
                   fiducials, holes, pours)
