@@ -40,3 +40,7 @@ class CameraError(InspectorError):
 
 class OutputError(InspectorError):
     """An output file (overlay, heatmap, report) could not be written. Names the file and the reason."""
+
+
+class DatasetError(InspectorError):
+    """A labelled data set (MVTec-AD layout) is incomplete or inconsistent. Names the file and the problem."""

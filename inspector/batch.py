@@ -1,0 +1,156 @@
+"""`inspector inspect`: image files and folders -> results.jsonl, overlays, heatmaps, a summary.
+
+A bad image never stops the run: it becomes a record with verdict "error" and the reason, and the
+next image is inspected. Records are appended and flushed one by one, so an interrupted run keeps
+every verdict it reached. Overlay and heatmap paths in the records are relative to the output
+folder (the folder can be moved or archived as a whole).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+from inspector.config import InspectConfig
+from inspector.errors import ImageLoadError, InspectorError
+from inspector.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.render import heatmap_image, overlay, save_png
+from inspector.results import InspectionResult
+
+RESULTS_FILE = "results.jsonl"
+OVERLAY_DIR = "overlays"
+HEATMAP_DIR = "heatmaps"
+VERDICTS = ("pass", "review", "fail", "error")
+
+
+def expand_paths(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders replaced by their image files (sorted by name, not recursive)."""
+    found: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        else:
+            found.append(path)
+    if not found:
+        raise InspectorError(f"no images found in {', '.join(str(p) for p in paths)} "
+                             f"(looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return found
+
+
+class _OutputNames:
+    """One output file name per input image, unique even when two folders hold the same name."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def __call__(self, image: Path) -> str:
+        stem, counter = image.stem, 1
+        name = f"{stem}.png"
+        while name in self.used:
+            counter += 1
+            name = f"{stem}-{counter}.png"
+        self.used.add(name)
+        return name
+
+
+def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def error_record(image: Path, reason: str) -> dict[str, Any]:
+    return {"image": str(image), "verdict": "error", "error": reason, "score": None, "threshold": None,
+            "regions": [], "overlay": None, "heatmap": None}
+
+
+def result_record(image: Path, result: InspectionResult, overlay_path: str, heatmap_path: str,
+                  timings_ms: dict[str, float]) -> dict[str, Any]:
+    record: dict[str, Any] = {"image": str(image), **result.summary()}
+    record["pixel_threshold"] = result.pixel_threshold
+    record["overlay"] = overlay_path
+    record["heatmap"] = heatmap_path
+    record["timings_ms"] = {name: round(float(value), 3) for name, value in timings_ms.items()}
+    record["error"] = None
+    return record
+
+
+def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectConfig) -> list[dict[str, Any]]:
+    """Inspect every image under `paths` with the bundle; write DIR/results.jsonl and pictures.
+
+    Returns the records (one per image, in input order) as written to results.jsonl.
+    """
+    from inspector.engine import Inspector  # the engine pulls in ONNX Runtime; keep `--help` instant
+
+    images = expand_paths(paths)
+    engine = Inspector.load(bundle, config)
+    out = Path(out)
+    for folder in (out, out / OVERLAY_DIR, out / HEATMAP_DIR):
+        folder.mkdir(parents=True, exist_ok=True)
+    names = _OutputNames()
+    records: list[dict[str, Any]] = []
+    with open(out / RESULTS_FILE, "w", encoding="utf-8") as sink, \
+            tqdm(total=len(images), desc="inspect", unit="img") as progress:
+        for chunk in _chunks(images, max(1, config.batch_size)):
+            loaded: list[tuple[Path, np.ndarray, float]] = []
+            chunk_records: dict[Path, dict[str, Any]] = {}
+            for image_path in chunk:
+                start = time.perf_counter()
+                try:
+                    pixels = load_image(image_path, max_pixels=config.max_pixels)
+                except ImageLoadError as exc:
+                    chunk_records[image_path] = error_record(image_path, exc.reason)
+                    continue
+                loaded.append((image_path, pixels, (time.perf_counter() - start) * 1e3))
+            results = engine.inspect_batch([pixels for _, pixels, _ in loaded]) if loaded else []
+            for (image_path, pixels, decode_ms), result in zip(loaded, results):
+                result.pixel_threshold = engine.pixel_threshold
+                start = time.perf_counter()
+                name = names(image_path)
+                overlay_path = save_png(out / OVERLAY_DIR / name, overlay(pixels, result))
+                heatmap_path = save_png(out / HEATMAP_DIR / name, heatmap_image(result))
+                timings = {"decode": decode_ms, **result.timings_ms}
+                timings["render"] = (time.perf_counter() - start) * 1e3
+                timings["total"] = timings.get("total", 0.0) + decode_ms + timings["render"]
+                chunk_records[image_path] = result_record(
+                    image_path, result, str(overlay_path.relative_to(out)), str(heatmap_path.relative_to(out)),
+                    timings)
+            for image_path in chunk:  # input order, errors included
+                record = chunk_records[image_path]
+                sink.write(json.dumps(record) + "\n")
+                sink.flush()
+                records.append(record)
+                progress.update(1)
+    print_summary(records, out)
+    return records
+
+
+def print_summary(records: list[dict[str, Any]], out: Path, console: Console | None = None) -> None:
+    """Counts per verdict and the highest-scoring boards, as rich tables."""
+    console = console or Console()
+    counts = {verdict: sum(1 for r in records if r["verdict"] == verdict) for verdict in VERDICTS}
+    table = Table(title=f"{len(records)} image(s) inspected -> {out / RESULTS_FILE}")
+    for verdict in VERDICTS:
+        table.add_column(verdict, justify="right")
+    table.add_row(*(str(counts[v]) for v in VERDICTS))
+    console.print(table)
+    scored = sorted((r for r in records if r["score"] is not None), key=lambda r: r["score"], reverse=True)
+    if scored:
+        worst = Table(title="highest anomaly scores")
+        for column in ("image", "verdict", "score", "threshold", "regions"):
+            worst.add_column(column, justify="left" if column == "image" else "right")
+        for record in scored[:5]:
+            worst.add_row(Path(record["image"]).name, record["verdict"], f"{record['score']:.4f}",
+                          f"{record['threshold']:.4f}", str(len(record["regions"])))
+        console.print(worst)
+    for record in records:
+        if record["verdict"] == "error":
+            console.print(f"error {record['image']}: {record['error']}", style="red", markup=False, highlight=False,
+                          soft_wrap=True)

@@ -1,0 +1,281 @@
+"""`inspector bench`: where the time goes, how fast the line can go, and how close to the CPU's peak.
+
+Figures (all printed as a table and written as JSON with `--out`):
+
+* per-stage times (decode, preprocess, inference, post-processing): median and p90 ms per image;
+* end-to-end images/s (encoded bytes -> verdict with regions) and model-only images/s (the ONNX
+  Runtime call alone on a prepared batch);
+* torch eager vs ONNX Runtime on the same batch (torch is imported here, lazily, only if the
+  training extra is installed and the bundle has its checkpoint; otherwise "not available");
+* MACs per image counted from the ONNX graph (Conv, ConvTranspose, MatMul, Gemm with shapes from
+  ONNX shape inference), FLOPs = 2 x MACs;
+* the machine's measured float32 peak (numpy 2048x2048 matmul, all cores) and the share of it the
+  model-only inference reaches.
+
+Warm-up calls run before every timed loop; each loop runs a fixed number of iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from inspector.config import InspectConfig
+from inspector.errors import InspectorError
+from inspector.imageio import decode_image, is_image_file
+from inspector.preprocess import pad_to_multiple, preprocess, to_channels
+
+GENERATED_SIZE = (640, 640)
+GENERATED_COUNT = 8
+MAX_IMAGES = 32  # images read from --images (bounded: they are all held in memory as bytes)
+WARMUP = 2
+ITERATIONS = 5  # passes over the image set for the stage timings
+MODEL_ITERATIONS = 10
+PEAK_SIZE = 2048
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return {"median_ms": round(float(np.median(array)), 3), "p90_ms": round(float(np.percentile(array, 90)), 3)}
+
+
+def _time_calls(call: Callable[[], Any], iterations: int, warmup: int = WARMUP) -> list[float]:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def bench_images(images: Path | None, channels: int) -> tuple[list[bytes], str]:
+    """Encoded images (bytes, so decoding is measured too) and where they came from."""
+    if images is not None:
+        files = sorted(p for p in Path(images).iterdir() if is_image_file(p))[:MAX_IMAGES]
+        if not files:
+            raise InspectorError(f"{images}: no images to benchmark with")
+        return [p.read_bytes() for p in files], f"{len(files)} image(s) from {images}"
+    from inspector.synth.board import render_board
+
+    encoded = []
+    for index in range(GENERATED_COUNT):
+        pixels = to_channels(render_board(GENERATED_SIZE, (1234, 9, index)).image, channels)
+        ok, data = cv2.imencode(".png", pixels)
+        if not ok:
+            raise InspectorError("could not encode a generated board as PNG")
+        encoded.append(data.tobytes())
+    kind = "gray" if channels == 1 else "colour"
+    return encoded, f"{GENERATED_COUNT} generated {kind} boards {GENERATED_SIZE[0]}x{GENERATED_SIZE[1]}"
+
+
+def count_macs(model_path: Path, input_shape: tuple[int, int, int, int]) -> dict[str, Any]:
+    """MACs of one forward pass at `input_shape` (N,C,H,W), from the ONNX graph's layer shapes."""
+    try:
+        import onnx
+        from onnx import shape_inference
+    except ImportError:
+        return {"available": False, "reason": "the onnx package is not installed (training extra)"}
+    model = onnx.load(str(model_path))
+    graph_input = model.graph.input[0]
+    for dim, value in zip(graph_input.type.tensor_type.shape.dim, input_shape):
+        dim.Clear()
+        dim.dim_value = value
+    inferred = shape_inference.infer_shapes(model, strict_mode=False)
+    shapes: dict[str, list[int]] = {}
+    for info in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in info.type.tensor_type.shape.dim]
+        shapes[info.name] = dims
+    for initializer in inferred.graph.initializer:
+        shapes[initializer.name] = list(initializer.dims)
+    macs, counted, unknown = 0, 0, []
+    for node in inferred.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
+            continue
+        ins = [shapes.get(name) for name in node.input[:2]]
+        out = shapes.get(node.output[0])
+        if not out or any(not s or 0 in s for s in ins) or 0 in out:
+            unknown.append(node.name or node.op_type)
+            continue
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type == "Conv":  # each output value: (Cin/group) x kh x kw products
+            weight = ins[1]
+            macs += int(np.prod(out)) * int(np.prod(weight[1:]))
+        elif node.op_type == "ConvTranspose":  # each input value scatters into (Cout/group) x kh x kw
+            data, weight = ins
+            macs += int(np.prod(data)) * int(np.prod(weight[1:]))
+        else:  # MatMul / Gemm: each output value is a dot product over K
+            k = ins[0][-1] if not any(a.name == "transA" and a.i for a in node.attribute) else ins[0][-2]
+            macs += int(np.prod(out)) * int(k)
+        counted += 1
+    per_image = macs // max(1, input_shape[0])
+    return {"available": True, "input_shape": list(input_shape), "layers_counted": counted,
+            "layers_without_shape": unknown, "macs_per_image": per_image, "gflops_per_image":
+            round(2 * per_image / 1e9, 4), "note": "FLOPs = 2 x MACs; Conv/ConvTranspose/MatMul/Gemm only"}
+
+
+def measure_peak_gflops(size: int = PEAK_SIZE, repeats: int = 5) -> dict[str, Any]:
+    """float32 matmul rate with numpy's BLAS on all cores: the best of a few runs."""
+    rng = np.random.default_rng(0)
+    a = rng.random((size, size), dtype=np.float32)
+    b = rng.random((size, size), dtype=np.float32)
+    best = min(_time_calls(lambda: a @ b, repeats, warmup=1)) / 1e3
+    return {"gflops": round(2 * size**3 / best / 1e9, 2), "method": f"numpy float32 {size}x{size} matmul, "
+            f"best of {repeats}", "cpu_count": os.cpu_count()}
+
+
+def torch_comparison(bundle: Path, batch: np.ndarray, ort_times: list[float], ort_output: np.ndarray) -> dict[str, Any]:
+    """Torch eager on the same batch as ONNX Runtime, or the reason it cannot run."""
+    checkpoint = Path(bundle) / "checkpoint.pt"
+    if not checkpoint.is_file():
+        return {"available": False, "reason": f"{checkpoint} not in the bundle"}
+    try:
+        import torch
+
+        from training.export import build_model, load_checkpoint
+    except ImportError as exc:
+        return {"available": False, "reason": f"torch / training package not installed ({exc.name})"}
+    try:
+        model = build_model(load_checkpoint(checkpoint))
+    except (InspectorError, KeyError, RuntimeError) as exc:
+        return {"available": False, "reason": f"cannot build the model from {checkpoint} ({exc})"}
+    tensor = torch.from_numpy(batch)
+    with torch.inference_mode():
+        times = _time_calls(lambda: model(tensor), MODEL_ITERATIONS)
+        output = model(tensor).numpy()
+    torch_ms = float(np.median(times))
+    ort_ms = float(np.median(ort_times))
+    return {"available": True, "torch_eager_ms_per_batch": round(torch_ms, 3),
+            "onnxruntime_ms_per_batch": round(ort_ms, 3), "onnxruntime_speedup": round(torch_ms / ort_ms, 3),
+            "max_abs_difference": float(np.abs(output - ort_output).max()), "torch_threads": torch.get_num_threads()}
+
+
+def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None, runner: bool) -> dict[str, Any]:
+    """Measure and print; write JSON to `out` when given. Returns the figures."""
+    from tqdm import tqdm
+
+    from inspector.bundle import MODEL_FILE
+    from inspector.engine import Inspector
+
+    config = InspectConfig(batch_size=batch)
+    engine = Inspector.load(bundle, config)
+    encoded, source = bench_images(images, engine.spec.channels)
+    batch = max(1, batch)
+
+    # Stages, end to end: bytes -> pixels -> verdict, `batch` images per engine call.
+    stages: dict[str, list[float]] = {"decode": [], "preprocess": [], "inference": [], "postprocess": []}
+    engine.inspect_batch([decode_image(data) for data in encoded[:batch]])  # warm-up
+    wall = 0.0
+    processed = 0
+    for _ in tqdm(range(ITERATIONS), desc="bench", unit="pass"):
+        for start in range(0, len(encoded), batch):
+            began = time.perf_counter()
+            pixels = []
+            for data in encoded[start:start + batch]:
+                decode_start = time.perf_counter()
+                pixels.append(decode_image(data, max_pixels=config.max_pixels))
+                stages["decode"].append((time.perf_counter() - decode_start) * 1e3)
+            results = engine.inspect_batch(pixels)
+            wall += time.perf_counter() - began
+            processed += len(pixels)
+            for result in results:
+                for stage in ("preprocess", "inference", "postprocess"):
+                    stages[stage].append(result.timings_ms[stage])
+
+    # Model only: one prepared batch through the ONNX Runtime call.
+    first = decode_image(encoded[0])
+    tensor, _ = pad_to_multiple(preprocess(first, engine.spec), engine.spec.pad_multiple)
+    model_batch = np.ascontiguousarray(np.repeat(tensor[None], batch, axis=0), dtype=np.float32)
+    model_times = _time_calls(lambda: engine.reconstruct(model_batch), MODEL_ITERATIONS)
+    ort_output = engine.reconstruct(model_batch)
+    model_rate = batch / (float(np.median(model_times)) / 1e3)
+
+    macs = count_macs(Path(bundle) / MODEL_FILE, tuple(model_batch.shape))  # type: ignore[arg-type]
+    peak = measure_peak_gflops()
+    figures: dict[str, Any] = {
+        "bundle": str(bundle),
+        "model_hash": engine.model_hash,
+        "images": source,
+        "image_size": [int(first.shape[1]), int(first.shape[0])],
+        "model_input_shape": list(model_batch.shape),
+        "batch": batch,
+        "iterations": ITERATIONS,
+        "providers": engine.session.get_providers(),
+        "stages": {name: _percentiles(values) for name, values in stages.items()},
+        "end_to_end_images_per_second": round(processed / wall, 3),
+        "model_only_images_per_second": round(model_rate, 3),
+        "model_only_ms_per_batch": _percentiles(model_times),
+        "flops": macs,
+        "cpu_peak": peak,
+        "torch_vs_onnxruntime": torch_comparison(bundle, model_batch, model_times, ort_output),
+    }
+    if macs.get("available"):
+        achieved = 2 * macs["macs_per_image"] * model_rate / 1e9
+        figures["inference_gflops"] = round(achieved, 3)
+        figures["share_of_peak"] = round(achieved / peak["gflops"], 4)
+    figures["runner"] = _runner_figures(bundle, images, encoded) if runner else None
+    print_table(figures)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes]) -> dict[str, Any]:
+    from inspector import runner as runner_module
+
+    if not hasattr(runner_module, "benchmark_runner"):
+        return {"available": False, "reason": "runner benchmark not available"}
+    with tempfile.TemporaryDirectory(prefix="bench-runner-") as work:
+        folder = images
+        if folder is None:  # the runner reads files: give it the generated boards as PNGs
+            folder = Path(work) / "images"
+            folder.mkdir()
+            for index, data in enumerate(encoded):
+                (folder / f"board-{index:03d}.png").write_bytes(data)
+        return {"available": True, **runner_module.benchmark_runner(bundle, folder, Path(work))}
+
+
+def print_table(figures: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"bench: {figures['images']}, batch {figures['batch']}, input {figures['model_input_shape']}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for stage, values in figures["stages"].items():
+        table.add_row(f"{stage} ms/img (median / p90)", f"{values['median_ms']:.2f} / {values['p90_ms']:.2f}")
+    table.add_row("end to end images/s", f"{figures['end_to_end_images_per_second']:.2f}")
+    table.add_row("model only images/s", f"{figures['model_only_images_per_second']:.2f}")
+    flops = figures["flops"]
+    if flops.get("available"):
+        table.add_row("MACs / FLOPs per image", f"{flops['macs_per_image'] / 1e9:.3f} G / {flops['gflops_per_image']:.3f} G")
+        table.add_row("inference GFLOP/s", f"{figures['inference_gflops']:.2f}")
+    else:
+        table.add_row("FLOPs", f"not available: {flops['reason']}")
+    table.add_row("CPU float32 peak GFLOP/s", f"{figures['cpu_peak']['gflops']:.1f}")
+    if "share_of_peak" in figures:
+        table.add_row("share of peak", f"{100 * figures['share_of_peak']:.1f} %")
+    comparison = figures["torch_vs_onnxruntime"]
+    if comparison["available"]:
+        table.add_row("torch eager ms/batch", f"{comparison['torch_eager_ms_per_batch']:.2f}")
+        table.add_row("ONNX Runtime ms/batch", f"{comparison['onnxruntime_ms_per_batch']:.2f}")
+        table.add_row("ORT speed-up over torch", f"{comparison['onnxruntime_speedup']:.2f}x")
+    else:
+        table.add_row("torch vs ONNX Runtime", f"not available: {comparison['reason']}")
+    runner = figures.get("runner")
+    if runner is not None:
+        if runner.get("available"):
+            table.add_row("runner sustained images/s", str(runner.get("runner_images_per_second")))
+        else:
+            table.add_row("runner", runner["reason"])
+    console.print(table)

@@ -1,0 +1,142 @@
+"""`inspector inspect`, `evaluate` and `bench` end to end on the tiny bundle and synthetic boards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.errors import DatasetError
+from inspector.evaluate import find_labelled_images
+
+RECORD_KEYS = {"image", "score", "threshold", "pixel_threshold", "verdict", "regions", "overlay", "heatmap",
+               "model_hash", "calibration_version", "timings_ms", "error"}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "inspector", *args], capture_output=True, text=True, timeout=300)
+
+
+def read_records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_inspect_writes_records_and_pictures_and_survives_a_corrupt_file(
+        tiny_bundle: Path, sample_root: Path, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(sample_root / "test" / "good", inbox)
+    good_names = sorted(p.name for p in inbox.iterdir())
+    data = (inbox / good_names[0]).read_bytes()
+    (inbox / "0-corrupt.png").write_bytes(data[: len(data) // 2])  # sorts first: the run must go on
+    (inbox / "notes.txt").write_text("not an image, not picked up from a folder")
+    out = tmp_path / "out"
+    result = run_cli("inspect", "--model", str(tiny_bundle), str(inbox), "--out", str(out), "--batch", "2")
+    assert result.returncode == 0, result.stderr
+    records = read_records(out)
+    assert [Path(r["image"]).name for r in records] == ["0-corrupt.png", *good_names]
+    error = records[0]
+    assert error["verdict"] == "error" and "truncated" in error["error"] and error["overlay"] is None
+    for record in records[1:]:
+        assert RECORD_KEYS <= set(record) and record["error"] is None
+        assert record["verdict"] in ("pass", "fail", "review")
+        assert record["score"] >= 0 and record["threshold"] > 0 and len(record["model_hash"]) == 64
+        assert record["calibration_version"] >= 1
+        assert {"decode", "preprocess", "inference", "postprocess", "render", "total"} <= set(record["timings_ms"])
+        for region in record["regions"]:
+            assert {"bbox", "area", "score", "peak", "mean"} <= set(region) and len(region["bbox"]) == 4
+        overlay = cv2.imread(str(out / record["overlay"]))
+        heatmap = cv2.imread(str(out / record["heatmap"]))
+        assert overlay.shape == heatmap.shape == (160, 160, 3)
+    assert "error" in result.stdout and "0-corrupt.png" in result.stdout  # the summary names it
+
+
+def test_fail_on_defect_sets_the_exit_code(tiny_bundle: Path, tmp_path: Path) -> None:
+    # Noise is nothing like a board: it cannot be reconstructed, so it must fail.
+    noise = np.random.default_rng(0).integers(0, 256, (160, 160, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "noise.png"), noise)
+    args = ["inspect", "--model", str(tiny_bundle), str(tmp_path / "noise.png")]
+    relaxed = run_cli(*args, "--out", str(tmp_path / "a"))
+    strict = run_cli(*args, "--out", str(tmp_path / "b"), "--fail-on-defect")
+    assert read_records(tmp_path / "b")[0]["verdict"] == "fail"
+    assert relaxed.returncode == 0, relaxed.stderr
+    assert strict.returncode == 1
+
+
+def test_evaluate_writes_metrics_and_plots(tiny_bundle: Path, sample_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    result = run_cli("evaluate", "--model", str(tiny_bundle), "--data", str(sample_root), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("image_auroc", "pixel_auroc", "aupro", "region_recall", "fp_regions_per_good_image",
+                "fp_regions_per_defective_image", "localisation", "f1", "precision", "recall",
+                "image_threshold", "pixel_threshold", "counts", "per_type"):
+        assert key in metrics
+    for key in ("image_auroc", "pixel_auroc", "aupro", "region_recall", "f1"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["counts"]["good"] == 4 and metrics["counts"]["defective"] == 8
+    assert metrics["gt_regions"] >= 8  # every synthetic defect has at least one region
+    assert set(metrics["per_type"]) == {p.name for p in (sample_root / "test").iterdir()} - {"good"}
+    for name in ("roc.png", "score_histogram.png"):
+        assert cv2.imread(str(out / name)) is not None
+    worst = list((out / "worst").glob("*.png"))
+    assert worst and all(cv2.imread(str(p)) is not None for p in worst)
+    assert "aupro" in result.stdout
+
+
+def test_evaluate_names_a_missing_mask(sample_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(sample_root, root)
+    mask = sorted((root / "ground_truth").glob("*/*_mask.png"))[0]
+    mask.unlink()
+    with pytest.raises(DatasetError, match=str(mask)):
+        find_labelled_images(root)
+
+
+def test_bench_prints_table_and_writes_figures(tiny_bundle: Path, sample_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", "--model", str(tiny_bundle), "--images", str(sample_root / "test" / "good"),
+                     "--batch", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "end to end images/s" in result.stdout and "share of peak" in result.stdout
+    figures = json.loads(out.read_text())
+    assert set(figures["stages"]) == {"decode", "preprocess", "inference", "postprocess"}
+    for stage in figures["stages"].values():
+        assert 0 <= stage["median_ms"] <= stage["p90_ms"]
+    assert figures["end_to_end_images_per_second"] > 0 and figures["model_only_images_per_second"] > 0
+    assert figures["model_input_shape"] == [2, 3, 160, 160]
+    assert figures["cpu_peak"]["gflops"] > 0 and 0 < figures["share_of_peak"] < 5
+    assert figures["flops"]["gflops_per_image"] == pytest.approx(2 * figures["flops"]["macs_per_image"] / 1e9, rel=1e-3)
+    comparison = figures["torch_vs_onnxruntime"]
+    assert comparison["available"] and comparison["max_abs_difference"] < 1e-3
+    assert figures["flops"]["macs_per_image"] == torch_macs(tiny_bundle, (1, 3, 160, 160))
+
+
+def torch_macs(bundle: Path, shape: tuple[int, int, int, int]) -> int:
+    """Independent count with forward hooks on the torch model: the ONNX-graph count must agree."""
+    import torch
+
+    from training.export import build_model, load_checkpoint
+
+    model = build_model(load_checkpoint(bundle / "checkpoint.pt"))
+    total = 0
+
+    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        kernel = int(np.prod(module.kernel_size))
+        if isinstance(module, torch.nn.ConvTranspose2d):
+            total += inputs[0].numel() * module.out_channels // module.groups * kernel
+        else:
+            total += output.numel() * module.in_channels // module.groups * kernel
+
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            module.register_forward_hook(hook)
+    with torch.inference_mode():
+        model(torch.zeros(shape))
+    return total
