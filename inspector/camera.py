@@ -1,0 +1,463 @@
+"""The camera feed (`inspector camera`): inspect the latest frame of a camera or stream on a trigger.
+
+A capture thread reads continuously and keeps only the newest frame (with its capture time and a
+sequence number), so a trigger always inspects what the camera sees now. The loop never scores a
+stale frame, the same frame twice, or a blank/black one. When reads fail or hang, the station goes
+`camera_down` within `read_timeout_seconds`, and reconnection backs off exponentially with jitter.
+A video file is paced at its own frame rate (it stands in for a camera); its end stops the feed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random as random_module
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from inspector.config import CameraConfig, InspectConfig, RunnerConfig
+from inspector.errors import CameraError, ConfigError
+from inspector.lineout import HealthServer
+from inspector.runner import Processor, RunnerStats, load_engine, make_processor, stop_on_signals
+from inspector.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+TRIGGERS = ("every", "interval", "stdin", "file")
+BLANK_STD = 2.0  # grey-level spread below which a frame is a blank (lens cap, unlit, dropped signal)
+BLACK_MEAN = 8.0
+LOOP_SECONDS = 0.01
+
+
+class Capture(Protocol):
+    """The part of `cv2.VideoCapture` the feed uses (tests pass a scripted fake)."""
+
+    def isOpened(self) -> bool: ...  # noqa: N802 (OpenCV naming)
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def get(self, prop: int) -> float: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray
+    seq: int
+    captured_at: float  # on the feed's clock
+
+
+def is_file_source(source: str) -> bool:
+    return not source.isdigit() and "://" not in source
+
+
+def open_video_capture(source: str, config: CameraConfig) -> Capture:
+    """cv2.VideoCapture with explicit open/read timeouts (honoured by the FFmpeg and GStreamer backends)."""
+    if is_file_source(source) and not Path(source).is_file():
+        raise CameraError(f"{source}: video file not found")
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_seconds * 1000),
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.read_timeout_seconds * 1000)]
+    target: int | str = int(source) if source.isdigit() else source
+    capture = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+    if not capture.isOpened():
+        capture.release()
+        raise CameraError(f"{source}: cannot open the camera or stream")
+    return capture
+
+
+class Backoff:
+    """Exponential reconnect delays with jitter: initial, 2x, 4x ... up to max, each +-jitter."""
+
+    def __init__(self, initial: float, maximum: float, jitter: float,
+                 random: Callable[[], float] = random_module.random) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.jitter = jitter
+        self.random = random
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        base = min(self.maximum, self.initial * (2 ** self.failures))
+        self.failures += 1
+        return max(0.0, base * (1.0 + self.jitter * (2.0 * self.random() - 1.0)))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class FrameGrabber:
+    """Reads frames on its own thread and keeps only the newest one.
+
+    A hung `read()` cannot be interrupted; the loop abandons the grabber (its thread is a daemon
+    and its generation is retired, so a late frame is thrown away) and connects a new one.
+    """
+
+    def __init__(self, capture: Capture, clock: Callable[[], float], pace_fps: float = 0.0) -> None:
+        self.capture = capture
+        self.clock = clock
+        self.pace_fps = pace_fps
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._seq = 0
+        self.started_at = clock()
+        self.last_read_at = self.started_at
+        self.failed = False
+        self.ended = False  # end of a video file
+        self.retired = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="camera-grabber", daemon=True)
+
+    def start(self) -> FrameGrabber:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self.retired.is_set():
+            try:
+                ok, image = self.capture.read()
+            except cv2.error as exc:
+                log.warning("camera read failed: %s", exc)
+                ok, image = False, None
+            if self.retired.is_set():
+                return
+            if not ok or image is None or image.size == 0:
+                if self.pace_fps:
+                    self.ended = True
+                else:
+                    self.failed = True
+                return
+            now = self.clock()
+            with self._lock:
+                self._seq += 1
+                self._latest = Frame(image, self._seq, now)
+                self.last_read_at = now
+            if self.pace_fps:
+                # A file has no real-time clock of its own: play it at its frame rate.
+                delay = started + self._seq / self.pace_fps - time.monotonic()
+                if delay > 0:
+                    self.retired.wait(delay)
+
+    def latest(self) -> Frame | None:
+        with self._lock:
+            return self._latest
+
+    def seconds_since_read(self) -> float:
+        with self._lock:
+            return self.clock() - self.last_read_at
+
+    def retire(self) -> None:
+        self.retired.set()
+        try:
+            self.capture.release()
+        except cv2.error:  # releasing a broken stream must not stop reconnection
+            pass
+
+
+class Trigger:
+    """When to inspect: every new frame, every N seconds, on a line on stdin, or a touched file."""
+
+    def __init__(self, config: CameraConfig, clock: Callable[[], float], stdin: Any = None) -> None:
+        if config.trigger not in TRIGGERS:
+            raise ConfigError(f"camera trigger {config.trigger!r}: use one of {', '.join(TRIGGERS)}")
+        if config.trigger == "file" and not config.trigger_file:
+            raise ConfigError("camera trigger 'file' needs --trigger-file")
+        self.kind = config.trigger
+        self.config = config
+        self.clock = clock
+        self._last_fire = -float("inf")
+        self._pending = 0
+        self.closed = False  # stdin reached end of file
+        self._lock = threading.Lock()
+        self._file_mtime = self._mtime() if self.kind == "file" else None
+        if self.kind == "stdin":
+            stream = stdin if stdin is not None else sys.stdin
+            threading.Thread(target=self._read_lines, args=(stream,), name="camera-stdin", daemon=True).start()
+
+    def _mtime(self) -> int | None:
+        try:
+            return os.stat(self.config.trigger_file).st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _read_lines(self, stream: Any) -> None:
+        for _line in stream:
+            with self._lock:
+                self._pending += 1
+        with self._lock:
+            self.closed = True
+
+    def fired(self, new_frame: bool) -> bool:
+        """Whether to inspect now (called once per loop turn)."""
+        if self.kind == "every":
+            return new_frame
+        if self.kind == "interval":
+            now = self.clock()
+            if now - self._last_fire >= self.config.interval_seconds:
+                self._last_fire = now
+                return True
+            return False
+        if self.kind == "stdin":
+            with self._lock:
+                if self._pending:
+                    self._pending -= 1
+                    return True
+            return False
+        mtime = self._mtime()
+        if mtime is not None and mtime != self._file_mtime:
+            self._file_mtime = mtime
+            return True
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self.kind == "stdin" and self.closed and not self._pending
+
+
+def frame_problem(image: np.ndarray) -> str | None:
+    """Why a frame must not be scored (blank or black), or None."""
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if float(gray.mean()) < BLACK_MEAN:
+        return "black frame"
+    if float(gray.std()) < BLANK_STD:
+        return "blank (near-constant) frame"
+    return None
+
+
+class CameraLoop:
+    """Connection state machine + triggers around a `Processor`."""
+
+    def __init__(self, open_capture: Callable[[], Capture], processor: Processor, store: Store,
+                 runner_config: RunnerConfig, camera_config: CameraConfig, frames_dir: Path, *,
+                 file_source: bool = False, max_frames: int = 0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, random: Callable[[], float] = random_module.random,
+                 stop: threading.Event | None = None, stdin: Any = None) -> None:
+        self.open_capture = open_capture
+        self.processor = processor
+        self.store = store
+        self.station = runner_config.station
+        self.config = camera_config
+        self.frames_dir = frames_dir
+        self.file_source = file_source
+        self.max_frames = max_frames
+        self.clock = clock
+        self.sleep = sleep
+        self.stop = stop or threading.Event()
+        self.backoff = Backoff(camera_config.backoff_initial_seconds, camera_config.backoff_max_seconds,
+                               camera_config.backoff_jitter, random)
+        self.trigger = Trigger(camera_config, clock, stdin)
+        self.metrics = processor.metrics
+        self.stats = RunnerStats()
+        self.skipped: dict[str, int] = {}
+        self.connect_attempts: list[float] = []  # clock times of each open attempt (for the logs and tests)
+        self._grabber: FrameGrabber | None = None
+        self._down = False
+        self._next_attempt = clock()
+        self._last_seq = 0
+        self._last_hash = ""
+
+    # ------------------------------------------------------------ connection
+    def _connect(self) -> None:
+        now = self.clock()
+        if now < self._next_attempt:
+            return
+        self.connect_attempts.append(now)
+        try:
+            capture = self._open_with_timeout()
+        except CameraError as exc:
+            self._mark_down(str(exc))
+            return
+        pace = 0.0
+        if self.file_source:
+            fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+            pace = fps if 0 < fps < 1000 else 25.0
+        self._grabber = FrameGrabber(capture, self.clock, pace).start()
+        self.backoff.reset()
+        if self._down:
+            self._down = False
+            self.store.record_event(self.station, "camera_up", "frames again")
+        self.store.set_station_state(self.station, "running")
+        self.metrics.set_camera_up(True)
+
+    def _open_with_timeout(self) -> Capture:
+        """Open on a helper thread: a backend that ignores its open timeout must not hang the loop."""
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["capture"] = self.open_capture()
+            except Exception as exc:  # noqa: BLE001 - reported as a camera error below
+                box["error"] = exc
+
+        opener = threading.Thread(target=work, name="camera-open", daemon=True)
+        opener.start()
+        opener.join(self.config.open_timeout_seconds)
+        if opener.is_alive():
+            raise CameraError(f"camera open timed out after {self.config.open_timeout_seconds:g} s")
+        if "error" in box:
+            error = box["error"]
+            raise error if isinstance(error, CameraError) else CameraError(f"camera open failed: {error}")
+        capture = box["capture"]
+        if not capture.isOpened():
+            raise CameraError("camera did not open")
+        return capture
+
+    def _mark_down(self, reason: str) -> None:
+        if self._grabber is not None:
+            self._grabber.retire()
+            self._grabber = None
+        delay = self.backoff.next_delay()
+        self._next_attempt = self.clock() + delay
+        self.metrics.set_camera_up(False)
+        if not self._down:
+            self._down = True
+            log.warning("camera down: %s", reason)
+            self.store.record_event(self.station, "camera_down", reason)
+            self.store.set_station_state(self.station, "camera_down")
+        log.info("reconnecting in %.2f s", delay)
+
+    # --------------------------------------------------------------- frames
+    def _skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+        log.debug("frame skipped: %s", why)
+
+    def _take(self, frame: Frame) -> None:
+        if frame.seq == self._last_seq:
+            self._skip("repeated sequence number")
+            return
+        if self.clock() - frame.captured_at > self.config.stale_frame_seconds:
+            self._skip("stale")
+            self._last_seq = frame.seq
+            return
+        problem = frame_problem(frame.image)
+        if problem:
+            self._skip(problem)
+            self._last_seq = frame.seq
+            return
+        ok, encoded = cv2.imencode(".png", frame.image)
+        if not ok:
+            self._skip("cannot encode")
+            return
+        data = encoded.tobytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._last_hash:
+            self._skip("identical to the last inspected frame")
+            self._last_seq = frame.seq
+            return
+        self._last_seq = frame.seq
+        self._last_hash = digest
+        started = self.clock()
+        existing = self.store.find_inspection(digest, self.processor.engine.model_hash)
+        if existing is not None:
+            self.stats.duplicates += 1
+            return
+        path = self.frames_dir / f"{self.station}-{time.strftime('%Y%m%d-%H%M%S')}-{frame.seq:06d}-{digest[:12]}.png"
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+        [result] = self.processor.inspect([frame.image])
+        overlay_path, heatmap_path = self.processor.save_images(frame.image, result, digest, path.name)
+        self.processor.store_result(result, digest=digest, name=path.name, source_path=f"camera:{frame.seq}",
+                                    image_path=str(path), overlay_path=overlay_path, heatmap_path=heatmap_path,
+                                    started=started)
+        self.store.set_station_state(self.station, "running", last_image=path.name)
+        self.stats.processed += 1
+        if result.verdict in ("fail", "review"):
+            self.stats.flagged += 1
+
+    # ----------------------------------------------------------------- loop
+    def run(self) -> RunnerStats:
+        self.store.record_event(self.station, "start", "camera feed")
+        self.store.set_station_state(self.station, "running")
+        try:
+            while not self.stop.is_set():
+                self.metrics.tick()
+                if self._grabber is None:
+                    self._connect()
+                    if self._grabber is None:
+                        self.sleep(min(0.1, max(LOOP_SECONDS, self._next_attempt - self.clock())))
+                        continue
+                grabber = self._grabber
+                if grabber.failed:
+                    self._mark_down("camera read failed")
+                    continue
+                if not grabber.ended and grabber.seconds_since_read() > self.config.read_timeout_seconds:
+                    self._mark_down(f"no frame for {self.config.read_timeout_seconds:g} s (read hung)")
+                    continue
+                frame = grabber.latest()
+                new_frame = frame is not None and frame.seq != self._last_seq
+                if self.trigger.fired(new_frame):
+                    if frame is None:
+                        self._skip("no frame yet")
+                    else:
+                        self._take(frame)
+                    if self.max_frames and self.stats.processed >= self.max_frames:
+                        break
+                if grabber.ended and not (self.trigger.kind == "every" and new_frame):
+                    log.info("end of the video file")
+                    break
+                if self.trigger.exhausted:
+                    break
+                self.sleep(LOOP_SECONDS)
+        finally:
+            if self._grabber is not None:
+                self._grabber.retire()
+            self.metrics.alive = False
+            skipped = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"
+            self.store.record_event(self.station, "stop", f"{self.stats.processed} inspected; skipped: {skipped}")
+            self.store.set_station_state(self.station, "stopped")
+        return self.stats
+
+
+def run_camera(source: str, bundle: Path, runner_config: RunnerConfig, camera_config: CameraConfig,
+               inspect_config: InspectConfig, *, max_frames: int = 0) -> RunnerStats:
+    """`inspector camera`: inspect frames from a device index, video file or RTSP/HTTP URL."""
+    from inspector.runner import _configure_logging
+
+    _configure_logging()
+    engine = load_engine(bundle, inspect_config)
+    return run_camera_with_engine(source, engine, runner_config, camera_config, max_frames=max_frames, bundle=bundle)
+
+
+def run_camera_with_engine(source: str, engine: Any, runner_config: RunnerConfig, camera_config: CameraConfig, *,
+                           max_frames: int = 0, bundle: Path | None = None,
+                           open_capture: Callable[[], Capture] | None = None, **loop_options: Any) -> RunnerStats:
+    """`run_camera` with an engine already loaded (tests pass a fake engine and capture)."""
+    if open_capture is None and is_file_source(source) and not Path(source).is_file():
+        raise CameraError(f"{source}: video file not found")
+    data_dir = Path(runner_config.data_dir).resolve()
+    frames_dir = data_dir / "camera"
+    overlays_dir = data_dir / "overlays"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    overlays_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(runner_config.db_url, data_dir)
+    try:
+        processor = make_processor(engine, store, runner_config, overlays_dir, bundle, loop_options.pop("stream", None))
+        loop = CameraLoop(open_capture or (lambda: open_video_capture(source, camera_config)), processor, store,
+                          runner_config, camera_config, frames_dir, file_source=is_file_source(source),
+                          max_frames=max_frames, **loop_options)
+        server = None
+        if runner_config.http_port:
+            server = HealthServer(processor.metrics, runner_config.http_host, runner_config.http_port,
+                                  stale_after_s=max(10.0, 3 * camera_config.read_timeout_seconds)).start()
+        try:
+            with stop_on_signals(loop.stop):
+                stats = loop.run()
+        finally:
+            if server is not None:
+                server.stop()
+    finally:
+        store.close()
+    log.info("camera feed stopped: %d inspected (%d flagged); skipped %s", stats.processed, stats.flagged,
+             loop.skipped or "none")
+    return stats
