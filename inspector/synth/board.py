@@ -40,6 +40,7 @@ class CameraShot:
     shift: tuple[float, float]
     angle: float
     gain: float
+    white_balance: tuple[float, float, float]  # per-channel (B, G, R) gain of the lamp/sensor drift
     offset: float
     gradient: tuple[float, float]
     vignette: float
@@ -63,6 +64,7 @@ def _camera_shot(rng: np.random.Generator, width: int, height: int) -> CameraSho
         shift=(float(rng.uniform(-reach, reach)), float(rng.uniform(-reach, reach))),
         angle=float(rng.uniform(-0.7, 0.7)),
         gain=float(rng.uniform(0.9, 1.1)),
+        white_balance=tuple(float(g) for g in rng.uniform(0.97, 1.03, 3)),  # type: ignore[arg-type]
         offset=float(rng.uniform(-10, 10)),
         gradient=(float(rng.uniform(-0.12, 0.12)), float(rng.uniform(-0.12, 0.12))),
         vignette=float(rng.uniform(0.05, 0.18)),
@@ -99,7 +101,7 @@ def _sensor(image: np.ndarray, shot: CameraShot, rng: np.random.Generator) -> np
     ys = (np.arange(height, dtype=np.float32) / max(1, height - 1) - 0.5)[:, None]
     xs = (np.arange(width, dtype=np.float32) / max(1, width - 1) - 0.5)[None, :]
     light = shot.gain * (1 + shot.gradient[0] * xs + shot.gradient[1] * ys - shot.vignette * (xs * xs + ys * ys))
-    lit = image * light[..., None] + shot.offset
+    lit = image * (light[..., None] * np.asarray(shot.white_balance, np.float32)) + shot.offset
     lit = cv2.GaussianBlur(lit, (0, 0), shot.blur_sigma)
     # demosaiced sensor noise is mostly shared by the three channels, with a little colour noise
     shared = rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(shot.noise_std)
