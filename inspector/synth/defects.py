@@ -15,7 +15,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from inspector.synth.draw import (Canvas, Placement, SOLDER, _local_to_board, bare_board, circle, fill_poly,
+from inspector.synth.draw import (Canvas, Placement, SOLDER, local_to_board, bare_board, circle, fill_poly,
                                   polyline, shade)
 from inspector.synth.layout import Component, Design, Point
 
@@ -109,9 +109,9 @@ def _bridge(design: Design, rng, size_class: str, out_unit: float, placements) -
     placement = placements[comp.ref]
     local = [(cx + half[0] * math.cos(t), cy + half[1] * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 20, False)]
     jitter = rng.uniform(-0.08, 0.08, (len(local), 2))
-    outline = [_local_to_board(comp, placement, (x + jx * half[0], y + jy * half[1]))
+    outline = [local_to_board(comp, placement, (x + jx * half[0], y + jy * half[1]))
                for (x, y), (jx, jy) in zip(local, jitter)]
-    highlight = [_local_to_board(comp, placement, (cx + half[0] * 0.45 * math.cos(t), cy + half[1] * 0.3 * math.sin(t)))
+    highlight = [local_to_board(comp, placement, (cx + half[0] * 0.45 * math.cos(t), cy + half[1] * 0.3 * math.sin(t)))
                  for t in np.linspace(0, 2 * math.pi, 12, False)]
 
     def paint(image: np.ndarray, canvas: Canvas) -> None:

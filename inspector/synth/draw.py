@@ -187,7 +187,7 @@ class Placement:
     dangle: float = 0.0
 
 
-def _local_to_board(comp: Component, placement: Placement, offset: Point) -> Point:
+def local_to_board(comp: Component, placement: Placement, offset: Point) -> Point:
     x, y = rotate(offset, comp.angle + placement.dangle)
     return comp.center[0] + placement.dx + x, comp.center[1] + placement.dy + y
 
@@ -196,7 +196,7 @@ def _part_rect(comp: Component, placement: Placement, offset: Point, size: Point
     hw, hh = size[0] / 2, size[1] / 2
     corners = [(offset[0] - hw, offset[1] - hh), (offset[0] + hw, offset[1] - hh),
                (offset[0] + hw, offset[1] + hh), (offset[0] - hw, offset[1] + hh)]
-    return [_local_to_board(comp, placement, c) for c in corners]
+    return [local_to_board(comp, placement, c) for c in corners]
 
 
 def component_footprint(comp: Component, placement: Placement) -> list[list[Point]]:
@@ -224,15 +224,15 @@ def draw_component(image: np.ndarray, canvas: Canvas, comp: Component, placement
     if comp.kind == "electrolytic":
         base = (comp.body[0] * 1.05, comp.body[1] * 1.05)
         fill_poly(image, canvas, _part_rect(comp, placement, (0.0, 0.0), base), PLASTIC)
-        center = _local_to_board(comp, placement, (0.0, 0.0))
+        center = local_to_board(comp, placement, (0.0, 0.0))
         circle(image, canvas, center, comp.body[0] * 0.47, shade(CAN_METAL, 0.8))
         circle(image, canvas, center, comp.body[0] * 0.42, CAN_METAL)
-        stripe = [_local_to_board(comp, placement, p) for p in
+        stripe = [local_to_board(comp, placement, p) for p in
                   ((-comp.body[0] * 0.42, -1.2), (-comp.body[0] * 0.2, -2.8), (-comp.body[0] * 0.2, 2.8),
                    (-comp.body[0] * 0.42, 1.2))]
         fill_poly(image, canvas, stripe, (45, 40, 40))
         for a, b in (((-1.8, 0.0), (1.8, 0.0)), ((0.0, -1.8), (0.0, 1.8))):
-            polyline(image, canvas, [_local_to_board(comp, placement, a), _local_to_board(comp, placement, b)],
+            polyline(image, canvas, [local_to_board(comp, placement, a), local_to_board(comp, placement, b)],
                      shade(CAN_METAL, 0.7), 0.3)
         return
     body_color = {"chip_r": RESISTOR_BODY, "chip_c": CAP_BODY}.get(comp.kind, IC_BODY)
@@ -243,17 +243,17 @@ def draw_component(image: np.ndarray, canvas: Canvas, comp: Component, placement
     inner = (body[0] - 0.5, body[1] - 0.5) if comp.kind in ("qfp", "soic") else (body[0] * 0.8, body[1] * 0.7)
     fill_poly(image, canvas, _part_rect(comp, placement, (0.0, 0.0), inner), shade(body_color, 1.12))
     if comp.kind in ("qfp", "soic"):
-        dot = _local_to_board(comp, placement, (-body[0] / 2 + 1.6, -body[1] / 2 + 1.6 if comp.kind == "qfp" else
+        dot = local_to_board(comp, placement, (-body[0] / 2 + 1.6, -body[1] / 2 + 1.6 if comp.kind == "qfp" else
                                                 body[1] / 2 - 1.4))
         circle(image, canvas, dot, 0.55, shade(body_color, 0.55))
         mark_height = 1.6 if comp.kind == "qfp" else 1.2
-        origin = _local_to_board(comp, placement, (-body[0] / 2 + 2.6, 0.6))
+        origin = local_to_board(comp, placement, (-body[0] / 2 + 2.6, 0.6))
         if comp.angle == 0.0 and abs(placement.dangle) < 2.0:
             put_label(image, canvas, "BI41" if comp.kind == "qfp" else "L7805", origin, mark_height, (120, 122, 124))
         else:
             # rotated text cannot be drawn by putText: mark with a laser-etched bar instead
-            polyline(image, canvas, [_local_to_board(comp, placement, (-body[0] / 4, 0.0)),
-                                     _local_to_board(comp, placement, (body[0] / 4, 0.0))], (110, 112, 114), 0.4)
+            polyline(image, canvas, [local_to_board(comp, placement, (-body[0] / 4, 0.0)),
+                                     local_to_board(comp, placement, (body[0] / 4, 0.0))], (110, 112, 114), 0.4)
 
 
 def component_layer_mask(canvas: Canvas, design: Design, placements: dict[str, Placement | None]) -> np.ndarray:
