@@ -199,13 +199,18 @@ def watch(
     once: bool = typer.Option(False, "--once", help="Process what is in the inbox, then exit."),
     stable_seconds: float = typer.Option(1.0, "--stable-seconds", min=0.0,
                                          help="A file must stop changing this long before it is taken."),
+    poll_seconds: float = typer.Option(0.5, "--poll-seconds", min=0.01,
+                                       help="Rescan the inbox at least this often (file events wake it sooner)."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most images held in memory at once."),
+    json_lines: bool = typer.Option(True, "--json/--no-json", help="Print one JSON line per verdict on stdout."),
 ) -> None:
     """Watch a folder feed: inspect each new image exactly once and store the result."""
     from inspector.config import InspectConfig, RunnerConfig
     from inspector.runner import watch as run_watch
 
     cfg = RunnerConfig(station=station, data_dir=str(data_dir), db_url=db, http_port=http_port, hook=hook,
-                       stable_seconds=stable_seconds)
+                       stable_seconds=stable_seconds, poll_seconds=poll_seconds, max_batch=max_batch,
+                       json_lines=json_lines)
     run_watch(inbox, model, cfg, InspectConfig(), once=once)
 
 

@@ -238,3 +238,23 @@ def test_missing_video_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CameraError, match="video file not found"):
         run_camera_with_engine(str(tmp_path / "none.avi"), FakeEngine(), RunnerConfig(data_dir=str(tmp_path)),
                                camera_config())
+
+
+@pytest.mark.slow
+def test_camera_command_on_a_video_file(tmp_path: Path, tiny_bundle: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    b1, b2 = textured(70, 21, 96), textured(120, 22, 96)
+    video = tmp_path / "line.avi"
+    write_video(video, [b1, b1, b2, np.zeros_like(b1)], fps=5.0)
+    data = tmp_path / "data"
+    result = subprocess.run([sys.executable, "-m", "inspector", "camera", str(video), "--model", str(tiny_bundle),
+                             "--data-dir", str(data), "--trigger", "every", "--station", "cam-9"],
+                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 and {line["station"] for line in lines} == {"cam-9"}
+    store = Store.open(data)
+    assert len(store.list_inspections()) == 2 and store.stations()[0].state == "stopped"
