@@ -55,6 +55,8 @@ def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str
         "--server.port", str(config.port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        # Operators need no "Deploy"/developer menu.
+        "--client.toolbarMode", "viewer",
         # The line PC serves a fixed app; watching its source for edits only costs CPU.
         "--server.fileWatcherType", "none",
     ]

@@ -12,6 +12,7 @@ from inspector.store import Store
 from inspector.store.dashboard_queries import latest_reviews
 
 QUEUE_LENGTH = 30
+QUEUE_COLUMNS = [0.7, 1.6, 1.3, 2.6, 0.8, 1.5, 1.6, 1.0]  # relative widths; the last holds "Open"
 STATION_STATE_LABELS = {"running": "running", "stopped": "stopped", "camera_down": "camera down"}
 
 
@@ -46,13 +47,13 @@ def queue_rows(results: Store, include_reviewed: bool) -> None:
         st.success("No flagged boards waiting.")
         return
     reviews = latest_reviews(results, [record.id for record in flagged])
-    header = st.columns([1, 2, 2, 3, 1, 2, 2, 1])
+    header = st.columns(QUEUE_COLUMNS)
     for column, title in zip(header, ["board", "time", "station", "image", "verdict", "score / threshold",
                                       "review", ""]):
         column.markdown(f"**{title}**")
     for record in flagged:
         review = reviews.get(record.id)
-        cells = st.columns([1, 2, 2, 3, 1, 2, 2, 1])
+        cells = st.columns(QUEUE_COLUMNS)
         cells[0].write(f"#{record.id}")
         cells[1].write(record.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
         cells[2].write(record.station)
@@ -61,7 +62,7 @@ def queue_rows(results: Store, include_reviewed: bool) -> None:
         cells[5].write(f"{record.score:.3f} / {record.threshold:.3f}"
                        if record.score is not None and record.threshold is not None else "-")
         cells[6].write(f"{review.decision} by {review.operator}" if review else "waiting")
-        if cells[7].button("Open", key=f"open-{record.id}", help=f"Review board #{record.id}"):
+        if cells[7].button("Open", key=f"open-{record.id}", help=f"Review board #{record.id}", width="stretch"):
             open_board(record.id)
 
 

@@ -1,0 +1,201 @@
+"""End to end in a real browser: runner and dashboard processes on one store, driven by Chromium.
+
+Defective sample boards are dropped into the runner's inbox; an operator logs in, sees a flagged
+board appear in the live queue, opens and confirms it, and the review is found in the store; a QA
+user then saves a threshold version. Screenshots of every page go to test-artifacts/ and, for the
+guides, to docs/images/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+DEMO_USERS = REPO / "deploy" / "demo-users.toml"
+DOC_IMAGES = REPO / "docs" / "images"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SLOW_MS = 90_000  # two shared CPU cores: the runner and Streamlit compete with the browser
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"dashboard exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"dashboard not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    handle = open(log, "wb")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "inspector", *args], stdout=handle, stderr=subprocess.STDOUT,
+                            cwd=REPO, env=env)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _drop(inbox: Path, boards: list[Path]) -> None:
+    """Copy under a temporary name, then rename: the runner never sees half a file."""
+    for board in boards:
+        partial = inbox / f".{board.parent.name}-{board.name}.partial"
+        shutil.copyfile(board, partial)
+        os.replace(partial, inbox / f"{board.parent.name}-{board.name}")
+
+
+@pytest.fixture()
+def line(tmp_path: Path, tiny_bundle: Path) -> Iterator[dict[str, object]]:
+    require(CHROMIUM.exists(), f"{CHROMIUM} (Debian chromium) is needed for the browser test")
+    data_dir, inbox = tmp_path / "data", tmp_path / "inbox"
+    inbox.mkdir()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    runner_log, dashboard_log = tmp_path / "runner.log", tmp_path / "dashboard.log"
+    runner = _start(["watch", str(inbox), "--model", str(tiny_bundle), "--data-dir", str(data_dir),
+                     "--station", "e2e-line", "--stable-seconds", "0.2"], runner_log)
+    dashboard = _start(["dashboard", "--data-dir", str(data_dir), "--users", str(DEMO_USERS), "--port", str(port)],
+                       dashboard_log)
+    try:
+        _wait_healthy(url, dashboard, dashboard_log)
+        yield {"url": url, "data_dir": data_dir, "inbox": inbox, "runner": runner, "runner_log": runner_log,
+               "dashboard_log": dashboard_log}
+    finally:
+        _stop(runner)
+        _stop(dashboard)
+
+
+def _shot(page, artifacts_dir: Path, name: str, shots: list[Path]) -> None:
+    page.wait_for_timeout(800)  # let charts and images finish drawing
+    path = artifacts_dir / f"dashboard-{name}.png"
+    page.screenshot(path=str(path))
+    shots.append(path)
+
+
+def _log_in(page, url: str, user: str, password: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.get_by_label("User")).to_be_visible(timeout=SLOW_MS)
+    page.get_by_role("textbox", name="User").fill(user)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text(f"Logged in as {user}")).to_be_visible(timeout=SLOW_MS)
+
+
+def _nav(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+
+
+def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
+        line: dict[str, object], sample_root: Path, artifacts_dir: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from inspector.store import Store
+
+    url, data_dir, inbox = str(line["url"]), Path(line["data_dir"]), Path(line["inbox"])  # type: ignore[arg-type]
+    defective = sorted(p for p in (sample_root / "test").glob("*/*.png") if p.parent.name != "good")
+    good = sorted((sample_root / "test" / "good").glob("*.png"))
+    assert defective and good
+    shots: list[Path] = []
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(url)
+            expect(page.get_by_role("button", name="Log in")).to_be_visible(timeout=SLOW_MS)
+            _shot(page, artifacts_dir, "login", shots)
+            _log_in(page, url, "operator", "demo-operator")
+
+            # Boards arrive while the operator watches: the queue must update without a reload.
+            _drop(inbox, good + defective)
+            open_button = page.get_by_role("button", name="Open").first
+            expect(open_button).to_be_visible(timeout=SLOW_MS)
+            expect(page.get_by_text("e2e-line").filter(visible=True).first).to_be_visible()  # queue row
+            _shot(page, artifacts_dir, "queue", shots)
+
+            open_button.click()
+            title = page.get_by_role("heading", name="Board #")
+            expect(title.first).to_be_visible(timeout=SLOW_MS)
+            board_id = int(title.first.inner_text().split("#")[1].split()[0])
+            expect(page.get_by_text("Heatmap opacity")).to_be_visible()
+            _shot(page, artifacts_dir, "board", shots)
+
+            # Keyboard, as an operator at the line would: type into the select, Enter picks it.
+            page.get_by_label("Defect type").click()
+            page.keyboard.type("solder_bridge")
+            page.keyboard.press("Enter")
+            page.get_by_label("Comment").fill("confirmed in the browser test")
+            page.get_by_role("button", name="Confirm defect").click()
+            expect(page.get_by_text(f"Board #{board_id} confirmed as solder_bridge.")).to_be_visible(timeout=SLOW_MS)
+
+            with Store.open(data_dir) as store:
+                reviews = store.reviews_for(board_id)
+                record = store.get_inspection(board_id)
+            assert [(r.operator, r.decision, r.defect_type, r.comment) for r in reviews] == [
+                ("operator", "confirm", "solder_bridge", "confirmed in the browser test")]
+            assert record is not None and record.verdict in ("fail", "review")
+
+            _nav(page, "Line overview")
+            expect(page.get_by_text("Boards per hour")).to_be_visible(timeout=SLOW_MS)
+            _shot(page, artifacts_dir, "overview", shots)
+            assert page.locator('[data-testid="stSidebarNav"]').get_by_text("Thresholds (QA)").count() == 0
+
+            page.get_by_role("button", name="Log out").click()
+            _log_in(page, url, "qa", "demo-qa")
+            _nav(page, "Thresholds (QA)")
+            expect(page.get_by_text("Score distributions")).to_be_visible(timeout=SLOW_MS)
+            page.get_by_label("Reason (kept in the audit trail)").fill("browser test: keep the calibrated value")
+            page.get_by_role("button", name="Save as new threshold version").click()
+            saved = page.get_by_text("Saved threshold version")
+            expect(saved).to_be_visible(timeout=SLOW_MS)
+            saved.scroll_into_view_if_needed()
+            _shot(page, artifacts_dir, "qa", shots)
+        finally:
+            browser.close()
+
+    with Store.open(data_dir) as store:
+        model_hash = store.get_inspection(board_id).model_hash  # type: ignore[union-attr]
+        version = store.current_threshold(model_hash)
+    assert version is not None and version.author == "qa"
+    assert version.reason == "browser test: keep the calibrated value"
+
+    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    for shot in shots:
+        assert shot.stat().st_size > 10_000, f"{shot} looks empty"
+        shutil.copyfile(shot, DOC_IMAGES / shot.name)
