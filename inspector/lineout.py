@@ -107,6 +107,7 @@ class Metrics:
 
     def prometheus(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
+        rate = self.rate()
         with self._lock:
             ordered = sorted(self._latencies)
             lines = [
@@ -131,6 +132,9 @@ class Metrics:
             lines += [
                 f"inspector_inspection_latency_seconds_sum {self._latency_sum:.6g}",
                 f"inspector_inspection_latency_seconds_count {self._latency_count}",
+                "# HELP inspector_images_per_second Images stored per second over the last minute.",
+                "# TYPE inspector_images_per_second gauge",
+                f"inspector_images_per_second {rate:.6g}",
                 "# HELP inspector_camera_up 1 while the camera delivers frames (camera feed only).",
                 "# TYPE inspector_camera_up gauge",
             ]

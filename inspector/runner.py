@@ -523,8 +523,15 @@ def inbox_observer(inbox: Path, wake: threading.Event) -> Iterator[None]:
     try:
         yield
     finally:
-        observer.stop()
-        observer.join(timeout=5)
+        # watchdog 7 logs a spurious ERROR when a stop races an inotify read; at shutdown it means nothing.
+        inotify_log = logging.getLogger("watchdog.observers.inotify")
+        level = inotify_log.level
+        inotify_log.setLevel(logging.CRITICAL)
+        try:
+            observer.stop()
+            observer.join(timeout=5)
+        finally:
+            inotify_log.setLevel(level)
 
 
 def load_engine(bundle: Path, inspect_config: InspectConfig) -> Engine:

@@ -49,6 +49,7 @@ def test_healthz_and_metrics_over_http() -> None:
         assert samples["inspector_errors_total"] == 1
         assert samples["inspector_queue_depth"] == 7
         assert samples["inspector_camera_up"] == 1
+        assert samples["inspector_images_per_second"] > 0
         assert samples["inspector_inspection_latency_seconds_count"] == 3
         assert samples["inspector_inspection_latency_seconds_sum"] == pytest.approx(0.12)
         assert samples['inspector_inspection_latency_seconds{quantile="0.5"}'] == pytest.approx(0.04)
