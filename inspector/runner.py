@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 THRESHOLD_CACHE_SECONDS = 1.0
 RATE_LOG_SECONDS = 10.0
+HEARTBEAT_SECONDS = 10.0  # an idle runner still refreshes its station's last_seen this often
 
 
 class Engine(Protocol):
@@ -297,6 +298,7 @@ class FolderRunner:
         self.stability = StabilityTracker(config.stable_seconds)
         self._failed: set[str] = set()  # names that could not even be moved: not retried this run
         self._last_rate_log = time.monotonic()
+        self._last_heartbeat = time.monotonic()
 
     # ----------------------------------------------------------------- scanning
     def _inbox_entries(self) -> dict[str, os.stat_result]:
@@ -465,6 +467,9 @@ class FolderRunner:
                     continue  # a backlog is drained without waiting
                 if once and not entries:
                     break
+                if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
+                    self._last_heartbeat = time.monotonic()
+                    self.store.set_station_state(station, "running")
                 self.wake.wait(self.config.poll_seconds)
                 self.wake.clear()
         finally:

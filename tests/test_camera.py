@@ -258,3 +258,15 @@ def test_camera_command_on_a_video_file(tmp_path: Path, tiny_bundle: Path) -> No
     assert len(lines) == 2 and {line["station"] for line in lines} == {"cam-9"}
     store = Store.open(data)
     assert len(store.list_inspections()) == 2 and store.stations()[0].state == "stopped"
+
+
+def test_stdin_trigger_fires_once_per_line_then_ends() -> None:
+    import io
+
+    trigger = Trigger(camera_config(trigger="stdin"), time.monotonic, stdin=io.StringIO("go\ngo\n"))
+    deadline = time.monotonic() + 5
+    while not trigger.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not trigger.exhausted
+    assert [trigger.fired(False) for _ in range(3)] == [True, True, False]
+    assert trigger.exhausted
