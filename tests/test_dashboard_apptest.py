@@ -134,6 +134,8 @@ def test_queue_lists_unreviewed_flagged_boards_newest_first_with_stations(seeded
     stations = at.dataframe[0].value
     assert list(stations["station"]) == ["line-1", "line-2"]
     assert list(stations["state"]) == ["running", "camera down"]
+    assert list(stations["last image"]) == ["board-39.png", ""]
+    assert stations["last image at"].iloc[0].endswith("min ago") and stations["last image at"].iloc[1] == "never"
     assert "4 flagged boards waiting for review" in _texts(at)
 
     at.toggle(key="queue_include_reviewed").set_value(True).run()

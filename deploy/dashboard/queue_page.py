@@ -9,7 +9,7 @@ import streamlit as st
 
 from deploy.dashboard.context import DashboardSettings, open_board, store
 from inspector.store import Store
-from inspector.store.dashboard_queries import latest_reviews
+from inspector.store.dashboard_queries import last_inspection_times, latest_reviews
 
 QUEUE_LENGTH = 30
 QUEUE_COLUMNS = [0.7, 1.6, 1.3, 2.6, 0.8, 1.5, 1.6, 1.0]  # relative widths; the last holds "Open"
@@ -30,11 +30,13 @@ def station_table(results: Store) -> None:
     if not stations:
         st.info("No station has reported yet. Start `inspector watch` or `inspector camera`.")
         return
+    last_verdicts = last_inspection_times(results)
     st.dataframe(pd.DataFrame([{
         "station": s.name,
         "state": STATION_STATE_LABELS.get(s.state, s.state),
         "last heartbeat": _age(s.last_seen),
         "last image": s.last_image,
+        "last image at": _age(last_verdicts[s.name]) if s.name in last_verdicts else "never",
     } for s in stations]), hide_index=True, width="stretch")
 
 

@@ -6,7 +6,7 @@ They read through the store's engine with their own short sessions and never wri
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -74,3 +74,16 @@ def latest_image_threshold(store: Store, model_hash: str) -> float | None:
              .order_by(schema.Inspection.created_at.desc(), schema.Inspection.id.desc()).limit(1))
     with Session(store.engine) as session:
         return session.scalar(query)
+
+
+def last_inspection_times(store: Store) -> dict[str, datetime]:
+    """When each station last stored a verdict (its heartbeat also ticks while idle)."""
+    query = select(schema.Inspection.station, func.max(schema.Inspection.created_at)).group_by(
+        schema.Inspection.station)
+    with Session(store.engine) as session:
+        return {station: _utc(moment) for station, moment in session.execute(query) if moment is not None}
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes; the store writes UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
