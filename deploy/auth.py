@@ -19,7 +19,10 @@ import hashlib
 import hmac
 import os
 import sys
+import threading
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +151,35 @@ def require_role(user: User | None, role: str, action: str) -> User:
     if user.role != role:
         raise AccessDenied(f"{action}: user {user.name!r} has role {user.role!r}, needs {role!r}")
     return user
+
+
+class LoginThrottle:
+    """Slows password guessing: after `max_failures` wrong passwords for a name within `window_s`,
+    that name is refused for `lockout_s` (shared by all browser sessions of one dashboard)."""
+
+    def __init__(self, max_failures: int = 5, window_s: float = 300.0, lockout_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures, self.window_s, self.lockout_s, self.clock = max_failures, window_s, lockout_s, clock
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked_for(self, name: str) -> float:
+        """Seconds until `name` may try again (0 when it may now)."""
+        now = self.clock()
+        with self._lock:
+            recent = [t for t in self._failures.get(name, []) if now - t < self.window_s]
+            self._failures[name] = recent
+            if len(recent) < self.max_failures:
+                return 0.0
+            return max(0.0, recent[-1] + self.lockout_s - now)
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            self._failures.setdefault(name, []).append(self.clock())
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)
 
 
 _DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * SALT_BYTES)

@@ -191,3 +191,18 @@ def test_cli_dashboard_config_names_the_missing_users_file(tmp_path: Path) -> No
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {tmp_path / 'absent.toml'}: users file not found"
+
+
+def test_login_throttle_locks_a_name_after_repeated_failures() -> None:
+    now = [1000.0]
+    throttle = auth.LoginThrottle(max_failures=3, window_s=60, lockout_s=30, clock=lambda: now[0])
+    for _ in range(3):
+        assert throttle.blocked_for("ana") == 0.0
+        throttle.failed("ana")
+    assert throttle.blocked_for("ana") == pytest.approx(30.0)
+    assert throttle.blocked_for("bob") == 0.0  # other names unaffected
+    now[0] += 31
+    assert throttle.blocked_for("ana") == 0.0
+    throttle.failed("ana")
+    throttle.succeeded("ana")
+    assert throttle.blocked_for("ana") == 0.0

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from deploy.auth import LoginThrottle
 from deploy.dashboard.context import USER_KEY, DashboardSettings, users
+
+
+@st.cache_resource(show_spinner=False)
+def _throttle() -> LoginThrottle:
+    return LoginThrottle()
 
 
 def login_page(settings: DashboardSettings) -> None:
@@ -16,10 +22,17 @@ def login_page(settings: DashboardSettings) -> None:
         submitted = st.form_submit_button("Log in", type="primary")
     if not submitted:
         return
+    name = name.strip()
+    wait = _throttle().blocked_for(name)
+    if wait > 0:
+        st.error(f"Too many wrong passwords for {name!r}; try again in {wait:.0f} s.")
+        return
     user = users(settings).authenticate(name, password)
     if user is None:
+        _throttle().failed(name)
         st.error("Unknown user or wrong password.")
         return
+    _throttle().succeeded(name)
     st.session_state[USER_KEY] = user
     st.rerun()
 
