@@ -70,6 +70,20 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
+def _gross_defect(good_board: Path, out_dir: Path) -> Path:
+    """A good board with a large foreign patch: flagged by any model that learned the boards, so
+    the test does not hinge on the tiny model catching the subtle generated defects."""
+    import cv2
+
+    image = cv2.imread(str(good_board), cv2.IMREAD_COLOR)
+    height, width = image.shape[:2]
+    cv2.rectangle(image, (width // 4, height // 4), (width // 2, height // 2), (255, 0, 255), -1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "foreign_object.png"
+    cv2.imwrite(str(path), image)
+    return path
+
+
 def _drop(inbox: Path, boards: list[Path]) -> None:
     """Copy under a temporary name, then rename: the runner never sees half a file."""
     for board in boards:
@@ -131,6 +145,7 @@ def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
     defective = sorted(p for p in (sample_root / "test").glob("*/*.png") if p.parent.name != "good")
     good = sorted((sample_root / "test" / "good").glob("*.png"))
     assert defective and good
+    defective.append(_gross_defect(good[0], Path(line["inbox"]).parent / "extra" / "gross"))  # type: ignore[arg-type]
     shots: list[Path] = []
 
     with sync_playwright() as playwright:
