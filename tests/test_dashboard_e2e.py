@@ -2,8 +2,9 @@
 
 Defective sample boards are dropped into the runner's inbox; an operator logs in, sees a flagged
 board appear in the live queue, opens and confirms it, and the review is found in the store; a QA
-user then saves a threshold version. Screenshots of every page go to test-artifacts/ and, for the
-guides, to docs/images/.
+user then saves a threshold version. Screenshots of every page go to test-artifacts/; they are
+copied into docs/images/ for the guides when one is missing there or when
+BOARD_INSPECTOR_UPDATE_DOC_IMAGES=1 (so an ordinary test run leaves tracked files alone).
 """
 
 from __future__ import annotations
@@ -211,6 +212,8 @@ def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
     assert version.reason == "browser test: keep the calibrated value"
 
     DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    refresh = os.environ.get("BOARD_INSPECTOR_UPDATE_DOC_IMAGES") == "1"
     for shot in shots:
         assert shot.stat().st_size > 10_000, f"{shot} looks empty"
-        shutil.copyfile(shot, DOC_IMAGES / shot.name)
+        if refresh or not (DOC_IMAGES / shot.name).exists():
+            shutil.copyfile(shot, DOC_IMAGES / shot.name)
