@@ -13,7 +13,9 @@ Thresholds, both set for `target_false_alarm_rate` (FAR) of good boards:
 
 Rule: with n good boards and n * FAR >= 1 the threshold sits just above the (1 - FAR) quantile
 ("higher" interpolation). With fewer boards the quantile cannot be estimated, so the conservative
-rule is max(good values) * FEW_BOARDS_MARGIN. Because a board fails on either trigger (see
+rule is the larger of max(good values) * FEW_BOARDS_MARGIN and mean + FEW_BOARDS_SIGMAS * std: the
+spread term widens the line when a short training run leaves good boards' scores far apart, and
+a handful of boards says little about the tail. Because a board fails on either trigger (see
 scoring.decide_verdict), the expected good-board flag rate is at most 2 x FAR.
 """
 
@@ -34,6 +36,7 @@ from inspector.errors import ConfigError
 from inspector.imageio import IMAGE_EXTENSIONS, load_image
 
 FEW_BOARDS_MARGIN = 1.15
+FEW_BOARDS_SIGMAS = 4.0
 POOLED_SCALE_QUANTILE = 0.99
 REPORTED_QUANTILES = (0.5, 0.9, 0.99, 0.999, 1.0)
 
@@ -60,8 +63,10 @@ def threshold_for(values: Sequence[float], target_false_alarm_rate: float) -> tu
     if target_false_alarm_rate > 0 and data.size * target_false_alarm_rate >= 1.0:
         quantile = float(np.quantile(data, 1.0 - target_false_alarm_rate, method="higher"))
         return float(np.nextafter(quantile, np.inf)), f"quantile {1 - target_false_alarm_rate:g} of {data.size} good boards"
-    return float(data.max() * FEW_BOARDS_MARGIN), (
-        f"max of {data.size} good boards x {FEW_BOARDS_MARGIN} (too few boards for a {target_false_alarm_rate:g} quantile)")
+    spread = float(data.mean() + FEW_BOARDS_SIGMAS * data.std(ddof=1)) if data.size > 1 else 0.0
+    return max(float(data.max() * FEW_BOARDS_MARGIN), spread), (
+        f"max(max x {FEW_BOARDS_MARGIN}, mean + {FEW_BOARDS_SIGMAS:g} std) of {data.size} good boards "
+        f"(too few boards for a {target_false_alarm_rate:g} quantile)")
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:

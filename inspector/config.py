@@ -57,6 +57,7 @@ class TrainConfig:
     # calibration
     target_false_alarm_rate: float = 0.01
     device: str = "auto"  # "auto", "cpu", "cuda"
+    threads: int = 0  # torch CPU threads; 0 = every core (1 is far faster on a machine shared with other jobs)
 
 
 @dataclass

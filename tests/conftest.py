@@ -46,7 +46,7 @@ def tiny_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("bundle") / "tiny"
     config = TrainConfig(
         epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
-        crops_per_image=2, holdout_fraction=0.25, seed=3,
+        crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1,
     )
     train_bundle(sample_root, out, config)
     return out

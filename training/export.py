@@ -7,6 +7,7 @@ crash or a failed parity check never leaves a half bundle where the line looks f
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import tempfile
 import warnings
@@ -232,7 +233,7 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as exc:
         raise BundleError(f"{path}: cannot read the checkpoint ({exc})") from exc
     missing = [key for key in ("model_state", "best_state", "architecture", "preprocess_spec", "scoring", "data",
                                "config", "history", "epoch", "parity_images") if key not in checkpoint]

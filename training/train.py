@@ -56,9 +56,7 @@ def fitted_crop_size(config: TrainConfig, images: GoodImages, spec: PreprocessSp
 
 
 def lr_factor(epoch: int, total: int) -> float:
-    """One warm-up epoch, then cosine down to MIN_LR_FRACTION of the base rate."""
-    if epoch == 0:
-        return 0.3
+    """Cosine from the base rate down to MIN_LR_FRACTION of it (AdamW on this small net needs no warm-up)."""
     progress = min(1.0, epoch / max(1, total - 1))
     return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -126,7 +124,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         config = saved
     _check_config(config)
     seed_everything(config.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
     device = choose_device(config.device)
 
     images = load_good_images(Path(data), channels=config.channels, holdout_fraction=config.holdout_fraction,
