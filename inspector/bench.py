@@ -124,8 +124,12 @@ def count_macs(model_path: Path, input_shape: tuple[int, int, int, int]) -> dict
             round(2 * per_image / 1e9, 4), "note": "FLOPs = 2 x MACs; Conv/ConvTranspose/MatMul/Gemm only"}
 
 
-def measure_peak_gflops(size: int = PEAK_SIZE, repeats: int = 5) -> dict[str, Any]:
-    """float32 matmul rate with numpy's BLAS on all cores: the best of a few runs."""
+def measure_peak_gflops(size: int = PEAK_SIZE, repeats: int = 10) -> dict[str, Any]:
+    """float32 matmul rate with numpy's BLAS on all cores: the best of several runs.
+
+    This is the practical peak numpy's BLAS reaches, not the silicon's: ONNX Runtime's convolution
+    kernels can beat it (a share above 100% then), and other load on the machine lowers it.
+    """
     rng = np.random.default_rng(0)
     a = rng.random((size, size), dtype=np.float32)
     b = rng.random((size, size), dtype=np.float32)
@@ -223,6 +227,9 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         achieved = 2 * macs["macs_per_image"] * model_rate / 1e9
         figures["inference_gflops"] = round(achieved, 3)
         figures["share_of_peak"] = round(achieved / peak["gflops"], 4)
+        if figures["share_of_peak"] > 1:
+            peak["note"] = ("inference beat the numpy matmul rate: BLAS does not reach this CPU's peak, "
+                            "or other load disturbed the peak measurement")
     figures["runner"] = _runner_figures(bundle, images, encoded) if runner else None
     print_table(figures)
     if out is not None:
@@ -265,6 +272,8 @@ def print_table(figures: dict[str, Any], console: Console | None = None) -> None
     table.add_row("CPU float32 peak GFLOP/s", f"{figures['cpu_peak']['gflops']:.1f}")
     if "share_of_peak" in figures:
         table.add_row("share of peak", f"{100 * figures['share_of_peak']:.1f} %")
+        if "note" in figures["cpu_peak"]:
+            table.add_row("note", figures["cpu_peak"]["note"])
     comparison = figures["torch_vs_onnxruntime"]
     if comparison["available"]:
         table.add_row("torch eager ms/batch", f"{comparison['torch_eager_ms_per_batch']:.2f}")

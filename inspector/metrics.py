@@ -59,7 +59,7 @@ class ProSamples:
             sizes = np.bincount(labels.ravel())
             component = labels[defect]
             self.defect_scores.append(anomaly_map[defect])
-            self.defect_weights.append(1.0 / sizes[component])
+            self.defect_weights.append((1.0 / sizes[component]).astype(np.float32))
             self.regions += count
 
     def extend(self, other: "ProSamples") -> None:
