@@ -54,7 +54,9 @@ class TrainConfig:
     # inference
     tile_size: int = 0
     tile_overlap: int = 32
-    # calibration
+    # scoring (recorded in the bundle) and calibration
+    smooth_sigma: float = 4.0  # Gaussian smoothing of the error map, working-resolution pixels
+    top_k_fraction: float = 0.001  # image score = mean of the top fraction of map pixels (at least 16)
     target_false_alarm_rate: float = 0.01
     device: str = "auto"  # "auto", "cpu", "cuda"
     threads: int = 0  # torch CPU threads; 0 = every core (1 is far faster on a machine shared with other jobs)

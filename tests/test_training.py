@@ -219,3 +219,14 @@ def test_cli_train_and_export(sample_root: Path, tmp_path: Path) -> None:
                              str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stderr.startswith("error:") and "bogus.pt" in result.stderr
     assert not (tmp_path / "nope").exists()
+
+
+def test_half_scale_mix_loss_bundle(sample_root: Path, tmp_path: Path) -> None:
+    """Working resolution below the input's and the SSIM+L2 error travel through the bundle."""
+    train_bundle(sample_root, tmp_path / "half", quick_config(epochs=1, scale=0.5, loss="mix", smooth_sigma=2.0))
+    engine = Inspector.load(tmp_path / "half")
+    assert engine.spec.scale == 0.5 and engine.scoring.error == "mix" and engine.scoring.smooth_sigma == 2.0
+    board = load_image(sorted((sample_root / "test" / "good").iterdir())[0])
+    result = engine.inspect(board)
+    assert result.anomaly_map.shape == board.shape[:2]
+    assert np.isfinite(result.score)

@@ -132,8 +132,9 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     stride = 2**config.depth
     spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=stride,
                           tile_size=config.tile_size, tile_overlap=config.tile_overlap)
-    scoring_spec = ScoringSpec(error={"l2": "l2", "ssim": "ssim", "mix": "mix"}[config.loss],
-                               ssim_weight=config.ssim_weight)
+    scoring_spec = ScoringSpec(error=config.loss,  # score with the error the model was trained to minimise
+                               ssim_weight=config.ssim_weight, smooth_sigma=config.smooth_sigma,
+                               top_k_fraction=config.top_k_fraction)
     arch = Architecture(in_channels=images.channels, width=config.width, depth=config.depth,
                         latent_channels=config.latent_channels, output_sigmoid=spec.mean == 0.0 and spec.std == 1.0)
     crop = fitted_crop_size(config, images, spec)
