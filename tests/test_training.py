@@ -230,3 +230,16 @@ def test_half_scale_mix_loss_bundle(sample_root: Path, tmp_path: Path) -> None:
     result = engine.inspect(board)
     assert result.anomaly_map.shape == board.shape[:2]
     assert np.isfinite(result.score)
+
+
+def test_model_without_metadata_is_refused(bundle_copy: Path) -> None:
+    import onnx
+
+    from inspector.bundle import write_manifest
+
+    model = onnx.load(str(bundle_copy / MODEL_FILE))
+    del model.metadata_props[:]
+    onnx.save(model, str(bundle_copy / MODEL_FILE))
+    write_manifest(bundle_copy)  # a consistent manifest: only the metadata check can catch it
+    with pytest.raises(BundleError, match="metadata"):
+        Inspector.load(bundle_copy)

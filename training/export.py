@@ -38,9 +38,10 @@ PARITY_TOLERANCE = 1e-4
 def export_onnx(model: ConvAutoencoder, path: Path, metadata: dict[str, str]) -> None:
     """torch.onnx (dynamo exporter) with dynamic batch/height/width, then metadata_props.
 
-    The dynamo exporter and the legacy TorchScript one gave equally fast graphs under ONNX Runtime
-    on CPU (measured on 640x640: ~130 ms both); dynamo is the maintained path and its symbolic
-    H/W (`16*h`) states the stride constraint in the graph itself.
+    Measured on the default model (0.5M params), 640x640 gray, ONNX Runtime CPU, one thread:
+    dynamo graph 25 nodes, median 153 ms; legacy TorchScript graph 29 nodes, 160 ms. Dynamo is
+    also the maintained path, and its symbolic H/W (`16*h`) states the stride constraint in the
+    graph itself. Its only cost is export time (~4 s vs 0.2 s).
     """
     model = model.cpu().eval()
     stride = model.arch.total_stride
