@@ -22,7 +22,7 @@ from inspector import scoring
 from inspector.bundle import CALIBRATION_FILE, META_PREPROCESS, META_SCORING, MODEL_FILE, check_metadata, verify_bundle
 from inspector.config import InspectConfig
 from inspector.errors import BundleError, ConfigError
-from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess, to_channels
+from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.results import InspectionResult
 
 INPUT_NAME = "input"
@@ -161,10 +161,6 @@ class Inspector:
         self.image_threshold = float(value)
         self.calibration_version = int(version)
 
-    def with_calibration(self, calibration: dict[str, Any]) -> "Inspector":
-        """The same session with another calibration version (used by recalibration)."""
-        return Inspector(self.session, self.spec, self.scoring, calibration, self.model_hash, self.config, self.source)
-
     # ---------------------------------------------------------------- model calls
     def reconstruct(self, batch: np.ndarray) -> np.ndarray:
         """The raw model call: NCHW float32 (H, W multiples of pad_multiple) -> reconstruction."""
@@ -278,7 +274,3 @@ class Inspector:
 
     def inspect_batch(self, images: Sequence[np.ndarray]) -> list[InspectionResult]:
         return [self._result(analysis) for analysis in self.analyse(images)]
-
-    def model_image(self, image: np.ndarray) -> np.ndarray:
-        """The image converted to the model's channel count (what the heatmap is laid over)."""
-        return to_channels(image, self.spec.channels)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,6 @@ class GoodImages:
     holdout_paths: list[Path]
     data_sha256: str
     source: Path
-    notes: list[str] = field(default_factory=list)
 
 
 def load_good_images(data: Path, *, channels: str, holdout_fraction: float, seed: int) -> GoodImages:

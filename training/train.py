@@ -55,10 +55,9 @@ def fitted_crop_size(config: TrainConfig, images: GoodImages, spec: PreprocessSp
     return crop
 
 
-def lr_factor(epoch: int, total: int) -> float:
+def lr_factor(progress: float) -> float:
     """Cosine from the base rate down to MIN_LR_FRACTION of it (AdamW on this small net needs no warm-up)."""
-    progress = min(1.0, epoch / max(1, total - 1))
-    return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
+    return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop: int,
@@ -146,7 +145,10 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
 
     model = ConvAutoencoder(arch).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(epoch, config.epochs))
+    # Progress is the larger of epochs done and time budget spent, so a run that the budget ends
+    # early (the usual case for the 12-minute default) still anneals instead of stopping at full rate.
+    schedule = {"fraction": 0.0}
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: lr_factor(schedule["fraction"]))
     history: list[dict[str, Any]] = []
     best_val, best_epoch, best_state = math.inf, 0, None
     start_epoch = 0
@@ -158,6 +160,9 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         history = list(previous["history"])
         best_val, best_epoch, best_state = previous["best_val_loss"], previous["best_epoch"], previous["best_state"]
         start_epoch = int(previous["epoch"])
+        schedule["fraction"] = start_epoch / config.epochs
+        for group in optimizer.param_groups:  # continue at the rate the schedule gives now
+            group["lr"] = config.learning_rate * lr_factor(schedule["fraction"])
         train_seconds_before = float(previous["train_seconds"])
 
     validation = [pad_to_multiple(preprocess(image, spec), stride)[0] for image in images.holdout[:MAX_VALIDATION_IMAGES]]
@@ -204,6 +209,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
             if time.monotonic() - started > budget:
                 out_of_time = True
                 break
+        schedule["fraction"] = max((epoch + 1) / config.epochs, (time.monotonic() - started) / budget)
         scheduler.step()
         val = validation_loss(model, validation, config, device)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
