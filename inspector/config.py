@@ -31,6 +31,11 @@ class TrainConfig:
     width: int = 32  # channels of the first stage
     depth: int = 4  # stride-2 stages
     latent_channels: int = 64
+    # patch PCA baseline (method "pca"): patch side, patch stride (a divisor of the side), components
+    pca_patch: int = 32
+    pca_stride: int = 8
+    pca_components: int = 64
+    pca_max_patches: int = 100_000  # patches sampled evenly from the training boards for the fit
     # optimisation
     epochs: int = 100
     max_minutes: float = 12.0

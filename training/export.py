@@ -30,12 +30,13 @@ from inspector.errors import BundleError
 from inspector.imageio import load_image
 from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from training.model import Architecture, ConvAutoencoder
+from training.pca import FAMILY as PCA_FAMILY, PatchPCA, build_patch_pca
 
 ONNX_OPSET = 18
 PARITY_TOLERANCE = 1e-4
 
 
-def export_onnx(model: ConvAutoencoder, path: Path, metadata: dict[str, str]) -> None:
+def export_onnx(model: ConvAutoencoder | PatchPCA, path: Path, metadata: dict[str, str]) -> None:
     """torch.onnx (dynamo exporter) with dynamic batch/height/width, then metadata_props.
 
     Measured on the default model (0.5M params), 640x640 gray, ONNX Runtime CPU, one thread:
@@ -45,10 +46,12 @@ def export_onnx(model: ConvAutoencoder, path: Path, metadata: dict[str, str]) ->
     """
     model = model.cpu().eval()
     stride = model.arch.total_stride
-    example = torch.rand(1, model.arch.in_channels, 2 * stride, 2 * stride)
+    # The patch PCA reflect-pads inside the graph, which needs inputs larger than the padding.
+    min_blocks = getattr(model.arch, "min_blocks", 1)
+    example = torch.rand(1, model.arch.in_channels, (min_blocks + 1) * stride, (min_blocks + 1) * stride)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    height = torch.export.Dim("height_blocks", min=1, max=16384 // stride)
-    width = torch.export.Dim("width_blocks", min=1, max=16384 // stride)
+    height = torch.export.Dim("height_blocks", min=min_blocks, max=16384 // stride)
+    width = torch.export.Dim("width_blocks", min=min_blocks, max=16384 // stride)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=ONNX_OPSET,
@@ -65,7 +68,7 @@ def export_onnx(model: ConvAutoencoder, path: Path, metadata: dict[str, str]) ->
     stray.unlink(missing_ok=True)
 
 
-def check_parity(model: ConvAutoencoder, onnx_path: Path, images: list[np.ndarray], spec: PreprocessSpec) -> float:
+def check_parity(model: ConvAutoencoder | PatchPCA, onnx_path: Path, images: list[np.ndarray], spec: PreprocessSpec) -> float:
     """Torch vs ONNX Runtime on real preprocessed images plus one other size; BundleError above tolerance."""
     engine = Inspector.uncalibrated(onnx_path, InspectConfig(providers="cpu"))
     inputs = [pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0] for image in images]
@@ -109,25 +112,64 @@ def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration: dict[str, Any]) -> str:
-    data = checkpoint["data"]
+def _variance_plot(explained: list[float], components: int, path: Path) -> None:
+    """The patch PCA's counterpart of the loss curve: cumulative explained variance per component."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    cumulative = np.cumsum(explained)
+    axis.plot(np.arange(1, len(cumulative) + 1), cumulative, label="cumulative explained variance")
+    axis.axvline(components, color="tab:red", linestyle="--", label=f"{components} components kept")
+    axis.set_xlabel("principal components of training patches")
+    axis.set_ylabel("share of patch variance")
+    axis.set_xscale("log")
+    axis.set_ylim(0, 1)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _model_lines(checkpoint: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    arch = checkpoint["architecture"]
     config = checkpoint["config"]
+    if arch.get("family") == PCA_FAMILY:
+        fit = checkpoint["fit"]
+        return [
+            f"- Model: patch PCA, {arch['components']} components of {arch['patch']} px patches at stride "
+            f"{arch['stride']} ({metrics['params']} parameters), explaining "
+            f"{fit['explained_variance_share']:.1%} of the training patch variance",
+            f"- Fit: {fit['patches']} patches in {metrics['train_seconds']:.0f} s; reconstruction MSE "
+            f"{fit['train_mse']:.6f} on training boards, {metrics['best_val_loss']:.6f} on held-back boards",
+        ]
     settings = ", ".join(f"{k}={config[k]}" for k in ("loss", "denoising", "crop_size", "width", "depth",
                                                        "latent_channels", "epochs", "max_minutes", "seed"))
+    return [
+        f"- Model: {metrics['params']} parameters, {arch['depth']} stride-2 stages, "
+        f"latent {arch['latent_channels']} channels",
+        f"- Settings: {settings}",
+        f"- Training: {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s "
+        f"(stopped: {metrics['stopped_reason']}); best validation loss {metrics['best_val_loss']:.6f} "
+        f"at epoch {metrics['best_epoch']}",
+    ]
+
+
+def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration: dict[str, Any]) -> str:
+    data = checkpoint["data"]
+    family = "patch PCA baseline" if checkpoint["architecture"].get("family") == PCA_FAMILY else "autoencoder"
     return "\n".join([
-        "# Model card: board-inspector autoencoder",
+        f"# Model card: board-inspector {family}",
         "",
         f"- Created: {metrics['created_at']} (board-inspector {__version__})",
         f"- Training data: `{data['path']}` — {data['train_count']} good boards for training, "
         f"{data['holdout_count']} held back (validation + calibration)",
         f"- Training data sha256: `{data['sha256']}`",
         f"- Input: {checkpoint['architecture']['in_channels']} channel(s), scale {json.loads(checkpoint['preprocess_spec'])['scale']}",
-        f"- Model: {metrics['params']} parameters, {checkpoint['architecture']['depth']} stride-2 stages, "
-        f"latent {checkpoint['architecture']['latent_channels']} channels",
-        f"- Settings: {settings}",
-        f"- Training: {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s "
-        f"(stopped: {metrics['stopped_reason']}); best validation loss {metrics['best_val_loss']:.6f} "
-        f"at epoch {metrics['best_epoch']}",
+        *_model_lines(checkpoint, metrics),
         f"- Export parity (torch vs ONNX Runtime): max abs diff {metrics['parity_max_abs_diff']:.2e}",
         f"- Calibration v{calibration['version']} on {calibration['stats']['images']} held-back good boards: "
         f"image threshold {calibration['image_threshold']:.4f}, pixel threshold {calibration['pixel_threshold']:.4f}, "
@@ -149,7 +191,9 @@ def _replace_dir(temp: Path, out: Path) -> None:
         temp.rename(out)
 
 
-def build_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ConvAutoencoder:
+def build_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ConvAutoencoder | PatchPCA:
+    if checkpoint["architecture"].get("family") == PCA_FAMILY:
+        return build_patch_pca(checkpoint, state_key)
     model = ConvAutoencoder(Architecture.from_dict(checkpoint["architecture"]))
     model.load_state_dict(checkpoint[state_key])
     return model.eval()
@@ -208,6 +252,8 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
             "params": sum(p.numel() for p in model.parameters()),
             "parity_max_abs_diff": parity,
             "history": history,
+            **({"fit": {key: value for key, value in checkpoint["fit"].items() if key != "explained_variance_ratio"}}
+               if "fit" in checkpoint else {}),
             "calibration": {key: latest[key] for key in ("version", "image_threshold", "pixel_threshold",
                                                          "target_false_alarm_rate")},
             "calibration_stats": {key: latest["stats"][key] for key in
@@ -221,6 +267,9 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
         (temp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         if history:
             _loss_plot(history, temp / LOSS_PLOT_FILE)
+        elif "fit" in checkpoint:
+            _variance_plot(checkpoint["fit"]["explained_variance_ratio"], checkpoint["architecture"]["components"],
+                           temp / LOSS_PLOT_FILE)
         (temp / MODEL_CARD_FILE).write_text(_model_card(checkpoint, metrics, latest))
         torch.save(checkpoint, temp / CHECKPOINT_FILE)
         write_manifest(temp)

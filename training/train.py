@@ -25,6 +25,7 @@ from training.data import GoodImages, load_good_images, random_window, source_cr
 from training.export import load_checkpoint, write_bundle
 from training.losses import LOSSES, reconstruction_loss
 from training.model import Architecture, ConvAutoencoder, count_parameters
+from training.pca import train_pca_bundle
 
 MAX_VALIDATION_IMAGES = 32  # bounds the per-epoch validation cost on big hold-outs
 PARITY_IMAGES = 2
@@ -99,7 +100,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 def _check_config(config: TrainConfig) -> None:
     if config.method != "ae":
-        raise ConfigError(f"method {config.method!r}: this trainer builds the autoencoder ('ae') only")
+        raise ConfigError(f"method must be 'ae' (autoencoder) or 'pca' (patch PCA baseline), got {config.method!r}")
     if config.loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
     for name in ("crop_size", "width", "depth", "latent_channels", "epochs", "batch_size", "crops_per_image"):
@@ -121,6 +122,10 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         saved.epochs, saved.max_minutes, saved.early_stopping_patience = (
             config.epochs, config.max_minutes, config.early_stopping_patience)
         config = saved
+    if config.method == "pca":
+        if resume is not None:
+            raise ConfigError(f"{resume}: a patch PCA is fitted in one pass; there is nothing to resume")
+        return train_pca_bundle(Path(data), Path(out), config)
     _check_config(config)
     seed_everything(config.seed)
     torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
