@@ -33,7 +33,7 @@ class TrainConfig:
     latent_channels: int = 64
     # patch PCA baseline (method "pca"): patch side, patch stride (a divisor of the side), components
     pca_patch: int = 32
-    pca_stride: int = 8
+    pca_stride: int = 16  # measured: same AUROC/AUPRO as 8 on synthetic and DeepPCB boards at 1/4 of the MACs
     pca_components: int = 64
     pca_max_patches: int = 100_000  # patches sampled evenly from the training boards for the fit
     # optimisation
