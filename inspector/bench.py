@@ -121,7 +121,7 @@ def count_macs(model_path: Path, input_shape: tuple[int, int, int, int]) -> dict
     per_image = macs // max(1, input_shape[0])
     return {"available": True, "input_shape": list(input_shape), "layers_counted": counted,
             "layers_without_shape": unknown, "macs_per_image": per_image, "gflops_per_image":
-            round(2 * per_image / 1e9, 4), "note": "FLOPs = 2 x MACs; Conv/ConvTranspose/MatMul/Gemm only"}
+            round(2 * per_image / 1e9, 6), "note": "FLOPs = 2 x MACs; Conv/ConvTranspose/MatMul/Gemm only"}
 
 
 def measure_peak_gflops(size: int = PEAK_SIZE, repeats: int = 10) -> dict[str, Any]:

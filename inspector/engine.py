@@ -257,7 +257,8 @@ class Inspector:
         start = time.perf_counter()
         amap = self.anomaly_map(analysis)
         score = scoring.image_score(amap, self.scoring)
-        regions = scoring.find_regions(amap, self.pixel_threshold, self.config.min_region_area)
+        regions = scoring.find_regions(amap, self.pixel_threshold, self.config.min_region_area,
+                                       self.pixel_threshold * self.scoring.grow_fraction)
         verdict = scoring.decide_verdict(score, self.image_threshold, regions, self.config.review_band)
         recon = self._reconstruction_image(analysis) if self.config.save_reconstruction else None
         timings = dict(analysis.timings)

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from inspector.errors import BundleError, ConfigError
 from inspector.results import Region, Verdict
+
+if TYPE_CHECKING:
+    from inspector.config import TrainConfig
 
 ERROR_KINDS = ("l2", "ssim", "mix")
 
@@ -39,15 +43,30 @@ class ScoringSpec:
     smooth_sigma: float = 4.0  # Gaussian smoothing of the error map, working-resolution pixels
     top_k_fraction: float = 0.001  # image score = mean of the top k pixels, k = fraction of pixels...
     top_k_min: int = 16  # ...but never fewer than this
+    # Error counts only where the input leaves the range its reconstruction takes within this many
+    # pixels: a copper edge redrawn half a pixel off is not a defect, a spur several pixels long is.
+    shift_tolerance: int = 0
+    # Hysteresis: regions are seeded at the pixel threshold and grown down to this fraction of it,
+    # so a defect's whole extent is outlined while faint good-board texture never starts a region.
+    grow_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.error not in ERROR_KINDS:
             raise ConfigError(f"scoring error must be one of {', '.join(ERROR_KINDS)}, got {self.error!r}")
         if self.smooth_sigma < 0 or self.top_k_fraction <= 0 or self.top_k_min < 1:
             raise ConfigError(f"invalid scoring settings {self}")
+        if not 0 <= self.shift_tolerance <= 8 or not 0.0 < self.grow_fraction <= 1.0:
+            raise ConfigError(f"shift_tolerance must be in [0, 8] and grow_fraction in (0, 1], got {self}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_train_config(cls, config: "TrainConfig", error: str) -> "ScoringSpec":
+        """The scoring a freshly trained bundle records (every model family uses this one rule)."""
+        return cls(error=error, ssim_weight=config.ssim_weight, smooth_sigma=config.smooth_sigma,
+                   top_k_fraction=config.top_k_fraction, shift_tolerance=config.shift_tolerance,
+                   grow_fraction=config.grow_fraction)
 
     @classmethod
     def from_json(cls, text: str, source: str = "scoring metadata") -> "ScoringSpec":
@@ -71,11 +90,25 @@ def _ssim_map(x: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
 
 
+def _difference(inputs: np.ndarray, reconstruction: np.ndarray, tolerance: int) -> np.ndarray:
+    """Per-pixel signed difference, or (tolerance > 0) the distance of each input pixel from the
+    range [min, max] its reconstruction takes in a (2t+1)^2 neighbourhood (0 inside the range)."""
+    if tolerance <= 0:
+        return inputs - reconstruction
+    kernel = np.ones((2 * tolerance + 1, 2 * tolerance + 1), np.uint8)
+    out = np.empty_like(inputs)
+    for c in range(inputs.shape[0]):
+        upper = cv2.dilate(reconstruction[c], kernel)
+        lower = cv2.erode(reconstruction[c], kernel)
+        out[c] = np.maximum(inputs[c] - upper, 0) + np.minimum(inputs[c] - lower, 0)
+    return out
+
+
 def error_map(inputs: np.ndarray, reconstruction: np.ndarray, spec: ScoringSpec) -> np.ndarray:
     """Raw per-pixel error (HxW float32) between a CxHxW input and its reconstruction."""
     if inputs.shape != reconstruction.shape:
         raise ConfigError(f"input {inputs.shape} and reconstruction {reconstruction.shape} differ in shape")
-    squared = np.mean((inputs - reconstruction) ** 2, axis=0, dtype=np.float32)
+    squared = np.mean(_difference(inputs, reconstruction, spec.shift_tolerance) ** 2, axis=0, dtype=np.float32)
     if spec.error == "l2":
         return squared
     dssim = np.mean([1.0 - _ssim_map(inputs[c], reconstruction[c], spec.ssim_sigma)
@@ -108,14 +141,20 @@ def image_score(anomaly_map: np.ndarray, spec: ScoringSpec) -> float:
     return float(np.partition(flat, flat.size - k)[flat.size - k:].mean())
 
 
-def find_regions(anomaly_map: np.ndarray, pixel_threshold: float, min_area: int) -> list[Region]:
-    """Connected components of map >= threshold, largest peak first; small ones dropped."""
-    binary = (anomaly_map >= pixel_threshold).astype(np.uint8)
+def find_regions(anomaly_map: np.ndarray, pixel_threshold: float, min_area: int,
+                 grow_threshold: float | None = None) -> list[Region]:
+    """Connected components of map >= grow_threshold that reach pixel_threshold somewhere (hysteresis;
+    without grow_threshold, plain components of map >= pixel_threshold), largest peak first; small
+    ones dropped."""
+    low = pixel_threshold if grow_threshold is None else min(grow_threshold, pixel_threshold)
+    binary = (anomaly_map >= low).astype(np.uint8)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    seeded = np.zeros(count, bool)
+    seeded[np.unique(labels[anomaly_map >= pixel_threshold])] = True
     regions = []
     for label in range(1, count):
         area = int(stats[label, cv2.CC_STAT_AREA])
-        if area < min_area:
+        if area < min_area or not seeded[label]:
             continue
         x, y = int(stats[label, cv2.CC_STAT_LEFT]), int(stats[label, cv2.CC_STAT_TOP])
         w, h = int(stats[label, cv2.CC_STAT_WIDTH]), int(stats[label, cv2.CC_STAT_HEIGHT])

@@ -50,7 +50,7 @@ def gray_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for index in range(16):
         cv2.imwrite(str(data / f"{index:02d}.png"), designed_board(rng))
     out = tmp_path_factory.mktemp("gray") / "bundle"
-    config = TrainConfig(channels="gray", epochs=30, max_minutes=3.0, width=16, depth=3, latent_channels=4,
+    config = TrainConfig(channels="gray", epochs=30, max_minutes=3.0, width=16, depth=3, latent_channels=4, stem_stride=2,
                          crop_size=64, batch_size=8, crops_per_image=8, holdout_fraction=0.25, seed=3, threads=1)
     train_bundle(data, out, config)
     return out

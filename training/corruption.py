@@ -73,7 +73,11 @@ def corrupt(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             out += rng.normal(0, 0.06 * span, size=out.shape).astype(np.float32)
             continue
         mask = _irregular_blob_mask(shape, rng) if kind == "blob" else _scratch_mask(shape, rng)
-        # Dark or bright, with per-channel tint for colour boards (stains, burns, flux).
-        value = low + span * rng.uniform(0.0, 1.0, size=(out.shape[0], 1))
+        # Half the time the board's own extreme (copper on mask, mask on copper: opens, shorts,
+        # spurs, bites on bare boards), otherwise any shade with a per-channel tint (stains, burns).
+        if rng.random() < 0.5:
+            value = np.full((out.shape[0], 1), high if rng.random() < 0.5 else low)
+        else:
+            value = low + span * rng.uniform(0.0, 1.0, size=(out.shape[0], 1))
         out[:, mask] = value.astype(np.float32)
     return np.clip(out, low, high, out=out)

@@ -11,26 +11,45 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-MAX_STAGE_CHANNELS = 128  # doubling stops here: wider stages cost params without helping small boards
+MAX_STAGE_CHANNELS = 128  # doubling stops here: wider stages cost MACs without helping
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """Sizes that fully determine the network (recorded in the checkpoint and ONNX metadata)."""
+    """Sizes that fully determine the network (recorded in the checkpoint and ONNX metadata).
+
+    Speed on a line PC is dominated by the layers at high resolution, so the network never convolves
+    at full resolution: a strided stem goes straight to 1/`stem_stride` and the output is produced
+    by a sub-pixel convolution (PixelShuffle) from that same resolution. Width grows only where
+    pixels are few.
+    """
 
     in_channels: int = 1
-    width: int = 32
-    depth: int = 4
-    latent_channels: int = 64
+    width: int = 16  # channels at the stem's resolution
+    depth: int = 4  # stride-2 steps in total (the stem counts log2(stem_stride) of them)
+    latent_channels: int = 32
+    stem_stride: int = 2  # 2 or 4
     output_sigmoid: bool = True  # inputs in [0, 1] (mean 0, std 1 spec) -> outputs in [0, 1]
     family: str = "conv_autoencoder"
+
+    def __post_init__(self) -> None:
+        if self.stem_stride not in (2, 4):
+            raise ValueError(f"stem_stride must be 2 or 4, got {self.stem_stride}")
+        if self.depth < self.stem_steps + 1:
+            raise ValueError(f"depth {self.depth} leaves no stage after a stride-{self.stem_stride} stem")
+
+    @property
+    def stem_steps(self) -> int:
+        return self.stem_stride.bit_length() - 1
 
     @property
     def total_stride(self) -> int:
         return 2**self.depth
 
     def stage_channels(self) -> list[int]:
-        return [min(self.width * 2**i, MAX_STAGE_CHANNELS) for i in range(self.depth)]
+        """Channels at the stem's resolution, then at each further stride-2 stage."""
+        stages = self.depth - self.stem_steps
+        return [min(self.width * 2**i, MAX_STAGE_CHANNELS) for i in range(stages + 1)]
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -40,43 +59,45 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Architecture":
-        known = {"in_channels", "width", "depth", "latent_channels", "output_sigmoid", "family"}
+        known = {"in_channels", "width", "depth", "latent_channels", "stem_stride", "output_sigmoid", "family"}
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
-def _down(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.LeakyReLU(0.1, inplace=True))
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.LeakyReLU(0.1, inplace=True))
 
 
 def _up(cin: int, cout: int) -> nn.Sequential:
     # Nearest upsampling + conv avoids the checkerboard artefacts of ConvTranspose, which would
     # show up as a periodic error pattern in every heatmap.
-    return nn.Sequential(
-        nn.Upsample(scale_factor=2, mode="nearest"),
-        nn.Conv2d(cin, cout, 3, padding=1),
-        nn.LeakyReLU(0.1, inplace=True),
-    )
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv(cin, cout))
 
 
 class ConvAutoencoder(nn.Module):
-    """`depth` stride-2 stages down to `latent_channels` at 1/2**depth resolution, mirrored up."""
+    """Strided stem, `depth` stride-2 steps down to `latent_channels`, mirrored up, sub-pixel output.
+
+    No skip connections: a U-Net style shortcut would let the network copy its input, and the
+    reconstruction error (our anomaly signal) would vanish on defects too.
+    """
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
         self.arch = arch
-        stages = arch.stage_channels()
-        encoder: list[nn.Module] = []
-        cin = arch.in_channels
-        for cout in stages:
-            encoder.append(_down(cin, cout))
-            cin = cout
-        encoder.append(nn.Conv2d(cin, arch.latent_channels, 1))  # the bottleneck: no activation
+        channels = arch.stage_channels()
+        s = arch.stem_stride
+        encoder: list[nn.Module] = [
+            nn.Conv2d(arch.in_channels, channels[0], s + 2, stride=s, padding=1), nn.LeakyReLU(0.1, inplace=True),
+        ]
+        for cin, cout in zip(channels[:-1], channels[1:]):
+            encoder += [_conv(cin, cout, stride=2), _conv(cout, cout)]
+        encoder.append(nn.Conv2d(channels[-1], arch.latent_channels, 1))  # the bottleneck: no activation
         self.encoder = nn.Sequential(*encoder)
-        decoder: list[nn.Module] = [nn.Conv2d(arch.latent_channels, cin, 1), nn.LeakyReLU(0.1, inplace=True)]
-        for cout in list(reversed(stages))[1:] + [stages[0]]:
+        decoder: list[nn.Module] = [nn.Conv2d(arch.latent_channels, channels[-1], 1), nn.LeakyReLU(0.1, inplace=True),
+                                    _conv(channels[-1], channels[-1])]
+        for cin, cout in zip(channels[:0:-1], channels[-2::-1]):
             decoder.append(_up(cin, cout))
-            cin = cout
-        decoder.append(nn.Conv2d(cin, arch.in_channels, 3, padding=1))
+        # Sub-pixel output: each stem-resolution position predicts its s x s block of pixels.
+        decoder += [nn.Conv2d(channels[0], arch.in_channels * s * s, 3, padding=1), nn.PixelShuffle(s)]
         if arch.output_sigmoid:
             decoder.append(nn.Sigmoid())
         self.decoder = nn.Sequential(*decoder)
@@ -86,6 +107,29 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
+
+
+def count_macs(model: nn.Module, height: int, width: int) -> int:
+    """Multiply-accumulates of one forward pass on a 1 x C x height x width input (convolutions)."""
+    total = 0
+
+    def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += output.numel() * module.in_channels * kh * kw // module.groups
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            was_training = model.training
+            model.eval()
+            model(torch.zeros(1, model.arch.in_channels, height, width))
+            model.train(was_training)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -258,7 +258,7 @@ def train_pca_bundle(data: Path, out: Path, config: TrainConfig) -> dict[str, An
     spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=config.pca_stride,
                           tile_size=config.tile_size, tile_overlap=config.tile_overlap)
     # PCA minimises squared error, so the maps score squared error whatever `loss` says.
-    scoring_spec = ScoringSpec(error="l2", smooth_sigma=config.smooth_sigma, top_k_fraction=config.top_k_fraction)
+    scoring_spec = ScoringSpec.from_train_config(config, error="l2")  # PCA minimises squared error
     arch = PatchPCAArchitecture(in_channels=images.channels, patch=config.pca_patch, stride=config.pca_stride,
                                 components=config.pca_components,
                                 clamp_output=spec.mean == 0.0 and spec.std == 1.0)

@@ -108,6 +108,9 @@ def _check_config(config: TrainConfig) -> None:
             raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
     if config.max_minutes <= 0:
         raise ConfigError(f"max_minutes must be positive, got {config.max_minutes}")
+    if config.stem_stride not in (2, 4) or config.depth <= config.stem_stride.bit_length() - 1:
+        raise ConfigError(f"stem_stride must be 2 or 4 and smaller than 2**depth, got stem_stride "
+                          f"{config.stem_stride} with depth {config.depth}")
 
 
 def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None = None) -> dict:
@@ -136,11 +139,11 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     stride = 2**config.depth
     spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=stride,
                           tile_size=config.tile_size, tile_overlap=config.tile_overlap)
-    scoring_spec = ScoringSpec(error=config.loss,  # score with the error the model was trained to minimise
-                               ssim_weight=config.ssim_weight, smooth_sigma=config.smooth_sigma,
-                               top_k_fraction=config.top_k_fraction)
+    # Score with the error the model was trained to minimise.
+    scoring_spec = ScoringSpec.from_train_config(config, error=config.loss)
     arch = Architecture(in_channels=images.channels, width=config.width, depth=config.depth,
-                        latent_channels=config.latent_channels, output_sigmoid=spec.mean == 0.0 and spec.std == 1.0)
+                        latent_channels=config.latent_channels, stem_stride=config.stem_stride,
+                        output_sigmoid=spec.mean == 0.0 and spec.std == 1.0)
     crop = fitted_crop_size(config, images, spec)
     if previous is not None:
         if previous["data"]["sha256"] != images.data_sha256:
