@@ -127,13 +127,17 @@ def calibrate(
                               **EXISTING_DIR),
     target_false_alarm_rate: float = typer.Option(0.01, "--target-far", min=0.0, max=0.5,
                                                   help="Share of good boards allowed to be flagged."),
+    region_false_alarm_rate: Optional[float] = typer.Option(
+        None, "--region-far", min=0.0, max=0.9,
+        help="Share of good boards allowed to show a region (sent to review); default: keep the bundle's."),
     reason: str = typer.Option(..., "--reason", help="Why the thresholds change (kept in the audit trail)."),
     author: str = typer.Option("cli", "--author", help="Who recalibrates."),
 ) -> None:
     """Recalibrate a bundle's thresholds on good boards, as a new calibration version."""
     from inspector.calibration import recalibrate
 
-    result = recalibrate(model, data, target_false_alarm_rate=target_false_alarm_rate, reason=reason, author=author)
+    result = recalibrate(model, data, target_false_alarm_rate=target_false_alarm_rate, reason=reason, author=author,
+                         region_false_alarm_rate=region_false_alarm_rate)
     typer.echo(f"calibration version {result['version']}: image threshold {result['image_threshold']:.4f}, "
                f"pixel threshold {result['pixel_threshold']:.4f}")
 

@@ -65,7 +65,8 @@ class TrainConfig:
     top_k_fraction: float = 0.001  # image score = mean of the top fraction of map pixels (at least 16)
     shift_tolerance: int = 0  # px: error only where the input leaves its reconstruction's local range
     grow_fraction: float = 1.0  # hysteresis: regions seeded at the pixel threshold, grown down to this share
-    target_false_alarm_rate: float = 0.01
+    target_false_alarm_rate: float = 0.01  # share of good boards that fail (image threshold)
+    region_false_alarm_rate: float = 0.2  # share of good boards showing a region -> "review" (pixel threshold)
     device: str = "auto"  # "auto", "cpu", "cuda"
     threads: int = 0  # torch CPU threads; 0 = every core (1 is far faster on a machine shared with other jobs)
 

@@ -44,7 +44,7 @@ def _scratch_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarra
         step = rng.uniform(8, max(9.0, min(height, width) / 3))
         points.append(points[-1] + step * np.array([np.cos(heading), np.sin(heading)]))
     mask = np.zeros(shape, np.uint8)
-    cv2.polylines(mask, [np.array(points).round().astype(np.int32)], False, 1, thickness=int(rng.integers(1, 3)))
+    cv2.polylines(mask, [np.array(points).round().astype(np.int32)], False, 1, thickness=int(rng.integers(1, 5)))
     return mask.astype(bool)
 
 
@@ -75,7 +75,7 @@ def corrupt(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         mask = _irregular_blob_mask(shape, rng) if kind == "blob" else _scratch_mask(shape, rng)
         # Half the time the board's own extreme (copper on mask, mask on copper: opens, shorts,
         # spurs, bites on bare boards), otherwise any shade with a per-channel tint (stains, burns).
-        if rng.random() < 0.5:
+        if rng.random() < 0.7:
             value = np.full((out.shape[0], 1), high if rng.random() < 0.5 else low)
         else:
             value = low + span * rng.uniform(0.0, 1.0, size=(out.shape[0], 1))

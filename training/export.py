@@ -229,7 +229,8 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
 
         if calibration_images:
             engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"))
-            figures = calibrate(engine, calibration_images, target_false_alarm_rate=config["target_false_alarm_rate"])
+            figures = calibrate(engine, calibration_images, target_false_alarm_rate=config["target_false_alarm_rate"],
+                                region_false_alarm_rate=config.get("region_false_alarm_rate"))
             figures["stats"]["data"] = checkpoint["data"]["path"]
             versions = [new_version([], figures, reason="initial calibration on held-back good boards at training",
                                     author="training")]

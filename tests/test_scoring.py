@@ -1,0 +1,85 @@
+"""The scoring pieces that set the operating point: shift tolerance, hysteresis, the review verdict,
+and thresholds calibrated from good boards only."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.calibration import threshold_for
+from inspector.errors import ConfigError
+from inspector.scoring import ScoringSpec, decide_verdict, error_map, find_regions, smooth
+
+
+def board(seed: int, shift: int = 0) -> np.ndarray:
+    """A 1x96x96 float board of bright traces and pads on a dark substrate."""
+    image = np.full((96, 96), 0.1, np.float32)
+    for y in range(10, 90, 16):
+        cv2.line(image, (5 + shift, y), (90 + shift, y), 0.9, 3)
+    for x in range(12, 90, 24):
+        cv2.rectangle(image, (x + shift - 4, 40), (x + shift + 4, 52), 0.9, -1)
+    noise = np.random.default_rng(seed).normal(0, 0.01, image.shape).astype(np.float32)
+    return (image + noise)[None]
+
+
+def test_shift_tolerance_forgives_edges_but_not_defects() -> None:
+    clean = board(0)
+    shifted = board(1, shift=1)  # the reconstruction drew every edge one pixel off
+    defect = board(2, shift=1)
+    cv2.circle(defect[0], (30, 70), 4, 0.9, -1)  # a copper splash between traces
+    strict, tolerant = ScoringSpec(shift_tolerance=0), ScoringSpec(shift_tolerance=1)
+    edge_strict = error_map(shifted, clean, strict).max()
+    edge_tolerant = error_map(shifted, clean, tolerant).max()
+    assert edge_tolerant < 0.05 * edge_strict  # a one-pixel misregistration is not an error any more
+    defect_tolerant = error_map(defect, clean, tolerant)
+    assert defect_tolerant[66:75, 26:35].max() > 0.5  # the splash still is
+    assert defect_tolerant[:, 60:].max() < 0.05
+
+
+def test_hysteresis_grows_seeded_regions_only() -> None:
+    amap = np.zeros((80, 80), np.float32)
+    amap[10:30, 10:30] = 0.6  # a defect's faint extent...
+    amap[18:22, 18:22] = 1.5  # ...around its strong core
+    amap[50:70, 50:70] = 0.6  # faint texture with no strong core
+    plain = find_regions(amap, 1.0, min_area=4)
+    grown = find_regions(amap, 1.0, min_area=4, grow_threshold=0.5)
+    assert [r.bbox for r in plain] == [(18, 18, 22, 22)]
+    assert [r.bbox for r in grown] == [(10, 10, 30, 30)]  # whole extent, and the unseeded texture stays out
+    assert grown[0].peak == pytest.approx(1.5) and grown[0].area == 400
+
+
+def test_min_area_drops_specks() -> None:
+    amap = np.zeros((40, 40), np.float32)
+    amap[5, 5] = 3.0
+    amap[20:26, 20:26] = 2.0
+    regions = find_regions(amap, 1.0, min_area=16)
+    assert len(regions) == 1 and regions[0].area == 36
+
+
+def test_verdicts_fail_review_pass() -> None:
+    region = find_regions(np.pad(np.full((5, 5), 2.0, np.float32), 5), 1.0, min_area=1)
+    assert decide_verdict(3.0, 2.0, region, review_band=0.0) == "fail"
+    assert decide_verdict(1.0, 2.0, region, review_band=0.0) == "review"  # a region under the fail line
+    assert decide_verdict(1.0, 2.0, [], review_band=0.0) == "pass"
+    assert decide_verdict(1.9, 2.0, [], review_band=0.1) == "review"
+
+
+def test_thresholds_come_from_good_boards_only() -> None:
+    maxima = np.linspace(0.0, 1.0, 101)  # per-board maxima of 101 good boards
+    region_line, rule = threshold_for(maxima, 0.2)
+    assert np.mean(maxima >= region_line) <= 0.2 and "quantile" in rule
+    fail_line, _ = threshold_for(maxima, 0.01)
+    assert fail_line > region_line and np.mean(maxima >= fail_line) <= 0.01
+    few_line, few_rule = threshold_for(maxima[:20], 0.01)  # 20 boards cannot show a 1% tail
+    assert few_line > maxima[:20].max() and "too few" in few_rule
+
+
+def test_smoothing_keeps_scale_and_spec_validation() -> None:
+    raw = np.zeros((31, 31), np.float32)
+    raw[15, 15] = 1.0
+    assert smooth(raw, 0) is raw and smooth(raw, 2.0).sum() == pytest.approx(1.0, rel=1e-3)
+    with pytest.raises(ConfigError):
+        ScoringSpec(shift_tolerance=-1)
+    with pytest.raises(ConfigError):
+        ScoringSpec(grow_fraction=0.0)
