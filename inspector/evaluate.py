@@ -105,16 +105,27 @@ def _optional(value: float | None) -> float | None:
 
 
 def image_figures(outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """Image-level AUROC (scores) and F1/precision/recall at the calibrated verdict ("fail" = flagged)."""
+    """Image-level AUROC (scores) and F1/precision/recall at the calibrated verdicts.
+
+    A board is flagged when it reaches an operator: verdict "fail" or "review" (a region under the
+    fail line). The fail line alone is reported too (`fail_*`), and the shares of good boards
+    failed and flagged, which is what the line feels.
+    """
     truth = np.array([o.image.kind != GOOD for o in outcomes])
     scores = np.array([o.score for o in outcomes])
-    flagged = np.array([o.verdict == "fail" for o in outcomes])
+    flagged = np.array([o.verdict in ("fail", "review") for o in outcomes])
+    failed = np.array([o.verdict == "fail" for o in outcomes])
     both = truth.any() and (~truth).any()
+    good = ~truth
     return {
         "image_auroc": _optional(roc_auc_score(truth, scores)) if both else None,
         "f1": _optional(f1_score(truth, flagged, zero_division=0)),
         "precision": _optional(precision_score(truth, flagged, zero_division=0)),
         "recall": _optional(recall_score(truth, flagged, zero_division=0)),
+        "fail_f1": _optional(f1_score(truth, failed, zero_division=0)),
+        "fail_recall": _optional(recall_score(truth, failed, zero_division=0)),
+        "good_boards_failed": _optional(float(failed[good].mean())) if good.any() else None,
+        "good_boards_flagged": _optional(float(flagged[good].mean())) if good.any() else None,
     }
 
 
@@ -320,7 +331,8 @@ def print_summary(metrics: dict[str, Any], out: Path, console: Console | None = 
     counts = metrics["counts"]
     overall.add_row("boards good / defective / skipped", f"{counts['good']} / {counts['defective']} / {counts['skipped']}")
     for key in ("image_auroc", "pixel_auroc", "aupro", "region_recall", "fp_regions_per_good_image",
-                "fp_regions_per_defective_image", "localisation", "f1", "precision", "recall",
+                "fp_regions_per_defective_image", "localisation", "f1", "precision", "recall", "fail_f1",
+                "fail_recall", "good_boards_failed", "good_boards_flagged",
                 "image_threshold", "pixel_threshold"):
         overall.add_row(key.replace("_", " "), _fmt(metrics[key]))
     console.print(overall)
