@@ -86,6 +86,45 @@ def find_labelled_images(root: Path) -> list[LabelledImage]:
     return images
 
 
+# Box annotations beside the masks (`annotations/<stem>.txt`, one `x1,y1,x2,y2,type` per line with
+# inclusive corners, as in the DeepPCB conversion) say which kind of defect each box is, so recall
+# can be reported per annotated type even when all images share one test/ folder. DeepPCB's type
+# codes get their names; any other code is reported as it is written.
+DEEPPCB_TYPE_NAMES = {"1": "open", "2": "short", "3": "mousebite", "4": "spur", "5": "spurious_copper",
+                      "6": "pin_hole"}
+
+
+@dataclass(frozen=True)
+class AnnotatedBox:
+    bbox: tuple[int, int, int, int]  # x1, y1, x2, y2, exclusive like Region.bbox
+    kind: str
+
+
+def read_box_annotations(root: Path, image: LabelledImage) -> list[AnnotatedBox]:
+    """The annotated boxes of a defective image, or [] when the data set has no annotations."""
+    path = root / "annotations" / f"{image.path.stem}.txt"
+    if image.mask is None or not path.is_file():
+        return []
+    boxes = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        fields = line.replace(",", " ").split()
+        if not fields:
+            continue
+        try:
+            x1, y1, x2, y2 = (int(float(v)) for v in fields[:4])
+            code = fields[4]
+        except (ValueError, IndexError) as exc:
+            raise DatasetError(f"{path}:{number}: expected x1,y1,x2,y2,type, got {line!r}") from exc
+        boxes.append(AnnotatedBox((x1, y1, x2 + 1, y2 + 1), DEEPPCB_TYPE_NAMES.get(code, code)))
+    return boxes
+
+
+def boxes_found(boxes: Sequence[AnnotatedBox], predicted: Sequence[tuple[int, int, int, int]]) -> list[bool]:
+    """Per annotated box: does any predicted region box touch it?"""
+    return [any(px1 < bx2 and px2 > bx1 and py1 < by2 and py2 > by1 for px1, py1, px2, py2 in predicted)
+            for bx1, by1, bx2, by2 in (box.bbox for box in boxes)]
+
+
 def load_mask(image: LabelledImage, shape: tuple[int, int], max_pixels: int) -> np.ndarray | None:
     if image.mask is None:
         return None
@@ -257,6 +296,7 @@ def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig) -> dict
     outcomes: list[Outcome] = []
     skipped: list[dict[str, str]] = []
     strides: set[int] = set()
+    annotated: dict[str, list[bool]] = defaultdict(list)
     batch = max(1, config.batch_size)
     with tqdm(total=len(images), desc="evaluate", unit="img") as progress:
         for start in range(0, len(images), batch):
@@ -276,6 +316,9 @@ def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig) -> dict
                 samples[item.kind].add(result.anomaly_map, mask, ok_stride=stride)
                 boxes = [region.bbox for region in result.regions]
                 counts[item.kind].add(region_counts(boxes, mask, result.anomaly_map.shape, DEFAULT_TOLERANCE_PX))
+                labelled_boxes = read_box_annotations(Path(data), item)
+                for box, found in zip(labelled_boxes, boxes_found(labelled_boxes, boxes)):
+                    annotated[box.kind].append(found)
                 outcomes.append(Outcome(item, float(result.score), result.verdict, len(result.regions)))
             progress.update(len(chunk))
     kinds = sorted({o.image.kind for o in outcomes} - {GOOD})
@@ -306,6 +349,9 @@ def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig) -> dict
         "pixel_sampling": {"defect_pixels": "all", "defect_free_pixels": "every Nth row and column",
                            "n": sorted(strides)},
         "per_type": {kind: figures([kind]) for kind in kinds},
+        "per_annotation_type": {kind: {"boxes": len(found), "found": int(sum(found)),
+                                       "region_recall": round(float(np.mean(found)), 6)}
+                                for kind, found in sorted(annotated.items())},
         "skipped": skipped,
     })
     plot_roc(outcomes, out / "roc.png")
@@ -343,6 +389,13 @@ def print_summary(metrics: dict[str, Any], out: Path, console: Console | None = 
         per_type.add_row(name, str(figures["counts"]["defective"]), _fmt(figures["image_auroc"]),
                          _fmt(figures["aupro"]), _fmt(figures["region_recall"]), _fmt(figures["f1"]))
     console.print(per_type)
+    if metrics.get("per_annotation_type"):
+        by_box = Table(title="per annotated defect type (boxes touched by a predicted region)")
+        for header in ("type", "boxes", "found", "reg recall"):
+            by_box.add_column(header, justify="left" if header == "type" else "right")
+        for name, figures in metrics["per_annotation_type"].items():
+            by_box.add_row(name, str(figures["boxes"]), str(figures["found"]), _fmt(figures["region_recall"]))
+        console.print(by_box)
     if metrics["skipped"]:
         console.print(f"{len(metrics['skipped'])} unreadable image(s) skipped (listed in metrics.json)",
                       style="yellow", markup=False)

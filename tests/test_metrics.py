@@ -142,3 +142,22 @@ def test_good_image_every_region_is_false_and_counts_add_up() -> None:
     total.add(region_counts([], np.zeros((100, 100), np.uint8), (100, 100)))
     assert total.false_regions == 2 and total.predicted_regions == 2
     assert total.region_recall is None  # no ground-truth regions at all
+
+
+def test_box_annotations_give_recall_per_type(tmp_path) -> None:
+    from inspector.errors import DatasetError
+    from inspector.evaluate import LabelledImage, boxes_found, read_box_annotations
+
+    (tmp_path / "annotations").mkdir()
+    image = LabelledImage(tmp_path / "test" / "defect" / "b1.png", "defect", tmp_path / "b1_mask.png")
+    (tmp_path / "annotations" / "b1.txt").write_text("10,10,19,19,1\n40 40 49 49 6\n\n70,70,79,79,9\n")
+    boxes = read_box_annotations(tmp_path, image)
+    assert [(b.bbox, b.kind) for b in boxes] == [((10, 10, 20, 20), "open"), ((40, 40, 50, 50), "pin_hole"),
+                                                 ((70, 70, 80, 80), "9")]
+    # one region touching the first box's corner, one well clear of every box
+    assert boxes_found(boxes, [(19, 19, 25, 25), (55, 0, 60, 5)]) == [True, False, False]
+    good = LabelledImage(tmp_path / "test" / "good" / "b1.png", "good", None)
+    assert read_box_annotations(tmp_path, good) == []  # good boards carry no boxes
+    (tmp_path / "annotations" / "b1.txt").write_text("10,10,oops\n")
+    with pytest.raises(DatasetError, match="b1.txt:1"):
+        read_box_annotations(tmp_path, image)
