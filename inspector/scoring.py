@@ -11,7 +11,7 @@ Verdict rule (documented choice):
 - "fail" when the image score reaches the image threshold (calibrated so that a small share of good
   boards, default 1%, fail);
 - "review" when the score is under that line but a region survives the pixel threshold and
-  `min_region_area` (the pixel threshold is calibrated looser, default 20% of good boards showing a
+  `min_region_area` (the pixel threshold is calibrated looser, default 30% of good boards showing a
   region: small real defects are found far more often, and a person looks before a board is
   scrapped), or when the score lies within `review_band` (a fraction, off by default) below the
   image threshold;

@@ -32,3 +32,13 @@ def test_nested_settings(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml", TrainConfig)
+
+
+def test_example_config_train_section_shows_the_defaults() -> None:
+    """deploy/example-config.toml documents the training defaults; it must not drift from them."""
+    import tomllib
+    from dataclasses import asdict
+
+    example = Path(__file__).resolve().parent.parent / "deploy" / "example-config.toml"
+    train = tomllib.loads(example.read_text())["train"]
+    assert train == asdict(TrainConfig())
