@@ -45,7 +45,10 @@ def fitted(sample_root: Path) -> tuple[PatchPCA, PreprocessSpec, list[np.ndarray
 @pytest.fixture(scope="module")
 def pca_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("pca") / "bundle"
-    train_bundle(sample_root, out, TrainConfig(method="pca", **SMALL))
+    # A 16-component PCA leaves texture residue all over these busy colour boards; scored at the
+    # default fine scale (sigma 1, tuned on real bare boards) that residue hides even a big blob
+    # from a 4-board calibration, so this bundle scores at a coarser scale, as a QA engineer would set it.
+    train_bundle(sample_root, out, TrainConfig(method="pca", smooth_sigma=4.0, **SMALL))
     return out
 
 
