@@ -21,7 +21,7 @@ import onnxruntime as ort
 from inspector import scoring
 from inspector.bundle import CALIBRATION_FILE, META_PREPROCESS, META_SCORING, MODEL_FILE, check_metadata, verify_bundle
 from inspector.config import InspectConfig
-from inspector.errors import BundleError, ConfigError
+from inspector.errors import BundleError, ConfigError, InspectorError
 from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.results import InspectionResult
 
@@ -164,7 +164,11 @@ class Inspector:
     # ---------------------------------------------------------------- model calls
     def reconstruct(self, batch: np.ndarray) -> np.ndarray:
         """The raw model call: NCHW float32 (H, W multiples of pad_multiple) -> reconstruction."""
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        try:
+            return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        except Exception as exc:  # ONNX Runtime's own error types; the runner needs one it can quarantine on
+            raise InspectorError(f"{self.source}: the model cannot run on an input of shape "
+                                 f"{tuple(batch.shape)} ({str(exc).splitlines()[0][:200]})") from exc
 
     def _reconstruct_chunks(self, batch: np.ndarray) -> np.ndarray:
         size = max(1, self.config.batch_size)

@@ -422,7 +422,18 @@ class FolderRunner:
 
     def _inspect(self, items: list[_Claimed]) -> None:
         images = [item.image for item in items]
-        results = self.processor.inspect(images)  # type: ignore[arg-type]
+        try:
+            results = self.processor.inspect(images)  # type: ignore[arg-type]
+        except InspectorError as exc:
+            # An image the model itself refuses (e.g. smaller than its patch) must not stop the line
+            # or, left in processing/, crash every restart: find it alone, quarantine it, go on.
+            if len(items) > 1:
+                for item in items:
+                    self._inspect([item])
+                return
+            self._quarantine(items[0], f"{items[0].name}: the model cannot inspect this image ({exc})")
+            items[0].image = None
+            return
         for item, result in zip(items, results, strict=True):
             target = final_path(self.folders.done, item.name, item.digest)
             overlay_path, heatmap_path = self.processor.save_images(item.image, result, item.digest, item.name)  # type: ignore[arg-type]

@@ -190,3 +190,11 @@ def test_cli_train_method_pca(sample_root: Path, tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stderr.startswith("error:") and "pca_stride" in result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_board_smaller_than_the_patch_is_refused_clearly(pca_bundle: Path) -> None:
+    from inspector.errors import InspectorError
+
+    engine = Inspector.load(pca_bundle)
+    with pytest.raises(InspectorError, match="cannot run on an input"):
+        engine.inspect(np.zeros((8, 8, 3), np.uint8))

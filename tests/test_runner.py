@@ -404,3 +404,28 @@ def test_watch_process_serves_health_and_metrics(dirs: tuple[Path, Path], tiny_b
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert out == ""  # --no-json: stdout stays quiet
+
+
+class RefusesTinyImages(FakeEngine):
+    """Like the real engine with a patch model: an image smaller than the model's minimum is refused."""
+
+    def inspect_batch(self, images):  # type: ignore[no-untyped-def]
+        if any(min(image.shape[:2]) < 32 for image in images):
+            from inspector.errors import InspectorError
+
+            raise InspectorError("input 16x16 is smaller than the model's 32 px minimum")
+        return super().inspect_batch(images)
+
+
+def test_an_image_the_model_refuses_is_quarantined_and_the_batch_goes_on(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    board(str(inbox / "a.png"), 60, seed=1)
+    board(str(inbox / "tiny.png"), 60, size=16, seed=2)
+    board(str(inbox / "c.png"), 180, seed=3)
+    stats = run_folder(inbox, RefusesTinyImages(), config(data), InspectConfig(), once=True)
+    assert (stats.processed, stats.quarantined) == (2, 1)
+    assert sorted(p.name for p in (data / "done").iterdir()) == ["a.png", "c.png"]
+    assert [p.name for p in (data / "quarantine").iterdir()] == ["tiny.png"]
+    assert list((data / "processing").iterdir()) == []
+    rows = {row.source_name: row for row in Store.open(data).list_inspections()}
+    assert rows["tiny.png"].verdict == "error" and "smaller than the model" in (rows["tiny.png"].error or "")
