@@ -2,8 +2,8 @@
 
 Pure functions over pandas frames (no Streamlit, no store), so the QA arithmetic is tested
 directly. A board is flagged when its score reaches the threshold (`flags`, score >= threshold),
-the engine's rule (inspector.scoring.decide_verdict). The engine also fails a board whose regions
-pass the pixel threshold whatever its image score; the preview judges by image score only.
+the engine's fail rule (inspector.scoring.decide_verdict). Under that line the engine still sends a
+board whose regions pass the pixel threshold to review; the preview judges by image score only.
 """
 
 from __future__ import annotations
