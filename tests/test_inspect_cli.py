@@ -120,24 +120,8 @@ def test_bench_prints_table_and_writes_figures(tiny_bundle: Path, sample_root: P
 
 def torch_macs(bundle: Path, shape: tuple[int, int, int, int]) -> int:
     """Independent count with forward hooks on the torch model: the ONNX-graph count must agree."""
-    import torch
-
     from training.export import build_model, load_checkpoint
+    from training.model import count_macs
 
-    model = build_model(load_checkpoint(bundle / "checkpoint.pt"))
-    total = 0
-
-    def hook(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal total
-        kernel = int(np.prod(module.kernel_size))
-        if isinstance(module, torch.nn.ConvTranspose2d):
-            total += inputs[0].numel() * module.out_channels // module.groups * kernel
-        else:
-            total += output.numel() * module.in_channels // module.groups * kernel
-
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            module.register_forward_hook(hook)
-    with torch.inference_mode():
-        model(torch.zeros(shape))
-    return total
+    batch, _, height, width = shape
+    return batch * count_macs(build_model(load_checkpoint(bundle / "checkpoint.pt")), height, width)

@@ -110,16 +110,20 @@ class ConvAutoencoder(nn.Module):
 
 
 def count_macs(model: nn.Module, height: int, width: int) -> int:
-    """Multiply-accumulates of one forward pass on a 1 x C x height x width input (convolutions)."""
+    """Multiply-accumulates of one forward pass on a 1 x C x height x width input (convolutions and
+    transposed convolutions; any model family with an `arch.in_channels`)."""
     total = 0
 
-    def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            total += output.numel() * module.in_channels * kh * kw // module.groups
+        kernel = module.kernel_size[0] * module.kernel_size[1]
+        if isinstance(module, nn.ConvTranspose2d):  # every input pixel scatters into each output channel
+            total += inputs[0].numel() * module.out_channels * kernel // module.groups
+        else:
+            total += output.numel() * module.in_channels * kernel // module.groups
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    convolutions = (nn.Conv2d, nn.ConvTranspose2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, convolutions)]
     try:
         with torch.no_grad():
             was_training = model.training
