@@ -146,17 +146,18 @@ def torch_comparison(bundle: Path, batch: np.ndarray, ort_times: list[float], or
     try:
         import torch
 
-        from training.export import build_model, load_checkpoint
+        from training.export import build_exported_model, load_checkpoint
     except ImportError as exc:
         return {"available": False, "reason": f"torch / training package not installed ({exc.name})"}
     try:
-        model = build_model(load_checkpoint(checkpoint))
+        model = build_exported_model(load_checkpoint(checkpoint))
     except (InspectorError, KeyError, RuntimeError) as exc:
         return {"available": False, "reason": f"cannot build the model from {checkpoint} ({exc})"}
     tensor = torch.from_numpy(batch)
     with torch.inference_mode():
         times = _time_calls(lambda: model(tensor), MODEL_ITERATIONS)
-        output = model(tensor).numpy()
+        output = model(tensor)
+        output = (output[0] if isinstance(output, tuple) else output).numpy()
     torch_ms = float(np.median(times))
     ort_ms = float(np.median(ort_times))
     return {"available": True, "torch_eager_ms_per_batch": round(torch_ms, 3),

@@ -27,6 +27,9 @@ from inspector.results import InspectionResult
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "reconstruction"
+# Shift-tolerant squared error (N,1,H,W) computed in the graph (training/scored.py); bundles exported
+# before it existed have only the reconstruction, and the engine computes the map itself.
+ERROR_OUTPUT = "error"
 
 _GRAPH_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -124,6 +127,8 @@ class Inspector:
         self.image_threshold = float(calibration["image_threshold"]) if calibration else math.inf
         self.pixel_threshold = float(calibration["pixel_threshold"]) if calibration else math.inf
         self.pixel_scale = float(calibration["normaliser"]["pixel_scale"]) if calibration else 1.0
+        self.graph_error = ERROR_OUTPUT in {output.name for output in session.get_outputs()}
+        self._outputs = [OUTPUT_NAME, ERROR_OUTPUT] if self.graph_error else [OUTPUT_NAME]
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -162,17 +167,29 @@ class Inspector:
         self.calibration_version = int(version)
 
     # ---------------------------------------------------------------- model calls
-    def reconstruct(self, batch: np.ndarray) -> np.ndarray:
-        """The raw model call: NCHW float32 (H, W multiples of pad_multiple) -> reconstruction."""
+    def run_model(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The raw model call: NCHW float32 (H, W multiples of pad_multiple) -> (reconstruction,
+        raw error map N1HW, or None when the graph does not compute it)."""
         try:
-            return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+            outputs = self.session.run(self._outputs, {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
         except Exception as exc:  # ONNX Runtime's own error types; the runner needs one it can quarantine on
             raise InspectorError(f"{self.source}: the model cannot run on an input of shape "
                                  f"{tuple(batch.shape)} ({str(exc).splitlines()[0][:200]})") from exc
+        return outputs[0], (outputs[1] if self.graph_error else None)
+
+    def reconstruct(self, batch: np.ndarray) -> np.ndarray:
+        return self.run_model(batch)[0]
+
+    def _run_chunks(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        size = max(1, self.config.batch_size)
+        pairs: list[tuple[np.ndarray, np.ndarray | None]] = []
+        for i in range(0, len(batch), size):
+            recon, error = self.run_model(batch[i:i + size])
+            pairs.extend(zip(recon, error if error is not None else [None] * len(recon)))
+        return pairs
 
     def _reconstruct_chunks(self, batch: np.ndarray) -> np.ndarray:
-        size = max(1, self.config.batch_size)
-        return np.concatenate([self.reconstruct(batch[i:i + size]) for i in range(0, len(batch), size)])
+        return np.stack([recon for recon, _ in self._run_chunks(batch)])
 
     def _reconstruct_tiled(self, tensor: np.ndarray) -> np.ndarray:
         """One padded CxHxW image through overlapping tiles, blended back together."""
@@ -214,26 +231,32 @@ class Inspector:
             prepared.append((padded, working))
             timings.append({"preprocess": (time.perf_counter() - start) * 1e3})
         reconstructions: list[np.ndarray | None] = [None] * len(prepared)
+        graph_errors: list[np.ndarray | None] = [None] * len(prepared)
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, (padded, _) in enumerate(prepared):
             groups.setdefault(padded.shape, []).append(index)
         for indices in groups.values():
             start = time.perf_counter()
-            if self.spec.tile_size:
-                outputs = [self._reconstruct_tiled(prepared[i][0]) for i in indices]
+            if self.spec.tile_size:  # stitched reconstructions; the map is computed below, on the CPU
+                outputs = [(self._reconstruct_tiled(prepared[i][0]), None) for i in indices]
             else:
-                outputs = list(self._reconstruct_chunks(np.stack([prepared[i][0] for i in indices])))
+                outputs = self._run_chunks(np.stack([prepared[i][0] for i in indices]))
             share = (time.perf_counter() - start) * 1e3 / len(indices)
-            for i, output in zip(indices, outputs):
+            for i, (output, error) in zip(indices, outputs):
                 reconstructions[i] = output
+                graph_errors[i] = error
                 timings[i]["inference"] = share
         analyses = []
-        for image, (padded, (height, width)), recon, timing in zip(images, prepared, reconstructions, timings):
+        for image, (padded, (height, width)), recon, error, timing in zip(images, prepared, reconstructions,
+                                                                        graph_errors, timings):
             start = time.perf_counter()
             assert recon is not None
-            inputs = padded[:, :height, :width]
-            recon = np.ascontiguousarray(recon[:, :height, :width])
-            smoothed = scoring.smooth(scoring.error_map(inputs, recon, self.scoring), self.scoring.smooth_sigma)
+            recon = recon[:, :height, :width]
+            if error is not None:
+                raw = np.ascontiguousarray(error[0, :height, :width])
+            else:
+                raw = scoring.error_map(padded[:, :height, :width], np.ascontiguousarray(recon), self.scoring)
+            smoothed = scoring.smooth(raw, self.scoring.smooth_sigma)
             timing["postprocess"] = (time.perf_counter() - start) * 1e3
             analyses.append(_Analysis(image.shape[:2], smoothed, recon, timing))
         return analyses

@@ -19,6 +19,7 @@ from inspector.config import InspectConfig, TrainConfig
 from inspector.engine import Inspector
 from inspector.errors import ConfigError
 from inspector.imageio import load_image
+from inspector.preprocess import pad_to_multiple, preprocess
 
 
 def good_boards(root: Path, split: str = "test") -> list[np.ndarray]:
@@ -50,8 +51,11 @@ def gray_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for index in range(16):
         cv2.imwrite(str(data / f"{index:02d}.png"), designed_board(rng))
     out = tmp_path_factory.mktemp("gray") / "bundle"
+    # Four held-back boards cannot show a 30% region line (the default would flag one clean board in
+    # three by design): the region line here is the few-boards rule, above every good board.
     config = TrainConfig(channels="gray", epochs=30, max_minutes=3.0, width=16, depth=3, latent_channels=4, stem_stride=2,
-                         crop_size=64, batch_size=8, crops_per_image=8, holdout_fraction=0.25, seed=3, threads=1)
+                         crop_size=64, batch_size=8, crops_per_image=8, holdout_fraction=0.25, seed=3, threads=1,
+                         region_false_alarm_rate=0.0)
     train_bundle(data, out, config)
     return out
 
@@ -183,3 +187,19 @@ def test_runtime_does_not_import_torch(tiny_bundle: Path, sample_root: Path) -> 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() in ("pass", "fail", "review")
+
+
+def test_graph_error_map_matches_the_reference(tiny_bundle: Path, sample_root: Path) -> None:
+    """The bundle computes the error map inside the ONNX graph; it must be the map inspector.scoring
+    computes from the same reconstruction (the reference, also used for tiled inference)."""
+    from inspector import scoring
+
+    engine = Inspector.load(tiny_bundle)
+    assert engine.graph_error
+    board = good_boards(sample_root)[0]
+    analysis = engine.analyse([board])[0]
+    tensor, _ = pad_to_multiple(preprocess(board, engine.spec), engine.spec.pad_multiple)
+    height, width = analysis.input_shape
+    reference = scoring.smooth(scoring.error_map(tensor[:, :height, :width], np.ascontiguousarray(
+        analysis.reconstruction), engine.scoring), engine.scoring.smooth_sigma)
+    assert np.allclose(analysis.smoothed, reference, rtol=1e-4, atol=1e-6 * float(reference.max()))

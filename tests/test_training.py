@@ -22,7 +22,7 @@ from inspector.errors import BundleError
 from inspector.imageio import load_image
 from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from training import train as train_module
-from training.export import build_model, check_parity, load_checkpoint
+from training.export import build_exported_model, check_parity, load_checkpoint
 from training.model import Architecture, ConvAutoencoder, count_macs, count_parameters
 from training.train import train_bundle
 
@@ -120,25 +120,28 @@ def test_model_has_a_real_bottleneck() -> None:
 
 
 def test_export_parity_at_two_sizes(tiny_bundle: Path, sample_root: Path) -> None:
+    """Every graph output (averaged reconstruction, error map) against the torch module it came from."""
     checkpoint = load_checkpoint(tiny_bundle / CHECKPOINT_FILE)
-    model = build_model(checkpoint)
+    model = build_exported_model(checkpoint)
     spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
     session = ort.InferenceSession(str(tiny_bundle / MODEL_FILE), providers=["CPUExecutionProvider"])
     image = load_image(sorted((sample_root / "test" / "good").iterdir())[0])
     full = pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0][None]
     other = np.ascontiguousarray(np.concatenate([full[:, :, :48, :80], full[:, :, 40:88, 8:88]]))
     for batch in (full, other):
-        expected = model(torch.from_numpy(batch)).detach().numpy()
-        got = session.run(None, {"input": batch})[0]
-        assert got.shape == batch.shape
-        assert np.abs(got - expected).max() < 1e-4
+        with torch.no_grad():
+            expected_recon, expected_error = (t.numpy() for t in model(torch.from_numpy(batch)))
+        got_recon, got_error = session.run(["reconstruction", "error"], {"input": batch})
+        assert got_recon.shape == batch.shape and got_error.shape == (batch.shape[0], 1, *batch.shape[2:])
+        assert np.abs(got_recon - expected_recon).max() < 1e-4
+        assert np.abs(got_error - expected_error).max() < 1e-4 * max(1.0, float(expected_error.max()))
     metrics = json.loads((tiny_bundle / METRICS_FILE).read_text())
     assert metrics["parity_max_abs_diff"] < 1e-4
 
 
 def test_parity_check_catches_a_mismatch(tiny_bundle: Path, sample_root: Path) -> None:
     checkpoint = load_checkpoint(tiny_bundle / CHECKPOINT_FILE)
-    model = build_model(checkpoint)
+    model = build_exported_model(checkpoint)
     with torch.no_grad():
         next(model.parameters()).add_(0.05)  # torch no longer matches the exported graph
     spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])

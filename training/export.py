@@ -25,18 +25,22 @@ from inspector.bundle import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LO
                               MODEL_CARD_FILE, MODEL_FILE, write_manifest)
 from inspector.calibration import calibrate, new_version, write_calibration
 from inspector.config import InspectConfig
-from inspector.engine import INPUT_NAME, OUTPUT_NAME, Inspector, read_calibration
+from inspector.engine import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME, Inspector, read_calibration
 from inspector.errors import BundleError
 from inspector.imageio import load_image
 from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from training.model import Architecture, ConvAutoencoder
+from inspector.scoring import ScoringSpec
 from training.pca import FAMILY as PCA_FAMILY, PatchPCA, build_patch_pca
+from training.scored import ScoredModel
+
+ExportedModel = ConvAutoencoder | PatchPCA | ScoredModel
 
 ONNX_OPSET = 18
 PARITY_TOLERANCE = 1e-4
 
 
-def export_onnx(model: ConvAutoencoder | PatchPCA, path: Path, metadata: dict[str, str]) -> None:
+def export_onnx(model: ExportedModel, path: Path, metadata: dict[str, str]) -> None:
     """torch.onnx (dynamo exporter) with dynamic batch/height/width, then metadata_props.
 
     Measured on the default model (0.5M params), 640x640 gray, ONNX Runtime CPU, one thread:
@@ -55,7 +59,7 @@ def export_onnx(model: ConvAutoencoder | PatchPCA, path: Path, metadata: dict[st
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=ONNX_OPSET,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False,
+                          input_names=[INPUT_NAME], output_names=_output_names(model), verbose=False,
                           dynamic_shapes={"x": {0: batch, 2: stride * height, 3: stride * width}})
     graph = onnx.load(str(path))
     del graph.metadata_props[:]
@@ -68,8 +72,13 @@ def export_onnx(model: ConvAutoencoder | PatchPCA, path: Path, metadata: dict[st
     stray.unlink(missing_ok=True)
 
 
-def check_parity(model: ConvAutoencoder | PatchPCA, onnx_path: Path, images: list[np.ndarray], spec: PreprocessSpec) -> float:
-    """Torch vs ONNX Runtime on real preprocessed images plus one other size; BundleError above tolerance."""
+def _output_names(model: ExportedModel) -> list[str]:
+    return [OUTPUT_NAME, ERROR_OUTPUT] if isinstance(model, ScoredModel) else [OUTPUT_NAME]
+
+
+def check_parity(model: ExportedModel, onnx_path: Path, images: list[np.ndarray], spec: PreprocessSpec) -> float:
+    """Torch vs ONNX Runtime on real preprocessed images plus one other size, every output (the
+    error map is compared relative to its largest value); BundleError above tolerance."""
     engine = Inspector.uncalibrated(onnx_path, InspectConfig(providers="cpu"))
     inputs = [pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0] for image in images]
     first = inputs[0]
@@ -82,11 +91,15 @@ def check_parity(model: ConvAutoencoder | PatchPCA, onnx_path: Path, images: lis
     model = model.cpu().eval()
     with torch.no_grad():
         for batch in [tensor[None] for tensor in inputs] + [other]:
-            expected = model(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
-            got = engine.reconstruct(batch)
-            if got.shape != expected.shape:
-                raise BundleError(f"{onnx_path}: ONNX output shape {got.shape} != torch {expected.shape}")
-            worst = max(worst, float(np.abs(got - expected).max()))
+            expected = model(torch.from_numpy(np.ascontiguousarray(batch)))
+            expected = [t.numpy() for t in expected] if isinstance(expected, tuple) else [expected.numpy()]
+            got = [output for output in engine.run_model(batch) if output is not None]
+            if [g.shape for g in got] != [e.shape for e in expected]:
+                raise BundleError(f"{onnx_path}: ONNX output shapes {[g.shape for g in got]} != torch "
+                                  f"{[e.shape for e in expected]}")
+            for index, (ours, theirs) in enumerate(zip(got, expected)):
+                scale = 1.0 if index == 0 else max(1.0, float(np.abs(theirs).max()))
+                worst = max(worst, float(np.abs(ours - theirs).max()) / scale)
     if worst > PARITY_TOLERANCE:
         raise BundleError(f"{onnx_path}: ONNX Runtime differs from torch by {worst:.2e} (> {PARITY_TOLERANCE:g})")
     return worst
@@ -192,11 +205,21 @@ def _replace_dir(temp: Path, out: Path) -> None:
 
 
 def build_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ConvAutoencoder | PatchPCA:
+    """The bare reconstruction network (training, MAC counts)."""
     if checkpoint["architecture"].get("family") == PCA_FAMILY:
         return build_patch_pca(checkpoint, state_key)
     model = ConvAutoencoder(Architecture.from_dict(checkpoint["architecture"]))
     model.load_state_dict(checkpoint[state_key])
     return model.eval()
+
+
+def build_exported_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ExportedModel:
+    """What model.onnx computes: the network plus, for l2 scoring, view averaging and the error map."""
+    model = build_model(checkpoint, state_key)
+    spec = ScoringSpec.from_json(checkpoint["scoring"], "checkpoint scoring")
+    if spec.error != "l2":  # SSIM maps stay on the CPU (inspector.scoring), the graph reconstructs only
+        return model
+    return ScoredModel(model, spec, model.arch.total_stride).eval()
 
 
 def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: list[np.ndarray] | None,
@@ -213,7 +236,7 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
     try:
         spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
         config = checkpoint["config"]
-        model = build_model(checkpoint)
+        model = build_exported_model(checkpoint)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         metadata = {
             META_PREPROCESS: checkpoint["preprocess_spec"],

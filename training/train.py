@@ -18,7 +18,7 @@ from tqdm import tqdm
 from inspector.config import TrainConfig, from_dict
 from inspector.errors import BundleError, ConfigError
 from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
-from inspector.scoring import ScoringSpec
+from inspector.scoring import ScoringSpec, views_for
 from training.augment import camera_augmentation
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop
@@ -111,6 +111,7 @@ def _check_config(config: TrainConfig) -> None:
     if config.stem_stride not in (2, 4) or config.depth <= config.stem_stride.bit_length() - 1:
         raise ConfigError(f"stem_stride must be 2 or 4 and smaller than 2**depth, got stem_stride "
                           f"{config.stem_stride} with depth {config.depth}")
+    views_for(config.views, config.view_kind, 2**config.depth)  # before any image is loaded
 
 
 def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None = None) -> dict:

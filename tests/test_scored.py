@@ -1,0 +1,82 @@
+"""The error map computed inside the exported graph (training/scored.py) against the reference
+(inspector.scoring), and view averaging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from inspector.errors import ConfigError
+from inspector.scoring import ScoringSpec, View, error_map, views_for
+from training.model import Architecture, ConvAutoencoder
+from training.scored import ScoredModel
+
+
+def _model(channels: int = 1) -> ConvAutoencoder:
+    torch.manual_seed(0)
+    return ConvAutoencoder(Architecture(in_channels=channels, width=8, depth=3, latent_channels=4, stem_stride=2)).eval()
+
+
+@pytest.mark.parametrize("channels,tolerance", [(1, 0), (1, 1), (3, 2)])
+def test_graph_error_equals_reference(channels: int, tolerance: int) -> None:
+    spec = ScoringSpec(shift_tolerance=tolerance, views=1)
+    scored = ScoredModel(_model(channels), spec, stride=8)
+    x = torch.rand(2, channels, 48, 40)
+    with torch.no_grad():
+        reconstruction, error = scored(x)
+    assert error.shape == (2, 1, 48, 40)
+    for index in range(2):
+        expected = error_map(x[index].numpy(), reconstruction[index].numpy(), spec)
+        assert np.allclose(error[index, 0].numpy(), expected, atol=1e-6)
+
+
+def test_shift_tolerance_forgives_a_one_pixel_shift_in_the_graph() -> None:
+    """An input that is its reconstruction moved by a pixel scores (almost) nothing at tolerance 1."""
+    class Shifter(torch.nn.Module):
+        arch = Architecture(width=8, depth=3, latent_channels=4, stem_stride=2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.roll(x, 1, dims=-1)
+
+    board = torch.zeros(1, 1, 32, 32)
+    board[..., 8:24, 10:12] = 1.0  # a trace
+    strict = ScoredModel(Shifter(), ScoringSpec(shift_tolerance=0), stride=8)(board)[1]
+    tolerant = ScoredModel(Shifter(), ScoringSpec(shift_tolerance=1), stride=8)(board)[1]
+    assert strict.max() == 1.0 and tolerant.max() == 0.0
+
+
+def test_views_average_the_shifted_reconstructions() -> None:
+    model = _model()
+    x = torch.rand(1, 1, 32, 48)
+    scored = ScoredModel(model, ScoringSpec(views=2), stride=8)
+    with torch.no_grad():
+        averaged, _ = scored(x)
+        plain = model(x)
+        moved = model(torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect"))[..., 4:36, 4:52]
+    assert torch.allclose(averaged, (plain + moved) / 2, atol=1e-6)
+    assert not torch.allclose(averaged, plain, atol=1e-4)  # the second view really differs
+
+
+def test_flip_views_undo_their_flip() -> None:
+    """An identity 'model' must give back the input through every mirrored view."""
+    class Identity(torch.nn.Module):
+        arch = Architecture(width=8, depth=3, latent_channels=4, stem_stride=2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 1.0
+
+    x = torch.rand(1, 1, 16, 24)
+    reconstruction, error = ScoredModel(Identity(), ScoringSpec(views=4, view_kind="flip"), stride=8)(x)
+    assert torch.allclose(reconstruction, x) and float(error.max()) == 0.0
+
+
+def test_view_sets_are_distinct_or_refused() -> None:
+    assert views_for(4, "shift", 16) == [View(), View(8, 8), View(4, 12), View(12, 4)]
+    assert len(set(views_for(4, "flip", 16))) == 4
+    with pytest.raises(ConfigError):
+        views_for(4, "shift", 2)  # a stride-2 model has only one other phase
+    with pytest.raises(ConfigError):
+        ScoringSpec(views=3)
+    with pytest.raises(ConfigError):
+        ScoringSpec(view_kind="rotate")
