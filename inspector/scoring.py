@@ -48,11 +48,16 @@ class View:
     flip_columns: bool = False
 
 
+def check_views(count: int, kind: str) -> None:
+    if count not in VIEW_COUNTS or kind not in VIEW_KINDS:
+        raise ConfigError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))} and view_kind one of "
+                          f"{', '.join(VIEW_KINDS)}, got {count} / {kind!r}")
+
+
 def views_for(count: int, kind: str, stride: int) -> list[View]:
     """The averaged views. Shifts are fractions of the model's total stride, so each view meets the
     strided layers at a different phase (a shift by a whole stride would change nothing)."""
-    if count not in VIEW_COUNTS or kind not in VIEW_KINDS:
-        raise ConfigError(f"views must be one of {VIEW_COUNTS} and view_kind one of {VIEW_KINDS}, got {count} / {kind!r}")
+    check_views(count, kind)
     if kind == "flip":
         return [View(), View(flip_columns=True), View(flip_rows=True), View(flip_rows=True, flip_columns=True)][:count]
     half, quarter = stride // 2, stride // 4
@@ -91,9 +96,7 @@ class ScoringSpec:
             raise ConfigError(f"invalid scoring settings {self}")
         if not 0 <= self.shift_tolerance <= 8 or not 0.0 < self.grow_fraction <= 1.0:
             raise ConfigError(f"shift_tolerance must be in [0, 8] and grow_fraction in (0, 1], got {self}")
-        if self.views not in VIEW_COUNTS or self.view_kind not in VIEW_KINDS:
-            raise ConfigError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))} and view_kind one of "
-                              f"{', '.join(VIEW_KINDS)}, got {self.views} / {self.view_kind!r}")
+        check_views(self.views, self.view_kind)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -58,6 +58,18 @@ def test_views_average_the_shifted_reconstructions() -> None:
     assert not torch.allclose(averaged, plain, atol=1e-4)  # the second view really differs
 
 
+def test_ssim_scoring_still_averages_views_but_leaves_the_map_to_the_cpu() -> None:
+    """The recorded views hold for every error kind; only l2 maps are computed in the graph."""
+    model = _model()
+    x = torch.rand(1, 1, 32, 32)
+    l2 = ScoredModel(model, ScoringSpec(views=2), stride=8)
+    ssim = ScoredModel(model, ScoringSpec(error="ssim", views=2), stride=8)
+    with torch.no_grad():
+        reconstruction = ssim(x)
+        expected, _ = l2(x)
+    assert isinstance(reconstruction, torch.Tensor) and torch.equal(reconstruction, expected)
+
+
 def test_flip_views_undo_their_flip() -> None:
     """An identity 'model' must give back the input through every mirrored view."""
     class Identity(torch.nn.Module):

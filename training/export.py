@@ -29,8 +29,8 @@ from inspector.engine import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME, Inspector, r
 from inspector.errors import BundleError
 from inspector.imageio import load_image
 from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
-from training.model import Architecture, ConvAutoencoder
 from inspector.scoring import ScoringSpec
+from training.model import Architecture, ConvAutoencoder
 from training.pca import FAMILY as PCA_FAMILY, PatchPCA, build_patch_pca
 from training.scored import ScoredModel
 
@@ -73,7 +73,7 @@ def export_onnx(model: ExportedModel, path: Path, metadata: dict[str, str]) -> N
 
 
 def _output_names(model: ExportedModel) -> list[str]:
-    return [OUTPUT_NAME, ERROR_OUTPUT] if isinstance(model, ScoredModel) else [OUTPUT_NAME]
+    return [OUTPUT_NAME, ERROR_OUTPUT] if getattr(model, "graph_error", False) else [OUTPUT_NAME]
 
 
 def check_parity(model: ExportedModel, onnx_path: Path, images: list[np.ndarray], spec: PreprocessSpec) -> float:
@@ -213,12 +213,10 @@ def build_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> Co
     return model.eval()
 
 
-def build_exported_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ExportedModel:
-    """What model.onnx computes: the network plus, for l2 scoring, view averaging and the error map."""
+def build_exported_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ScoredModel:
+    """What model.onnx computes: the network, its view averaging and (l2 scoring) the error map."""
     model = build_model(checkpoint, state_key)
     spec = ScoringSpec.from_json(checkpoint["scoring"], "checkpoint scoring")
-    if spec.error != "l2":  # SSIM maps stay on the CPU (inspector.scoring), the graph reconstructs only
-        return model
     return ScoredModel(model, spec, model.arch.total_stride).eval()
 
 

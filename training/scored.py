@@ -3,11 +3,12 @@
 Why in the graph: the full-resolution shift-tolerant error map (a dilation, an erosion and four
 element-wise passes) cost 2 ms of OpenCV after the ONNX Runtime call, 0.5 ms inside the graph,
 where ONNX Runtime runs it on its own threads. The Gaussian smoothing stays in OpenCV: as a
-one-channel convolution in ONNX Runtime it cost 1.4 ms (layout reorders included) against 0.3 ms. Thresholds never enter the graph: they are
-calibration, which QA changes without re-exporting.
+one-channel convolution in ONNX Runtime it cost 1.4 ms (layout reorders included) against 0.3 ms.
+Thresholds never enter the graph: they are calibration, which QA changes without re-exporting.
 
 `inspector.scoring.error_map` + `smooth` remain the reference (and the path for tiled inference
-and SSIM scoring); a test holds the two to the same numbers.
+and SSIM scoring, whose graph has the averaged reconstruction as its only output); a test holds
+the two to the same numbers.
 
 View averaging (test-time augmentation): the board is reconstructed in several views (shifted by
 part of the model's stride, or mirrored), each reconstruction is moved back, and their mean is the
@@ -26,12 +27,12 @@ from inspector.scoring import ScoringSpec, View, views_for
 
 
 class ScoredModel(nn.Module):
-    """x (N,C,H,W) -> (reconstruction (N,C,H,W), shift-tolerant squared error (N,1,H,W)), l2 scoring only."""
+    """x (N,C,H,W) -> (reconstruction (N,C,H,W), shift-tolerant squared error (N,1,H,W)) for l2
+    scoring; the reconstruction alone for SSIM scoring (its map is computed on the CPU)."""
 
     def __init__(self, model: nn.Module, spec: ScoringSpec, stride: int) -> None:
         super().__init__()
-        if spec.error != "l2":
-            raise ValueError(f"only l2 scoring runs in the graph, got {spec.error!r}")
+        self.graph_error = spec.error == "l2"
         self.model = model
         self.arch = model.arch  # export reads stride / channels from here
         self.tolerance = spec.shift_tolerance
@@ -68,6 +69,6 @@ class ScoredModel(nn.Module):
         # A mean over one channel would still cost a full pass in ONNX Runtime (0.3 ms at 640x640).
         return squared if squared.shape[1] == 1 else squared.mean(dim=1, keepdim=True)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
         reconstruction = self.reconstruct(x)
-        return reconstruction, self.error(x, reconstruction)
+        return (reconstruction, self.error(x, reconstruction)) if self.graph_error else reconstruction
