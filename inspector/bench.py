@@ -162,7 +162,8 @@ def torch_comparison(bundle: Path, batch: np.ndarray, ort_times: list[float], or
     ort_ms = float(np.median(ort_times))
     return {"available": True, "torch_eager_ms_per_batch": round(torch_ms, 3),
             "onnxruntime_ms_per_batch": round(ort_ms, 3), "onnxruntime_speedup": round(torch_ms / ort_ms, 3),
-            "max_abs_difference": float(np.abs(output - ort_output).max()), "torch_threads": torch.get_num_threads()}
+            "max_abs_difference": float(np.abs(output - ort_output).max()),
+            "mean_abs_difference": float(np.abs(output - ort_output).mean()), "torch_threads": torch.get_num_threads()}
 
 
 def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None, runner: bool) -> dict[str, Any]:
@@ -216,6 +217,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         "batch": batch,
         "iterations": ITERATIONS,
         "providers": engine.session.get_providers(),
+        "precision": _precision(bundle),
         "stages": {name: _percentiles(values) for name, values in stages.items()},
         "end_to_end_images_per_second": round(processed / wall, 3),
         "model_only_images_per_second": round(model_rate, 3),
@@ -228,7 +230,9 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         achieved = 2 * macs["macs_per_image"] * model_rate / 1e9
         figures["inference_gflops"] = round(achieved, 3)
         figures["share_of_peak"] = round(achieved / peak["gflops"], 4)
-        if figures["share_of_peak"] > 1:
+        if figures["precision"] == "int8":
+            peak["note"] = "int8 graph: its integer kernels are not bound by the float32 peak"
+        elif figures["share_of_peak"] > 1:
             peak["note"] = ("inference beat the numpy matmul rate: BLAS does not reach this CPU's peak, "
                             "or other load disturbed the peak measurement")
     figures["runner"] = _runner_figures(bundle, images, encoded) if runner else None
@@ -238,6 +242,16 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
+
+
+def _precision(bundle: Path) -> str:
+    """float32 or int8, as recorded at export (bundles from before INT8 existed are float32)."""
+    from inspector.bundle import METRICS_FILE
+
+    try:
+        return str(json.loads((Path(bundle) / METRICS_FILE).read_text()).get("precision", "float32"))
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes]) -> dict[str, Any]:
@@ -262,6 +276,7 @@ def print_table(figures: dict[str, Any], console: Console | None = None) -> None
     table.add_column("value", justify="right")
     for stage, values in figures["stages"].items():
         table.add_row(f"{stage} ms/img (median / p90)", f"{values['median_ms']:.2f} / {values['p90_ms']:.2f}")
+    table.add_row("model precision", figures["precision"])
     table.add_row("end to end images/s", f"{figures['end_to_end_images_per_second']:.2f}")
     table.add_row("model only images/s", f"{figures['model_only_images_per_second']:.2f}")
     flops = figures["flops"]
@@ -277,7 +292,7 @@ def print_table(figures: dict[str, Any], console: Console | None = None) -> None
             table.add_row("note", figures["cpu_peak"]["note"])
     comparison = figures["torch_vs_onnxruntime"]
     if comparison["available"]:
-        table.add_row("torch eager ms/batch", f"{comparison['torch_eager_ms_per_batch']:.2f}")
+        table.add_row("torch eager (float32) ms/batch", f"{comparison['torch_eager_ms_per_batch']:.2f}")
         table.add_row("ONNX Runtime ms/batch", f"{comparison['onnxruntime_ms_per_batch']:.2f}")
         table.add_row("ORT speed-up over torch", f"{comparison['onnxruntime_speedup']:.2f}x")
     else:

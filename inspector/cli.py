@@ -19,6 +19,7 @@ except ImportError:  # older typer on top of click
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from inspector import __version__
+from inspector.config import InspectConfig
 from inspector.errors import InspectorError
 
 app = typer.Typer(
@@ -113,11 +114,13 @@ def train(
 def export(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint.pt written by training.", **EXISTING_FILE),
     out: Path = typer.Option(..., "--out", help="Bundle directory to write."),
+    precision: str = typer.Option(None, "--precision",
+                                  help="float32 or int8 (default: the precision the model was trained with)."),
 ) -> None:
-    """Re-export a bundle (ONNX + metadata + parity check) from a training checkpoint."""
+    """Re-export a bundle (ONNX + metadata + parity check + calibration) from a training checkpoint."""
     from training.export import export_from_checkpoint
 
-    export_from_checkpoint(checkpoint, out)
+    export_from_checkpoint(checkpoint, out, precision=precision)
 
 
 @app.command()
@@ -181,7 +184,8 @@ def bench(
     model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of images (default: generated boards).",
                                           **EXISTING_DIR),
-    batch: int = typer.Option(1, "--batch", min=1, help="Images per ONNX Runtime call."),
+    batch: int = typer.Option(InspectConfig().batch_size, "--batch", min=1,
+                              help="Images per ONNX Runtime call (default: the runner's batch size)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the figures as JSON here."),
     runner: bool = typer.Option(False, "--runner", help="Also measure the folder runner's sustained rate."),
 ) -> None:

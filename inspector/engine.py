@@ -61,6 +61,8 @@ def open_session(model_path: Path, config: InspectConfig) -> ort.InferenceSessio
         options.intra_op_num_threads = config.intra_op_threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not config.spin_threads:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(model_path), options, providers=choose_providers(config.providers))
     except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,

@@ -14,6 +14,7 @@ import pytest
 
 from inspector.errors import DatasetError
 from inspector.evaluate import find_labelled_images
+from training.quantize import MAX_MEAN_ABS_DIFF
 
 RECORD_KEYS = {"image", "score", "threshold", "pixel_threshold", "verdict", "regions", "overlay", "heatmap",
                "model_hash", "calibration_version", "timings_ms", "error"}
@@ -114,7 +115,9 @@ def test_bench_prints_table_and_writes_figures(tiny_bundle: Path, sample_root: P
     assert figures["cpu_peak"]["gflops"] > 0 and 0 < figures["share_of_peak"] < 5
     assert figures["flops"]["gflops_per_image"] == pytest.approx(2 * figures["flops"]["macs_per_image"] / 1e9, rel=1e-3)
     comparison = figures["torch_vs_onnxruntime"]
-    assert comparison["available"] and comparison["max_abs_difference"] < 1e-3
+    # torch runs the float32 network; the default bundle runs its INT8 version (rounding only).
+    assert figures["precision"] == "int8" and "model precision" in result.stdout
+    assert comparison["available"] and 0 < comparison["mean_abs_difference"] <= MAX_MEAN_ABS_DIFF
     assert figures["flops"]["macs_per_image"] == torch_macs(tiny_bundle, (1, 3, 160, 160))
 
 

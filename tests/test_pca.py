@@ -48,7 +48,8 @@ def pca_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     # A 16-component PCA leaves texture residue all over these busy colour boards; scored at the
     # default fine scale (sigma 1, tuned on real bare boards) that residue hides even a big blob
     # from a 4-board calibration, so this bundle scores at a coarser scale, as a QA engineer would set it.
-    train_bundle(sample_root, out, TrainConfig(method="pca", smooth_sigma=4.0, **SMALL))
+    # float32: these tests pin the PCA-as-convolution mapping against torch, not rounding.
+    train_bundle(sample_root, out, TrainConfig(method="pca", smooth_sigma=4.0, precision="float32", **SMALL))
     return out
 
 

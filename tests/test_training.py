@@ -22,7 +22,7 @@ from inspector.errors import BundleError
 from inspector.imageio import load_image
 from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from training import train as train_module
-from training.export import build_exported_model, check_parity, load_checkpoint
+from training.export import build_exported_model, check_parity, export_from_checkpoint, load_checkpoint
 from training.model import Architecture, ConvAutoencoder, count_macs, count_parameters
 from training.train import train_bundle
 
@@ -119,12 +119,13 @@ def test_model_has_a_real_bottleneck() -> None:
     assert "Sigmoid" in names  # inputs in [0, 1] -> outputs in [0, 1]
 
 
-def test_export_parity_at_two_sizes(tiny_bundle: Path, sample_root: Path) -> None:
-    """Every graph output (averaged reconstruction, error map) against the torch module it came from."""
+def test_export_parity_at_two_sizes(tiny_bundle: Path, float_bundle: Path, sample_root: Path) -> None:
+    """Every graph output (averaged reconstruction, error map) of the float32 export against the torch
+    module it came from (the default INT8 bundle is checked against float32 in test_quantize.py)."""
     checkpoint = load_checkpoint(tiny_bundle / CHECKPOINT_FILE)
     model = build_exported_model(checkpoint)
     spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
-    session = ort.InferenceSession(str(tiny_bundle / MODEL_FILE), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(float_bundle / MODEL_FILE), providers=["CPUExecutionProvider"])
     image = load_image(sorted((sample_root / "test" / "good").iterdir())[0])
     full = pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0][None]
     other = np.ascontiguousarray(np.concatenate([full[:, :, :48, :80], full[:, :, 40:88, 8:88]]))
@@ -135,11 +136,11 @@ def test_export_parity_at_two_sizes(tiny_bundle: Path, sample_root: Path) -> Non
         assert got_recon.shape == batch.shape and got_error.shape == (batch.shape[0], 1, *batch.shape[2:])
         assert np.abs(got_recon - expected_recon).max() < 1e-4
         assert np.abs(got_error - expected_error).max() < 1e-4 * max(1.0, float(expected_error.max()))
-    metrics = json.loads((tiny_bundle / METRICS_FILE).read_text())
-    assert metrics["parity_max_abs_diff"] < 1e-4
+    metrics = json.loads((float_bundle / METRICS_FILE).read_text())
+    assert metrics["parity_max_abs_diff"] < 1e-4 and metrics["precision"] == "float32"
 
 
-def test_parity_check_catches_a_mismatch(tiny_bundle: Path, sample_root: Path) -> None:
+def test_parity_check_catches_a_mismatch(tiny_bundle: Path, float_bundle: Path, sample_root: Path) -> None:
     checkpoint = load_checkpoint(tiny_bundle / CHECKPOINT_FILE)
     model = build_exported_model(checkpoint)
     with torch.no_grad():
@@ -147,7 +148,7 @@ def test_parity_check_catches_a_mismatch(tiny_bundle: Path, sample_root: Path) -
     spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
     image = load_image(sorted((sample_root / "test" / "good").iterdir())[0])
     with pytest.raises(BundleError, match="differs from torch"):
-        check_parity(model, tiny_bundle / MODEL_FILE, [image], spec)
+        check_parity(model, float_bundle / MODEL_FILE, [image], spec)
 
 
 def test_bundle_round_trips(tiny_bundle: Path, sample_root: Path) -> None:

@@ -32,6 +32,7 @@ from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.scoring import ScoringSpec
 from training.model import Architecture, ConvAutoencoder
 from training.pca import FAMILY as PCA_FAMILY, PatchPCA, build_patch_pca
+from training.quantize import CALIBRATION_TENSORS, MAX_MEAN_ABS_DIFF, agreement, check_precision, quantize_int8
 from training.scored import ScoredModel
 
 ExportedModel = ConvAutoencoder | PatchPCA | ScoredModel
@@ -171,6 +172,17 @@ def _model_lines(checkpoint: dict[str, Any], metrics: dict[str, Any]) -> list[st
     ]
 
 
+def _precision_line(metrics: dict[str, Any]) -> str:
+    quantisation = metrics.get("quantisation")
+    if not quantisation:
+        return "- Precision: float32"
+    if quantisation["precision"] == "int8":
+        return (f"- Precision: int8 (static, activation ranges from {quantisation['range_boards']} good boards); "
+                f"reconstructions differ from float32 by {quantisation['reconstruction_mean_abs_diff']:.4f} on average "
+                f"over {quantisation['boards']} good boards")
+    return f"- Precision: float32 (int8 refused: {quantisation['refused']})"
+
+
 def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration: dict[str, Any]) -> str:
     data = checkpoint["data"]
     family = "patch PCA baseline" if checkpoint["architecture"].get("family") == PCA_FAMILY else "autoencoder"
@@ -184,6 +196,7 @@ def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration
         f"- Input: {checkpoint['architecture']['in_channels']} channel(s), scale {json.loads(checkpoint['preprocess_spec'])['scale']}",
         *_model_lines(checkpoint, metrics),
         f"- Export parity (torch vs ONNX Runtime): max abs diff {metrics['parity_max_abs_diff']:.2e}",
+        _precision_line(metrics),
         f"- Calibration v{calibration['version']} on {calibration['stats']['images']} held-back good boards: "
         f"image threshold {calibration['image_threshold']:.4f}, pixel threshold {calibration['pixel_threshold']:.4f}, "
         f"target false-alarm rate {calibration['target_false_alarm_rate']:g} "
@@ -202,6 +215,31 @@ def _replace_dir(temp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         temp.rename(out)
+
+
+def _quantize(model_path: Path, tensors: list[np.ndarray]) -> dict[str, Any]:
+    """Replace the float32 graph at `model_path` by its INT8 version when the two agree on good boards.
+
+    Runs after the torch parity check (which proves the float32 graph) and before calibration, so the
+    thresholds are set on the graph the line will run.
+    """
+    float_path = model_path.with_name("float32-" + model_path.name)
+    model_path.rename(float_path)
+    try:
+        quantize_int8(float_path, model_path, tensors)
+        figures = agreement(float_path, model_path, tensors)
+    except Exception as exc:  # noqa: BLE001 - any quantiser failure leaves the validated float32 graph
+        model_path.unlink(missing_ok=True)
+        float_path.rename(model_path)
+        return {"precision": "float32", "refused": f"INT8 quantisation failed: {exc}"}
+    if figures["reconstruction_mean_abs_diff"] > MAX_MEAN_ABS_DIFF:
+        model_path.unlink()
+        float_path.rename(model_path)
+        return {"precision": "float32", **figures,
+                "refused": f"INT8 reconstructions differ from float32 by {figures['reconstruction_mean_abs_diff']:.4f} "
+                           f"on good boards (> {MAX_MEAN_ABS_DIFF})"}
+    float_path.unlink()
+    return {"precision": "int8", "range_boards": min(len(tensors), CALIBRATION_TENSORS), **figures}
 
 
 def build_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ConvAutoencoder | PatchPCA:
@@ -247,6 +285,13 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
         export_onnx(model, temp / MODEL_FILE, metadata)
         parity_images = [image.numpy() for image in checkpoint["parity_images"]]
         parity = check_parity(model, temp / MODEL_FILE, parity_images, spec)
+        precision = config.get("precision", "float32")  # checkpoints from before INT8 existed
+        check_precision(precision)
+        quantisation = None
+        if precision == "int8":
+            boards = calibration_images or parity_images
+            quantisation = _quantize(temp / MODEL_FILE, [pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0]
+                                                         for image in boards])
 
         if calibration_images:
             engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"))
@@ -273,6 +318,8 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
             "stopped_reason": checkpoint["stopped_reason"],
             "params": sum(p.numel() for p in model.parameters()),
             "parity_max_abs_diff": parity,
+            "precision": quantisation["precision"] if quantisation else "float32",
+            **({"quantisation": quantisation} if quantisation else {}),
             "history": history,
             **({"fit": {key: value for key, value in checkpoint["fit"].items() if key != "explained_variance_ratio"}}
                if "fit" in checkpoint else {}),
@@ -314,20 +361,30 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def export_from_checkpoint(checkpoint: Path, out: Path) -> Path:
+def export_from_checkpoint(checkpoint: Path, out: Path, precision: str | None = None) -> Path:
     """Re-export a bundle from checkpoint.pt (ONNX, metadata, parity, calibration, manifest).
+
+    `precision` ("float32" or "int8") overrides the one the model was trained with.
 
     Calibration is recomputed on the held-back boards recorded in the checkpoint when they are
     still on disk; otherwise the calibration.json beside the checkpoint (its bundle) is kept.
     """
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
+    changes_precision = precision is not None and precision != state["config"].get("precision", "float32")
+    if precision is not None:
+        check_precision(precision)
+        state["config"]["precision"] = precision
     holdout = [Path(p) for p in state["data"].get("holdout_paths", [])]
     images = None
     previous = None
     if holdout and all(p.is_file() for p in holdout):
         spec = PreprocessSpec.from_json(state["preprocess_spec"])
         images = [load_image(p, channels=spec.channels) for p in holdout]
+    elif changes_precision:
+        # Thresholds set on one precision's error maps do not carry over to the other's.
+        raise BundleError(f"{checkpoint}: the held-back boards it records are gone, so the {precision} bundle "
+                          "cannot be calibrated; export it, then run `inspector calibrate` on good boards")
     elif (checkpoint.parent / CALIBRATION_FILE).is_file():
         previous = read_calibration(checkpoint.parent / CALIBRATION_FILE)
     else:

@@ -23,6 +23,7 @@ from training.augment import camera_augmentation
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop
 from training.export import load_checkpoint, write_bundle
+from training.quantize import check_precision
 from training.losses import LOSSES, reconstruction_loss
 from training.model import Architecture, ConvAutoencoder, count_parameters
 from training.pca import train_pca_bundle
@@ -126,6 +127,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         saved.epochs, saved.max_minutes, saved.early_stopping_patience = (
             config.epochs, config.max_minutes, config.early_stopping_patience)
         config = saved
+    check_precision(config.precision)
     if config.method == "pca":
         if resume is not None:
             raise ConfigError(f"{resume}: a patch PCA is fitted in one pass; there is nothing to resume")

@@ -1,0 +1,106 @@
+"""Static INT8 bundles: the default graph is quantised, agrees with float32, keeps the error map on the
+board's own pixels, and falls back to float32 (saying why) when quantisation does not hold up."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from inspector.bundle import CALIBRATION_FILE, CHECKPOINT_FILE, METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE
+from inspector.config import TrainConfig
+from inspector.engine import INPUT_NAME, Inspector
+from inspector.errors import BundleError, ConfigError
+from inspector.imageio import load_image
+from training import export as export_module
+from training.export import export_from_checkpoint, load_checkpoint
+from training.quantize import MAX_MEAN_ABS_DIFF
+from training.train import train_bundle
+
+
+def op_types(bundle: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(bundle / MODEL_FILE)).graph.node}
+
+
+def metrics(bundle: Path) -> dict:
+    return json.loads((bundle / METRICS_FILE).read_text())
+
+
+def test_default_bundle_is_int8_and_agrees_with_float32(tiny_bundle: Path, float_bundle: Path,
+                                                        sample_root: Path) -> None:
+    figures = metrics(tiny_bundle)
+    assert figures["precision"] == "int8"
+    assert figures["quantisation"]["reconstruction_mean_abs_diff"] <= MAX_MEAN_ABS_DIFF
+    assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(tiny_bundle)
+    assert "QuantizeLinear" not in op_types(float_bundle)
+    assert "int8" in (tiny_bundle / MODEL_CARD_FILE).read_text()
+
+    board = load_image(sorted((sample_root / "test" / "good").iterdir())[0])
+    int8, float32 = (Inspector.load(bundle).analyse([board])[0] for bundle in (tiny_bundle, float_bundle))
+    difference = np.abs(int8.reconstruction - float32.reconstruction)
+    assert difference.mean() <= MAX_MEAN_ABS_DIFF
+    assert difference.max() > 0  # really a different graph, not the float32 one under another name
+    # Both calibrated on the same held-back boards with their own graph.
+    assert Inspector.load(tiny_bundle).pixel_threshold != Inspector.load(float_bundle).pixel_threshold
+
+
+def test_error_map_reads_the_boards_own_pixels(tiny_bundle: Path) -> None:
+    """Only the quantised convolutions may read the rounded input; the error map reads the original."""
+    graph = onnx.load(str(tiny_bundle / MODEL_FILE)).graph
+    rounded_input = {node.output[0] for node in graph.node
+                     if node.op_type == "DequantizeLinear" and node.input[0].startswith(INPUT_NAME)}
+    readers = [node for node in graph.node if set(node.input) & rounded_input]
+    assert readers and all(node.op_type == "Conv" for node in readers)
+    error_inputs = {name for node in graph.node if node.op_type == "Sub" for name in node.input}
+    assert INPUT_NAME in error_inputs
+
+
+def test_disagreeing_int8_keeps_float32(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_module, "MAX_MEAN_ABS_DIFF", 0.0)
+    out = export_from_checkpoint(tiny_bundle / CHECKPOINT_FILE, tmp_path / "refused", precision="int8")
+    figures = metrics(out)
+    assert figures["precision"] == "float32" and "differ from float32" in figures["quantisation"]["refused"]
+    assert "QuantizeLinear" not in op_types(out)
+    assert "int8 refused" in (out / MODEL_CARD_FILE).read_text()
+    assert Inspector.load(out).calibration_version == 1
+
+
+def test_quantiser_failure_keeps_float32(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(export_module, "quantize_int8", broken)
+    out = export_from_checkpoint(tiny_bundle / CHECKPOINT_FILE, tmp_path / "failed", precision="int8")
+    assert metrics(out)["precision"] == "float32"
+    assert "unsupported operator" in metrics(out)["quantisation"]["refused"]
+    assert not any(path.name.startswith("float32-") for path in out.iterdir())
+    Inspector.load(out)
+
+
+def test_changing_precision_needs_the_held_back_boards(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Thresholds of one precision do not carry over to the other: without the held-back boards to
+    recalibrate on, a precision change is refused; a plain re-export keeps the calibration."""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    state = load_checkpoint(tiny_bundle / CHECKPOINT_FILE)
+    state["data"]["holdout_paths"] = [str(tmp_path / "gone" / "board.png")]
+    torch.save(state, moved / CHECKPOINT_FILE)
+    shutil.copy(tiny_bundle / CALIBRATION_FILE, moved / CALIBRATION_FILE)
+    with pytest.raises(BundleError, match="inspector calibrate"):
+        export_from_checkpoint(moved / CHECKPOINT_FILE, tmp_path / "f32", precision="float32")
+    assert not (tmp_path / "f32").exists()
+    same = export_from_checkpoint(moved / CHECKPOINT_FILE, tmp_path / "same", precision="int8")
+    assert metrics(same)["precision"] == "int8"
+
+
+def test_unknown_precision_is_refused(sample_root: Path, tiny_bundle: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="precision"):
+        train_bundle(sample_root, tmp_path / "fp16", TrainConfig(precision="fp16", epochs=1))
+    with pytest.raises(ConfigError, match="precision"):
+        export_from_checkpoint(tiny_bundle / CHECKPOINT_FILE, tmp_path / "fp16b", precision="fp16")
+    assert not (tmp_path / "fp16").exists() and not (tmp_path / "fp16b").exists()
