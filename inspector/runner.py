@@ -28,7 +28,7 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from inspector.config import InspectConfig, RunnerConfig
-from inspector.errors import ImageLoadError, InspectorError
+from inspector.errors import ImageLoadError, InspectorError, OutputError
 from inspector.lineout import HealthServer, LineOut, Metrics
 from inspector.results import InspectionResult
 from inspector.store import Store, open_store
@@ -233,13 +233,26 @@ class Processor:
         return self.engine.inspect_batch(list(images))
 
     def save_images(self, image: np.ndarray, result: InspectionResult, digest: str, name: str) -> tuple[str, str]:
-        """Overlay and heatmap PNGs (written atomically, so a kill never leaves half a file)."""
-        from inspector.render import heatmap_image, overlay, save_png
+        """Overlay and heatmap PNGs (written atomically, so a kill never leaves half a file).
+
+        A picture that cannot be written (disk full, folder gone) costs the picture, never the
+        verdict: its path stays empty, an error event says why, and the board is stored as usual.
+        """
+        from inspector import render
 
         stem = f"{digest[:16]}-{Path(name).stem}"
-        overlay_path = save_png(self.overlays_dir / f"{stem}.overlay.png", overlay(image, result))
-        heatmap_path = save_png(self.overlays_dir / f"{stem}.heatmap.png", heatmap_image(result))
-        return str(overlay_path), str(heatmap_path)
+        pictures = [("overlay", lambda: render.overlay(image, result)), ("heatmap", lambda: render.heatmap_image(result))]
+        if result.reconstruction is not None:  # inspect.save_reconstruction: the dashboard finds it by name
+            pictures.append(("reconstruction", lambda: render.reconstruction_image(result)))
+        paths = []
+        for kind, draw in pictures:
+            try:
+                paths.append(str(render.save_png(self.overlays_dir / f"{stem}.{kind}.png", draw())))
+            except (OutputError, OSError) as exc:
+                log.error("%s: %s not written (%s); the verdict is stored without it", name, kind, exc)
+                self.store.record_event(self.config.station, "error", f"{name}: {kind} not written ({exc})")
+                paths.append("")
+        return paths[0], paths[1]
 
     def store_result(self, result: InspectionResult, *, digest: str, name: str, source_path: str,
                      image_path: str, overlay_path: str, heatmap_path: str, started: float,

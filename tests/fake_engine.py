@@ -17,7 +17,8 @@ MODEL_HASH = "f" * 64
 
 
 class FakeEngine:
-    def __init__(self, threshold: float = 1.0) -> None:
+    def __init__(self, threshold: float = 1.0, save_reconstruction: bool = False) -> None:
+        self.save_reconstruction = save_reconstruction  # a blurred copy stands in for the model's redrawing
         self.model_hash = MODEL_HASH
         self.calibration_version = 1
         self.image_threshold = threshold
@@ -43,7 +44,8 @@ class FakeEngine:
         failed = score > self.image_threshold
         regions = [Region((0, 0, 4, 4), 16, score, score, (2.0, 2.0))] if failed else []
         return InspectionResult(score=score, threshold=self.image_threshold, verdict="fail" if failed else "pass",
-                                regions=regions, anomaly_map=amap, reconstruction=None, model_hash=self.model_hash,
+                                regions=regions, anomaly_map=amap, model_hash=self.model_hash,
+                                reconstruction=cv2.blur(image, (5, 5)) if self.save_reconstruction else None,
                                 calibration_version=self.calibration_version, timings_ms={"model": 0.1})
 
 

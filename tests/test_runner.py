@@ -367,6 +367,48 @@ def test_failing_hook_becomes_an_error_event_and_the_runner_goes_on(dirs: tuple[
     assert len(errors) == 2 and all("exit status 3" in e.detail for e in errors)
 
 
+def test_unwritable_overlay_costs_the_picture_not_the_verdict(dirs: tuple[Path, Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full for pictures: every board is still stored, moved to done/ and published."""
+    from inspector import render
+    from inspector.errors import OutputError
+
+    written = render.save_png
+
+    def failing_overlays(path, image):  # type: ignore[no-untyped-def]
+        if str(path).endswith(".overlay.png"):
+            raise OutputError(f"{path}: No space left on device")
+        return written(path, image)
+
+    monkeypatch.setattr(render, "save_png", failing_overlays)
+    inbox, data = dirs
+    board(str(inbox / "good.png"), 60, seed=1)
+    board(str(inbox / "bad.png"), 180, seed=2)
+    stats = run_folder(inbox, FakeEngine(), config(data), InspectConfig(), once=True)
+    assert (stats.processed, stats.quarantined) == (2, 0)
+    assert sorted(p.name for p in (data / "done").iterdir()) == ["bad.png", "good.png"]
+    store = Store.open(data)
+    rows = {row.source_name: row for row in store.list_inspections()}
+    assert rows["bad.png"].verdict == "fail" and rows["good.png"].verdict == "pass"
+    assert rows["bad.png"].overlay_path == "" and Path(rows["bad.png"].heatmap_path).is_file()
+    errors = store.events(kind="error")
+    assert len(errors) == 2 and all("overlay not written" in e.detail and "No space" in e.detail for e in errors)
+
+
+def test_reconstructions_are_written_beside_the_heatmap(dirs: tuple[Path, Path]) -> None:
+    """inspect.save_reconstruction: the dashboard shows `<stem>.reconstruction.png` next to the heatmap."""
+    import cv2
+
+    inbox, data = dirs
+    board(str(inbox / "bad.png"), 180, seed=2)
+    run_folder(inbox, FakeEngine(save_reconstruction=True), config(data), InspectConfig(), once=True)
+    [row] = Store.open(data).list_inspections()
+    heatmap = Path(row.heatmap_path)
+    rebuilt = heatmap.with_name(heatmap.name.replace(".heatmap.png", ".reconstruction.png"))
+    picture = cv2.imread(str(rebuilt))
+    assert picture is not None and picture.shape[:2] == cv2.imread(row.image_path).shape[:2]
+
+
 def test_runner_stores_into_postgresql(dirs: tuple[Path, Path], pg_schema_url: str) -> None:
     inbox, data = dirs
     board(str(inbox / "a.png"), 60, seed=1)
