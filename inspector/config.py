@@ -50,7 +50,7 @@ class TrainConfig:
     ssim_weight: float = 0.5  # share of SSIM in "mix"
     # denoising autoencoder: corrupt inputs, learn to restore the clean board
     denoising: bool = True
-    # augmentation matching a fixtured camera (never flips)
+    # augmentation matching a fixtured camera (mirrors only to match view_kind = "flip")
     shift_px: int = 4
     rotate_deg: float = 1.0
     brightness: float = 0.1

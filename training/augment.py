@@ -1,8 +1,9 @@
 """Augmentation matching a fixtured camera (albumentations 2.0.8).
 
 Boards sit in a fixture, so only small shifts and rotations, lighting drift, sensor noise and a
-little defocus occur. No flips and no large rotations: a mirrored board is a *different* board,
-and the model must learn that.
+little defocus occur. No large rotations, and flips only when the bundle averages mirrored views
+(`view_kind = "flip"`): then the network redraws mirrored boards on the line and should have seen
+them in training. Boards with text or polarity marks use shifted views and are never mirrored.
 """
 
 from __future__ import annotations
@@ -27,4 +28,6 @@ def camera_augmentation(config: TrainConfig, seed: int) -> A.Compose:
         A.GaussNoise(std_range=(0.0, config.noise_std), p=0.5),
         A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.3, 0.8), p=config.blur_prob),
     ]
+    if config.views > 1 and config.view_kind == "flip":
+        transforms += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
     return A.Compose(transforms, seed=seed)

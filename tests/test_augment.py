@@ -1,0 +1,31 @@
+"""Training augmentation follows the views the bundle averages: mirrored boards are shown in
+training only when the line will redraw mirrored boards."""
+
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+
+from inspector.config import TrainConfig
+from training.augment import camera_augmentation
+
+
+def flips(config: TrainConfig) -> list[str]:
+    return [type(t).__name__ for t in camera_augmentation(config, seed=0).transforms
+            if isinstance(t, (A.HorizontalFlip, A.VerticalFlip))]
+
+
+def test_mirrored_views_bring_mirrored_training_boards() -> None:
+    assert flips(TrainConfig(views=4, view_kind="flip")) == ["HorizontalFlip", "VerticalFlip"]
+    assert flips(TrainConfig(views=2, view_kind="flip")) == ["HorizontalFlip", "VerticalFlip"]
+
+
+def test_shifted_or_single_views_never_mirror_a_board() -> None:
+    assert flips(TrainConfig(views=4, view_kind="shift")) == []
+    assert flips(TrainConfig(views=1, view_kind="flip")) == []
+    board = np.zeros((32, 32), np.uint8)
+    board[4:10, 2:6] = 255  # an asymmetric mark: a mirror would move it
+    augment = camera_augmentation(TrainConfig(views=4, view_kind="shift", shift_px=0, rotate_deg=0.0), seed=1)
+    for _ in range(20):
+        out = augment(image=board)["image"]
+        assert out[4:10, 2:6].mean() > out[22:28, 26:30].mean() + 100
