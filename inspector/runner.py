@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from inspector.config import InspectConfig, RunnerConfig
-from inspector.errors import ImageLoadError, InspectorError, OutputError
+from inspector.errors import ImageLoadError, InspectorError, OutputError, StoreError
 from inspector.lineout import HealthServer, LineOut, Metrics
 from inspector.results import InspectionResult
 from inspector.store import Store, open_store
@@ -39,6 +40,8 @@ TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 THRESHOLD_CACHE_SECONDS = 1.0
 RATE_LOG_SECONDS = 10.0
 HEARTBEAT_SECONDS = 10.0  # an idle runner still refreshes its station's last_seen this often
+STORE_RETRY_INITIAL_SECONDS = 1.0  # store outage: first retry after this, doubling ...
+STORE_RETRY_MAX_SECONDS = 30.0  # ... up to this
 
 
 class Engine(Protocol):
@@ -310,6 +313,8 @@ class FolderRunner:
         self.stats = RunnerStats()
         self.stability = StabilityTracker(config.stable_seconds)
         self._failed: set[str] = set()  # names that could not even be moved: not retried this run
+        self._outage_started: float | None = None  # monotonic time the store became unreachable
+        self._outage_delay = STORE_RETRY_INITIAL_SECONDS
         self._last_rate_log = time.monotonic()
         self._last_heartbeat = time.monotonic()
 
@@ -437,6 +442,8 @@ class FolderRunner:
         images = [item.image for item in items]
         try:
             results = self.processor.inspect(images)  # type: ignore[arg-type]
+        except StoreError:
+            raise  # the store, not the image: the batch stays in processing/ for the outage handling
         except InspectorError as exc:
             # An image the model itself refuses (e.g. smaller than its patch) must not stop the line
             # or, left in processing/, crash every restart: find it alone, quarantine it, go on.
@@ -467,41 +474,86 @@ class FolderRunner:
         self.store.record_event(station, "start", f"watching {self.folders.inbox}")
         try:
             # Whatever a crash left claimed is taken first, before anything new.
-            leftovers = self._processing_files()
-            if leftovers:
-                log.info("resuming %d image(s) left in %s", len(leftovers), self.folders.processing)
-            for start in range(0, len(leftovers), self.config.max_batch):
-                if self.stop.is_set():
-                    break
-                self.process(leftovers[start:start + self.config.max_batch])
+            self._resume_processing()
             while not self.stop.is_set():
-                self.metrics.tick()
-                entries = self._inbox_entries()
-                ready = self.stability.ready(entries)
-                self.metrics.set_queue_depth(len(entries))
-                batch: list[Path] = []
-                for name in ready[: self.config.max_batch]:
-                    claimed = self._claim(name)
-                    self.stability.forget(name)
-                    if claimed is not None:
-                        batch.append(claimed)
-                if batch:
-                    self.process(batch)
-                    self._log_rate()
-                    continue  # a backlog is drained without waiting
-                if once and not entries:
-                    break
-                if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
-                    self._last_heartbeat = time.monotonic()
-                    self.store.set_station_state(station, "running")
-                self.wake.wait(self.config.poll_seconds)
-                self.wake.clear()
+                try:
+                    if self._outage_started is not None:
+                        self._resume_processing()  # what the outage left claimed, before anything new
+                        self._store_back()
+                    if not self._step(once):
+                        break
+                except StoreError as exc:
+                    if once:
+                        raise
+                    self._store_down(exc)
         finally:
             self.metrics.alive = False
-            self.store.record_event(station, "stop", f"{self.stats.processed} inspected, {self.stats.duplicates} "
-                                                     f"duplicates, {self.stats.quarantined} quarantined")
-            self.store.set_station_state(station, "stopped")
+            try:
+                self.store.record_event(station, "stop", f"{self.stats.processed} inspected, {self.stats.duplicates} "
+                                                         f"duplicates, {self.stats.quarantined} quarantined")
+                self.store.set_station_state(station, "stopped")
+            except StoreError as exc:
+                log.error("stop not recorded: %s", exc)
         return self.stats
+
+    def _resume_processing(self) -> None:
+        leftovers = self._processing_files()
+        if leftovers:
+            log.info("resuming %d image(s) left in %s", len(leftovers), self.folders.processing)
+        for start in range(0, len(leftovers), self.config.max_batch):
+            if self.stop.is_set():
+                break
+            self.process(leftovers[start:start + self.config.max_batch])
+
+    def _step(self, once: bool) -> bool:
+        """One pass of the loop: claim and process a batch, or wait. False when `once` is done."""
+        self.metrics.tick()
+        entries = self._inbox_entries()
+        ready = self.stability.ready(entries)
+        self.metrics.set_queue_depth(len(entries))
+        batch: list[Path] = []
+        for name in ready[: self.config.max_batch]:
+            claimed = self._claim(name)
+            self.stability.forget(name)
+            if claimed is not None:
+                batch.append(claimed)
+        if batch:
+            self.process(batch)
+            self._log_rate()
+            return True  # a backlog is drained without waiting
+        if once and not entries:
+            return False
+        if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            self._last_heartbeat = time.monotonic()
+            self.store.set_station_state(self.config.station, "running")
+        self.wake.wait(self.config.poll_seconds)
+        self.wake.clear()
+        return True
+
+    def _store_down(self, exc: StoreError) -> None:
+        """The store is unreachable: keep every claimed file where it is and retry with backoff.
+
+        Nothing is lost meanwhile: a board is moved to done/ only after its row is committed, and
+        the retry starts with processing/, where a committed row is recognised by its bytes.
+        """
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+            self._outage_delay = STORE_RETRY_INITIAL_SECONDS
+            log.error("%s; waiting for the store (files stay in %s and %s)", exc, self.folders.inbox,
+                      self.folders.processing)
+        else:
+            log.warning("store still unreachable after %.0f s: %s", time.monotonic() - self._outage_started, exc)
+        self.metrics.error()
+        self.stop.wait(self._outage_delay * (1 + random.random() / 4))
+        self._outage_delay = min(self._outage_delay * 2, STORE_RETRY_MAX_SECONDS)
+
+    def _store_back(self) -> None:
+        assert self._outage_started is not None
+        seconds = time.monotonic() - self._outage_started
+        self._outage_started = None
+        log.info("store reachable again after %.0f s", seconds)
+        self.store.record_event(self.config.station, "error", f"results store unreachable for {seconds:.0f} s; "
+                                                              "the boards claimed meanwhile were kept and inspected")
 
     def _log_rate(self) -> None:
         now = time.monotonic()

@@ -409,6 +409,44 @@ def test_reconstructions_are_written_beside_the_heatmap(dirs: tuple[Path, Path])
     assert picture is not None and picture.shape[:2] == cv2.imread(row.image_path).shape[:2]
 
 
+def test_store_outage_keeps_every_board_and_resumes(dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store goes away for a while: the runner neither exits nor quarantines nor loses a board;
+    it waits, then stores every board once and records the outage."""
+    from inspector import runner as runner_module
+    from inspector.errors import StoreError
+
+    monkeypatch.setattr(runner_module, "STORE_RETRY_INITIAL_SECONDS", 0.05)
+    failures = {"left": 4}
+    original = Store.record_inspection
+
+    def flaky(self, **kwargs):  # type: ignore[no-untyped-def]
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise StoreError("results store test: record inspection failed (connection refused)")
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(Store, "record_inspection", flaky)
+    inbox, data = dirs
+    for index in range(3):
+        board(str(inbox / f"b{index}.png"), 60 + 60 * index, seed=index)
+    stop = threading.Event()
+    result: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: result.setdefault(
+        "stats", run_folder(inbox, FakeEngine(), config(data), InspectConfig(), stop=stop)))
+    worker.start()
+    try:
+        wait_for(lambda: len(list((data / "done").glob("*.png"))) == 3, timeout=30)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert not worker.is_alive() and failures["left"] == 0
+    store = Store.open(data)
+    names = sorted(row.source_name for row in store.list_inspections())
+    assert names == ["b0.png", "b1.png", "b2.png"]  # each board once, none as an error
+    assert list((data / "quarantine").iterdir()) == [] and list((data / "processing").iterdir()) == []
+    assert any("unreachable" in event.detail for event in store.events(kind="error"))
+
+
 def test_runner_stores_into_postgresql(dirs: tuple[Path, Path], pg_schema_url: str) -> None:
     inbox, data = dirs
     board(str(inbox / "a.png"), 60, seed=1)
