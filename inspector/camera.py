@@ -25,9 +25,11 @@ import cv2
 import numpy as np
 
 from inspector.config import CameraConfig, InspectConfig, RunnerConfig
-from inspector.errors import CameraError, ConfigError
+from inspector.errors import CameraError, ConfigError, ImageLoadError, StoreError
+from inspector.imageio import decode_image
 from inspector.lineout import HealthServer
-from inspector.runner import Processor, RunnerStats, load_engine, make_processor, stop_on_signals
+from inspector.runner import (STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS, Processor, RunnerStats, final_path,
+                              load_engine, make_processor, stop_on_signals)
 from inspector.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -265,6 +267,13 @@ class CameraLoop:
         self._next_attempt = clock()
         self._last_seq = 0
         self._last_hash = ""
+        # Frames saved while the results store is unreachable: (file, sequence number, capture clock),
+        # inspected and stored in order once it is back.
+        self._held: list[tuple[Path, int, float]] = []
+        self._held_since = 0.0
+        self._store_backoff = Backoff(STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS,
+                                      camera_config.backoff_jitter, random)
+        self._store_retry_at = 0.0
 
     # ------------------------------------------------------------ connection
     def _connect(self) -> None:
@@ -285,8 +294,8 @@ class CameraLoop:
         self.backoff.reset()
         if self._down:
             self._down = False
-            self.store.record_event(self.station, "camera_up", "frames again")
-        self.store.set_station_state(self.station, "running")
+            self._quietly(self.store.record_event, self.station, "camera_up", "frames again")
+        self._quietly(self.store.set_station_state, self.station, "running")
         self.metrics.set_camera_up(True)
 
     def _open_with_timeout(self) -> Capture:
@@ -322,8 +331,8 @@ class CameraLoop:
         if not self._down:
             self._down = True
             log.warning("camera down: %s", reason)
-            self.store.record_event(self.station, "camera_down", reason)
-            self.store.set_station_state(self.station, "camera_down")
+            self._quietly(self.store.record_event, self.station, "camera_down", reason)
+            self._quietly(self.store.set_station_state, self.station, "camera_down")
         log.info("reconnecting in %.2f s", delay)
 
     # --------------------------------------------------------------- frames
@@ -357,23 +366,91 @@ class CameraLoop:
         self._last_seq = frame.seq
         self._last_hash = digest
         started = self.clock()
-        existing = self.store.find_inspection(digest, self.processor.engine.model_hash)
-        if existing is not None:
-            self.stats.duplicates += 1
+        if self._held:  # the store is away: keep the frame, in order behind the others
+            self._hold(self._write_frame(frame.seq, digest, data), frame.seq, started, None)
             return
-        path = self.frames_dir / f"{self.station}-{time.strftime('%Y%m%d-%H%M%S')}-{frame.seq:06d}-{digest[:12]}.png"
+        path: Path | None = None
+        try:
+            if self.store.find_inspection(digest, self.processor.engine.model_hash) is not None:
+                self.stats.duplicates += 1
+                return
+            path = self._write_frame(frame.seq, digest, data)
+            self._inspect_and_store(path, frame.image, digest, frame.seq, started)
+        except StoreError as exc:
+            self._hold(path or self._write_frame(frame.seq, digest, data), frame.seq, started, exc)
+
+    def _write_frame(self, seq: int, digest: str, data: bytes) -> Path:
+        path = self.frames_dir / f"{self.station}-{time.strftime('%Y%m%d-%H%M%S')}-{seq:06d}-{digest[:12]}.png"
         temporary = path.with_name(f".{path.name}.tmp")
         temporary.write_bytes(data)
         os.replace(temporary, path)
-        [result] = self.processor.inspect([frame.image])
-        overlay_path, heatmap_path = self.processor.save_images(frame.image, result, digest, path.name)
-        self.processor.store_result(result, digest=digest, name=path.name, source_path=f"camera:{frame.seq}",
+        return path
+
+    def _inspect_and_store(self, path: Path, image: np.ndarray, digest: str, seq: int, started: float) -> None:
+        [result] = self.processor.inspect([image])
+        overlay_path, heatmap_path = self.processor.save_images(image, result, digest, path.name)
+        self.processor.store_result(result, digest=digest, name=path.name, source_path=f"camera:{seq}",
                                     image_path=str(path), overlay_path=overlay_path, heatmap_path=heatmap_path,
                                     started=started)
-        self.store.set_station_state(self.station, "running", last_image=path.name)
         self.stats.processed += 1
         if result.verdict in ("fail", "review"):
             self.stats.flagged += 1
+        self.store.set_station_state(self.station, "running", last_image=path.name)
+
+    # ------------------------------------------------------- store outages
+    def _quietly(self, call: Callable[..., Any], *args: Any) -> None:
+        """Station state and events are worth a log line, not the feed, when the store is away."""
+        try:
+            call(*args)
+        except StoreError as exc:
+            log.warning("not recorded: %s", exc)
+
+    def _hold(self, path: Path, seq: int, started: float, exc: StoreError | None) -> None:
+        """Keep a saved frame for the store (every board keeps its record, however late)."""
+        if not self._held:
+            self._held_since = self.clock()
+            self._store_retry_at = self.clock() + self._store_backoff.next_delay()
+            log.error("%s; frames are kept in %s and stored when it is back", exc, self.frames_dir)
+            self.metrics.error()
+        self._held.append((path, seq, started))
+
+    def _flush_held(self, force: bool = False) -> None:
+        """Inspect and store the held frames in order; on a new failure, wait longer."""
+        if not self._held or (not force and self.clock() < self._store_retry_at):
+            return
+        count = len(self._held)
+        while self._held:
+            path, seq, started = self._held[0]
+            try:
+                data = path.read_bytes()
+                digest = hashlib.sha256(data).hexdigest()
+                if self.store.find_inspection(digest, self.processor.engine.model_hash) is None:
+                    self._inspect_and_store(path, decode_image(data, path.name), digest, seq, started)
+            except StoreError as exc:
+                self._store_retry_at = self.clock() + self._store_backoff.next_delay()
+                log.warning("store still unreachable after %.0f s (%d frames held): %s",
+                            self.clock() - self._held_since, len(self._held), exc)
+                return
+            except (OSError, ImageLoadError) as exc:  # the held file itself is gone: nothing left to store
+                log.error("%s: held frame lost (%s)", path, exc)
+            self._held.pop(0)
+        self._store_backoff.reset()
+        self._quietly(self.store.record_event, self.station, "error",
+                      f"results store unreachable for {self.clock() - self._held_since:.0f} s; "
+                      f"{count} frames were held and stored late")
+
+    def _park_held(self) -> None:
+        """Frames the store never took: out of camera/ into camera-unstored/, for `inspector watch`."""
+        parked = self.frames_dir.parent / "camera-unstored"
+        parked.mkdir(parents=True, exist_ok=True)
+        for path, _, _ in self._held:
+            try:
+                os.replace(path, final_path(parked, path.name, path.stem))
+            except OSError as exc:
+                log.error("%s: cannot park the held frame (%s)", path, exc)
+        log.error("%d frames have no stored record; they are in %s: run `inspector watch %s --once` "
+                  "when the store is back", len(self._held), parked, parked)
+        self._held.clear()
 
     # ----------------------------------------------------------------- loop
     def run(self) -> RunnerStats:
@@ -382,6 +459,7 @@ class CameraLoop:
         try:
             while not self.stop.is_set():
                 self.metrics.tick()
+                self._flush_held()
                 if self._grabber is None:
                     self._connect()
                     if self._grabber is None:
@@ -413,9 +491,13 @@ class CameraLoop:
             if self._grabber is not None:
                 self._grabber.retire()
             self.metrics.alive = False
+            self._flush_held(force=True)
+            if self._held:
+                self._park_held()
             skipped = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"
-            self.store.record_event(self.station, "stop", f"{self.stats.processed} inspected; skipped: {skipped}")
-            self.store.set_station_state(self.station, "stopped")
+            self._quietly(self.store.record_event, self.station, "stop",
+                          f"{self.stats.processed} inspected; skipped: {skipped}")
+            self._quietly(self.store.set_station_state, self.station, "stopped")
         return self.stats
 
 

@@ -234,6 +234,63 @@ def test_video_file_is_inspected_frame_by_frame_until_its_end(tmp_path: Path) ->
     assert [e.kind for e in reversed(store.events())] == ["start", "stop"]
 
 
+def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> dict[str, int]:
+    """record_inspection raises StoreError `failures` times (a database server restarting)."""
+    from inspector import camera as camera_module
+    from inspector.errors import StoreError
+
+    monkeypatch.setattr(camera_module, "STORE_RETRY_INITIAL_SECONDS", 0.01)
+    left = {"failures": failures}
+    original = Store.record_inspection
+
+    def flaky(self, **kwargs):  # type: ignore[no-untyped-def]
+        if left["failures"] > 0:
+            left["failures"] -= 1
+            raise StoreError("results store test: record inspection failed (connection refused)")
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(Store, "record_inspection", flaky)
+    return left
+
+
+def three_board_video(tmp_path: Path) -> Path:
+    video = tmp_path / "line.avi"
+    write_video(video, [textured(70, 11, 96), textured(160, 12, 96), textured(100, 13, 96)], fps=5.0)
+    return video
+
+
+def test_store_outage_holds_frames_and_stores_them_late(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    left = failing_store(monkeypatch, failures=2)
+    data = tmp_path / "data"
+    stats = run_camera_with_engine(str(three_board_video(tmp_path)), FakeEngine(),
+                                   RunnerConfig(station="cam", data_dir=str(data), json_lines=False), camera_config())
+    assert left["failures"] == 0 and stats.processed == 3
+    store = Store.open(data)
+    rows = store.list_inspections()
+    assert len(rows) == 3 and sorted(Path(r.image_path).name for r in rows) == sorted(
+        p.name for p in (data / "camera").glob("*.png"))
+    assert any("held and stored late" in e.detail for e in store.events(kind="error"))
+
+
+def test_frames_the_store_never_takes_are_parked_for_the_folder_runner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspector.config import InspectConfig
+    from inspector.runner import run_folder
+
+    failing_store(monkeypatch, failures=10_000)
+    data = tmp_path / "data"
+    stats = run_camera_with_engine(str(three_board_video(tmp_path)), FakeEngine(),
+                                   RunnerConfig(station="cam", data_dir=str(data), json_lines=False), camera_config())
+    assert stats.processed == 0
+    parked = sorted((data / "camera-unstored").glob("*.png"))
+    assert len(parked) == 3 and not list((data / "camera").glob("*.png"))
+    monkeypatch.undo()  # the store is back: the parked frames go through the folder runner
+    later = run_folder(data / "camera-unstored", FakeEngine(),
+                       RunnerConfig(station="cam", data_dir=str(tmp_path / "recovered"), json_lines=False,
+                                    stable_seconds=0.0), InspectConfig(), once=True)
+    assert later.processed == 3
+
+
 def test_missing_video_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CameraError, match="video file not found"):
         run_camera_with_engine(str(tmp_path / "none.avi"), FakeEngine(), RunnerConfig(data_dir=str(tmp_path)),
