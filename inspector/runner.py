@@ -472,14 +472,15 @@ class FolderRunner:
         station = self.config.station
         self.store.set_station_state(station, "running")
         self.store.record_event(station, "start", f"watching {self.folders.inbox}")
+        resume = True  # whatever a crash left claimed is taken first, before anything new
         try:
-            # Whatever a crash left claimed is taken first, before anything new.
-            self._resume_processing()
             while not self.stop.is_set():
                 try:
-                    if self._outage_started is not None:
-                        self._resume_processing()  # what the outage left claimed, before anything new
-                        self._store_back()
+                    if resume or self._outage_started is not None:
+                        self._resume_processing()  # what a crash or an outage left claimed
+                        resume = False
+                        if self._outage_started is not None and not self.stop.is_set():
+                            self._store_back()
                     if not self._step(once):
                         break
                 except StoreError as exc:
@@ -550,10 +551,10 @@ class FolderRunner:
     def _store_back(self) -> None:
         assert self._outage_started is not None
         seconds = time.monotonic() - self._outage_started
-        self._outage_started = None
-        log.info("store reachable again after %.0f s", seconds)
         self.store.record_event(self.config.station, "error", f"results store unreachable for {seconds:.0f} s; "
                                                               "the boards claimed meanwhile were kept and inspected")
+        self._outage_started = None  # only now: a failed write above is the same outage, same backoff
+        log.info("store reachable again after %.0f s", seconds)
 
     def _log_rate(self) -> None:
         now = time.monotonic()

@@ -82,20 +82,33 @@ def test_quantiser_failure_keeps_float32(tiny_bundle: Path, tmp_path: Path, monk
     Inspector.load(out)
 
 
-def test_changing_precision_needs_the_held_back_boards(tiny_bundle: Path, tmp_path: Path) -> None:
-    """Thresholds of one precision do not carry over to the other: without the held-back boards to
-    recalibrate on, a precision change is refused; a plain re-export keeps the calibration."""
-    moved = tmp_path / "moved"
-    moved.mkdir()
-    state = load_checkpoint(tiny_bundle / CHECKPOINT_FILE)
-    state["data"]["holdout_paths"] = [str(tmp_path / "gone" / "board.png")]
-    torch.save(state, moved / CHECKPOINT_FILE)
-    shutil.copy(tiny_bundle / CALIBRATION_FILE, moved / CALIBRATION_FILE)
-    with pytest.raises(BundleError, match="inspector calibrate"):
-        export_from_checkpoint(moved / CHECKPOINT_FILE, tmp_path / "f32", precision="float32")
-    assert not (tmp_path / "f32").exists()
-    same = export_from_checkpoint(moved / CHECKPOINT_FILE, tmp_path / "same", precision="int8")
-    assert metrics(same)["precision"] == "int8"
+def moved_checkpoint(bundle: Path, folder: Path) -> Path:
+    """The bundle's checkpoint, calibration and metrics, with its held-back boards gone."""
+    folder.mkdir()
+    state = load_checkpoint(bundle / CHECKPOINT_FILE)
+    state["data"]["holdout_paths"] = [str(folder / "gone" / "board.png")]
+    torch.save(state, folder / CHECKPOINT_FILE)
+    for name in (CALIBRATION_FILE, METRICS_FILE):
+        shutil.copy(bundle / name, folder / name)
+    return folder / CHECKPOINT_FILE
+
+
+def test_without_the_held_back_boards_only_the_same_float32_graph_is_re_exported(
+        tiny_bundle: Path, float_bundle: Path, tmp_path: Path) -> None:
+    """INT8 takes activation ranges from the held-back boards, and thresholds of one graph do not
+    carry over to another: without the boards, only a float32 bundle is re-exported as it was."""
+    int8 = moved_checkpoint(tiny_bundle, tmp_path / "int8")
+    for precision in ("float32", "int8", None):
+        with pytest.raises(BundleError, match="held-back boards it records are gone"):
+            export_from_checkpoint(int8, tmp_path / f"out-{precision}", precision=precision)
+        assert not (tmp_path / f"out-{precision}").exists()
+    float32 = moved_checkpoint(float_bundle, tmp_path / "float32")
+    with pytest.raises(BundleError, match="gone"):
+        export_from_checkpoint(float32, tmp_path / "to-int8", precision="int8")
+    same = export_from_checkpoint(float32, tmp_path / "same")
+    assert metrics(same)["precision"] == "float32"
+    assert json.loads((same / CALIBRATION_FILE).read_text()) == json.loads(
+        (float_bundle / CALIBRATION_FILE).read_text())
 
 
 def test_unknown_precision_is_refused(sample_root: Path, tiny_bundle: Path, tmp_path: Path) -> None:

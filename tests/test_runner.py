@@ -447,6 +447,51 @@ def test_store_outage_keeps_every_board_and_resumes(dirs: tuple[Path, Path], mon
     assert any("unreachable" in event.detail for event in store.events(kind="error"))
 
 
+def test_an_outage_noticed_while_idle_is_one_outage_with_growing_waits(
+        dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The heartbeat finds the store gone; each retry that fails again is the same outage: one error
+    line, waits that grow, one outage event once the store answers."""
+    import logging
+
+    from inspector import runner as runner_module
+    from inspector.errors import StoreError
+
+    monkeypatch.setattr(runner_module, "STORE_RETRY_INITIAL_SECONDS", 0.01)
+    monkeypatch.setattr(runner_module, "HEARTBEAT_SECONDS", 0.0)
+    calls = {"count": 0}
+    waits: list[float] = []
+    for name in ("set_station_state", "record_event"):
+        original = getattr(Store, name)
+
+        def flaky(self, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            calls["count"] += 1
+            if 3 <= calls["count"] <= 7:  # start-up writes succeed, then five failures in a row
+                raise StoreError("results store test: write failed (connection refused)")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Store, name, flaky)
+    inbox, data = dirs
+    stop = threading.Event()
+    real_wait = stop.wait
+
+    def recording_wait(timeout=None):  # type: ignore[no-untyped-def]
+        waits.append(timeout)
+        return real_wait(timeout)
+
+    stop.wait = recording_wait  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, logger="inspector.runner")
+    worker = threading.Thread(target=lambda: run_folder(inbox, FakeEngine(), config(data), InspectConfig(), stop=stop))
+    worker.start()
+    try:
+        wait_for(lambda: any("unreachable" in e.detail for e in Store.open(data).events(kind="error")), timeout=30)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert sum("waiting for the store" in r.getMessage() for r in caplog.records) == 1
+    assert len(waits) == 5 and all(later > earlier for earlier, later in zip(waits, waits[1:]))
+
+
 def test_runner_stores_into_postgresql(dirs: tuple[Path, Path], pg_schema_url: str) -> None:
     inbox, data = dirs
     board(str(inbox / "a.png"), 60, seed=1)

@@ -28,6 +28,8 @@ def camera_augmentation(config: TrainConfig, seed: int) -> A.Compose:
         A.GaussNoise(std_range=(0.0, config.noise_std), p=0.5),
         A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.3, 0.8), p=config.blur_prob),
     ]
-    if config.views > 1 and config.view_kind == "flip":
-        transforms += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    if config.view_kind == "flip" and config.views >= 2:  # 2 views mirror left-right, 4 also top-bottom
+        transforms.append(A.HorizontalFlip(p=0.5))
+        if config.views >= 4:
+            transforms.append(A.VerticalFlip(p=0.5))
     return A.Compose(transforms, seed=seed)

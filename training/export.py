@@ -361,6 +361,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
+def _shipped_precision(bundle: Path, state: dict[str, Any]) -> str:
+    """The precision of the bundle beside the checkpoint (INT8 may have been refused at export)."""
+    try:
+        return str(json.loads((bundle / METRICS_FILE).read_text())["precision"])
+    except (OSError, ValueError, KeyError):
+        return str(state["config"].get("precision", "float32"))
+
+
 def export_from_checkpoint(checkpoint: Path, out: Path, precision: str | None = None) -> Path:
     """Re-export a bundle from checkpoint.pt (ONNX, metadata, parity, calibration, manifest).
 
@@ -371,20 +379,22 @@ def export_from_checkpoint(checkpoint: Path, out: Path, precision: str | None = 
     """
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
-    changes_precision = precision is not None and precision != state["config"].get("precision", "float32")
     if precision is not None:
         check_precision(precision)
-        state["config"]["precision"] = precision
+    shipped = _shipped_precision(checkpoint.parent, state)
+    target = precision or state["config"].get("precision", "float32")
+    state["config"]["precision"] = target
     holdout = [Path(p) for p in state["data"].get("holdout_paths", [])]
     images = None
     previous = None
     if holdout and all(p.is_file() for p in holdout):
         spec = PreprocessSpec.from_json(state["preprocess_spec"])
         images = [load_image(p, channels=spec.channels) for p in holdout]
-    elif changes_precision:
-        # Thresholds set on one precision's error maps do not carry over to the other's.
-        raise BundleError(f"{checkpoint}: the held-back boards it records are gone, so the {precision} bundle "
-                          "cannot be calibrated; export it, then run `inspector calibrate` on good boards")
+    elif target == "int8" or target != shipped:
+        # INT8 takes its activation ranges from those boards, and thresholds set on one graph's error
+        # maps do not carry over to another's.
+        raise BundleError(f"{checkpoint}: the held-back boards it records are gone, so a {target} bundle cannot be "
+                          f"quantised or calibrated; restore them, or re-export in float32 from a float32 bundle")
     elif (checkpoint.parent / CALIBRATION_FILE).is_file():
         previous = read_calibration(checkpoint.parent / CALIBRATION_FILE)
     else:
