@@ -114,7 +114,7 @@ def train(
 def export(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint.pt written by training.", **EXISTING_FILE),
     out: Path = typer.Option(..., "--out", help="Bundle directory to write."),
-    precision: str = typer.Option(None, "--precision",
+    precision: Optional[str] = typer.Option(None, "--precision",
                                   help="float32 or int8 (default: the precision the model was trained with)."),
 ) -> None:
     """Re-export a bundle (ONNX + metadata + parity check + calibration) from a training checkpoint."""
@@ -185,7 +185,7 @@ def bench(
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of images (default: generated boards).",
                                           **EXISTING_DIR),
     batch: int = typer.Option(InspectConfig().batch_size, "--batch", min=1,
-                              help="Images per ONNX Runtime call (default: the runner's batch size)."),
+                              help="Images per ONNX Runtime call (default: inspect.batch_size's default)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the figures as JSON here."),
     runner: bool = typer.Option(False, "--runner", help="Also measure the folder runner's sustained rate."),
 ) -> None:
