@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from inspector.config import CameraConfig, InspectConfig, RunnerConfig
-from inspector.errors import CameraError, ConfigError, ImageLoadError, StoreError
+from inspector.errors import CameraError, ConfigError, ImageLoadError, StoreError, StoreUnavailable
 from inspector.imageio import decode_image
 from inspector.lineout import HealthServer
 from inspector.runner import (STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS, Processor, RunnerStats, final_path,
@@ -376,7 +376,7 @@ class CameraLoop:
                 return
             path = self._write_frame(frame.seq, digest, data)
             self._inspect_and_store(path, frame.image, digest, frame.seq, started)
-        except StoreError as exc:
+        except StoreUnavailable as exc:
             self._hold(path or self._write_frame(frame.seq, digest, data), frame.seq, started, exc)
 
     def _write_frame(self, seq: int, digest: str, data: bytes) -> Path:
@@ -405,7 +405,7 @@ class CameraLoop:
         except StoreError as exc:
             log.warning("not recorded: %s", exc)
 
-    def _hold(self, path: Path, seq: int, started: float, exc: StoreError | None) -> None:
+    def _hold(self, path: Path, seq: int, started: float, exc: StoreUnavailable | None) -> None:
         """Keep a saved frame for the store (every board keeps its record, however late)."""
         if not self._held:
             self._held_since = self.clock()
@@ -426,7 +426,7 @@ class CameraLoop:
                 digest = hashlib.sha256(data).hexdigest()
                 if self.store.find_inspection(digest, self.processor.engine.model_hash) is None:
                     self._inspect_and_store(path, decode_image(data, path.name), digest, seq, started)
-            except StoreError as exc:
+            except StoreUnavailable as exc:
                 self._store_retry_at = self.clock() + self._store_backoff.next_delay()
                 log.warning("store still unreachable after %.0f s (%d frames held): %s",
                             self.clock() - self._held_since, len(self._held), exc)
@@ -491,7 +491,10 @@ class CameraLoop:
             if self._grabber is not None:
                 self._grabber.retire()
             self.metrics.alive = False
-            self._flush_held(force=True)
+            try:
+                self._flush_held(force=True)
+            except StoreError as exc:  # refused for good: the frames are parked below, not lost
+                log.error("held frames not stored: %s", exc)
             if self._held:
                 self._park_held()
             skipped = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"

@@ -34,6 +34,11 @@ class StoreError(InspectorError):
     """The results store cannot be reached or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The store is out of reach (server down, network cut, file locked past the retries): the
+    request itself was fine, so the feeds hold their boards and retry instead of giving up."""
+
+
 class CameraError(InspectorError):
     """A camera source cannot be opened or read."""
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 
 from inspector.config import InspectConfig, RunnerConfig
-from inspector.errors import ImageLoadError, InspectorError, OutputError, StoreError
+from inspector.errors import ImageLoadError, InspectorError, OutputError, StoreError, StoreUnavailable
 from inspector.lineout import HealthServer, LineOut, Metrics
 from inspector.results import InspectionResult
 from inspector.store import Store, open_store
@@ -483,7 +483,7 @@ class FolderRunner:
                             self._store_back()
                     if not self._step(once):
                         break
-                except StoreError as exc:
+                except StoreUnavailable as exc:
                     if once:
                         raise
                     self._store_down(exc)
@@ -531,7 +531,7 @@ class FolderRunner:
         self.wake.clear()
         return True
 
-    def _store_down(self, exc: StoreError) -> None:
+    def _store_down(self, exc: StoreUnavailable) -> None:
         """The store is unreachable: keep every claimed file where it is and retry with backoff.
 
         Nothing is lost meanwhile: a board is moved to done/ only after its row is committed, and

@@ -237,7 +237,7 @@ def test_video_file_is_inspected_frame_by_frame_until_its_end(tmp_path: Path) ->
 def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> dict[str, int]:
     """record_inspection raises StoreError `failures` times (a database server restarting)."""
     from inspector import camera as camera_module
-    from inspector.errors import StoreError
+    from inspector.errors import StoreUnavailable
 
     monkeypatch.setattr(camera_module, "STORE_RETRY_INITIAL_SECONDS", 0.01)
     left = {"failures": failures}
@@ -246,7 +246,7 @@ def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> dict[str, i
     def flaky(self, **kwargs):  # type: ignore[no-untyped-def]
         if left["failures"] > 0:
             left["failures"] -= 1
-            raise StoreError("results store test: record inspection failed (connection refused)")
+            raise StoreUnavailable("results store test: record inspection failed (connection refused)")
         return original(self, **kwargs)
 
     monkeypatch.setattr(Store, "record_inspection", flaky)

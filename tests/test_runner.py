@@ -413,7 +413,7 @@ def test_store_outage_keeps_every_board_and_resumes(dirs: tuple[Path, Path], mon
     """The store goes away for a while: the runner neither exits nor quarantines nor loses a board;
     it waits, then stores every board once and records the outage."""
     from inspector import runner as runner_module
-    from inspector.errors import StoreError
+    from inspector.errors import StoreUnavailable
 
     monkeypatch.setattr(runner_module, "STORE_RETRY_INITIAL_SECONDS", 0.05)
     failures = {"left": 4}
@@ -422,7 +422,7 @@ def test_store_outage_keeps_every_board_and_resumes(dirs: tuple[Path, Path], mon
     def flaky(self, **kwargs):  # type: ignore[no-untyped-def]
         if failures["left"] > 0:
             failures["left"] -= 1
-            raise StoreError("results store test: record inspection failed (connection refused)")
+            raise StoreUnavailable("results store test: record inspection failed (connection refused)")
         return original(self, **kwargs)
 
     monkeypatch.setattr(Store, "record_inspection", flaky)
@@ -447,6 +447,24 @@ def test_store_outage_keeps_every_board_and_resumes(dirs: tuple[Path, Path], mon
     assert any("unreachable" in event.detail for event in store.events(kind="error"))
 
 
+def test_a_request_the_store_refuses_for_good_is_not_an_outage(dirs: tuple[Path, Path],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an unreachable store is waited for; a refused request ends the run at once, its board
+    still in processing/ for the next start (no endless retry that logs "unreachable")."""
+    from inspector.errors import StoreError
+
+    def refused(self, **kwargs):  # type: ignore[no-untyped-def]
+        raise StoreError("results store test: record inspection failed (value too long)")
+
+    monkeypatch.setattr(Store, "record_inspection", refused)
+    inbox, data = dirs
+    board(str(inbox / "a.png"), 60, seed=1)
+    stop = threading.Event()
+    with pytest.raises(StoreError, match="value too long"):
+        run_folder(inbox, FakeEngine(), config(data), InspectConfig(), stop=stop)
+    assert [p.name for p in (data / "processing").iterdir()] == ["a.png"]
+
+
 def test_an_outage_noticed_while_idle_is_one_outage_with_growing_waits(
         dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """The heartbeat finds the store gone; each retry that fails again is the same outage: one error
@@ -454,7 +472,7 @@ def test_an_outage_noticed_while_idle_is_one_outage_with_growing_waits(
     import logging
 
     from inspector import runner as runner_module
-    from inspector.errors import StoreError
+    from inspector.errors import StoreUnavailable
 
     monkeypatch.setattr(runner_module, "STORE_RETRY_INITIAL_SECONDS", 0.01)
     monkeypatch.setattr(runner_module, "HEARTBEAT_SECONDS", 0.0)
@@ -466,7 +484,7 @@ def test_an_outage_noticed_while_idle_is_one_outage_with_growing_waits(
         def flaky(self, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
             calls["count"] += 1
             if 3 <= calls["count"] <= 7:  # start-up writes succeed, then five failures in a row
-                raise StoreError("results store test: write failed (connection refused)")
+                raise StoreUnavailable("results store test: write failed (connection refused)")
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(Store, name, flaky)

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
-from inspector.errors import StoreError
+from inspector.errors import StoreError, StoreUnavailable
 from inspector.store import schema
 from inspector.store.migrations import migrate
 from inspector.store.records import (
@@ -80,6 +80,12 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _failure(exc: DBAPIError, message: str) -> StoreError:
+    """Connection-level failures mean the store is away; anything else is this request's fault."""
+    unavailable = isinstance(exc, (OperationalError, InterfaceError))
+    return StoreUnavailable(message) if unavailable else StoreError(message)
 
 
 class Store:
@@ -144,7 +150,7 @@ class Store:
                     time.sleep(delay * (1 + random.random() / 2))
                     delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                     continue
-                raise StoreError(f"results store {self.where}: {what} failed ({_reason(exc)})") from exc
+                raise _failure(exc, f"results store {self.where}: {what} failed ({_reason(exc)})") from exc
         raise AssertionError("unreachable")
 
     def _read(self, work: Callable[[Session], T], what: str) -> T:
@@ -158,7 +164,7 @@ class Store:
                     time.sleep(delay)
                     delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                     continue
-                raise StoreError(f"results store {self.where}: {what} failed ({_reason(exc)})") from exc
+                raise _failure(exc, f"results store {self.where}: {what} failed ({_reason(exc)})") from exc
         raise AssertionError("unreachable")
 
     # ------------------------------------------------------------- inspections
