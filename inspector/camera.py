@@ -28,8 +28,8 @@ from inspector.config import CameraConfig, InspectConfig, RunnerConfig
 from inspector.errors import CameraError, ConfigError, ImageLoadError, StoreError, StoreUnavailable
 from inspector.imageio import decode_image
 from inspector.lineout import HealthServer
-from inspector.runner import (STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS, Processor, RunnerStats, final_path,
-                              load_engine, make_processor, stop_on_signals)
+from inspector.runner import (STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff, Processor,
+                              RunnerStats, final_path, load_engine, make_processor, stop_on_signals)
 from inspector.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -75,26 +75,6 @@ def open_video_capture(source: str, config: CameraConfig) -> Capture:
         capture.release()
         raise CameraError(f"{source}: cannot open the camera or stream")
     return capture
-
-
-class Backoff:
-    """Exponential reconnect delays with jitter: initial, 2x, 4x ... up to max, each +-jitter."""
-
-    def __init__(self, initial: float, maximum: float, jitter: float,
-                 random: Callable[[], float] = random_module.random) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.jitter = jitter
-        self.random = random
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        base = min(self.maximum, self.initial * (2 ** self.failures))
-        self.failures += 1
-        return max(0.0, base * (1.0 + self.jitter * (2.0 * self.random() - 1.0)))
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class FrameGrabber:
@@ -271,8 +251,7 @@ class CameraLoop:
         # inspected and stored in order once it is back.
         self._held: list[tuple[Path, int, float]] = []
         self._held_since = 0.0
-        self._store_backoff = Backoff(STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS,
-                                      camera_config.backoff_jitter, random)
+        self._store_backoff = Backoff(STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS, STORE_RETRY_JITTER, random)
         self._store_retry_at = 0.0
 
     # ------------------------------------------------------------ connection

@@ -16,7 +16,7 @@ import fcntl
 import hashlib
 import logging
 import os
-import random
+import random as random_module
 import signal
 import threading
 import time
@@ -42,6 +42,28 @@ RATE_LOG_SECONDS = 10.0
 HEARTBEAT_SECONDS = 10.0  # an idle runner still refreshes its station's last_seen this often
 STORE_RETRY_INITIAL_SECONDS = 1.0  # store outage: first retry after this, doubling ...
 STORE_RETRY_MAX_SECONDS = 30.0  # ... up to this
+STORE_RETRY_JITTER = 0.25  # +-25%: stations that lost the store together do not retry in step
+
+
+class Backoff:
+    """Exponential retry delays with jitter (camera reconnects, store outages): initial, 2x, 4x ...
+    up to max, each +-jitter."""
+
+    def __init__(self, initial: float, maximum: float, jitter: float,
+                 random: Callable[[], float] = random_module.random) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.jitter = jitter
+        self.random = random
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        base = min(self.maximum, self.initial * (2 ** self.failures))
+        self.failures += 1
+        return max(0.0, base * (1.0 + self.jitter * (2.0 * self.random() - 1.0)))
+
+    def reset(self) -> None:
+        self.failures = 0
 
 
 class Engine(Protocol):
@@ -314,7 +336,7 @@ class FolderRunner:
         self.stability = StabilityTracker(config.stable_seconds)
         self._failed: set[str] = set()  # names that could not even be moved: not retried this run
         self._outage_started: float | None = None  # monotonic time the store became unreachable
-        self._outage_delay = STORE_RETRY_INITIAL_SECONDS
+        self._outage_backoff = Backoff(STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS, STORE_RETRY_JITTER)
         self._last_rate_log = time.monotonic()
         self._last_heartbeat = time.monotonic()
 
@@ -539,14 +561,12 @@ class FolderRunner:
         """
         if self._outage_started is None:
             self._outage_started = time.monotonic()
-            self._outage_delay = STORE_RETRY_INITIAL_SECONDS
             log.error("%s; waiting for the store (files stay in %s and %s)", exc, self.folders.inbox,
                       self.folders.processing)
         else:
             log.warning("store still unreachable after %.0f s: %s", time.monotonic() - self._outage_started, exc)
         self.metrics.error()
-        self.stop.wait(self._outage_delay * (1 + random.random() / 4))
-        self._outage_delay = min(self._outage_delay * 2, STORE_RETRY_MAX_SECONDS)
+        self.stop.wait(self._outage_backoff.next_delay())
 
     def _store_back(self) -> None:
         assert self._outage_started is not None
@@ -554,6 +574,7 @@ class FolderRunner:
         self.store.record_event(self.config.station, "error", f"results store unreachable for {seconds:.0f} s; "
                                                               "the boards claimed meanwhile were kept and inspected")
         self._outage_started = None  # only now: a failed write above is the same outage, same backoff
+        self._outage_backoff.reset()
         log.info("store reachable again after %.0f s", seconds)
 
     def _log_rate(self) -> None:

@@ -26,6 +26,7 @@ from inspector.errors import InspectorError
 from inspector.runner import StabilityTracker, final_path, is_temp_name, run_folder
 from inspector.store import Store
 from tests.fake_engine import MODEL_HASH, FakeEngine, board
+from tests.fake_store import unreachable_on
 from tests.test_store import pg_schema_url  # noqa: F401 (fixture: a fresh PostgreSQL schema)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -413,19 +414,9 @@ def test_store_outage_keeps_every_board_and_resumes(dirs: tuple[Path, Path], mon
     """The store goes away for a while: the runner neither exits nor quarantines nor loses a board;
     it waits, then stores every board once and records the outage."""
     from inspector import runner as runner_module
-    from inspector.errors import StoreUnavailable
 
     monkeypatch.setattr(runner_module, "STORE_RETRY_INITIAL_SECONDS", 0.05)
-    failures = {"left": 4}
-    original = Store.record_inspection
-
-    def flaky(self, **kwargs):  # type: ignore[no-untyped-def]
-        if failures["left"] > 0:
-            failures["left"] -= 1
-            raise StoreUnavailable("results store test: record inspection failed (connection refused)")
-        return original(self, **kwargs)
-
-    monkeypatch.setattr(Store, "record_inspection", flaky)
+    calls = unreachable_on(monkeypatch, ["record_inspection"], lambda n: n <= 4, "record inspection failed")
     inbox, data = dirs
     for index in range(3):
         board(str(inbox / f"b{index}.png"), 60 + 60 * index, seed=index)
@@ -439,7 +430,7 @@ def test_store_outage_keeps_every_board_and_resumes(dirs: tuple[Path, Path], mon
     finally:
         stop.set()
         worker.join(timeout=30)
-    assert not worker.is_alive() and failures["left"] == 0
+    assert not worker.is_alive() and calls["count"] >= 4  # every failure was met
     store = Store.open(data)
     names = sorted(row.source_name for row in store.list_inspections())
     assert names == ["b0.png", "b1.png", "b2.png"]  # each board once, none as an error
@@ -472,22 +463,12 @@ def test_an_outage_noticed_while_idle_is_one_outage_with_growing_waits(
     import logging
 
     from inspector import runner as runner_module
-    from inspector.errors import StoreUnavailable
 
     monkeypatch.setattr(runner_module, "STORE_RETRY_INITIAL_SECONDS", 0.01)
     monkeypatch.setattr(runner_module, "HEARTBEAT_SECONDS", 0.0)
-    calls = {"count": 0}
+    # start-up writes succeed, then five failures in a row
+    unreachable_on(monkeypatch, ("set_station_state", "record_event"), lambda n: 3 <= n <= 7)
     waits: list[float] = []
-    for name in ("set_station_state", "record_event"):
-        original = getattr(Store, name)
-
-        def flaky(self, *args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
-            calls["count"] += 1
-            if 3 <= calls["count"] <= 7:  # start-up writes succeed, then five failures in a row
-                raise StoreUnavailable("results store test: write failed (connection refused)")
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(Store, name, flaky)
     inbox, data = dirs
     stop = threading.Event()
     real_wait = stop.wait
