@@ -170,7 +170,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     """Measure and print; write JSON to `out` when given. Returns the figures."""
     from tqdm import tqdm
 
-    from inspector.bundle import MODEL_FILE
+    from inspector.bundle import MODEL_FILE, recorded_precision
     from inspector.engine import Inspector
 
     config = InspectConfig(batch_size=batch)
@@ -217,7 +217,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         "batch": batch,
         "iterations": ITERATIONS,
         "providers": engine.session.get_providers(),
-        "precision": _precision(bundle),
+        "precision": recorded_precision(bundle) or "unknown",
         "stages": {name: _percentiles(values) for name, values in stages.items()},
         "end_to_end_images_per_second": round(processed / wall, 3),
         "model_only_images_per_second": round(model_rate, 3),
@@ -242,16 +242,6 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
-
-
-def _precision(bundle: Path) -> str:
-    """float32 or int8, as recorded at export (bundles from before INT8 existed are float32)."""
-    from inspector.bundle import METRICS_FILE
-
-    try:
-        return str(json.loads((Path(bundle) / METRICS_FILE).read_text()).get("precision", "float32"))
-    except (OSError, ValueError):
-        return "unknown"
 
 
 def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes]) -> dict[str, Any]:

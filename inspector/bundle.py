@@ -133,6 +133,17 @@ class BundleFiles:
         return self.root / METRICS_FILE
 
 
+def recorded_precision(bundle_dir: str | Path) -> str | None:
+    """The precision the export recorded in metrics.json ("float32" or "int8": INT8 may have been
+    refused at export; bundles from before INT8 existed are float32), or None when the bundle has no
+    readable metrics."""
+    try:
+        metrics = json.loads((Path(bundle_dir) / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(metrics.get("precision", "float32")) if isinstance(metrics, dict) else None
+
+
 def check_metadata(metadata: dict[str, str], source: str) -> None:
     """Raise BundleError if any required metadata key is missing from an ONNX model."""
     missing = [key for key in REQUIRED_METADATA if key not in metadata]

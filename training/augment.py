@@ -12,6 +12,7 @@ import albumentations as A
 import cv2
 
 from inspector.config import TrainConfig
+from inspector.scoring import views_for
 
 
 def camera_augmentation(config: TrainConfig, seed: int) -> A.Compose:
@@ -28,8 +29,10 @@ def camera_augmentation(config: TrainConfig, seed: int) -> A.Compose:
         A.GaussNoise(std_range=(0.0, config.noise_std), p=0.5),
         A.GaussianBlur(blur_limit=(3, 3), sigma_limit=(0.3, 0.8), p=config.blur_prob),
     ]
-    if config.view_kind == "flip" and config.views >= 2:  # 2 views mirror left-right, 4 also top-bottom
+    # Exactly the mirrors the bundle's views use (shifted views use none).
+    views = views_for(config.views, config.view_kind, 2**config.depth)
+    if any(view.flip_columns for view in views):
         transforms.append(A.HorizontalFlip(p=0.5))
-        if config.views >= 4:
-            transforms.append(A.VerticalFlip(p=0.5))
+    if any(view.flip_rows for view in views):
+        transforms.append(A.VerticalFlip(p=0.5))
     return A.Compose(transforms, seed=seed)

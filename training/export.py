@@ -22,7 +22,7 @@ import torch
 from inspector import __version__
 from inspector.bundle import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_ARCH, META_CREATED,
                               META_DATA_HASH, META_PREPROCESS, META_SCORING, META_VERSION, METRICS_FILE,
-                              MODEL_CARD_FILE, MODEL_FILE, write_manifest)
+                              MODEL_CARD_FILE, MODEL_FILE, recorded_precision, write_manifest)
 from inspector.calibration import calibrate, new_version, write_calibration
 from inspector.config import InspectConfig
 from inspector.engine import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME, Inspector, read_calibration
@@ -361,14 +361,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def _shipped_precision(bundle: Path, state: dict[str, Any]) -> str:
-    """The precision of the bundle beside the checkpoint (INT8 may have been refused at export)."""
-    try:
-        return str(json.loads((bundle / METRICS_FILE).read_text())["precision"])
-    except (OSError, ValueError, KeyError):
-        return str(state["config"].get("precision", "float32"))
-
-
 def export_from_checkpoint(checkpoint: Path, out: Path, precision: str | None = None) -> Path:
     """Re-export a bundle from checkpoint.pt (ONNX, metadata, parity, calibration, manifest).
 
@@ -381,7 +373,8 @@ def export_from_checkpoint(checkpoint: Path, out: Path, precision: str | None = 
     state = load_checkpoint(checkpoint)
     if precision is not None:
         check_precision(precision)
-    shipped = _shipped_precision(checkpoint.parent, state)
+    # INT8 may have been refused at export: what the bundle beside the checkpoint actually runs counts.
+    shipped = recorded_precision(checkpoint.parent) or state["config"].get("precision", "float32")
     target = precision or state["config"].get("precision", "float32")
     state["config"]["precision"] = target
     holdout = [Path(p) for p in state["data"].get("holdout_paths", [])]
