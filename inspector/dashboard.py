@@ -1,15 +1,17 @@
 """`inspector dashboard`: run the Streamlit app in deploy/dashboard/ with this deployment's settings.
 
 The app is a separate script (Streamlit runs it per browser session), so the settings travel in
-environment variables named below; deploy/dashboard/settings.py reads the same names.
+environment variables named below; deploy/dashboard/context.py reads the same names.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from inspector.config import DashboardConfig
@@ -70,16 +72,43 @@ def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str
     return argv, env
 
 
+def _stop_server(server: subprocess.Popen) -> None:
+    """Give a server that was told to stop a moment to finish, then make sure it is gone."""
+    for ask, wait_s in ((None, 15.0), (server.terminate, 10.0), (server.kill, None)):
+        if server.poll() is not None:
+            return
+        if ask is not None:
+            ask()
+        try:
+            server.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def launch(config: DashboardConfig, data_dir: Path) -> None:
-    """Run the dashboard in the foreground until it exits or is interrupted."""
+    """Run the dashboard in the foreground until it exits, is interrupted or is told to stop."""
     if importlib.util.find_spec("streamlit") is None:
         raise InspectorError("streamlit is not installed; install the dashboard extra: "
                              "pip install 'board-inspector[dashboard]'")
     argv, env = streamlit_command(config, data_dir)
     print(f"dashboard: http://{config.host}:{config.port} (Ctrl+C stops it)", flush=True)
+    server = subprocess.Popen(argv, env=env)
+
+    # A supervisor stops `inspector dashboard` with SIGTERM. Without passing it on, the Streamlit
+    # server would outlive this process and keep the port, so the restart that follows fails.
+    def _pass_on(signum: int, _frame: object) -> None:
+        server.send_signal(signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _pass_on) if in_main_thread else None
+    returncode = 0
     try:
-        completed = subprocess.run(argv, env=env, check=False)
-    except KeyboardInterrupt:
-        return
-    if completed.returncode not in (0, -2, 130):
-        raise InspectorError(f"dashboard: streamlit exited with status {completed.returncode}")
+        returncode = server.wait()
+    except KeyboardInterrupt:  # Ctrl+C reaches the whole foreground group: Streamlit stops too
+        pass
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+        _stop_server(server)
+    if returncode not in (0, -signal.SIGINT, -signal.SIGTERM, 130, 143):
+        raise InspectorError(f"dashboard: streamlit exited with status {returncode}")

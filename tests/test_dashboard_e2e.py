@@ -217,3 +217,27 @@ def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
         assert shot.stat().st_size > 10_000, f"{shot} looks empty"
         if refresh or not (DOC_IMAGES / shot.name).exists():
             shutil.copyfile(shot, DOC_IMAGES / shot.name)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_stopping_the_dashboard_command_stops_its_server(tmp_path: Path) -> None:
+    """A supervisor's SIGTERM to `inspector dashboard` must not leave Streamlit holding the port."""
+    port = _free_port()
+    log = tmp_path / "dashboard.log"
+    dashboard = _start(["dashboard", "--data-dir", str(tmp_path / "data"), "--users", str(DEMO_USERS),
+                        "--port", str(port)], log)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", dashboard, log)
+        dashboard.terminate()
+        assert dashboard.wait(timeout=30) in (0, 143, -15), log.read_text()[-2000:]
+        deadline = time.monotonic() + 10
+        while _port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _port_open(port), f"Streamlit still serves port {port} after the command stopped"
+    finally:
+        _stop(dashboard)
