@@ -126,6 +126,7 @@ class Inspector:
         self.source = source
         self.calibration: dict[str, Any] | None = calibration
         self.calibration_version = int(calibration["version"]) if calibration else 0
+        self.threshold_source = "bundle"
         self.image_threshold = float(calibration["image_threshold"]) if calibration else math.inf
         self.pixel_threshold = float(calibration["pixel_threshold"]) if calibration else math.inf
         self.pixel_scale = float(calibration["normaliser"]["pixel_scale"]) if calibration else 1.0
@@ -167,6 +168,7 @@ class Inspector:
             raise ConfigError(f"image threshold must be a positive number, got {value!r}")
         self.image_threshold = float(value)
         self.calibration_version = int(version)
+        self.threshold_source = "qa"
 
     # ---------------------------------------------------------------- model calls
     def run_model(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -296,6 +298,7 @@ class Inspector:
         return InspectionResult(score=score, threshold=self.image_threshold, verdict=verdict, regions=regions,
                                 anomaly_map=amap, reconstruction=recon, model_hash=self.model_hash,
                                 calibration_version=self.calibration_version, timings_ms=timings,
+                                threshold_source=self.threshold_source,
                                 pixel_threshold=self.pixel_threshold)
 
     # ---------------------------------------------------------------- public API

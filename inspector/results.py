@@ -45,6 +45,9 @@ class InspectionResult:
     model_hash: str
     calibration_version: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Where the image threshold came from: "bundle" (its calibration.json, version = calibration
+    # version) or "qa" (a threshold version QA saved in the store, version = that row's version).
+    threshold_source: str = "bundle"
     # The calibrated pixel threshold on the anomaly map's scale (regions are map >= this); renderers
     # put red there. None when the producer did not say (renderers then use `threshold`).
     pixel_threshold: float | None = None
@@ -58,5 +61,6 @@ class InspectionResult:
             "regions": [region.to_dict() for region in self.regions],
             "model_hash": self.model_hash,
             "calibration_version": self.calibration_version,
+            "threshold_source": self.threshold_source,
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
         }

@@ -71,6 +71,7 @@ class Engine(Protocol):
 
     model_hash: str
     calibration_version: int
+    threshold_source: str
     image_threshold: float
 
     def inspect_batch(self, images: Sequence[np.ndarray]) -> list[InspectionResult]: ...
@@ -221,6 +222,7 @@ class Verdict:
     threshold_version: int | None
     station: str
     error: str | None = None
+    threshold_source: str | None = None  # "bundle" or "qa": which of the two version counters
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -288,11 +290,11 @@ class Processor:
             station=self.config.station, input_sha256=digest, model_hash=result.model_hash, verdict=result.verdict,
             source_path=source_path, source_name=name, score=result.score, threshold=result.threshold,
             regions=regions, image_path=image_path, overlay_path=overlay_path, heatmap_path=heatmap_path,
-            threshold_version=result.calibration_version, timings=timings,
+            threshold_version=result.calibration_version, threshold_source=result.threshold_source, timings=timings,
         )
         verdict = Verdict(inspection_id, name, digest, result.verdict, float(result.score), float(result.threshold),
                           regions, image_path, overlay_path, result.model_hash, result.calibration_version,
-                          self.config.station)
+                          self.config.station, threshold_source=result.threshold_source)
         self.metrics.observe(result.verdict, self._clock() - started)
         self.lineout.publish(verdict.to_dict())
         return verdict

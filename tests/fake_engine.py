@@ -21,6 +21,7 @@ class FakeEngine:
         self.save_reconstruction = save_reconstruction  # a blurred copy stands in for the model's redrawing
         self.model_hash = MODEL_HASH
         self.calibration_version = 1
+        self.threshold_source = "bundle"
         self.image_threshold = threshold
         self.inspected: list[float] = []  # the score of every image inspected, in order
         self.batches: list[int] = []
@@ -28,6 +29,7 @@ class FakeEngine:
     def set_image_threshold(self, value: float, version: int) -> None:
         self.image_threshold = float(value)
         self.calibration_version = int(version)
+        self.threshold_source = "qa"
 
     def inspect_batch(self, images: Sequence[np.ndarray]) -> list[InspectionResult]:
         self.batches.append(len(images))
@@ -46,7 +48,8 @@ class FakeEngine:
         return InspectionResult(score=score, threshold=self.image_threshold, verdict="fail" if failed else "pass",
                                 regions=regions, anomaly_map=amap, model_hash=self.model_hash,
                                 reconstruction=cv2.blur(image, (5, 5)) if self.save_reconstruction else None,
-                                calibration_version=self.calibration_version, timings_ms={"model": 0.1})
+                                calibration_version=self.calibration_version, timings_ms={"model": 0.1},
+                                threshold_source=self.threshold_source)
 
 
 def board(path: str, brightness: int, size: int = 48, seed: int = 0) -> bytes:

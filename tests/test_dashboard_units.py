@@ -206,3 +206,21 @@ def test_login_throttle_locks_a_name_after_repeated_failures() -> None:
     throttle.failed("ana")
     throttle.succeeded("ana")
     assert throttle.blocked_for("ana") == 0.0
+
+
+def test_threshold_label_says_which_counter_a_version_belongs_to() -> None:
+    from datetime import datetime, timezone
+
+    from deploy.dashboard.board_page import threshold_label
+    from inspector.store.records import InspectionRecord
+
+    def record(version: int | None, source: str | None) -> InspectionRecord:
+        return InspectionRecord(id=1, station="s", source_path="", source_name="b.png", input_sha256="a" * 64,
+                                created_at=datetime.now(timezone.utc), score=1.0, threshold=2.0, verdict="pass",
+                                regions=[], image_path="", overlay_path="", heatmap_path="", model_hash="m",
+                                threshold_version=version, timings={}, error=None, threshold_source=source)
+
+    assert threshold_label(record(1, "qa")) == "QA v1"
+    assert threshold_label(record(1, "bundle")) == "bundle calibration v1"
+    assert threshold_label(record(3, None)) == "v3"
+    assert threshold_label(record(None, None)) == "bundle calibration"

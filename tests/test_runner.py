@@ -154,6 +154,8 @@ def test_qa_threshold_change_applies_from_the_next_batch(dirs: tuple[Path, Path]
     rows = {row.source_name: row for row in store.list_inspections()}
     assert rows["a.png"].verdict == "fail" and rows["a.png"].threshold == 1.0
     assert rows["b.png"].verdict == "pass" and rows["b.png"].threshold == 2.0 and rows["b.png"].threshold_version == 1
+    # Both counters start at 1: the source says which one each row's version belongs to.
+    assert (rows["a.png"].threshold_source, rows["b.png"].threshold_source) == ("bundle", "qa")
 
 
 def test_backlog_is_batched_within_max_batch(dirs: tuple[Path, Path]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from inspector.errors import StoreError, StoreUnavailable
 from inspector.store import Store
@@ -157,7 +157,6 @@ def test_older_store_is_migrated_and_newer_one_refused(store_url: str) -> None:
     store.close()
     migrated = Store.open(store_url)
     assert migrated.schema_version() == LATEST_VERSION
-    from sqlalchemy import inspect
     with migrated.engine.connect() as conn:
         names = {ix["name"] for ix in inspect(conn).get_indexes("inspections")}
     assert "ix_inspections_verdict_created_at" in names
@@ -166,6 +165,29 @@ def test_older_store_is_migrated_and_newer_one_refused(store_url: str) -> None:
     migrated.close()
     with pytest.raises(StoreError, match="schema version 99 is newer"):
         Store.open(store_url)
+
+
+def test_store_before_threshold_source_gains_the_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    # A version-2 store: inspections without threshold_source (SQLite cannot drop a column in place,
+    # so the old table is rebuilt without it).
+    url = f"sqlite:///{tmp_path / 'v2.db'}"
+    store = Store.open(url)
+    store.register_model(MODEL, "/bundles/tiny", {"architecture": "ae"})
+    store.record_inspection(station="s1", input_sha256="a" * 64, model_hash=MODEL, verdict="pass", score=0.1,
+                            threshold=1.0, threshold_version=4, threshold_source="bundle")
+    with store.engine.begin() as conn:
+        columns = [c["name"] for c in inspect(conn).get_columns("inspections") if c["name"] != "threshold_source"]
+        listed = ", ".join(columns)
+        conn.execute(text(f"CREATE TABLE old_inspections AS SELECT {listed} FROM inspections"))
+        conn.execute(text("DROP TABLE inspections"))
+        conn.execute(text("ALTER TABLE old_inspections RENAME TO inspections"))
+        conn.execute(text("UPDATE schema_version SET version = 2"))
+    store.close()
+    migrated = Store.open(url)
+    assert migrated.schema_version() == LATEST_VERSION
+    (row,) = migrated.list_inspections()
+    assert row.threshold_version == 4 and row.threshold_source is None  # unknown for old rows, not guessed
+    migrated.close()
 
 
 def test_foreign_database_is_refused(tmp_path: Path) -> None:

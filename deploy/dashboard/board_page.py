@@ -47,6 +47,17 @@ def _pictures(settings: DashboardSettings, record: InspectionRecord) -> None:
                     st.warning(str(exc))
 
 
+def threshold_label(record: InspectionRecord) -> str:
+    """QA versions and bundle calibrations are counted apart: say which one a number belongs to."""
+    if record.threshold_version is None:
+        return "bundle calibration"
+    if record.threshold_source == "qa":
+        return f"QA v{record.threshold_version}"
+    if record.threshold_source == "bundle":
+        return f"bundle calibration v{record.threshold_version}"
+    return f"v{record.threshold_version}"  # stored before the source was recorded
+
+
 def _facts(record: InspectionRecord) -> None:
     score, threshold = record.score, record.threshold
     cells = st.columns(4)
@@ -55,8 +66,7 @@ def _facts(record: InspectionRecord) -> None:
                     delta=None if score is None or threshold is None else f"{score - threshold:+.4f} vs threshold",
                     delta_color="inverse")
     cells[2].metric("Threshold", "-" if threshold is None else f"{threshold:.4f}")
-    cells[3].metric("Threshold version",
-                    "bundle calibration" if record.threshold_version is None else f"v{record.threshold_version}")
+    cells[3].metric("Threshold version", threshold_label(record))
     st.caption(f"Station {record.station} · {record.created_at.astimezone():%Y-%m-%d %H:%M:%S} · "
                f"image {record.source_name or record.source_path or '-'} · model {record.model_hash[:16]}")
     if record.error:

@@ -36,9 +36,15 @@ def _add_dashboard_indexes(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _add_threshold_source(conn: Connection) -> None:
+    if "threshold_source" not in {column["name"] for column in inspect(conn).get_columns("inspections")}:
+        conn.execute(text("ALTER TABLE inspections ADD COLUMN threshold_source VARCHAR(16)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _create_v1_tables),
     Migration(2, "indexes for newest-first dashboard queries", _add_dashboard_indexes),
+    Migration(3, "inspections.threshold_source: which counter threshold_version belongs to", _add_threshold_source),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

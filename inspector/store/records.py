@@ -79,6 +79,7 @@ class InspectionRecord:
     threshold_version: int | None
     timings: dict[str, float]
     error: str | None
+    threshold_source: str | None = None
 
     @property
     def flagged(self) -> bool:
@@ -97,7 +98,7 @@ class InspectionRecord:
             threshold=row.threshold, verdict=row.verdict, regions=list(row.regions or []),
             image_path=row.image_path or "", overlay_path=row.overlay_path or "", heatmap_path=row.heatmap_path or "",
             model_hash=row.model_hash, threshold_version=row.threshold_version, timings=dict(row.timings or {}),
-            error=row.error,
+            error=row.error, threshold_source=row.threshold_source,
         )
 
 

@@ -92,6 +92,9 @@ class Inspection(Base):
     heatmap_path: Mapped[str] = mapped_column(Text, default="")
     model_hash: Mapped[str] = mapped_column(String(128), nullable=False)
     threshold_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # "bundle" (threshold_version is the bundle's calibration version) or "qa" (a threshold_versions
+    # row); None on rows stored before schema version 3.
+    threshold_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 

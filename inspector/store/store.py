@@ -192,6 +192,7 @@ class Store:
         overlay_path: str = "",
         heatmap_path: str = "",
         threshold_version: int | None = None,
+        threshold_source: str | None = None,
         timings: dict[str, float] | None = None,
         error: str | None = None,
         created_at: datetime | None = None,
@@ -213,6 +214,7 @@ class Store:
                 threshold=None if threshold is None else float(threshold), verdict=verdict,
                 regions=list(regions), image_path=image_path, overlay_path=overlay_path,
                 heatmap_path=heatmap_path, model_hash=model_hash, threshold_version=threshold_version,
+                threshold_source=threshold_source,
                 timings={k: float(v) for k, v in (timings or {}).items()}, error=error,
             )
             session.add(row)
