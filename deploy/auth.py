@@ -182,6 +182,65 @@ class LoginThrottle:
             self._failures.pop(name, None)
 
 
+class SessionTokens:
+    """Signed, expiring login tokens, so that reloading the page keeps an operator logged in.
+
+    The browser keeps the token in the page address (`?session=...`); Streamlit gives the app no
+    cookies it could set. So a token is limited:
+    - it expires after `lifetime_s` (a shift);
+    - it is bound to the user's password hash, so changing the password in the users file ends it;
+    - logging out revokes it;
+    - it is signed with a secret that lives only in this server process, so a dashboard restart
+      logs everybody out.
+    A token also never carries the role: the role is read from the users file each time.
+    """
+
+    def __init__(self, lifetime_s: float = 12 * 3600.0, secret: bytes | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if lifetime_s <= 0:
+            raise ConfigError(f"session lifetime must be positive, got {lifetime_s} s")
+        self.lifetime_s, self.clock = lifetime_s, clock
+        self._secret = secret if secret is not None else os.urandom(32)
+        self._revoked: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _signature(self, payload: str, password_hash: str) -> str:
+        digest = hmac.new(self._secret, f"{payload}|{password_hash}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+    def issue(self, user: User, users: UsersFile) -> str:
+        expires = int(self.clock() + self.lifetime_s)
+        payload = base64.urlsafe_b64encode(f"{user.name}|{expires}|{os.urandom(9).hex()}".encode()).decode("ascii")
+        return f"{payload}.{self._signature(payload, users.hashes[user.name])}"
+
+    def user_for(self, token: str, users: UsersFile) -> User | None:
+        """The user a token stands for, or None (malformed, forged, expired, revoked, user gone)."""
+        payload, _, signature = token.partition(".")
+        try:
+            name, expires, nonce = base64.urlsafe_b64decode(payload.encode("ascii")).decode().split("|")
+            expires_at = int(expires)
+        except (ValueError, UnicodeError):
+            return None
+        encoded = users.hashes.get(name)
+        if encoded is None or not hmac.compare_digest(signature, self._signature(payload, encoded)):
+            return None
+        with self._lock:
+            if nonce in self._revoked:
+                return None
+        if self.clock() >= expires_at:
+            return None
+        return User(name=name, role=users.roles[name])
+
+    def revoke(self, token: str) -> None:
+        payload = token.partition(".")[0]
+        try:
+            nonce = base64.urlsafe_b64decode(payload.encode("ascii")).decode().split("|")[2]
+        except (ValueError, UnicodeError, IndexError):
+            return
+        with self._lock:
+            self._revoked.add(nonce)
+
+
 _DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * SALT_BYTES)
 
 

@@ -136,6 +136,7 @@ class DashboardConfig:
     db_url: str = ""
     users_file: str = ""  # TOML with hashed passwords and roles
     refresh_seconds: float = 2.0
+    session_hours: float = 12.0  # a login survives page reloads this long (a shift), see deploy/auth.py
 
 
 @dataclass

@@ -21,6 +21,7 @@ ENV_DB_URL = "BOARD_INSPECTOR_DB_URL"
 ENV_DATA_DIR = "BOARD_INSPECTOR_DATA_DIR"
 ENV_USERS_FILE = "BOARD_INSPECTOR_USERS_FILE"
 ENV_REFRESH_SECONDS = "BOARD_INSPECTOR_REFRESH_SECONDS"
+ENV_SESSION_HOURS = "BOARD_INSPECTOR_SESSION_HOURS"
 
 
 def app_path() -> Path:
@@ -51,6 +52,8 @@ def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str
         raise ConfigError(f"dashboard: port must be 1-65535, got {config.port}")
     if config.refresh_seconds <= 0:
         raise ConfigError(f"dashboard: refresh_seconds must be positive, got {config.refresh_seconds}")
+    if config.session_hours <= 0:
+        raise ConfigError(f"dashboard: session_hours must be positive, got {config.session_hours}")
     argv = [
         sys.executable, "-m", "streamlit", "run", str(app_path()),
         "--server.address", config.host,
@@ -68,6 +71,7 @@ def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str
         ENV_DATA_DIR: str(Path(data_dir).resolve()),
         ENV_USERS_FILE: str(users_path),
         ENV_REFRESH_SECONDS: str(config.refresh_seconds),
+        ENV_SESSION_HOURS: str(config.session_hours),
     })
     return argv, env
 

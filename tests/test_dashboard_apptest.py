@@ -119,6 +119,31 @@ def test_login_is_required_and_wrong_password_refused(seeded: Seeded) -> None:
     assert "user" not in at.session_state
 
 
+def _fresh_session(token: str | None) -> AppTest:
+    """A page reload: a new Streamlit session, with only the address (and its token) kept."""
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    if token is not None:
+        at.query_params["session"] = token
+    return at.run()
+
+
+def test_reload_keeps_the_login_and_log_out_ends_it(seeded: Seeded) -> None:
+    at = _logged_in("olga")
+    token = at.query_params["session"]
+    token = token[0] if isinstance(token, list) else token
+    at.switch_page("views/overview.py").run()  # a page switch clears the address: the token comes back
+    assert at.query_params["session"] in (token, [token])
+
+    reloaded = _fresh_session(token)
+    assert not reloaded.exception, reloaded.exception
+    assert "Logged in as **olga** (operator)" in _texts(reloaded) and not reloaded.text_input
+
+    assert _fresh_session("forged." + token.partition(".")[2]).text_input(key="login_user")  # the form
+    reloaded.button(key="logout").click().run()
+    assert reloaded.text_input(key="login_user") and "session" not in reloaded.query_params
+    assert _fresh_session(token).text_input(key="login_user")  # the old address no longer logs in
+
+
 def test_missing_users_file_stops_with_a_clear_message(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
                                                        tmp_path: Path) -> None:
     monkeypatch.setenv(ENV_USERS_FILE, str(tmp_path / "nope.toml"))

@@ -192,6 +192,10 @@ def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
             _shot(page, artifacts_dir, "overview", shots)
             assert page.locator('[data-testid="stSidebarNav"]').get_by_text("Thresholds (QA)").count() == 0
 
+            page.reload()  # a reload at the line keeps the login and the page
+            expect(page.get_by_text("Logged in as operator")).to_be_visible(timeout=SLOW_MS)
+            expect(page.get_by_text("Boards per hour")).to_be_visible(timeout=SLOW_MS)
+
             page.get_by_role("button", name="Log out").click()
             _log_in(page, url, "qa", "demo-qa")
             _nav(page, "Thresholds (QA)")

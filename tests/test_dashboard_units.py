@@ -56,6 +56,40 @@ def test_bad_users_file_names_the_file_and_problem(tmp_path: Path, body: str, fr
     assert str(path) in str(info.value) and fragment in str(info.value)
 
 
+def _olga_users(folder: Path, olga_password: str = "olga-pass") -> auth.UsersFile:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "olga-users.toml"
+    path.write_text(f'[users.olga]\nrole = "operator"\npassword = "{auth.hash_password(olga_password)}"\n')
+    return auth.load_users(path)
+
+
+def test_session_token_logs_the_user_back_in_until_it_expires(tmp_path: Path) -> None:
+    users = _olga_users(tmp_path)
+    now = [1000.0]
+    tokens = auth.SessionTokens(lifetime_s=3600, clock=lambda: now[0])
+    token = tokens.issue(auth.User("olga", "operator"), users)
+    assert tokens.user_for(token, users) == auth.User("olga", "operator")
+    now[0] += 3599
+    assert tokens.user_for(token, users) is not None
+    now[0] += 1
+    assert tokens.user_for(token, users) is None  # a shift later the login form comes back
+
+
+def test_session_token_refuses_forgery_revocation_new_password_and_other_servers(tmp_path: Path) -> None:
+    users = _olga_users(tmp_path)
+    tokens = auth.SessionTokens()
+    token = tokens.issue(auth.User("olga", "operator"), users)
+    payload, _, signature = token.partition(".")
+    import base64
+    forged = base64.urlsafe_b64encode(base64.urlsafe_b64decode(payload).replace(b"olga", b"qa")).decode()
+    for bad in (f"{forged}.{signature}", f"{payload}.{signature[:-2]}xx", "garbage", "", ".", "a.b.c"):
+        assert tokens.user_for(bad, users) is None, bad
+    assert auth.SessionTokens().user_for(token, users) is None  # a restarted dashboard has a new secret
+    assert tokens.user_for(token, _olga_users(tmp_path / "changed", "new-password")) is None  # password changed
+    tokens.revoke(token)
+    assert tokens.user_for(token, users) is None  # logged out
+
+
 def test_require_role_lets_qa_review_but_not_operators_change_thresholds() -> None:
     qa, operator = auth.User("q", "qa"), auth.User("o", "operator")
     assert auth.require_role(qa, auth.ROLE_OPERATOR, "review") is qa

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from deploy.dashboard.context import FLASH_KEY, PAGE_FILES, current_user, settings_from_env, users
+from deploy.dashboard.context import FLASH_KEY, PAGE_FILES, restore_session, settings_from_env, users
 from deploy.dashboard.login import login_page, logout
 from inspector.errors import InspectorError
 
@@ -21,7 +21,7 @@ except InspectorError as exc:
     st.error(f"The dashboard cannot start: {exc}")
     st.stop()
 
-user = current_user()
+user = restore_session(settings)
 if user is None:
     login_page(settings)
     st.stop()
@@ -38,7 +38,7 @@ if user.is_qa:
 with st.sidebar:
     st.write(f"Logged in as **{user.name}** ({user.role})")
     if st.button("Log out", key="logout"):
-        logout()
+        logout(settings)
 
 navigation = st.navigation(pages)
 flash = st.session_state.pop(FLASH_KEY, None)

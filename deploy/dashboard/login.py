@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from deploy.auth import LoginThrottle
-from deploy.dashboard.context import USER_KEY, DashboardSettings, users
+from deploy.dashboard.context import SESSION_PARAM, TOKEN_KEY, USER_KEY, DashboardSettings, tokens, users
 
 
 @st.cache_resource(show_spinner=False)
@@ -33,10 +33,16 @@ def login_page(settings: DashboardSettings) -> None:
         st.error("Unknown user or wrong password.")
         return
     _throttle().succeeded(name)
-    st.session_state[USER_KEY] = user
+    token = tokens(settings).issue(user, users(settings))
+    st.session_state[USER_KEY], st.session_state[TOKEN_KEY] = user, token
+    st.query_params[SESSION_PARAM] = token
     st.rerun()
 
 
-def logout() -> None:
+def logout(settings: DashboardSettings) -> None:
+    token = st.session_state.pop(TOKEN_KEY, None)
+    if token:
+        tokens(settings).revoke(token)  # the address may still be in the browser's history
     st.session_state.pop(USER_KEY, None)
+    st.query_params.clear()
     st.rerun()
