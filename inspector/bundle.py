@@ -9,6 +9,7 @@ Layout (file names are constants here so that writer and reader cannot disagree)
     metrics.json      training/validation figures
     loss.png          the loss curve
     MODEL_CARD.md     data, date, settings, validation figures, for people
+    selftest.npz      two held-back boards and the maps export computed on them (inspector/selftest.py)
     manifest.json     sha256 and size of every other file
 
 This module is torch-free and onnx-free: the runtime verifies bundles with hashlib and reads
@@ -33,6 +34,7 @@ METRICS_FILE = "metrics.json"
 LOSS_PLOT_FILE = "loss.png"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 MANIFEST_FILE = "manifest.json"
+SELFTEST_FILE = "selftest.npz"
 
 # Files without which a bundle cannot run on the line.
 RUNTIME_FILES = (MODEL_FILE, CALIBRATION_FILE)

@@ -94,6 +94,9 @@ class InspectConfig:
     review_band: float = 0.0  # >0 enables "review" for scores within this fraction below threshold
     max_pixels: int = 40_000_000  # refuse images larger than this (decompression bombs)
     save_reconstruction: bool = False
+    # On load, recompute the maps export recorded (selftest.npz) and refuse a bundle this machine
+    # computes differently: its thresholds would not hold (e.g. INT8 on a CPU without VNNI).
+    selftest: bool = True
 
 
 @dataclass

@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from inspector import scoring
-from inspector.bundle import CALIBRATION_FILE, META_PREPROCESS, META_SCORING, MODEL_FILE, check_metadata, verify_bundle
+from inspector import scoring, selftest
+from inspector.bundle import (CALIBRATION_FILE, META_PREPROCESS, META_SCORING, MODEL_FILE, SELFTEST_FILE,
+                              check_metadata, verify_bundle)
 from inspector.config import InspectConfig
 from inspector.errors import BundleError, ConfigError, InspectorError
 from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
@@ -140,7 +141,12 @@ class Inspector:
         config = config or InspectConfig()
         manifest = verify_bundle(bundle, files=(MODEL_FILE, CALIBRATION_FILE))
         versions = read_calibration(bundle / CALIBRATION_FILE)
-        return cls._open(bundle / MODEL_FILE, manifest["files"][MODEL_FILE]["sha256"], versions[-1], config)
+        engine = cls._open(bundle / MODEL_FILE, manifest["files"][MODEL_FILE]["sha256"], versions[-1], config)
+        # Bundles from before the self-test existed have none: they load as before.
+        if config.selftest and SELFTEST_FILE in manifest["files"]:
+            verify_bundle(bundle, files=(SELFTEST_FILE,))
+            selftest.check(engine, bundle / SELFTEST_FILE, str(bundle))
+        return engine
 
     @classmethod
     def uncalibrated(cls, model_path: Path, config: InspectConfig | None = None) -> "Inspector":

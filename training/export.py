@@ -19,10 +19,10 @@ import numpy as np
 import onnx
 import torch
 
-from inspector import __version__
+from inspector import __version__, selftest
 from inspector.bundle import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_ARCH, META_CREATED,
                               META_DATA_HASH, META_PREPROCESS, META_SCORING, META_VERSION, METRICS_FILE,
-                              MODEL_CARD_FILE, MODEL_FILE, recorded_precision, write_manifest)
+                              MODEL_CARD_FILE, MODEL_FILE, SELFTEST_FILE, recorded_precision, write_manifest)
 from inspector.calibration import calibrate, new_version, write_calibration
 from inspector.config import InspectConfig
 from inspector.engine import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME, Inspector, read_calibration
@@ -306,6 +306,9 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
             raise BundleError("no held-back images and no previous calibration.json: cannot calibrate the bundle")
         write_calibration(temp / CALIBRATION_FILE, versions)
         latest = versions[-1]
+        # The maps the thresholds were set on, for the line PC to compute again when it loads the bundle.
+        selftest.record(Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu")),
+                        calibration_images or parity_images, temp / SELFTEST_FILE)
 
         history = checkpoint["history"]
         metrics = {
