@@ -255,6 +255,6 @@ def test_threshold_label_says_which_counter_a_version_belongs_to() -> None:
                                 threshold_version=version, timings={}, error=None, threshold_source=source)
 
     assert threshold_label(record(1, "qa")) == "QA v1"
-    assert threshold_label(record(1, "bundle")) == "bundle calibration v1"
+    assert threshold_label(record(1, "bundle")) == "bundle v1"
     assert threshold_label(record(3, None)) == "v3"
-    assert threshold_label(record(None, None)) == "bundle calibration"
+    assert threshold_label(record(None, None)) == "bundle"

@@ -48,13 +48,14 @@ def _pictures(settings: DashboardSettings, record: InspectionRecord) -> None:
 
 
 def threshold_label(record: InspectionRecord) -> str:
-    """QA versions and bundle calibrations are counted apart: say which one a number belongs to."""
+    """QA versions and bundle calibrations are counted apart: say which one a number belongs to
+    (short: a metric cell truncates at about ten characters)."""
     if record.threshold_version is None:
-        return "bundle calibration"
+        return "bundle"
     if record.threshold_source == "qa":
         return f"QA v{record.threshold_version}"
     if record.threshold_source == "bundle":
-        return f"bundle calibration v{record.threshold_version}"
+        return f"bundle v{record.threshold_version}"
     return f"v{record.threshold_version}"  # stored before the source was recorded
 
 
