@@ -17,6 +17,8 @@ import base64
 import getpass
 import hashlib
 import hmac
+import json
+import math
 import os
 import sys
 import threading
@@ -189,56 +191,72 @@ class SessionTokens:
     cookies it could set. So a token is limited:
     - it expires after `lifetime_s` (a shift);
     - it is bound to the user's password hash, so changing the password in the users file ends it;
+    - it is bound to the client's address where the server sees one, so a copied link opened on
+      another PC shows the login form (behind a reverse proxy every client has the proxy's address);
     - logging out revokes it;
     - it is signed with a secret that lives only in this server process, so a dashboard restart
       logs everybody out.
-    A token also never carries the role: the role is read from the users file each time.
+    A token never carries the role: the role is read from the users file each time.
     """
 
     def __init__(self, lifetime_s: float = 12 * 3600.0, secret: bytes | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        if lifetime_s <= 0:
-            raise ConfigError(f"session lifetime must be positive, got {lifetime_s} s")
+        if not (math.isfinite(lifetime_s) and lifetime_s > 0):
+            raise ConfigError(f"session lifetime must be a positive number of seconds, got {lifetime_s}")
         self.lifetime_s, self.clock = lifetime_s, clock
         self._secret = secret if secret is not None else os.urandom(32)
-        self._revoked: set[str] = set()
+        self._revoked: dict[str, float] = {}  # nonce -> expiry: forgotten once the token would have expired
         self._lock = threading.Lock()
 
-    def _signature(self, payload: str, password_hash: str) -> str:
-        digest = hmac.new(self._secret, f"{payload}|{password_hash}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+    def _signature(self, payload: str, password_hash: str, client: str) -> bytes:
+        digest = hmac.new(self._secret, f"{payload}|{password_hash}|{client}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
-    def issue(self, user: User, users: UsersFile) -> str:
-        expires = int(self.clock() + self.lifetime_s)
-        payload = base64.urlsafe_b64encode(f"{user.name}|{expires}|{os.urandom(9).hex()}".encode()).decode("ascii")
-        return f"{payload}.{self._signature(payload, users.hashes[user.name])}"
-
-    def user_for(self, token: str, users: UsersFile) -> User | None:
-        """The user a token stands for, or None (malformed, forged, expired, revoked, user gone)."""
-        payload, _, signature = token.partition(".")
+    @staticmethod
+    def _claims(token: str) -> tuple[str, dict] | None:
+        payload, _, _ = token.partition(".")
         try:
-            name, expires, nonce = base64.urlsafe_b64decode(payload.encode("ascii")).decode().split("|")
-            expires_at = int(expires)
+            claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii") + b"=" * (-len(payload) % 4)))
         except (ValueError, UnicodeError):
             return None
-        encoded = users.hashes.get(name)
-        if encoded is None or not hmac.compare_digest(signature, self._signature(payload, encoded)):
+        if not (isinstance(claims, dict) and isinstance(claims.get("user"), str)
+                and isinstance(claims.get("expires"), int) and isinstance(claims.get("nonce"), str)):
             return None
+        return payload, claims
+
+    def issue(self, user: User, users: UsersFile, client: str = "") -> str:
+        claims = {"user": user.name, "expires": int(self.clock() + self.lifetime_s), "nonce": os.urandom(9).hex()}
+        # No "=" padding: the token sits in a query string.
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode("ascii").rstrip("=")
+        return f"{payload}.{self._signature(payload, users.hashes[user.name], client).decode('ascii')}"
+
+    def user_for(self, token: str, users: UsersFile, client: str = "") -> User | None:
+        """The user a token stands for, or None (malformed, forged, expired, revoked, other client, user gone)."""
+        parsed = self._claims(token)
+        if parsed is None:
+            return None
+        payload, claims = parsed
+        encoded = users.hashes.get(claims["user"])
+        signature = token.partition(".")[2].encode("utf-8", "replace")  # bytes: compare_digest refuses non-ASCII str
+        if encoded is None or not hmac.compare_digest(signature, self._signature(payload, encoded, client)):
+            return None
+        now = self.clock()
         with self._lock:
-            if nonce in self._revoked:
+            if claims["nonce"] in self._revoked:
                 return None
-        if self.clock() >= expires_at:
+        if now >= claims["expires"]:
             return None
-        return User(name=name, role=users.roles[name])
+        return User(name=claims["user"], role=users.roles[claims["user"]])
 
     def revoke(self, token: str) -> None:
-        payload = token.partition(".")[0]
-        try:
-            nonce = base64.urlsafe_b64decode(payload.encode("ascii")).decode().split("|")[2]
-        except (ValueError, UnicodeError, IndexError):
+        parsed = self._claims(token)
+        if parsed is None:
             return
+        claims = parsed[1]
+        now = self.clock()
         with self._lock:
-            self._revoked.add(nonce)
+            self._revoked = {nonce: expires for nonce, expires in self._revoked.items() if expires > now}
+            self._revoked[claims["nonce"]] = claims["expires"]
 
 
 _DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * SALT_BYTES)

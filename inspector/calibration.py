@@ -37,7 +37,8 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from inspector.bundle import CALIBRATION_FILE, write_manifest
+from inspector import selftest
+from inspector.bundle import CALIBRATION_FILE, SELFTEST_FILE, write_manifest
 from inspector.errors import ConfigError
 from inspector.imageio import IMAGE_EXTENSIONS, load_image
 
@@ -157,7 +158,9 @@ def recalibrate(bundle: str | Path, data: str | Path, *, target_false_alarm_rate
     if not reason.strip():
         raise ConfigError("recalibration needs a reason (it is kept in the audit trail)")
     bundle = Path(bundle)
-    engine = Inspector.load(bundle, InspectConfig())
+    # Recalibrating is also the way out of a failed self-test: the new thresholds are set on this
+    # machine's maps, so this machine's maps become the self-test's reference below.
+    engine = Inspector.load(bundle, InspectConfig(selftest=False))
     versions = read_calibration(bundle / CALIBRATION_FILE)
     images = [load_image(path) for path in good_image_paths(data, "test/good")]
     if region_false_alarm_rate is None:  # keep the region line's rate unless QA changes it
@@ -167,5 +170,6 @@ def recalibrate(bundle: str | Path, data: str | Path, *, target_false_alarm_rate
     figures["stats"]["data"] = str(Path(data).resolve())
     version = new_version(versions, figures, reason=reason, author=author)
     write_calibration(bundle / CALIBRATION_FILE, versions + [version])
+    selftest.record(engine, images, bundle / SELFTEST_FILE)
     write_manifest(bundle)
     return version

@@ -7,6 +7,7 @@ environment variables named below; deploy/dashboard/context.py reads the same na
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import signal
 import subprocess
@@ -52,8 +53,8 @@ def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str
         raise ConfigError(f"dashboard: port must be 1-65535, got {config.port}")
     if config.refresh_seconds <= 0:
         raise ConfigError(f"dashboard: refresh_seconds must be positive, got {config.refresh_seconds}")
-    if config.session_hours <= 0:
-        raise ConfigError(f"dashboard: session_hours must be positive, got {config.session_hours}")
+    if not (math.isfinite(config.session_hours) and config.session_hours > 0):
+        raise ConfigError(f"dashboard: session_hours must be a positive number of hours, got {config.session_hours}")
     argv = [
         sys.executable, "-m", "streamlit", "run", str(app_path()),
         "--server.address", config.host,
@@ -96,23 +97,32 @@ def launch(config: DashboardConfig, data_dir: Path) -> None:
                              "pip install 'board-inspector[dashboard]'")
     argv, env = streamlit_command(config, data_dir)
     print(f"dashboard: http://{config.host}:{config.port} (Ctrl+C stops it)", flush=True)
-    server = subprocess.Popen(argv, env=env)
+    servers: list[subprocess.Popen] = []
 
     # A supervisor stops `inspector dashboard` with SIGTERM. Without passing it on, the Streamlit
-    # server would outlive this process and keep the port, so the restart that follows fails.
+    # server would outlive this process and keep the port, so the restart that follows fails. The
+    # handler goes in before the server starts, so no SIGTERM can fall between the two.
     def _pass_on(signum: int, _frame: object) -> None:
-        server.send_signal(signum)
+        for server in servers:
+            server.send_signal(signum)
+        if not servers:
+            raise SystemExit(128 + signum)
 
     in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = signal.signal(signal.SIGTERM, _pass_on) if in_main_thread else None
     returncode = 0
     try:
-        returncode = server.wait()
-    except KeyboardInterrupt:  # Ctrl+C reaches the whole foreground group: Streamlit stops too
-        pass
+        servers.append(subprocess.Popen(argv, env=env))
+        returncode = servers[0].wait()
+    except KeyboardInterrupt:
+        # Ctrl+C in a terminal reaches Streamlit too; a SIGINT sent to this process alone does not.
+        for server in servers:
+            if server.poll() is None:
+                server.send_signal(signal.SIGINT)
     finally:
-        if in_main_thread:
+        if in_main_thread and previous is not None:  # None: the old handler was not set from Python
             signal.signal(signal.SIGTERM, previous)
-        _stop_server(server)
+        for server in servers:
+            _stop_server(server)
     if returncode not in (0, -signal.SIGINT, -signal.SIGTERM, 130, 143):
         raise InspectorError(f"dashboard: streamlit exited with status {returncode}")

@@ -249,7 +249,8 @@ class Processor:
             return
         self._threshold_checked = now
         current = self.store.current_threshold(self.engine.model_hash)
-        if current is not None and (current.version != self.engine.calibration_version
+        if current is not None and (self.engine.threshold_source != "qa"
+                                    or current.version != self.engine.calibration_version
                                     or current.image_threshold != self.engine.image_threshold):
             log.info("threshold version %d: image threshold %.4f -> %.4f (%s, by %s)", current.version,
                      self.engine.image_threshold, current.image_threshold, current.reason, current.author)

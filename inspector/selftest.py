@@ -14,6 +14,9 @@ sharp enough to see a kernel that computes differently.
 
 from __future__ import annotations
 
+import math
+import os
+import zipfile
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -49,8 +52,10 @@ def record(engine: _Analyses, images: Sequence[np.ndarray], path: Path) -> None:
         arrays[f"image_{index}"] = image
         arrays[f"map_{index}"] = _reduced(analysis.smoothed)
         arrays[f"max_{index}"] = np.float32(analysis.smoothed.max())
-    with open(path, "wb") as handle:
+    partial = path.with_name(path.name + ".partial")  # a kill mid-write leaves the old file whole
+    with open(partial, "wb") as handle:
         np.savez_compressed(handle, **arrays)
+    os.replace(partial, path)
 
 
 def difference(engine: _Analyses, path: Path) -> float:
@@ -61,15 +66,18 @@ def difference(engine: _Analyses, path: Path) -> float:
             images = [stored[f"image_{i}"] for i in range(count)]
             maps = [stored[f"map_{i}"] for i in range(count)]
             maxima = [float(stored[f"max_{i}"]) for i in range(count)]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{path}: unreadable self-test file ({exc})") from exc
-    if not images:
-        raise BundleError(f"{path}: self-test file holds no boards")
+    if not images or any(image.dtype != np.uint8 for image in images):
+        raise BundleError(f"{path}: self-test file holds no uint8 boards")
     worst = 0.0
     for analysis, expected_map, expected_max in zip(engine.analyse(images), maps, maxima):
         computed = _reduced(analysis.smoothed)
         if computed.shape != expected_map.shape:
-            return float("inf")
+            raise BundleError(f"{path}: self-test maps are {expected_map.shape}, this machine computes {computed.shape}")
+        # NaN compares false everywhere and max() would skip it: a NaN anywhere is a failed test.
+        if not (np.isfinite(computed).all() and np.isfinite(expected_map).all() and math.isfinite(expected_max)):
+            return math.inf
         scale = max(float(np.mean(np.abs(expected_map))), 1e-12)
         worst = max(worst, float(np.mean(np.abs(computed - expected_map))) / scale,
                     abs(float(analysis.smoothed.max()) - expected_max) / max(expected_max, 1e-12))
@@ -84,6 +92,6 @@ def check(engine: _Analyses, path: Path, source: str) -> float:
             f"{source}: the model computes different error maps on this machine than where it was exported "
             f"({found:.1%} apart, at most {MAX_RELATIVE_DIFFERENCE:.0%} allowed), so its thresholds do not "
             "hold here. An INT8 bundle on a CPU without VNNI, or on the CUDA provider, does this: re-export it with "
-            "`inspector export --precision float32`. (Only knowing why: inspect.selftest = false "
-            "skips this check; then recalibrate on this machine.)")
+            "`inspector export --precision float32`, or recalibrate it on this machine with `inspector calibrate` "
+            "(which makes this machine's maps the reference).")
     return found

@@ -81,9 +81,12 @@ def test_session_token_refuses_forgery_revocation_new_password_and_other_servers
     token = tokens.issue(auth.User("olga", "operator"), users)
     payload, _, signature = token.partition(".")
     import base64
-    forged = base64.urlsafe_b64encode(base64.urlsafe_b64decode(payload).replace(b"olga", b"qa")).decode()
-    for bad in (f"{forged}.{signature}", f"{payload}.{signature[:-2]}xx", "garbage", "", ".", "a.b.c"):
+    claims = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    forged = base64.urlsafe_b64encode(claims.replace(b'"expires": ', b'"expires": 9')).decode().rstrip("=")
+    for bad in (f"{forged}.{signature}", f"{payload}.{signature[:-2]}xx", f"{payload}.{signature[:-1]}\u00e9",
+                "garbage", "", ".", "a.b.c", "e30.x"):
         assert tokens.user_for(bad, users) is None, bad
+    assert tokens.user_for(token, users, client="10.1.2.3") is None  # the link opened on another PC
     assert auth.SessionTokens().user_for(token, users) is None  # a restarted dashboard has a new secret
     assert tokens.user_for(token, _olga_users(tmp_path / "changed", "new-password")) is None  # password changed
     tokens.revoke(token)

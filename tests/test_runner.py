@@ -158,6 +158,20 @@ def test_qa_threshold_change_applies_from_the_next_batch(dirs: tuple[Path, Path]
     assert (rows["a.png"].threshold_source, rows["b.png"].threshold_source) == ("bundle", "qa")
 
 
+def test_qa_version_equal_to_the_bundle_calibration_is_still_recorded_as_qa(dirs: tuple[Path, Path]) -> None:
+    inbox, data = dirs
+    engine = FakeEngine(threshold=1.0)  # bundle calibration version 1, threshold 1.0
+    board(str(inbox / "a.png"), 150, seed=1)
+    run_folder(inbox, engine, config(data), InspectConfig(), once=True)  # registers the model
+    store = Store.open(data)
+    store.add_threshold_version(MODEL_HASH, 1.0, None, "qa-anna", "confirmed as calibrated")
+    board(str(inbox / "b.png"), 150, seed=2)
+    run_folder(inbox, engine, config(data), InspectConfig(), once=True)
+    rows = {row.source_name: row for row in store.list_inspections()}
+    assert (rows["a.png"].threshold_version, rows["a.png"].threshold_source) == (1, "bundle")
+    assert (rows["b.png"].threshold_version, rows["b.png"].threshold_source) == (1, "qa")
+
+
 def test_backlog_is_batched_within_max_batch(dirs: tuple[Path, Path]) -> None:
     inbox, data = dirs
     engine = FakeEngine()

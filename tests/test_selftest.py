@@ -21,7 +21,7 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
     return out
 
 
-def _rewrite(bundle: Path, scale: float) -> None:
+def _rewrite(bundle: Path, scale: float, nan: bool = False) -> None:
     """What a machine whose kernels compute `scale` x the maps would see: the recorded maps scaled
     by 1 / scale (the manifest is rewritten, so only the self-test can notice)."""
     path = bundle / SELFTEST_FILE
@@ -30,6 +30,8 @@ def _rewrite(bundle: Path, scale: float) -> None:
     for key in arrays:
         if key.startswith(("map_", "max_")):
             arrays[key] = (arrays[key] / np.float32(scale)).astype(np.float32)
+    if nan:
+        arrays["map_0"].flat[0] = np.nan
     with open(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)
     write_manifest(bundle)
@@ -67,7 +69,30 @@ def test_bundle_without_selftest_loads_and_a_corrupt_one_is_named(tiny_bundle: P
     (other / SELFTEST_FILE).write_bytes(b"not an npz")
     with pytest.raises(BundleError, match="selftest.npz"):
         Inspector.load(other)  # the manifest catches the edit
-    write_manifest(other)
-    with pytest.raises(BundleError, match="unreadable self-test file"):
-        Inspector.load(other)
+    for damaged in (b"not an npz", b"", b"PK\x03\x04" + b"\0" * 40):  # as if written so at export
+        (other / SELFTEST_FILE).write_bytes(damaged)
+        write_manifest(other)
+        with pytest.raises(BundleError, match="unreadable self-test file"):
+            Inspector.load(other)
     assert (other / MANIFEST_FILE).is_file()
+
+
+def test_a_nan_anywhere_fails_the_test(tiny_bundle: Path, tmp_path: Path) -> None:
+    bundle = _copy(tiny_bundle, tmp_path)
+    _rewrite(bundle, 1.0, nan=True)
+    with pytest.raises(BundleError, match="different error maps"):
+        Inspector.load(bundle)
+
+
+def test_recalibrating_on_this_machine_makes_its_maps_the_reference(tiny_bundle: Path, tmp_path: Path,
+                                                                     sample_root: Path) -> None:
+    from inspector.calibration import recalibrate
+
+    bundle = _copy(tiny_bundle, tmp_path)
+    _rewrite(bundle, 1.5)  # as if exported on a machine that computes differently
+    with pytest.raises(BundleError):
+        Inspector.load(bundle)
+    recalibrate(bundle, sample_root, target_false_alarm_rate=0.05, reason="line PC computes differently",
+                author="qa-anna")
+    engine = Inspector.load(bundle)  # the manifest and the self-test now agree with this machine
+    assert engine.calibration_version == 2

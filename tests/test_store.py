@@ -167,26 +167,24 @@ def test_older_store_is_migrated_and_newer_one_refused(store_url: str) -> None:
         Store.open(store_url)
 
 
-def test_store_before_threshold_source_gains_the_column_and_keeps_its_rows(tmp_path: Path) -> None:
-    # A version-2 store: inspections without threshold_source (SQLite cannot drop a column in place,
-    # so the old table is rebuilt without it).
-    url = f"sqlite:///{tmp_path / 'v2.db'}"
-    store = Store.open(url)
+def test_store_before_threshold_source_gains_the_column_and_keeps_its_rows(store_url: str) -> None:
+    store = Store.open(store_url)
     store.register_model(MODEL, "/bundles/tiny", {"architecture": "ae"})
     store.record_inspection(station="s1", input_sha256="a" * 64, model_hash=MODEL, verdict="pass", score=0.1,
                             threshold=1.0, threshold_version=4, threshold_source="bundle")
-    with store.engine.begin() as conn:
-        columns = [c["name"] for c in inspect(conn).get_columns("inspections") if c["name"] != "threshold_source"]
-        listed = ", ".join(columns)
-        conn.execute(text(f"CREATE TABLE old_inspections AS SELECT {listed} FROM inspections"))
-        conn.execute(text("DROP TABLE inspections"))
-        conn.execute(text("ALTER TABLE old_inspections RENAME TO inspections"))
+    with store.engine.begin() as conn:  # back to a version-2 store: inspections without the column
+        conn.execute(text("ALTER TABLE inspections DROP COLUMN threshold_source"))  # SQLite >= 3.35 has it
         conn.execute(text("UPDATE schema_version SET version = 2"))
+    with store.engine.connect() as conn:
+        assert "threshold_source" not in {c["name"] for c in inspect(conn).get_columns("inspections")}
     store.close()
-    migrated = Store.open(url)
+    migrated = Store.open(store_url)
     assert migrated.schema_version() == LATEST_VERSION
     (row,) = migrated.list_inspections()
     assert row.threshold_version == 4 and row.threshold_source is None  # unknown for old rows, not guessed
+    migrated.record_inspection(station="s1", input_sha256="b" * 64, model_hash=MODEL, verdict="pass",
+                               threshold_version=1, threshold_source="qa")
+    assert [r.threshold_source for r in migrated.list_inspections()] == ["qa", None]
     migrated.close()
 
 

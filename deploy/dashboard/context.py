@@ -6,6 +6,7 @@ the store is opened once per server process and shared by all browser sessions.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,8 @@ def settings_from_env() -> DashboardSettings:
         session_hours = float(os.environ.get(ENV_SESSION_HOURS, "12"))
     except ValueError as exc:
         raise ConfigError(f"dashboard: {ENV_SESSION_HOURS} must be a number of hours") from exc
-    if session_hours <= 0:
-        raise ConfigError(f"dashboard: {ENV_SESSION_HOURS} must be positive, got {session_hours}")
+    if not (math.isfinite(session_hours) and session_hours > 0):
+        raise ConfigError(f"dashboard: {ENV_SESSION_HOURS} must be a positive number of hours, got {session_hours}")
     return DashboardSettings(db_url=os.environ.get(ENV_DB_URL, ""), data_dir=Path(data_dir),
                              users_file=Path(users), refresh_seconds=refresh, session_hours=session_hours)
 
@@ -94,6 +95,12 @@ def tokens(settings: DashboardSettings) -> SessionTokens:
     return _tokens(settings.session_hours)
 
 
+def client_address() -> str:
+    """The browser's address as the server sees it ("" on localhost, the proxy's behind one)."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) else ""  # None on localhost (and a stand-in under AppTest)
+
+
 def restore_session(settings: DashboardSettings) -> User | None:
     """The logged-in user for this run, re-read from the users file; None shows the login form.
 
@@ -101,7 +108,7 @@ def restore_session(settings: DashboardSettings) -> User | None:
     user back in. A user removed from the users file, or whose password changed, is logged out.
     """
     token = st.session_state.get(TOKEN_KEY) or st.query_params.get(SESSION_PARAM)
-    user = tokens(settings).user_for(token, users(settings)) if token else None
+    user = tokens(settings).user_for(token, users(settings), client_address()) if token else None
     if user is None:
         for key in (USER_KEY, TOKEN_KEY):
             st.session_state.pop(key, None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from deploy.auth import LoginThrottle
-from deploy.dashboard.context import SESSION_PARAM, TOKEN_KEY, USER_KEY, DashboardSettings, tokens, users
+from deploy.dashboard.context import (SESSION_PARAM, TOKEN_KEY, USER_KEY, DashboardSettings, client_address, tokens,
+                                      users)
 
 
 @st.cache_resource(show_spinner=False)
@@ -33,7 +34,7 @@ def login_page(settings: DashboardSettings) -> None:
         st.error("Unknown user or wrong password.")
         return
     _throttle().succeeded(name)
-    token = tokens(settings).issue(user, users(settings))
+    token = tokens(settings).issue(user, users(settings), client_address())
     st.session_state[USER_KEY], st.session_state[TOKEN_KEY] = user, token
     st.query_params[SESSION_PARAM] = token
     st.rerun()
