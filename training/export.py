@@ -293,8 +293,9 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
             quantisation = _quantize(temp / MODEL_FILE, [pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0]
                                                          for image in boards])
 
+        # One session on the graph that ships: calibration and the self-test's record see the same maps.
+        engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"))
         if calibration_images:
-            engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"))
             figures = calibrate(engine, calibration_images, target_false_alarm_rate=config["target_false_alarm_rate"],
                                 region_false_alarm_rate=config.get("region_false_alarm_rate"))
             figures["stats"]["data"] = checkpoint["data"]["path"]
@@ -307,8 +308,7 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
         write_calibration(temp / CALIBRATION_FILE, versions)
         latest = versions[-1]
         # The maps the thresholds were set on, for the line PC to compute again when it loads the bundle.
-        selftest.record(Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu")),
-                        calibration_images or parity_images, temp / SELFTEST_FILE)
+        selftest.record(engine, calibration_images or parity_images, temp / SELFTEST_FILE)
 
         history = checkpoint["history"]
         metrics = {
