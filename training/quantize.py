@@ -22,7 +22,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from inspector.engine import INPUT_NAME
+from inspector.config import InspectConfig
+from inspector.engine import INPUT_NAME, open_session
 from inspector.errors import ConfigError
 
 PRECISIONS = ("float32", "int8")
@@ -96,12 +97,7 @@ def _keep_float_input(path: Path) -> None:
 
 def agreement(float_model: Path, int8_model: Path, tensors: list[np.ndarray]) -> dict[str, Any]:
     """How far the INT8 reconstruction is from float32 on `tensors` (good boards)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    sessions = [ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                for path in (float_model, int8_model)]
+    sessions = [open_session(path, InspectConfig(providers="cpu")) for path in (float_model, int8_model)]
     mean_diffs, max_diff = [], 0.0
     tensors = tensors[:AGREEMENT_BOARDS]
     for tensor in tensors:
