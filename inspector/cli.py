@@ -137,7 +137,7 @@ def calibrate(
     author: str = typer.Option("cli", "--author", help="Who recalibrates."),
 ) -> None:
     """Recalibrate a bundle's thresholds on good boards, as a new calibration version."""
-    from inspector.calibration import recalibrate
+    from inspector.core.calibration import recalibrate
 
     result = recalibrate(model, data, target_false_alarm_rate=target_false_alarm_rate, reason=reason, author=author,
                          region_false_alarm_rate=region_false_alarm_rate)
@@ -155,7 +155,7 @@ def inspect(
     min_region_area: Optional[int] = typer.Option(None, "--min-region-area", min=1, help="Drop smaller regions."),
 ) -> None:
     """Inspect board images and write verdicts, overlays and heatmaps."""
-    from inspector.batch import inspect_paths
+    from inspector.feeds.batch import inspect_paths
     from inspector.config import InspectConfig
 
     cfg = InspectConfig(batch_size=batch)
@@ -174,7 +174,7 @@ def evaluate(
 ) -> None:
     """Measure detection quality (AUROC, AUPRO, region recall, false regions, F1) on labelled boards."""
     from inspector.config import InspectConfig
-    from inspector.evaluate import evaluate as run_evaluate
+    from inspector.quality.evaluate import evaluate as run_evaluate
 
     run_evaluate(model, data, out, InspectConfig())
 
@@ -190,7 +190,7 @@ def bench(
     runner: bool = typer.Option(False, "--runner", help="Also measure the folder runner's sustained rate."),
 ) -> None:
     """Per-stage timings, throughput, torch vs ONNX Runtime, FLOPs and share of CPU peak."""
-    from inspector.bench import run_bench
+    from inspector.quality.bench import run_bench
 
     run_bench(model, images=images, batch=batch, out=out, runner=runner)
 
@@ -214,7 +214,7 @@ def watch(
 ) -> None:
     """Watch a folder feed: inspect each new image exactly once and store the result."""
     from inspector.config import InspectConfig, RunnerConfig
-    from inspector.runner import watch as run_watch
+    from inspector.feeds.folder import watch as run_watch
 
     cfg = RunnerConfig(station=station, data_dir=str(data_dir), db_url=db, http_port=http_port, hook=hook,
                        stable_seconds=stable_seconds, poll_seconds=poll_seconds, max_batch=max_batch,
@@ -236,7 +236,7 @@ def camera(
     max_frames: int = typer.Option(0, "--max-frames", min=0, help="Stop after this many inspections (0 = never)."),
 ) -> None:
     """Inspect frames from a camera or video stream."""
-    from inspector.camera import run_camera
+    from inspector.feeds.camera import run_camera
     from inspector.config import CameraConfig, InspectConfig, RunnerConfig
 
     runner_cfg = RunnerConfig(station=station, data_dir=str(data_dir), db_url=db, http_port=http_port)

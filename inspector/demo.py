@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from inspector.bundle import MANIFEST_FILE
+from inspector.bundle.files import MANIFEST_FILE
 from inspector.config import DashboardConfig, InspectConfig, RunnerConfig, TrainConfig
 from inspector.errors import InspectorError
 
@@ -71,8 +71,8 @@ def _fill_inbox(samples: Path, inbox: Path) -> int:
 
 def run_demo(*, workdir: Path, no_dashboard: bool, retrain: bool = False, minutes: float = 2.0) -> dict:
     """Run the demo; returns the figures it printed (for tests and notebooks)."""
-    from inspector.evaluate import evaluate
-    from inspector.runner import watch
+    from inspector.quality.evaluate import evaluate
+    from inspector.feeds.folder import watch
     from inspector.store import Store
 
     workdir = Path(workdir).resolve()

@@ -55,7 +55,7 @@ def tiny_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="session")
 def float_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model re-exported in float32 (the default bundle is INT8)."""
-    from inspector.bundle import CHECKPOINT_FILE
+    from inspector.bundle.files import CHECKPOINT_FILE
     from training.export import export_from_checkpoint
 
     return export_from_checkpoint(tiny_bundle / CHECKPOINT_FILE, tmp_path_factory.mktemp("f32") / "bundle",

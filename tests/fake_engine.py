@@ -1,4 +1,4 @@
-"""A deterministic stand-in for `inspector.engine.Inspector` for runner and camera unit tests.
+"""A deterministic stand-in for `inspector.core.engine.Inspector` for runner and camera unit tests.
 
 Score = mean brightness / 100, so a test picks the verdict by the image it writes: brightness
 above 100 fails at the default threshold 1.0. Every inspected image is counted.
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from inspector.results import InspectionResult, Region
+from inspector.core.results import InspectionResult, Region
 
 MODEL_HASH = "f" * 64
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.bundle import CALIBRATION_FILE, MODEL_FILE, verify_bundle, write_manifest
+from inspector.bundle.files import CALIBRATION_FILE, MODEL_FILE, verify_bundle, write_manifest
 from inspector.errors import BundleError
 
 

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.camera import Trigger, frame_problem, run_camera_with_engine
+from inspector.feeds.camera import Trigger, frame_problem, run_camera_with_engine
 from inspector.config import CameraConfig, RunnerConfig
 from inspector.errors import CameraError, ConfigError
-from inspector.runner import Backoff
+from inspector.feeds.backoff import Backoff
 from inspector.store import Store
 from tests.fake_engine import FakeEngine
 from tests.fake_store import unreachable_on
@@ -157,7 +157,7 @@ def test_drops_hangs_repeats_and_backoff(tmp_path: Path) -> None:
 def test_reconnect_times_follow_the_backoff(tmp_path: Path) -> None:
     clock = FakeClock()
     capture = ScriptedCapture(clock, [("frame", 0.1, textured(90, 4)), ("hang", 0.0, None)])
-    from inspector import camera as camera_module
+    from inspector.feeds import camera as camera_module
 
     loops: list[camera_module.CameraLoop] = []
     original = camera_module.CameraLoop
@@ -188,7 +188,7 @@ def test_stale_frame_is_never_scored_and_a_hang_is_noticed_in_time(tmp_path: Pat
     engine = FakeEngine()
     stop = threading.Event()
     down_at: list[float] = []
-    from inspector import camera as camera_module
+    from inspector.feeds import camera as camera_module
 
     original_mark_down = camera_module.CameraLoop._mark_down
 
@@ -238,7 +238,7 @@ def test_video_file_is_inspected_frame_by_frame_until_its_end(tmp_path: Path) ->
 
 def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> dict[str, int]:
     """record_inspection is unreachable `failures` times (a database server restarting)."""
-    from inspector import camera as camera_module
+    from inspector.feeds import camera as camera_module
 
     monkeypatch.setattr(camera_module, "STORE_RETRY_INITIAL_SECONDS", 0.01)
     return unreachable_on(monkeypatch, ["record_inspection"], lambda n: n <= failures, "record inspection failed")
@@ -266,7 +266,7 @@ def test_store_outage_holds_frames_and_stores_them_late(tmp_path: Path, monkeypa
 def test_frames_the_store_never_takes_are_parked_for_the_folder_runner(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from inspector.config import InspectConfig
-    from inspector.runner import run_folder
+    from inspector.feeds.folder import run_folder
 
     failing_store(monkeypatch, failures=10_000)
     data = tmp_path / "data"

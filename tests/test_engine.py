@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.bundle import CALIBRATION_FILE, verify_bundle
-from inspector.calibration import recalibrate, threshold_for
+from inspector.bundle.files import CALIBRATION_FILE, verify_bundle
+from inspector.core.calibration import recalibrate, threshold_for
 from inspector.config import InspectConfig, TrainConfig
-from inspector.engine import Inspector
+from inspector.core.engine import Inspector
 from inspector.errors import ConfigError
-from inspector.imageio import load_image
-from inspector.preprocess import pad_to_multiple, preprocess
+from inspector.core.imageio import load_image
+from inspector.core.preprocess import pad_to_multiple, preprocess
 
 
 def good_boards(root: Path, split: str = "test") -> list[np.ndarray]:
@@ -178,8 +178,8 @@ def test_runtime_does_not_import_torch(tiny_bundle: Path, sample_root: Path) -> 
     image = sorted((sample_root / "test" / "good").iterdir())[0]
     code = (
         "import sys\n"
-        "from inspector.engine import Inspector\n"
-        "from inspector.imageio import load_image\n"
+        "from inspector.core.engine import Inspector\n"
+        "from inspector.core.imageio import load_image\n"
         f"result = Inspector.load({str(tiny_bundle)!r}).inspect(load_image({str(image)!r}))\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print(result.verdict)\n"
@@ -190,9 +190,9 @@ def test_runtime_does_not_import_torch(tiny_bundle: Path, sample_root: Path) -> 
 
 
 def test_graph_error_map_matches_the_reference(tiny_bundle: Path, sample_root: Path) -> None:
-    """The bundle computes the error map inside the ONNX graph; it must be the map inspector.scoring
+    """The bundle computes the error map inside the ONNX graph; it must be the map inspector.core.scoring
     computes from the same reconstruction (the reference, also used for tiled inference)."""
-    from inspector import scoring
+    from inspector.core import scoring
 
     engine = Inspector.load(tiny_bundle)
     assert engine.graph_error

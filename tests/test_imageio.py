@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from inspector.errors import ImageLoadError
-from inspector.imageio import decode_image, load_image
+from inspector.core.imageio import decode_image, load_image
 
 
 def board(height: int = 48, width: int = 64, colour: bool = True) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from inspector.errors import DatasetError
-from inspector.evaluate import find_labelled_images
+from inspector.quality.evaluate import find_labelled_images
 from training.quantize import MAX_MEAN_ABS_DIFF
 
 RECORD_KEYS = {"image", "score", "threshold", "pixel_threshold", "verdict", "regions", "overlay", "heatmap",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from inspector.lineout import HealthServer, LineOut, Metrics
+from inspector.feeds.lineout import HealthServer, LineOut, Metrics
 
 
 def get(port: int, path: str) -> tuple[int, str, str]:

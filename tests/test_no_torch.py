@@ -19,7 +19,7 @@ def runtime_modules() -> list[str]:
 
 def test_importing_every_runtime_module_does_not_import_torch() -> None:
     modules = runtime_modules()
-    assert "inspector.preprocess" in modules and "inspector.cli" in modules
+    assert "inspector.core.preprocess" in modules and "inspector.cli" in modules
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}:\n"

@@ -13,12 +13,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from inspector.bundle import CHECKPOINT_FILE, LOSS_PLOT_FILE, META_ARCH, METRICS_FILE, MODEL_CARD_FILE, verify_bundle
+from inspector.bundle.files import CHECKPOINT_FILE, LOSS_PLOT_FILE, META_ARCH, METRICS_FILE, MODEL_CARD_FILE, verify_bundle
 from inspector.config import InspectConfig, TrainConfig
-from inspector.engine import Inspector
+from inspector.core.engine import Inspector
 from inspector.errors import ConfigError
-from inspector.imageio import load_image
-from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core.imageio import load_image
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from training.data import load_good_images
 from training.export import build_exported_model, export_from_checkpoint, load_checkpoint
 from training.pca import PatchPCA, PatchPCAArchitecture, fit_patch_pca
@@ -158,7 +158,7 @@ def test_export_from_checkpoint_rebuilds_the_same_model(pca_bundle: Path, sample
 
 
 def test_bench_compares_torch_and_onnxruntime(pca_bundle: Path, sample_root: Path) -> None:
-    from inspector.bench import torch_comparison
+    from inspector.quality.bench import torch_comparison
 
     engine = Inspector.load(pca_bundle)
     batch = pad_to_multiple(preprocess(good_board(sample_root), engine.spec), 8)[0][None]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from inspector.errors import ConfigError
-from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess, working_size
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess, working_size
 
 
 def test_gray_and_colour_shapes_and_range() -> None:

@@ -23,7 +23,8 @@ import pytest
 
 from inspector.config import InspectConfig, RunnerConfig
 from inspector.errors import InspectorError
-from inspector.runner import StabilityTracker, final_path, is_temp_name, run_folder
+from inspector.feeds.folder import run_folder
+from inspector.feeds.inbox import StabilityTracker, final_path, is_temp_name
 from inspector.store import Store
 from tests.fake_engine import MODEL_HASH, FakeEngine, board
 from tests.fake_store import unreachable_on
@@ -387,7 +388,7 @@ def test_failing_hook_becomes_an_error_event_and_the_runner_goes_on(dirs: tuple[
 def test_unwritable_overlay_costs_the_picture_not_the_verdict(dirs: tuple[Path, Path],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Disk full for pictures: every board is still stored, moved to done/ and published."""
-    from inspector import render
+    from inspector.core import render
     from inspector.errors import OutputError
 
     written = render.save_png
@@ -429,7 +430,7 @@ def test_reconstructions_are_written_beside_the_heatmap(dirs: tuple[Path, Path])
 def test_store_outage_keeps_every_board_and_resumes(dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """The store goes away for a while: the runner neither exits nor quarantines nor loses a board;
     it waits, then stores every board once and records the outage."""
-    from inspector import runner as runner_module
+    from inspector.feeds import folder as runner_module
 
     monkeypatch.setattr(runner_module, "STORE_RETRY_INITIAL_SECONDS", 0.05)
     calls = unreachable_on(monkeypatch, ["record_inspection"], lambda n: n <= 4, "record inspection failed")
@@ -478,7 +479,7 @@ def test_an_outage_noticed_while_idle_is_one_outage_with_growing_waits(
     line, waits that grow, one outage event once the store answers."""
     import logging
 
-    from inspector import runner as runner_module
+    from inspector.feeds import folder as runner_module
 
     monkeypatch.setattr(runner_module, "STORE_RETRY_INITIAL_SECONDS", 0.01)
     monkeypatch.setattr(runner_module, "HEARTBEAT_SECONDS", 0.0)
@@ -494,7 +495,7 @@ def test_an_outage_noticed_while_idle_is_one_outage_with_growing_waits(
         return real_wait(timeout)
 
     stop.wait = recording_wait  # type: ignore[method-assign]
-    caplog.set_level(logging.INFO, logger="inspector.runner")
+    caplog.set_level(logging.INFO, logger="inspector.feeds.folder")
     worker = threading.Thread(target=lambda: run_folder(inbox, FakeEngine(), config(data), InspectConfig(), stop=stop))
     worker.start()
     try:

@@ -1,5 +1,5 @@
 """The error map computed inside the exported graph (training/scored.py) against the reference
-(inspector.scoring), and view averaging."""
+(inspector.core.scoring), and view averaging."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inspector.errors import ConfigError
-from inspector.scoring import ScoringSpec, View, error_map, views_for
+from inspector.core.scoring import ScoringSpec, View, error_map, views_for
 from training.model import Architecture, ConvAutoencoder
 from training.scored import ScoredModel
 

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.calibration import threshold_for
+from inspector.core.calibration import threshold_for
 from inspector.errors import ConfigError
-from inspector.scoring import ScoringSpec, decide_verdict, error_map, find_regions, smooth
+from inspector.core.scoring import ScoringSpec, decide_verdict, error_map, find_regions, smooth
 
 
 def board(seed: int, shift: int = 0) -> np.ndarray:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector import selftest
-from inspector.bundle import MANIFEST_FILE, SELFTEST_FILE, write_manifest
+from inspector.core import selftest
+from inspector.bundle.files import MANIFEST_FILE, SELFTEST_FILE, write_manifest
 from inspector.config import InspectConfig
-from inspector.engine import Inspector
+from inspector.core.engine import Inspector
 from inspector.errors import BundleError
 
 
@@ -86,7 +86,7 @@ def test_a_nan_anywhere_fails_the_test(tiny_bundle: Path, tmp_path: Path) -> Non
 
 def test_recalibrating_on_this_machine_makes_its_maps_the_reference(tiny_bundle: Path, tmp_path: Path,
                                                                      sample_root: Path) -> None:
-    from inspector.calibration import recalibrate
+    from inspector.core.calibration import recalibrate
 
     bundle = _copy(tiny_bundle, tmp_path)
     _rewrite(bundle, 1.5)  # as if exported on a machine that computes differently

@@ -14,13 +14,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from inspector.bundle import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_DATA_HASH,
+from inspector.bundle.files import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_DATA_HASH,
                               METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE, REQUIRED_METADATA, verify_bundle)
 from inspector.config import TrainConfig
-from inspector.engine import Inspector
+from inspector.core.engine import Inspector
 from inspector.errors import BundleError
-from inspector.imageio import load_image
-from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core.imageio import load_image
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from training import train as train_module
 from training.export import build_exported_model, check_parity, export_from_checkpoint, load_checkpoint
 from training.model import Architecture, ConvAutoencoder, count_macs, count_parameters
@@ -242,7 +242,7 @@ def test_half_scale_mix_loss_bundle(sample_root: Path, tmp_path: Path) -> None:
 def test_model_without_metadata_is_refused(bundle_copy: Path) -> None:
     import onnx
 
-    from inspector.bundle import write_manifest
+    from inspector.bundle.files import write_manifest
 
     model = onnx.load(str(bundle_copy / MODEL_FILE))
     del model.metadata_props[:]

@@ -12,7 +12,7 @@ import albumentations as A
 import cv2
 
 from inspector.config import TrainConfig
-from inspector.scoring import views_for
+from inspector.core.scoring import views_for
 
 
 def camera_augmentation(config: TrainConfig, seed: int) -> A.Compose:

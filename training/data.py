@@ -1,7 +1,7 @@
 """Good-board images for training: discovery, decoding, hold-out split, data hash, random crops.
 
 Decoded images are cached in memory (boards are small) as uint8 in the bundle's channel count;
-every pixel the model sees goes through `inspector.preprocess.preprocess` with the bundle spec.
+every pixel the model sees goes through `inspector.core.preprocess.preprocess` with the bundle spec.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from inspector.errors import ConfigError
-from inspector.calibration import good_image_paths
-from inspector.imageio import decode_image
-from inspector.preprocess import PreprocessSpec, preprocess, to_channels
+from inspector.core.calibration import good_image_paths
+from inspector.core.imageio import decode_image
+from inspector.core.preprocess import PreprocessSpec, preprocess, to_channels
 
 
 

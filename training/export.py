@@ -19,17 +19,18 @@ import numpy as np
 import onnx
 import torch
 
-from inspector import __version__, selftest
-from inspector.bundle import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_ARCH, META_CREATED,
+from inspector import __version__
+from inspector.core import selftest
+from inspector.bundle.files import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_ARCH, META_CREATED,
                               META_DATA_HASH, META_PREPROCESS, META_SCORING, META_VERSION, METRICS_FILE,
                               MODEL_CARD_FILE, MODEL_FILE, SELFTEST_FILE, recorded_precision, write_manifest)
-from inspector.calibration import calibrate, new_version, write_calibration
+from inspector.core.calibration import calibrate, new_version, write_calibration
 from inspector.config import InspectConfig
-from inspector.engine import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME, Inspector, read_calibration
+from inspector.core.engine import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME, Inspector, read_calibration
 from inspector.errors import BundleError
-from inspector.imageio import load_image
-from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
-from inspector.scoring import ScoringSpec
+from inspector.core.imageio import load_image
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core.scoring import ScoringSpec
 from training.model import Architecture, ConvAutoencoder
 from training.pca import FAMILY as PCA_FAMILY, PatchPCA, build_patch_pca
 from training.quantize import CALIBRATION_TENSORS, MAX_MEAN_ABS_DIFF, agreement, check_precision, quantize_int8

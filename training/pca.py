@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from inspector.config import TrainConfig
 from inspector.errors import ConfigError
-from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
-from inspector.scoring import ScoringSpec
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core.scoring import ScoringSpec
 from training.data import GoodImages, load_good_images
 
 FAMILY = "patch_pca"

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from inspector.config import InspectConfig
-from inspector.engine import INPUT_NAME, open_session
+from inspector.core.engine import INPUT_NAME, open_session
 from inspector.errors import ConfigError
 
 PRECISIONS = ("float32", "int8")

@@ -6,7 +6,7 @@ where ONNX Runtime runs it on its own threads. The Gaussian smoothing stays in O
 one-channel convolution in ONNX Runtime it cost 1.4 ms (layout reorders included) against 0.3 ms.
 Thresholds never enter the graph: they are calibration, which QA changes without re-exporting.
 
-`inspector.scoring.error_map` + `smooth` remain the reference (and the path for tiled inference
+`inspector.core.scoring.error_map` + `smooth` remain the reference (and the path for tiled inference
 and SSIM scoring, whose graph has the averaged reconstruction as its only output); a test holds
 the two to the same numbers.
 
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inspector.scoring import ScoringSpec, View, views_for
+from inspector.core.scoring import ScoringSpec, View, views_for
 
 
 class ScoredModel(nn.Module):

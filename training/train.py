@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from inspector.config import TrainConfig, from_dict
 from inspector.errors import BundleError, ConfigError
-from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
-from inspector.scoring import ScoringSpec, views_for
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core.scoring import ScoringSpec, views_for
 from training.augment import camera_augmentation
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop

@@ -2,7 +2,7 @@
 
 Pure functions over pandas frames (no Streamlit, no store), so the QA arithmetic is tested
 directly. A board is flagged when its score reaches the threshold (`flags`, score >= threshold),
-the engine's fail rule (inspector.scoring.decide_verdict). Under that line the engine still sends a
+the engine's fail rule (inspector.core.scoring.decide_verdict). Under that line the engine still sends a
 board whose regions pass the pixel threshold to review; the preview judges by image score only.
 """
 

@@ -18,10 +18,12 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
+
+from inspector.core.interface import Analyser
 
 from inspector.errors import BundleError
 
@@ -32,17 +34,13 @@ BLOCK = 8  # map pixels averaged per stored value
 MAX_RELATIVE_DIFFERENCE = 0.05
 
 
-class _Analyses(Protocol):
-    def analyse(self, images: Sequence[np.ndarray]) -> list[Any]: ...
-
-
 def _reduced(smoothed: np.ndarray) -> np.ndarray:
     height, width = smoothed.shape
     size = (max(1, width // BLOCK), max(1, height // BLOCK))
     return cv2.resize(smoothed, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def record(engine: _Analyses, images: Sequence[np.ndarray], path: Path) -> None:
+def record(engine: Analyser, images: Sequence[np.ndarray], path: Path) -> None:
     """Write `path` (selftest.npz): the first BOARDS images and the maps `engine` computes on them."""
     boards = list(images)[:BOARDS]
     if not boards:
@@ -58,7 +56,7 @@ def record(engine: _Analyses, images: Sequence[np.ndarray], path: Path) -> None:
     os.replace(partial, path)
 
 
-def difference(engine: _Analyses, path: Path) -> float:
+def difference(engine: Analyser, path: Path) -> float:
     """The largest relative difference between the recorded maps and the ones `engine` computes now."""
     try:
         with np.load(path) as stored:
@@ -84,7 +82,7 @@ def difference(engine: _Analyses, path: Path) -> float:
     return worst
 
 
-def check(engine: _Analyses, path: Path, source: str) -> float:
+def check(engine: Analyser, path: Path, source: str) -> float:
     """Raise BundleError when this machine computes the recorded maps differently; else the difference."""
     found = difference(engine, path)
     if not found <= MAX_RELATIVE_DIFFERENCE:

@@ -31,8 +31,8 @@ from rich.table import Table
 
 from inspector.config import InspectConfig
 from inspector.errors import InspectorError
-from inspector.imageio import decode_image, is_image_file
-from inspector.preprocess import pad_to_multiple, preprocess, to_channels
+from inspector.core.imageio import decode_image, is_image_file
+from inspector.core.preprocess import pad_to_multiple, preprocess, to_channels
 
 GENERATED_SIZE = (640, 640)
 GENERATED_COUNT = 8
@@ -170,8 +170,8 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     """Measure and print; write JSON to `out` when given. Returns the figures."""
     from tqdm import tqdm
 
-    from inspector.bundle import MODEL_FILE, recorded_precision
-    from inspector.engine import Inspector
+    from inspector.bundle.files import MODEL_FILE, recorded_precision
+    from inspector.core.engine import Inspector
 
     config = InspectConfig(batch_size=batch)
     engine = Inspector.load(bundle, config)
@@ -245,10 +245,8 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
 
 
 def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes]) -> dict[str, Any]:
-    from inspector import runner as runner_module
+    from inspector.quality.runner_bench import benchmark_runner
 
-    if not hasattr(runner_module, "benchmark_runner"):
-        return {"available": False, "reason": "runner benchmark not available"}
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as work:
         folder = images
         if folder is None:  # the runner reads files: give it the generated boards as PNGs
@@ -256,7 +254,7 @@ def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes]) -> 
             folder.mkdir()
             for index, data in enumerate(encoded):
                 (folder / f"board-{index:03d}.png").write_bytes(data)
-        return {"available": True, **runner_module.benchmark_runner(bundle, folder, Path(work))}
+        return {"available": True, **benchmark_runner(bundle, folder, Path(work))}
 
 
 def print_table(figures: dict[str, Any], console: Console | None = None) -> None:

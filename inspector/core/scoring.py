@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from inspector.errors import BundleError, ConfigError
-from inspector.results import Region, Verdict
+from inspector.core.results import Region, Verdict
 
 if TYPE_CHECKING:
     from inspector.config import TrainConfig

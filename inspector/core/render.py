@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from inspector.errors import InspectorError, OutputError
-from inspector.results import InspectionResult
+from inspector.core.results import InspectionResult
 
 COLORMAP = cv2.COLORMAP_JET  # 0 -> blue, 255 -> red
 BOX_COLOUR = (255, 0, 255)  # magenta: visible on every JET colour and on green boards

@@ -18,13 +18,15 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from inspector import scoring, selftest
-from inspector.bundle import (CALIBRATION_FILE, META_PREPROCESS, META_SCORING, MODEL_FILE, SELFTEST_FILE,
+from inspector.core import selftest
+from inspector.core import scoring
+from inspector.bundle.files import (CALIBRATION_FILE, META_PREPROCESS, META_SCORING, MODEL_FILE, SELFTEST_FILE,
                               check_metadata, verify_bundle)
 from inspector.config import InspectConfig
 from inspector.errors import BundleError, ConfigError, InspectorError
-from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
-from inspector.results import InspectionResult
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core.interface import Analysis
+from inspector.core.results import InspectionResult
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "reconstruction"
@@ -87,16 +89,6 @@ def read_calibration(path: Path) -> list[dict[str, Any]]:
     return sorted(versions, key=lambda entry: int(entry["version"]))
 
 
-@dataclass
-class _Analysis:
-    """Working-resolution outputs for one image before calibration is applied."""
-
-    input_shape: tuple[int, int]  # height, width of the original image
-    smoothed: np.ndarray  # raw smoothed error map (working resolution)
-    reconstruction: np.ndarray  # CxHxW float32 (working resolution)
-    timings: dict[str, float]
-
-
 def _blend_window(tile: int, overlap: int) -> np.ndarray:
     """Weights that ramp over the overlap so stitched tiles leave no seams (never zero)."""
     ramp = np.ones(tile, np.float32)
@@ -151,7 +143,7 @@ class Inspector:
     @classmethod
     def uncalibrated(cls, model_path: Path, config: InspectConfig | None = None) -> "Inspector":
         """An engine on a bare model.onnx (used while calibrating): raw maps, no thresholds."""
-        from inspector.bundle import sha256_file
+        from inspector.bundle.files import sha256_file
 
         return cls._open(Path(model_path), sha256_file(Path(model_path)), None, config or InspectConfig())
 
@@ -230,7 +222,7 @@ class Inspector:
                               f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
         return preprocess(image, self.spec)
 
-    def analyse(self, images: Sequence[np.ndarray]) -> list[_Analysis]:
+    def analyse(self, images: Sequence[np.ndarray]) -> list[Analysis]:
         """Preprocess, run the model (grouping same-size images), raw smoothed error maps."""
         prepared: list[tuple[np.ndarray, tuple[int, int]]] = []
         timings: list[dict[str, float]] = []
@@ -268,10 +260,10 @@ class Inspector:
                 raw = scoring.error_map(padded[:, :height, :width], np.ascontiguousarray(recon), self.scoring)
             smoothed = scoring.smooth(raw, self.scoring.smooth_sigma)
             timing["postprocess"] = (time.perf_counter() - start) * 1e3
-            analyses.append(_Analysis(image.shape[:2], smoothed, recon, timing))
+            analyses.append(Analysis(image.shape[:2], smoothed, recon, timing))
         return analyses
 
-    def anomaly_map(self, analysis: _Analysis, pixel_scale: float | None = None) -> np.ndarray:
+    def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None) -> np.ndarray:
         """Calibrated-scale map at the input resolution."""
         normalised = scoring.normalise(analysis.smoothed, pixel_scale or self.pixel_scale)
         height, width = analysis.input_shape
@@ -279,7 +271,7 @@ class Inspector:
             normalised = cv2.resize(normalised, (width, height), interpolation=cv2.INTER_LINEAR)
         return normalised
 
-    def _reconstruction_image(self, analysis: _Analysis) -> np.ndarray:
+    def _reconstruction_image(self, analysis: Analysis) -> np.ndarray:
         pixels = analysis.reconstruction * np.float32(self.spec.std) + np.float32(self.spec.mean)
         pixels = np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)
         pixels = pixels[0] if pixels.shape[0] == 1 else np.ascontiguousarray(pixels.transpose(1, 2, 0))
@@ -288,7 +280,7 @@ class Inspector:
             pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_LINEAR)
         return pixels
 
-    def _result(self, analysis: _Analysis) -> InspectionResult:
+    def _result(self, analysis: Analysis) -> InspectionResult:
         if self.calibration is None:
             raise BundleError(f"{self.source}: the model is not calibrated; it cannot give verdicts")
         start = time.perf_counter()

@@ -37,10 +37,11 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from inspector import selftest
-from inspector.bundle import CALIBRATION_FILE, SELFTEST_FILE, write_manifest
+from inspector.core import selftest
+from inspector.core.interface import Analyser
+from inspector.bundle.files import CALIBRATION_FILE, SELFTEST_FILE, write_manifest
 from inspector.errors import ConfigError
-from inspector.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
 
 FEW_BOARDS_MARGIN = 1.15
 FEW_BOARDS_SIGMAS = 4.0
@@ -80,7 +81,7 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
     return {f"q{q:g}": float(np.quantile(values, q)) for q in REPORTED_QUANTILES}
 
 
-def calibrate(engine: Any, images: Sequence[np.ndarray], *, target_false_alarm_rate: float,
+def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_alarm_rate: float,
               region_false_alarm_rate: float | None = None, pixel_scale: float | None = None,
               batch_size: int = 4) -> dict[str, Any]:
     """Thresholds and statistics from good images run through the engine (an `Inspector`).
@@ -99,7 +100,7 @@ def calibrate(engine: Any, images: Sequence[np.ndarray], *, target_false_alarm_r
     if pixel_scale is None:
         pooled = np.concatenate([a.smoothed.ravel() for a in analyses])
         pixel_scale = max(float(np.quantile(pooled, POOLED_SCALE_QUANTILE)), 1e-12)
-    from inspector import scoring
+    from inspector.core import scoring
 
     maps = [engine.anomaly_map(a, pixel_scale) for a in analyses]
     maxima = np.array([float(m.max()) for m in maps])
@@ -153,7 +154,7 @@ def recalibrate(bundle: str | Path, data: str | Path, *, target_false_alarm_rate
                 author: str, region_false_alarm_rate: float | None = None) -> dict[str, Any]:
     """Append a calibration version computed on good images (folder, or MVTec root: test/good)."""
     from inspector.config import InspectConfig
-    from inspector.engine import Inspector, read_calibration
+    from inspector.core.engine import Inspector, read_calibration
 
     if not reason.strip():
         raise ConfigError("recalibration needs a reason (it is kept in the audit trail)")

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from inspector.config import InspectConfig
 from inspector.errors import ImageLoadError, InspectorError
-from inspector.imageio import IMAGE_EXTENSIONS, load_image
-from inspector.render import heatmap_image, overlay, save_png
-from inspector.results import InspectionResult
+from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.core.render import heatmap_image, overlay, save_png
+from inspector.core.results import InspectionResult
 
 RESULTS_FILE = "results.jsonl"
 OVERLAY_DIR = "overlays"
@@ -87,7 +87,7 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
 
     Returns the records (one per image, in input order) as written to results.jsonl.
     """
-    from inspector.engine import Inspector  # the engine pulls in ONNX Runtime; keep `--help` instant
+    from inspector.core.engine import Inspector  # the engine pulls in ONNX Runtime; keep `--help` instant
 
     images = expand_paths(paths)
     engine = Inspector.load(bundle, config)

@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from inspector.config import InspectConfig
 from inspector.errors import DatasetError, ImageLoadError, OutputError
-from inspector.imageio import IMAGE_EXTENSIONS, load_image
-from inspector.metrics import (DEFAULT_MAX_FPR, DEFAULT_TOLERANCE_PX, ProSamples, RegionCounts,
+from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.quality.metrics import (DEFAULT_MAX_FPR, DEFAULT_TOLERANCE_PX, ProSamples, RegionCounts,
                                aupro_from_samples, region_counts)
-from inspector.render import overlay, save_png
+from inspector.core.render import overlay, save_png
 
 GOOD = "good"
 METRICS_FILE = "metrics.json"
@@ -285,7 +285,7 @@ def write_worst(engine: Any, picks: Sequence[tuple[str, Outcome]], folder: Path,
 
 def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig) -> dict[str, Any]:
     """Inspect every labelled test image and write metrics.json plus plots; returns the metrics."""
-    from inspector.engine import Inspector  # ONNX Runtime only when a command needs it
+    from inspector.core.engine import Inspector  # ONNX Runtime only when a command needs it
 
     images = find_labelled_images(Path(data))
     engine = Inspector.load(bundle, config)

@@ -26,10 +26,13 @@ import numpy as np
 
 from inspector.config import CameraConfig, InspectConfig, RunnerConfig
 from inspector.errors import CameraError, ConfigError, ImageLoadError, StoreError, StoreUnavailable
-from inspector.imageio import decode_image
-from inspector.lineout import HealthServer
-from inspector.runner import (STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff, Processor,
-                              RunnerStats, final_path, load_engine, make_processor, stop_on_signals)
+from inspector.core.imageio import decode_image
+from inspector.feeds.lineout import HealthServer
+from inspector.core.interface import Engine
+from inspector.feeds.backoff import STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff
+from inspector.feeds.inbox import final_path
+from inspector.feeds.processor import Processor, RunnerStats, configure_logging, load_engine, make_processor
+from inspector.feeds.signals import stop_on_signals
 from inspector.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -486,14 +489,12 @@ class CameraLoop:
 def run_camera(source: str, bundle: Path, runner_config: RunnerConfig, camera_config: CameraConfig,
                inspect_config: InspectConfig, *, max_frames: int = 0) -> RunnerStats:
     """`inspector camera`: inspect frames from a device index, video file or RTSP/HTTP URL."""
-    from inspector.runner import _configure_logging
-
-    _configure_logging()
+    configure_logging()
     engine = load_engine(bundle, inspect_config)
     return run_camera_with_engine(source, engine, runner_config, camera_config, max_frames=max_frames, bundle=bundle)
 
 
-def run_camera_with_engine(source: str, engine: Any, runner_config: RunnerConfig, camera_config: CameraConfig, *,
+def run_camera_with_engine(source: str, engine: Engine, runner_config: RunnerConfig, camera_config: CameraConfig, *,
                            max_frames: int = 0, bundle: Path | None = None,
                            open_capture: Callable[[], Capture] | None = None, **loop_options: Any) -> RunnerStats:
     """`run_camera` with an engine already loaded (tests pass a fake engine and capture)."""

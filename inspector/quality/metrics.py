@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import auc
 
-Box = tuple[int, int, int, int]  # x1, y1, x2, y2 with x2/y2 exclusive (as in inspector.results.Region)
+Box = tuple[int, int, int, int]  # x1, y1, x2, y2 with x2/y2 exclusive (as in inspector.core.results.Region)
 
 DEFAULT_MAX_FPR = 0.3
 DEFAULT_TOLERANCE_PX = 16

@@ -1,0 +1,53 @@
+"""The engine interface: what feeds, calibration and the self-test need of `core.engine.Inspector`.
+
+Two views of one engine, so a test double implements only what its caller uses: the feeds see an
+`Engine` (inspect boards, take QA's threshold), calibration and the self-test an `Analyser` (raw
+maps before thresholds). `Inspector` is both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from inspector.core.results import InspectionResult
+
+if TYPE_CHECKING:
+    from inspector.core.scoring import ScoringSpec
+
+
+@dataclass
+class Analysis:
+    """Working-resolution outputs for one image before calibration is applied."""
+
+    input_shape: tuple[int, int]  # height, width of the original image
+    smoothed: np.ndarray  # raw smoothed error map (working resolution)
+    reconstruction: np.ndarray  # CxHxW float32 (working resolution)
+    timings: dict[str, float]
+
+
+class Engine(Protocol):
+    """What a feed (folder, camera) needs: verdicts for boards, and QA's threshold applied."""
+
+    model_hash: str
+    calibration_version: int
+    threshold_source: str
+    image_threshold: float
+
+    def inspect_batch(self, images: Sequence[np.ndarray]) -> list[InspectionResult]: ...
+
+    def set_image_threshold(self, value: float, version: int) -> None: ...
+
+
+class Analyser(Protocol):
+    """What calibration and the bundle self-test need: raw maps, and the calibrated map of one."""
+
+    @property
+    def scoring(self) -> ScoringSpec: ...
+
+    def analyse(self, images: Sequence[np.ndarray]) -> list[Analysis]: ...
+
+    def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None) -> np.ndarray: ...

@@ -1,0 +1,127 @@
+"""File-state helpers of the folder feed: which inbox names are ready, where a file lands, one runner per folder.
+
+Each file moves through folders on one filesystem, so every move is an atomic `os.rename`:
+
+    inbox/NAME --claim--> data_dir/processing/NAME --(row stored)--> data_dir/done/NAME
+                                                   \\--(bad image)--> data_dir/quarantine/NAME
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from inspector.errors import InspectorError
+
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
+
+
+def is_temp_name(name: str) -> bool:
+    """Names writers use before renaming into place; such files are never taken."""
+    return name.startswith(".") or name.endswith("~") or name.lower().endswith(TEMP_SUFFIXES)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _same_bytes(path: Path, digest: str) -> bool:
+    try:
+        return sha256_hex(path.read_bytes()) == digest
+    except OSError:
+        return False
+
+
+def final_path(folder: Path, name: str, digest: str) -> Path:
+    """Where a file with these bytes ends up in done/ or quarantine/, never overwriting other bytes.
+
+    Deterministic given the folder's contents, so a move repeated after a crash lands where the
+    stored row already points.
+    """
+    for candidate in (folder / name, folder / f"{digest[:12]}-{name}"):
+        if not candidate.exists() or _same_bytes(candidate, digest):
+            return candidate
+    return folder / f"{digest}-{time.time_ns()}-{name}"
+
+
+@dataclass
+class Folders:
+    inbox: Path
+    processing: Path
+    done: Path
+    quarantine: Path
+    overlays: Path
+
+    @classmethod
+    def create(cls, inbox: Path, data_dir: Path) -> Folders:
+        if not inbox.is_dir():
+            raise InspectorError(f"{inbox}: inbox folder does not exist")
+        folders = cls(inbox, data_dir / "processing", data_dir / "done", data_dir / "quarantine",
+                      data_dir / "overlays")
+        for folder in (folders.processing, folders.done, folders.quarantine, folders.overlays):
+            folder.mkdir(parents=True, exist_ok=True)
+        inbox_device = os.stat(inbox).st_dev
+        for folder in (folders.processing, folders.done, folders.quarantine):
+            if os.stat(folder).st_dev != inbox_device:
+                raise InspectorError(
+                    f"{folder} is on a different filesystem from the inbox {inbox}: moves would not be atomic; "
+                    "put --data-dir on the same filesystem as the inbox"
+                )
+        return folders
+
+
+@contextmanager
+def exclusive_lock(data_dir: Path) -> Iterator[None]:
+    """One runner per data directory: two would claim the same processing/ files."""
+    path = data_dir / "runner.lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise InspectorError(f"{data_dir}: another runner is already using this data directory") from exc
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+class StabilityTracker:
+    """A file is ready once its size and mtime have stopped changing for `stable_seconds`."""
+
+    def __init__(self, stable_seconds: float, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.stable_seconds = stable_seconds
+        self._clock = clock
+        self._wall = wall
+        self._seen: dict[str, tuple[tuple[int, int, int], float]] = {}
+
+    def ready(self, entries: dict[str, os.stat_result]) -> list[str]:
+        now = self._clock()
+        wall = self._wall()
+        ready: list[str] = []
+        current: dict[str, tuple[tuple[int, int, int], float]] = {}
+        for name, st in entries.items():
+            signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+            previous = self._seen.get(name)
+            since = previous[1] if previous and previous[0] == signature else now
+            current[name] = (signature, since)
+            if self.stable_seconds <= 0:
+                ready.append(name)
+            elif previous and previous[0] == signature and (
+                    now - since >= self.stable_seconds or wall - st.st_mtime_ns / 1e9 >= self.stable_seconds):
+                # Unchanged across two scans, and quiet long enough by our clock or by the file's own mtime
+                # (files already there at start-up need not wait a full period again).
+                ready.append(name)
+        self._seen = current
+        return sorted(ready, key=lambda n: (entries[n].st_mtime_ns, n))
+
+    def forget(self, name: str) -> None:
+        self._seen.pop(name, None)

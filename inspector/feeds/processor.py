@@ -1,0 +1,178 @@
+"""What both feeds (folder and camera) do with a decoded board: inspect, save pictures, store, publish."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from inspector.config import InspectConfig, RunnerConfig
+from inspector.core.interface import Engine
+from inspector.core.results import InspectionResult
+from inspector.errors import OutputError
+from inspector.feeds.lineout import LineOut, Metrics
+from inspector.store import Store
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_CACHE_SECONDS = 1.0
+
+
+@dataclass
+class RunnerStats:
+    processed: int = 0  # new verdicts stored
+    flagged: int = 0
+    duplicates: int = 0  # inputs already stored for this model (inference skipped)
+    quarantined: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_work: float | None = None
+    last_work: float | None = None
+
+    @property
+    def handled(self) -> int:
+        return self.processed + self.duplicates + self.quarantined
+
+    def sustained_rate(self) -> float:
+        """Images per second from the first claim to the last stored verdict."""
+        if self.first_work is None or self.last_work is None or self.last_work <= self.first_work:
+            return 0.0
+        return self.handled / (self.last_work - self.first_work)
+
+
+@dataclass
+class PublishedVerdict:
+    """One stored outcome, as published on the line."""
+
+    inspection_id: int
+    source_name: str
+    input_sha256: str
+    verdict: str
+    score: float | None
+    threshold: float | None
+    regions: list[dict[str, Any]]
+    image_path: str
+    overlay_path: str
+    model_hash: str
+    threshold_version: int | None
+    station: str
+    error: str | None = None
+    threshold_source: str | None = None  # "bundle" or "qa": which of the two version counters
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Processor:
+    """Inspects decoded images, saves overlays, stores rows and publishes verdicts (folder and camera)."""
+
+    def __init__(self, engine: Engine, store: Store, config: RunnerConfig, metrics: Metrics, lineout: LineOut,
+                 overlays_dir: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self.lineout = lineout
+        self.overlays_dir = overlays_dir
+        self._clock = clock
+        self._threshold_checked = -float("inf")
+
+    def refresh_threshold(self) -> None:
+        """Apply QA's latest threshold version from the store (checked at most once a second)."""
+        now = self._clock()
+        if now - self._threshold_checked < THRESHOLD_CACHE_SECONDS:
+            return
+        self._threshold_checked = now
+        current = self.store.current_threshold(self.engine.model_hash)
+        if current is not None and (self.engine.threshold_source != "qa"
+                                    or current.version != self.engine.calibration_version
+                                    or current.image_threshold != self.engine.image_threshold):
+            log.info("threshold version %d: image threshold %.4f -> %.4f (%s, by %s)", current.version,
+                     self.engine.image_threshold, current.image_threshold, current.reason, current.author)
+            self.engine.set_image_threshold(current.image_threshold, current.version)
+
+    def inspect(self, images: Sequence[np.ndarray]) -> list[InspectionResult]:
+        self.refresh_threshold()
+        return self.engine.inspect_batch(list(images))
+
+    def save_images(self, image: np.ndarray, result: InspectionResult, digest: str, name: str) -> tuple[str, str]:
+        """Overlay and heatmap PNGs (written atomically, so a kill never leaves half a file).
+
+        A picture that cannot be written (disk full, folder gone) costs the picture, never the
+        verdict: its path stays empty, an error event says why, and the board is stored as usual.
+        """
+        from inspector.core import render
+
+        stem = f"{digest[:16]}-{Path(name).stem}"
+        pictures = [("overlay", lambda: render.overlay(image, result)), ("heatmap", lambda: render.heatmap_image(result))]
+        if result.reconstruction is not None:  # inspect.save_reconstruction: the dashboard finds it by name
+            pictures.append(("reconstruction", lambda: render.reconstruction_image(result)))
+        paths = []
+        for kind, draw in pictures:
+            try:
+                paths.append(str(render.save_png(self.overlays_dir / f"{stem}.{kind}.png", draw())))
+            except (OutputError, OSError) as exc:
+                log.error("%s: %s not written (%s); the verdict is stored without it", name, kind, exc)
+                self.store.record_event(self.config.station, "error", f"{name}: {kind} not written ({exc})")
+                paths.append("")
+        return paths[0], paths[1]
+
+    def store_result(self, result: InspectionResult, *, digest: str, name: str, source_path: str,
+                     image_path: str, overlay_path: str, heatmap_path: str, started: float,
+                     extra_timings: dict[str, float] | None = None) -> PublishedVerdict:
+        regions = [region.to_dict() for region in result.regions]
+        timings = {**result.timings_ms, **(extra_timings or {})}
+        inspection_id = self.store.record_inspection(
+            station=self.config.station, input_sha256=digest, model_hash=result.model_hash, verdict=result.verdict,
+            source_path=source_path, source_name=name, score=result.score, threshold=result.threshold,
+            regions=regions, image_path=image_path, overlay_path=overlay_path, heatmap_path=heatmap_path,
+            threshold_version=result.calibration_version, threshold_source=result.threshold_source, timings=timings,
+        )
+        verdict = PublishedVerdict(inspection_id, name, digest, result.verdict, float(result.score), float(result.threshold),
+                          regions, image_path, overlay_path, result.model_hash, result.calibration_version,
+                          self.config.station, threshold_source=result.threshold_source)
+        self.metrics.observe(result.verdict, self._clock() - started)
+        self.lineout.publish(verdict.to_dict())
+        return verdict
+
+    def store_error(self, *, digest: str, name: str, source_path: str, image_path: str, reason: str) -> int:
+        inspection_id = self.store.record_inspection(
+            station=self.config.station, input_sha256=digest, model_hash=self.engine.model_hash, verdict="error",
+            source_path=source_path, source_name=name, image_path=image_path, error=reason,
+        )
+        self.store.record_event(self.config.station, "quarantine", reason)
+        self.metrics.error()
+        self.lineout.publish(PublishedVerdict(inspection_id, name, digest, "error", None, None, [], image_path, "",
+                                     self.engine.model_hash, None, self.config.station, reason).to_dict())
+        return inspection_id
+
+
+def load_engine(bundle: Path, inspect_config: InspectConfig) -> Engine:
+    from inspector.core.engine import Inspector
+
+    return Inspector.load(bundle, inspect_config)
+
+
+def make_processor(engine: Engine, store: Store, config: RunnerConfig, overlays_dir: Path,
+                   bundle: Path | None = None, stream: TextIO | None = None) -> Processor:
+    metrics = Metrics()
+
+    def hook_failed(detail: str) -> None:
+        log.warning("%s", detail)
+        metrics.error()
+        store.record_event(config.station, "error", detail)
+
+    lineout = LineOut(json_lines=config.json_lines, hook=config.hook, on_hook_failure=hook_failed, stream=stream)
+    store.register_model(engine.model_hash, str(bundle or ""), {})
+    return Processor(engine, store, config, metrics, lineout, overlays_dir)
+
+
+
+def configure_logging() -> None:
+    # Logs go to stderr; stdout carries only the JSON verdict lines.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
