@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -36,9 +36,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-EXISTING_DIR = dict(exists=True, file_okay=False, dir_okay=True, readable=True, resolve_path=True)
-EXISTING_FILE = dict(exists=True, file_okay=True, dir_okay=False, readable=True, resolve_path=True)
-EXISTING_PATH = dict(exists=True, readable=True, resolve_path=True)
+EXISTING_DIR: dict[str, Any] = dict(exists=True, file_okay=False, dir_okay=True, readable=True, resolve_path=True)
+EXISTING_FILE: dict[str, Any] = dict(exists=True, file_okay=True, dir_okay=False, readable=True, resolve_path=True)
+EXISTING_PATH: dict[str, Any] = dict(exists=True, readable=True, resolve_path=True)
 
 
 def _version_callback(value: bool) -> None:
@@ -99,15 +99,15 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Checkpoint to resume from.", **EXISTING_FILE),
 ) -> None:
     """Train a model on good boards and write a calibrated ONNX bundle."""
+    from inspector import extensions
     from inspector.config import TrainConfig, load_config
-    from training.train import train_bundle
 
     cfg = load_config(config, TrainConfig) if config else TrainConfig()
     for name, value in (("epochs", epochs), ("max_minutes", max_minutes), ("method", method),
                         ("channels", channels), ("seed", seed)):
         if value is not None:
             setattr(cfg, name, value)
-    train_bundle(data, out, cfg, resume=resume)
+    extensions.training().train_bundle(data, out, cfg, resume=resume)
 
 
 @app.command()
@@ -118,9 +118,9 @@ def export(
                                   help="float32 or int8 (default: the precision the model was trained with)."),
 ) -> None:
     """Re-export a bundle (ONNX + metadata + parity check + calibration) from a training checkpoint."""
-    from training.export import export_from_checkpoint
+    from inspector import extensions
 
-    export_from_checkpoint(checkpoint, out, precision=precision)
+    extensions.training().export_from_checkpoint(checkpoint, out, precision=precision)
 
 
 @app.command()
@@ -155,8 +155,8 @@ def inspect(
     min_region_area: Optional[int] = typer.Option(None, "--min-region-area", min=1, help="Drop smaller regions."),
 ) -> None:
     """Inspect board images and write verdicts, overlays and heatmaps."""
-    from inspector.feeds.batch import inspect_paths
     from inspector.config import InspectConfig
+    from inspector.feeds.batch import inspect_paths
 
     cfg = InspectConfig(batch_size=batch)
     if min_region_area is not None:
@@ -236,8 +236,8 @@ def camera(
     max_frames: int = typer.Option(0, "--max-frames", min=0, help="Stop after this many inspections (0 = never)."),
 ) -> None:
     """Inspect frames from a camera or video stream."""
-    from inspector.feeds.camera import run_camera
     from inspector.config import CameraConfig, InspectConfig, RunnerConfig
+    from inspector.feeds.camera import run_camera
 
     runner_cfg = RunnerConfig(station=station, data_dir=str(data_dir), db_url=db, http_port=http_port)
     camera_cfg = CameraConfig(trigger=trigger, interval_seconds=interval, trigger_file=trigger_file)
@@ -258,15 +258,15 @@ def dashboard(
                                           **EXISTING_FILE),
 ) -> None:
     """Open the operator and QA dashboard (Streamlit)."""
+    from inspector import extensions
     from inspector.config import Settings, load_config
-    from inspector.dashboard import launch
 
     settings = load_config(config, Settings) if config else Settings()
     cfg = settings.dashboard
     for name, value in (("db_url", db), ("port", port), ("host", host), ("users_file", users and str(users))):
         if value is not None:
             setattr(cfg, name, value)
-    launch(cfg, data_dir=data_dir if data_dir is not None else Path(settings.runner.data_dir))
+    extensions.dashboard().launch(cfg, data_dir if data_dir is not None else Path(settings.runner.data_dir))
 
 
 @app.command()

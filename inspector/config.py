@@ -8,10 +8,11 @@ config.json can be read on a line PC.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from inspector.errors import ConfigError
 
@@ -139,7 +140,7 @@ class DashboardConfig:
     db_url: str = ""
     users_file: str = ""  # TOML with hashed passwords and roles
     refresh_seconds: float = 2.0
-    session_hours: float = 12.0  # a login survives page reloads this long (a shift), see deploy/auth.py
+    session_hours: float = 12.0  # a login survives page reloads this long (a shift), see deploy/dashboard/auth.py
 
 
 @dataclass

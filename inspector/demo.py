@@ -13,13 +13,12 @@ from pathlib import Path
 
 import typer
 
+from inspector import extensions
 from inspector.bundle.files import MANIFEST_FILE
 from inspector.config import DashboardConfig, InspectConfig, RunnerConfig, TrainConfig
-from inspector.errors import InspectorError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_BOARDS = REPO_ROOT / "sample_boards"
-DEMO_USERS = REPO_ROOT / "deploy" / "demo-users.toml"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
 
@@ -46,14 +45,9 @@ def _ensure_model(samples: Path, bundle: Path, *, retrain: bool, minutes: float)
     if bundle.is_dir() and (bundle / MANIFEST_FILE).is_file() and not retrain:
         typer.echo(f"demo: using the trained demo model in {bundle} (--retrain to train again)")
         return bundle
-    try:
-        from training.train import train_bundle
-    except ImportError as exc:  # a runtime-only install has no torch
-        raise InspectorError(
-            f"training the demo model needs the training extra ({exc}); install with pip install -e '.[train]'"
-        ) from exc
+    trainer = extensions.training()  # a runtime-only install has no torch: one clear error naming the extra
     typer.echo(f"demo: training the demo model on {samples / 'train' / 'good'} ({minutes:g} min budget)")
-    train_bundle(samples, bundle, demo_train_config(minutes))
+    trainer.train_bundle(samples, bundle, demo_train_config(minutes))
     return bundle
 
 
@@ -71,8 +65,8 @@ def _fill_inbox(samples: Path, inbox: Path) -> int:
 
 def run_demo(*, workdir: Path, no_dashboard: bool, retrain: bool = False, minutes: float = 2.0) -> dict:
     """Run the demo; returns the figures it printed (for tests and notebooks)."""
-    from inspector.quality.evaluate import evaluate
     from inspector.feeds.folder import watch
+    from inspector.quality.evaluate import evaluate
     from inspector.store import Store
 
     workdir = Path(workdir).resolve()
@@ -115,9 +109,9 @@ def run_demo(*, workdir: Path, no_dashboard: bool, retrain: bool = False, minute
 
     if no_dashboard:
         return summary
-    from inspector.dashboard import launch
+    board_dashboard = extensions.dashboard()
 
     typer.echo("demo: opening the dashboard at http://127.0.0.1:8501 (log in as operator / demo-operator, "
                "or qa / demo-qa); Ctrl-C to stop")
-    launch(DashboardConfig(users_file=str(DEMO_USERS)), data_dir=data_dir)
+    board_dashboard.launch(DashboardConfig(users_file=str(board_dashboard.demo_users_file())), data_dir)
     return summary

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("BOARD_INSPECTOR_TEST_PG", "")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -60,3 +64,18 @@ def float_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     return export_from_checkpoint(tiny_bundle / CHECKPOINT_FILE, tmp_path_factory.mktemp("f32") / "bundle",
                                   precision="float32")
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema per test, selected through the connection's search_path."""
+    require(bool(PG_URL), "BOARD_INSPECTOR_TEST_PG is not set (PostgreSQL store tests)")
+    schema_name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema_name}"'))
+    separator = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{separator}options=-csearch_path%3D{schema_name}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
+    admin.dispose()

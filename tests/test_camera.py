@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.feeds.camera import Trigger, frame_problem, run_camera_with_engine
 from inspector.config import CameraConfig, RunnerConfig
 from inspector.errors import CameraError, ConfigError
 from inspector.feeds.backoff import Backoff
+from inspector.feeds.camera import Trigger, frame_problem, run_camera_with_engine
 from inspector.store import Store
 from tests.fake_engine import FakeEngine
 from tests.fake_store import unreachable_on

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from deploy.auth import AccessDenied, User, hash_password
 from deploy.dashboard import actions
-from inspector.dashboard import ENV_DATA_DIR, ENV_DB_URL, ENV_REFRESH_SECONDS, ENV_USERS_FILE
+from deploy.dashboard.auth import AccessDenied, User, hash_password
+from deploy.dashboard.launch import ENV_DATA_DIR, ENV_DB_URL, ENV_REFRESH_SECONDS, ENV_USERS_FILE
 from inspector.store import Store
 
 APP = Path(__file__).resolve().parent.parent / "deploy" / "dashboard" / "app.py"

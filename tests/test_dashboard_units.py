@@ -11,10 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from deploy import auth
-from deploy.dashboard import analysis, images
+from deploy.dashboard import analysis, auth, images
+from deploy.dashboard.launch import ENV_DATA_DIR, ENV_USERS_FILE, streamlit_command
 from inspector.config import DashboardConfig
-from inspector.dashboard import ENV_DATA_DIR, ENV_USERS_FILE, streamlit_command
 from inspector.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,7 +103,7 @@ def test_require_role_lets_qa_review_but_not_operators_change_thresholds() -> No
 
 
 def test_hash_password_helper_writes_a_line_the_users_file_accepts(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "deploy.auth", "hash-password", "--stdin"], input="pw\n",
+    result = subprocess.run([sys.executable, "-m", "deploy.dashboard.auth", "hash-password", "--stdin"], input="pw\n",
                             capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
     path = _users_file(tmp_path, "[users.kim]\nrole = 'operator'\n" + result.stdout)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from inspector.bundle.files import CALIBRATION_FILE, verify_bundle
-from inspector.core.calibration import recalibrate, threshold_for
 from inspector.config import InspectConfig, TrainConfig
+from inspector.core.calibration import recalibrate, threshold_for
 from inspector.core.engine import Inspector
-from inspector.errors import ConfigError
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import pad_to_multiple, preprocess
+from inspector.errors import ConfigError
 
 
 def good_boards(root: Path, split: str = "test") -> list[np.ndarray]:

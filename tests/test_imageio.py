@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.errors import ImageLoadError
 from inspector.core.imageio import decode_image, load_image
+from inspector.errors import ImageLoadError
 
 
 def board(height: int = 48, width: int = 64, colour: bool = True) -> np.ndarray:

@@ -16,9 +16,9 @@ import torch
 from inspector.bundle.files import CHECKPOINT_FILE, LOSS_PLOT_FILE, META_ARCH, METRICS_FILE, MODEL_CARD_FILE, verify_bundle
 from inspector.config import InspectConfig, TrainConfig
 from inspector.core.engine import Inspector
-from inspector.errors import ConfigError
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.errors import ConfigError
 from training.data import load_good_images
 from training.export import build_exported_model, export_from_checkpoint, load_checkpoint
 from training.pca import PatchPCA, PatchPCAArchitecture, fit_patch_pca

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspector.errors import ConfigError
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess, working_size
+from inspector.errors import ConfigError
 
 
 def test_gray_and_colour_shapes_and_range() -> None:

@@ -15,8 +15,8 @@ import torch
 from inspector.bundle.files import CALIBRATION_FILE, CHECKPOINT_FILE, METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE
 from inspector.config import TrainConfig
 from inspector.core.engine import INPUT_NAME, Inspector
-from inspector.errors import BundleError, ConfigError
 from inspector.core.imageio import load_image
+from inspector.errors import BundleError, ConfigError
 from training import export as export_module
 from training.export import export_from_checkpoint, load_checkpoint
 from training.quantize import MAX_MEAN_ABS_DIFF

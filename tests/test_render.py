@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.errors import OutputError
 from inspector.core.render import heatmap_image, overlay, save_png
 from inspector.core.results import InspectionResult, Region
+from inspector.errors import OutputError
 
 
 def result_with(anomaly_map: np.ndarray, regions: list[Region] | None = None, pixel_threshold: float = 2.0,

@@ -28,7 +28,6 @@ from inspector.feeds.inbox import StabilityTracker, final_path, is_temp_name
 from inspector.store import Store
 from tests.fake_engine import MODEL_HASH, FakeEngine, board
 from tests.fake_store import unreachable_on
-from tests.test_store import pg_schema_url  # noqa: F401 (fixture: a fresh PostgreSQL schema)
 
 ROOT = Path(__file__).resolve().parent.parent
 

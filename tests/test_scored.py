@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from inspector.errors import ConfigError
 from inspector.core.scoring import ScoringSpec, View, error_map, views_for
+from inspector.errors import ConfigError
 from training.model import Architecture, ConvAutoencoder
 from training.scored import ScoredModel
 

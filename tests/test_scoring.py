@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from inspector.core.calibration import threshold_for
-from inspector.errors import ConfigError
 from inspector.core.scoring import ScoringSpec, decide_verdict, error_map, find_regions, smooth
+from inspector.errors import ConfigError
 
 
 def board(seed: int, shift: int = 0) -> np.ndarray:

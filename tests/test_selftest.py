@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector.core import selftest
 from inspector.bundle.files import MANIFEST_FILE, SELFTEST_FILE, write_manifest
 from inspector.config import InspectConfig
+from inspector.core import selftest
 from inspector.core.engine import Inspector
 from inspector.errors import BundleError
 

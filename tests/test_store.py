@@ -9,17 +9,15 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from inspector.errors import StoreError, StoreUnavailable
 from inspector.store import Store
 from inspector.store.migrations import LATEST_VERSION
-from tests.conftest import require
 
 PG_URL = os.environ.get("BOARD_INSPECTOR_TEST_PG", "")
 MODEL = "a" * 64
@@ -27,21 +25,6 @@ MODEL = "a" * 64
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def pg_schema_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema per test, selected through the connection's search_path."""
-    require(bool(PG_URL), "BOARD_INSPECTOR_TEST_PG is not set (PostgreSQL store tests)")
-    schema_name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema_name}"'))
-    separator = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{separator}options=-csearch_path%3D{schema_name}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

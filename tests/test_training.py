@@ -14,15 +14,25 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from inspector.bundle.files import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_DATA_HASH,
-                              METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE, REQUIRED_METADATA, verify_bundle)
+from inspector.bundle.files import (
+    CALIBRATION_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOSS_PLOT_FILE,
+    META_DATA_HASH,
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    MODEL_FILE,
+    REQUIRED_METADATA,
+    verify_bundle,
+)
 from inspector.config import TrainConfig
 from inspector.core.engine import Inspector
-from inspector.errors import BundleError
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.errors import BundleError
 from training import train as train_module
-from training.export import build_exported_model, check_parity, export_from_checkpoint, load_checkpoint
+from training.export import build_exported_model, check_parity, load_checkpoint
 from training.model import Architecture, ConvAutoencoder, count_macs, count_parameters
 from training.train import train_bundle
 

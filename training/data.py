@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.errors import ConfigError
 from inspector.core.calibration import good_image_paths
 from inspector.core.imageio import decode_image
 from inspector.core.preprocess import PreprocessSpec, preprocess, to_channels
-
+from inspector.errors import ConfigError
 
 
 def is_colour(image: np.ndarray) -> bool:

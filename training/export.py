@@ -20,19 +20,35 @@ import onnx
 import torch
 
 from inspector import __version__
-from inspector.core import selftest
-from inspector.bundle.files import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_ARCH, META_CREATED,
-                              META_DATA_HASH, META_PREPROCESS, META_SCORING, META_VERSION, METRICS_FILE,
-                              MODEL_CARD_FILE, MODEL_FILE, SELFTEST_FILE, recorded_precision, write_manifest)
-from inspector.core.calibration import calibrate, new_version, write_calibration
+from inspector.bundle.files import (
+    CALIBRATION_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOSS_PLOT_FILE,
+    META_ARCH,
+    META_CREATED,
+    META_DATA_HASH,
+    META_PREPROCESS,
+    META_SCORING,
+    META_VERSION,
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    MODEL_FILE,
+    SELFTEST_FILE,
+    recorded_precision,
+    write_manifest,
+)
 from inspector.config import InspectConfig
+from inspector.core import selftest
+from inspector.core.calibration import calibrate, new_version, write_calibration
 from inspector.core.engine import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME, Inspector, read_calibration
-from inspector.errors import BundleError
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.core.scoring import ScoringSpec
+from inspector.errors import BundleError
 from training.model import Architecture, ConvAutoencoder
-from training.pca import FAMILY as PCA_FAMILY, PatchPCA, build_patch_pca
+from training.pca import FAMILY as PCA_FAMILY
+from training.pca import PatchPCA, build_patch_pca
 from training.quantize import CALIBRATION_TENSORS, MAX_MEAN_ABS_DIFF, agreement, check_precision, quantize_int8
 from training.scored import ScoredModel
 
@@ -51,10 +67,11 @@ def export_onnx(model: ExportedModel, path: Path, metadata: dict[str, str]) -> N
     graph itself. Its only cost is export time (~4 s vs 0.2 s).
     """
     model = model.cpu().eval()
-    stride = model.arch.total_stride
+    arch: Any = model.arch  # every exported family carries its architecture record
+    stride = arch.total_stride
     # The patch PCA reflect-pads inside the graph, which needs inputs larger than the padding.
-    min_blocks = getattr(model.arch, "min_blocks", 1)
-    example = torch.rand(1, model.arch.in_channels, (min_blocks + 1) * stride, (min_blocks + 1) * stride)
+    min_blocks = getattr(arch, "min_blocks", 1)
+    example = torch.rand(1, arch.in_channels, (min_blocks + 1) * stride, (min_blocks + 1) * stride)
     batch = torch.export.Dim("batch", min=1, max=4096)
     height = torch.export.Dim("height_blocks", min=min_blocks, max=16384 // stride)
     width = torch.export.Dim("width_blocks", min=min_blocks, max=16384 // stride)
@@ -194,7 +211,8 @@ def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration
         f"- Training data: `{data['path']}` — {data['train_count']} good boards for training, "
         f"{data['holdout_count']} held back (validation + calibration)",
         f"- Training data sha256: `{data['sha256']}`",
-        f"- Input: {checkpoint['architecture']['in_channels']} channel(s), scale {json.loads(checkpoint['preprocess_spec'])['scale']}",
+        f"- Input: {checkpoint['architecture']['in_channels']} channel(s), "
+        f"scale {json.loads(checkpoint['preprocess_spec'])['scale']}",
         *_model_lines(checkpoint, metrics),
         f"- Export parity (torch vs ONNX Runtime): max abs diff {metrics['parity_max_abs_diff']:.2e}",
         _precision_line(metrics),

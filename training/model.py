@@ -7,6 +7,7 @@ reconstruction error (our anomaly signal) would vanish on defects too.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,7 +59,7 @@ class Architecture:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Architecture":
+    def from_dict(cls, data: dict) -> Architecture:
         known = {"in_channels", "width", "depth", "latent_channels", "stem_stride", "output_sigmoid", "family"}
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -109,12 +110,12 @@ class ConvAutoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def count_macs(model: nn.Module, height: int, width: int) -> int:
+def count_macs(model: Any, height: int, width: int) -> int:
     """Multiply-accumulates of one forward pass on a 1 x C x height x width input (convolutions and
     transposed convolutions; any model family with an `arch.in_channels`)."""
     total = 0
 
-    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def hook(module: Any, inputs: tuple, output: torch.Tensor) -> None:
         nonlocal total
         kernel = module.kernel_size[0] * module.kernel_size[1]
         if isinstance(module, nn.ConvTranspose2d):  # every input pixel scatters into each output channel

@@ -28,9 +28,9 @@ from torch import nn
 from tqdm import tqdm
 
 from inspector.config import TrainConfig
-from inspector.errors import ConfigError
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.core.scoring import ScoringSpec
+from inspector.errors import ConfigError
 from training.data import GoodImages, load_good_images
 
 FAMILY = "patch_pca"
@@ -85,7 +85,7 @@ class PatchPCAArchitecture:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PatchPCAArchitecture":
+    def from_dict(cls, data: dict[str, Any]) -> PatchPCAArchitecture:
         known = {"in_channels", "patch", "stride", "components", "clamp_output", "family"}
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -119,6 +119,7 @@ class PatchPCA(nn.Module):
                               f"{arch.components} components of {arch.dims} dims")
         components = components.to(torch.float32)
         mean = mean.to(torch.float32)
+        assert self.encoder.bias is not None  # built with bias=True
         with torch.no_grad():
             self.encoder.weight.copy_(components.reshape(arch.components, arch.in_channels, arch.patch, arch.patch))
             self.encoder.bias.copy_(-(components @ mean))
@@ -148,7 +149,7 @@ def build_patch_pca(checkpoint: dict[str, Any], state_key: str = "best_state") -
 def _padded(tensor: np.ndarray, border: int) -> np.ndarray:
     if not border:
         return tensor
-    mode = "reflect" if min(tensor.shape[1:]) > border else "symmetric"
+    mode: Any = "reflect" if min(tensor.shape[1:]) > border else "symmetric"
     return np.pad(tensor, [(0, 0), (border, border), (border, border)], mode=mode)
 
 
@@ -176,7 +177,7 @@ class PatchStatistics:
     shift: torch.Tensor | None = None
 
     @classmethod
-    def empty(cls, dims: int) -> "PatchStatistics":
+    def empty(cls, dims: int) -> PatchStatistics:
         return cls(0, torch.zeros(dims, dtype=torch.float64), torch.zeros(dims, dims, dtype=torch.float64))
 
     def add(self, patches: np.ndarray) -> None:
@@ -195,6 +196,7 @@ class PatchStatistics:
             raise ConfigError("patch PCA needs at least 2 patches")
         centred_mean = self.total / self.count
         covariance = (self.outer - self.count * torch.outer(centred_mean, centred_mean)) / (self.count - 1)
+        assert self.shift is not None  # set by the first add(), and count >= 2 here
         mean = self.shift.to(torch.float64) + centred_mean
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
         eigenvalues = eigenvalues.flip(0).clamp_min(0.0)

@@ -17,8 +17,9 @@ model whose heatmaps drift from the one that was validated.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

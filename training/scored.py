@@ -47,7 +47,7 @@ class ScoredModel(nn.Module):
         if len(self.views) == 1:
             return self.model(x)
         height, width = x.shape[-2], x.shape[-1]
-        total = None
+        total: torch.Tensor | None = None
         for view in self.views:
             # Shifted views are padded to keep H and W multiples of the stride, then cropped back.
             moved = x if (view.dy, view.dx) == (0, 0) else \
@@ -55,6 +55,7 @@ class ScoredModel(nn.Module):
             output = self._flip(self.model(self._flip(moved, view)), view)
             output = output[..., view.dy:view.dy + height, view.dx:view.dx + width]
             total = output if total is None else total + output
+        assert total is not None  # views_for never returns an empty list
         return total * (1.0 / len(self.views))
 
     def error(self, x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:

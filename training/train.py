@@ -7,26 +7,28 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from inspector.atomic import atomic_write
 from inspector.config import TrainConfig, from_dict
-from inspector.errors import BundleError, ConfigError
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.core.scoring import ScoringSpec, views_for
+from inspector.errors import BundleError, ConfigError
 from training.augment import camera_augmentation
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop
 from training.export import load_checkpoint, write_bundle
-from training.quantize import check_precision
 from training.losses import LOSSES, reconstruction_loss
 from training.model import Architecture, ConvAutoencoder, count_parameters
 from training.pca import train_pca_bundle
+from training.quantize import check_precision
 
 MAX_VALIDATION_IMAGES = 32  # bounds the per-epoch validation cost on big hold-outs
 PARITY_IMAGES = 2
@@ -94,9 +96,7 @@ def validation_loss(model: ConvAutoencoder, tensors: list[np.ndarray], config: T
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write then rename, so an interrupted save never destroys the previous epoch's checkpoint."""
-    temp = path.with_suffix(".tmp")
-    torch.save(state, temp)
-    os.replace(temp, path)
+    atomic_write(path, lambda stream: torch.save(state, stream))
 
 
 def _check_config(config: TrainConfig) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from deploy.auth import ROLE_OPERATOR, ROLE_QA, User, require_role
+from deploy.dashboard.auth import ROLE_OPERATOR, ROLE_QA, User, require_role
 from inspector.errors import InspectorError
 from inspector.store import Store, ThresholdRecord
 

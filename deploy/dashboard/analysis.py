@@ -105,7 +105,7 @@ class Preview:
 def preview(frame: pd.DataFrame, threshold: float) -> Preview:
     scores = frame["score"].to_numpy(dtype=float)
     groups = frame["group"].to_numpy()
-    flagged = flags(scores, threshold)
+    flagged = np.asarray(flags(scores, threshold))
     confirmed = groups == CONFIRMED
     good = np.isin(groups, [PASSED, DISMISSED])
     return Preview(

@@ -115,7 +115,8 @@ def _review_form(results: Store, record: InspectionRecord) -> None:
     st.query_params.pop("board", None)
     following = next_unreviewed(results, after_id=record.id)
     if following is None:
-        go_to("queue")
+        go_to("queue")  # switch_page ends this run
+        return
     open_board(following)
 
 

@@ -1,6 +1,6 @@
 """What every page needs: the deployment's settings, the open store, the logged-in user.
 
-Settings arrive in environment variables set by `inspector dashboard` (inspector/dashboard.py);
+Settings arrive in environment variables set by `inspector dashboard` (deploy/dashboard/launch.py);
 the store is opened once per server process and shared by all browser sessions.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from deploy.auth import SessionTokens, User, UsersFile, load_users
-from inspector.dashboard import ENV_DATA_DIR, ENV_DB_URL, ENV_REFRESH_SECONDS, ENV_SESSION_HOURS, ENV_USERS_FILE
+from deploy.dashboard.auth import SessionTokens, User, UsersFile, load_users
+from deploy.dashboard.launch import ENV_DATA_DIR, ENV_DB_URL, ENV_REFRESH_SECONDS, ENV_SESSION_HOURS, ENV_USERS_FILE
 from inspector.errors import ConfigError
 from inspector.store import Store, open_store
 
@@ -118,7 +118,7 @@ def restore_session(settings: DashboardSettings) -> User | None:
     st.session_state[USER_KEY], st.session_state[TOKEN_KEY] = user, token
     # Page switches clear the address's parameters: put the token back on every run.
     if st.query_params.get(SESSION_PARAM) != token:
-        st.query_params[SESSION_PARAM] = token
+        st.query_params[SESSION_PARAM] = str(token)
     return user
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from deploy.auth import LoginThrottle
-from deploy.dashboard.context import (SESSION_PARAM, TOKEN_KEY, USER_KEY, DashboardSettings, client_address, tokens,
-                                      users)
+from deploy.dashboard.auth import LoginThrottle
+from deploy.dashboard.context import SESSION_PARAM, TOKEN_KEY, USER_KEY, DashboardSettings, client_address, tokens, users
 
 
 @st.cache_resource(show_spinner=False)

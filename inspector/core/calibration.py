@@ -28,20 +28,20 @@ a handful of boards says little about the tail.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from inspector.core import selftest
-from inspector.core.interface import Analyser
+from inspector.atomic import atomic_write_text
 from inspector.bundle.files import CALIBRATION_FILE, SELFTEST_FILE, write_manifest
-from inspector.errors import ConfigError
+from inspector.core import selftest
 from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.core.interface import Analyser
+from inspector.errors import ConfigError
 
 FEW_BOARDS_MARGIN = 1.15
 FEW_BOARDS_SIGMAS = 4.0
@@ -61,7 +61,7 @@ def good_image_paths(data: str | Path, mvtec_subdir: str) -> list[Path]:
     return paths
 
 
-def threshold_for(values: Sequence[float], target_false_alarm_rate: float) -> tuple[float, str]:
+def threshold_for(values: Sequence[float] | np.ndarray, target_false_alarm_rate: float) -> tuple[float, str]:
     """A threshold that flags at most `target_false_alarm_rate` of `values`, and the rule used."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
@@ -115,7 +115,8 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
         "region_false_alarm_rate": region_false_alarm_rate,
         "image_threshold": image_threshold,
         "pixel_threshold": pixel_threshold,
-        "normaliser": {"pixel_scale": pixel_scale, "rule": f"raw smoothed error / q{POOLED_SCALE_QUANTILE:g} of pooled good pixels"},
+        "normaliser": {"pixel_scale": pixel_scale,
+                       "rule": f"raw smoothed error / q{POOLED_SCALE_QUANTILE:g} of pooled good pixels"},
         "stats": {
             "images": len(images),
             "pixel_quantiles": _quantiles(pooled_normalised),
@@ -137,17 +138,7 @@ def new_version(versions: list[dict[str, Any]], figures: dict[str, Any], *, reas
 
 def write_calibration(path: Path, versions: list[dict[str, Any]]) -> None:
     """Replace calibration.json atomically (a crash leaves the old file, never half a file)."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=".calibration-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump({"versions": versions}, out, indent=2)
-            out.write("\n")
-        os.chmod(temp, 0o644)  # mkstemp's 0600 would hide thresholds from the runner's user
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps({"versions": versions}, indent=2) + "\n", durable=True)
 
 
 def recalibrate(bundle: str | Path, data: str | Path, *, target_false_alarm_rate: float, reason: str,

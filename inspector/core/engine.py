@@ -10,23 +10,29 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 import onnxruntime as ort
 
-from inspector.core import selftest
-from inspector.core import scoring
-from inspector.bundle.files import (CALIBRATION_FILE, META_PREPROCESS, META_SCORING, MODEL_FILE, SELFTEST_FILE,
-                              check_metadata, verify_bundle)
+from inspector.bundle.files import (
+    CALIBRATION_FILE,
+    META_PREPROCESS,
+    META_SCORING,
+    MODEL_FILE,
+    SELFTEST_FILE,
+    check_metadata,
+    verify_bundle,
+)
 from inspector.config import InspectConfig
-from inspector.errors import BundleError, ConfigError, InspectorError
-from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core import scoring, selftest
 from inspector.core.interface import Analysis
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.core.results import InspectionResult
+from inspector.errors import BundleError, ConfigError, InspectorError
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "reconstruction"
@@ -128,7 +134,7 @@ class Inspector:
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def load(cls, bundle: str | Path, config: InspectConfig | None = None) -> "Inspector":
+    def load(cls, bundle: str | Path, config: InspectConfig | None = None) -> Inspector:
         bundle = Path(bundle)
         config = config or InspectConfig()
         manifest = verify_bundle(bundle, files=(MODEL_FILE, CALIBRATION_FILE))
@@ -141,7 +147,7 @@ class Inspector:
         return engine
 
     @classmethod
-    def uncalibrated(cls, model_path: Path, config: InspectConfig | None = None) -> "Inspector":
+    def uncalibrated(cls, model_path: Path, config: InspectConfig | None = None) -> Inspector:
         """An engine on a bare model.onnx (used while calibrating): raw maps, no thresholds."""
         from inspector.bundle.files import sha256_file
 
@@ -149,7 +155,7 @@ class Inspector:
 
     @classmethod
     def _open(cls, model_path: Path, model_hash: str, calibration: dict[str, Any] | None,
-              config: InspectConfig) -> "Inspector":
+              config: InspectConfig) -> Inspector:
         session = open_session(model_path, config)
         metadata = session.get_modelmeta().custom_metadata_map
         check_metadata(metadata, str(model_path))
@@ -240,7 +246,8 @@ class Inspector:
         for indices in groups.values():
             start = time.perf_counter()
             if self.spec.tile_size:  # stitched reconstructions; the map is computed below, on the CPU
-                outputs = [(self._reconstruct_tiled(prepared[i][0]), None) for i in indices]
+                outputs: list[tuple[np.ndarray, np.ndarray | None]] = [
+                    (self._reconstruct_tiled(prepared[i][0]), None) for i in indices]
             else:
                 outputs = self._run_chunks(np.stack([prepared[i][0] for i in indices]))
             share = (time.perf_counter() - start) * 1e3 / len(indices)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -44,7 +45,7 @@ class PreprocessSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "PreprocessSpec":
+    def from_json(cls, text: str) -> PreprocessSpec:
         try:
             return cls(**json.loads(text))
         except (TypeError, ValueError) as exc:
@@ -96,6 +97,6 @@ def pad_to_multiple(tensor: np.ndarray, multiple: int) -> tuple[np.ndarray, tupl
     pad_w = (-width) % multiple
     if pad_h == 0 and pad_w == 0:
         return tensor, (height, width)
-    pad = [(0, 0)] * (tensor.ndim - 2) + [(0, pad_h), (0, pad_w)]
-    mode = "reflect" if height > pad_h and width > pad_w else "edge"
+    pad: list[tuple[int, int]] = [(0, 0)] * (tensor.ndim - 2) + [(0, pad_h), (0, pad_w)]
+    mode: Any = "reflect" if height > pad_h and width > pad_w else "edge"
     return np.pad(tensor, pad, mode=mode), (height, width)

@@ -7,15 +7,14 @@ the least-good spot of a perfect board red and make every board look defective.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from inspector.errors import InspectorError, OutputError
+from inspector.atomic import atomic_write_bytes
 from inspector.core.results import InspectionResult
+from inspector.errors import InspectorError, OutputError
 
 COLORMAP = cv2.COLORMAP_JET  # 0 -> blue, 255 -> red
 BOX_COLOUR = (255, 0, 255)  # magenta: visible on every JET colour and on green boards
@@ -110,15 +109,9 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
         raise OutputError(f"{path}: cannot encode PNG ({exc.msg.strip()})") from exc
     if not ok:
         raise OutputError(f"{path}: cannot encode PNG from an array of shape {image.shape} {image.dtype}")
-    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(encoded.tobytes())
-        os.replace(temporary, path)
+        atomic_write_bytes(path, encoded.tobytes())
     except OSError as exc:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
         raise OutputError(f"{path}: cannot write PNG ({exc.strerror or exc})") from exc
     return path

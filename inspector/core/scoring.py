@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from inspector.errors import BundleError, ConfigError
 from inspector.core.results import Region, Verdict
+from inspector.errors import BundleError, ConfigError
 
 if TYPE_CHECKING:
     from inspector.config import TrainConfig
@@ -102,7 +102,7 @@ class ScoringSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_train_config(cls, config: "TrainConfig", error: str) -> "ScoringSpec":
+    def from_train_config(cls, config: TrainConfig, error: str) -> ScoringSpec:
         """The scoring a freshly trained bundle records (every model family uses this one rule)."""
         return cls(error=error, ssim_weight=config.ssim_weight, smooth_sigma=config.smooth_sigma,
                    top_k_fraction=config.top_k_fraction, shift_tolerance=config.shift_tolerance,
@@ -110,7 +110,7 @@ class ScoringSpec:
                    view_kind=config.view_kind)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "scoring metadata") -> "ScoringSpec":
+    def from_json(cls, text: str, source: str = "scoring metadata") -> ScoringSpec:
         try:
             return cls(**json.loads(text))
         except (TypeError, ValueError, ConfigError) as exc:
@@ -156,7 +156,7 @@ def error_map(inputs: np.ndarray, reconstruction: np.ndarray, spec: ScoringSpec)
     if inputs.shape != reconstruction.shape:
         raise ConfigError(f"input {inputs.shape} and reconstruction {reconstruction.shape} differ in shape")
     per_channel = _squared_difference(inputs, reconstruction, spec.shift_tolerance)
-    squared = per_channel[0] if per_channel.shape[0] == 1 else np.mean(per_channel, axis=0, dtype=np.float32)
+    squared = per_channel[0] if per_channel.shape[0] == 1 else np.asarray(np.mean(per_channel, axis=0, dtype=np.float32))
     if spec.error == "l2":
         return squared
     dssim = np.mean([1.0 - _ssim_map(inputs[c], reconstruction[c], spec.ssim_sigma)

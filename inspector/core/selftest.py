@@ -15,16 +15,16 @@ sharp enough to see a kernel that computes differently.
 from __future__ import annotations
 
 import math
-import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
+from inspector.atomic import atomic_write
 from inspector.core.interface import Analyser
-
 from inspector.errors import BundleError
 
 BOARDS = 2  # boards recorded at export
@@ -45,15 +45,12 @@ def record(engine: Analyser, images: Sequence[np.ndarray], path: Path) -> None:
     boards = list(images)[:BOARDS]
     if not boards:
         raise BundleError("self-test: no boards to record")
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     for index, (image, analysis) in enumerate(zip(boards, engine.analyse(boards))):
         arrays[f"image_{index}"] = image
         arrays[f"map_{index}"] = _reduced(analysis.smoothed)
-        arrays[f"max_{index}"] = np.float32(analysis.smoothed.max())
-    partial = path.with_name(path.name + ".partial")  # a kill mid-write leaves the old file whole
-    with open(partial, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
-    os.replace(partial, path)
+        arrays[f"max_{index}"] = np.asarray(analysis.smoothed.max(), dtype=np.float32)
+    atomic_write(path, lambda stream: np.savez_compressed(stream, **arrays), durable=True)
 
 
 def difference(engine: Analyser, path: Path) -> float:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -19,10 +20,10 @@ from rich.table import Table
 from tqdm import tqdm
 
 from inspector.config import InspectConfig
-from inspector.errors import ImageLoadError, InspectorError
 from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
 from inspector.core.render import heatmap_image, overlay, save_png
 from inspector.core.results import InspectionResult
+from inspector.errors import ImageLoadError, InspectorError
 
 RESULTS_FILE = "results.jsonl"
 OVERLAY_DIR = "overlays"

@@ -24,13 +24,14 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from inspector.atomic import atomic_write_bytes
 from inspector.config import CameraConfig, InspectConfig, RunnerConfig
-from inspector.errors import CameraError, ConfigError, ImageLoadError, StoreError, StoreUnavailable
 from inspector.core.imageio import decode_image
-from inspector.feeds.lineout import HealthServer
 from inspector.core.interface import Engine
+from inspector.errors import CameraError, ConfigError, ImageLoadError, StoreError, StoreUnavailable
 from inspector.feeds.backoff import STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff
 from inspector.feeds.inbox import final_path
+from inspector.feeds.lineout import HealthServer
 from inspector.feeds.processor import Processor, RunnerStats, configure_logging, load_engine, make_processor
 from inspector.feeds.signals import stop_on_signals
 from inspector.store import Store, open_store
@@ -363,10 +364,7 @@ class CameraLoop:
 
     def _write_frame(self, seq: int, digest: str, data: bytes) -> Path:
         path = self.frames_dir / f"{self.station}-{time.strftime('%Y%m%d-%H%M%S')}-{seq:06d}-{digest[:12]}.png"
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-        return path
+        return atomic_write_bytes(path, data)
 
     def _inspect_and_store(self, path: Path, image: np.ndarray, digest: str, seq: int, started: float) -> None:
         [result] = self.processor.inspect([image])

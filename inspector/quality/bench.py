@@ -21,8 +21,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,9 +31,9 @@ from rich.console import Console
 from rich.table import Table
 
 from inspector.config import InspectConfig
-from inspector.errors import InspectorError
 from inspector.core.imageio import decode_image, is_image_file
 from inspector.core.preprocess import pad_to_multiple, preprocess, to_channels
+from inspector.errors import InspectorError
 
 GENERATED_SIZE = (640, 640)
 GENERATED_COUNT = 8
@@ -102,12 +103,11 @@ def count_macs(model_path: Path, input_shape: tuple[int, int, int, int]) -> dict
     for node in inferred.graph.node:
         if node.op_type not in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
             continue
-        ins = [shapes.get(name) for name in node.input[:2]]
-        out = shapes.get(node.output[0])
+        ins = [shapes.get(name, []) for name in node.input[:2]]
+        out = shapes.get(node.output[0], [])
         if not out or any(not s or 0 in s for s in ins) or 0 in out:
             unknown.append(node.name or node.op_type)
             continue
-        group = next((a.i for a in node.attribute if a.name == "group"), 1)
         if node.op_type == "Conv":  # each output value: (Cin/group) x kh x kw products
             weight = ins[1]
             macs += int(np.prod(out)) * int(np.prod(weight[1:]))
@@ -143,14 +143,15 @@ def torch_comparison(bundle: Path, batch: np.ndarray, ort_times: list[float], or
     checkpoint = Path(bundle) / "checkpoint.pt"
     if not checkpoint.is_file():
         return {"available": False, "reason": f"{checkpoint} not in the bundle"}
-    try:
-        import torch
+    from inspector import extensions
 
-        from training.export import build_exported_model, load_checkpoint
-    except ImportError as exc:
-        return {"available": False, "reason": f"torch / training package not installed ({exc.name})"}
     try:
-        model = build_exported_model(load_checkpoint(checkpoint))
+        trainer = extensions.training()
+        import torch
+    except (InspectorError, ImportError) as exc:
+        return {"available": False, "reason": f"torch / training part not installed ({exc})"}
+    try:
+        model = trainer.torch_reference(checkpoint)
     except (InspectorError, KeyError, RuntimeError) as exc:
         return {"available": False, "reason": f"cannot build the model from {checkpoint} ({exc})"}
     tensor = torch.from_numpy(batch)
@@ -206,7 +207,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     ort_output = engine.reconstruct(model_batch)
     model_rate = batch / (float(np.median(model_times)) / 1e3)
 
-    macs = count_macs(Path(bundle) / MODEL_FILE, tuple(model_batch.shape))  # type: ignore[arg-type]
+    macs = count_macs(Path(bundle) / MODEL_FILE, tuple(model_batch.shape))
     peak = measure_peak_gflops()
     figures: dict[str, Any] = {
         "bundle": str(bundle),

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,12 +27,19 @@ from rich.table import Table
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score, roc_curve
 from tqdm import tqdm
 
+from inspector.atomic import atomic_write_text
 from inspector.config import InspectConfig
-from inspector.errors import DatasetError, ImageLoadError, OutputError
 from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
-from inspector.quality.metrics import (DEFAULT_MAX_FPR, DEFAULT_TOLERANCE_PX, ProSamples, RegionCounts,
-                               aupro_from_samples, region_counts)
 from inspector.core.render import overlay, save_png
+from inspector.errors import DatasetError, ImageLoadError, OutputError
+from inspector.quality.metrics import (
+    DEFAULT_MAX_FPR,
+    DEFAULT_TOLERANCE_PX,
+    ProSamples,
+    RegionCounts,
+    aupro_from_samples,
+    region_counts,
+)
 
 GOOD = "good"
 METRICS_FILE = "metrics.json"
@@ -207,11 +213,7 @@ def _sum_counts(parts: Sequence[RegionCounts]) -> RegionCounts:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
@@ -243,7 +245,7 @@ def plot_histogram(outcomes: Sequence[Outcome], threshold: float, path: Path) ->
 
     good = [o.score for o in outcomes if o.image.kind == GOOD]
     bad = [o.score for o in outcomes if o.image.kind != GOOD]
-    bins = np.linspace(min(good + bad + [threshold]), max(good + bad + [threshold]), 40)
+    bins: Any = np.linspace(min(good + bad + [threshold]), max(good + bad + [threshold]), 40)
     figure, axes = plt.subplots(figsize=(7, 4))
     axes.hist(good, bins=bins, alpha=0.6, label=f"good ({len(good)})", color="tab:blue")
     axes.hist(bad, bins=bins, alpha=0.6, label=f"defective ({len(bad)})", color="tab:red")
@@ -310,7 +312,7 @@ def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig) -> dict
                     continue
                 loaded.append((item, pixels, load_mask(item, pixels.shape[:2], config.max_pixels)))
             results = engine.inspect_batch([pixels for _, pixels, _ in loaded]) if loaded else []
-            for (item, pixels, mask), result in zip(loaded, results):
+            for (item, _pixels, mask), result in zip(loaded, results):
                 stride = sampling_stride(result.anomaly_map.shape)
                 strides.add(stride)
                 samples[item.kind].add(result.anomaly_map, mask, ok_stride=stride)

@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -62,7 +62,7 @@ class ProSamples:
             self.defect_weights.append((1.0 / sizes[component]).astype(np.float32))
             self.regions += count
 
-    def extend(self, other: "ProSamples") -> None:
+    def extend(self, other: ProSamples) -> None:
         self.ok_scores += other.ok_scores
         self.defect_scores += other.defect_scores
         self.defect_weights += other.defect_weights
@@ -141,7 +141,7 @@ class RegionCounts:
     box_area: int = 0
     box_area_near_defect: int = 0
 
-    def add(self, other: "RegionCounts") -> None:
+    def add(self, other: RegionCounts) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 

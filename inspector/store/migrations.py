@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, insert, inspect, select, text, update
 
 from inspector.errors import StoreError
 from inspector.store.schema import DASHBOARD_INDEXES, Base, SchemaVersion, utcnow
@@ -64,10 +64,10 @@ def current_version(conn: Connection) -> int | None:
 
 def _stamp(conn: Connection, version: int) -> None:
     updated = conn.execute(
-        SchemaVersion.__table__.update().where(SchemaVersion.id == 1).values(version=version, applied_at=utcnow())
+        update(SchemaVersion).where(SchemaVersion.id == 1).values(version=version, applied_at=utcnow())
     )
     if updated.rowcount == 0:
-        conn.execute(SchemaVersion.__table__.insert().values(id=1, version=version, applied_at=utcnow()))
+        conn.execute(insert(SchemaVersion).values(id=1, version=version, applied_at=utcnow()))
 
 
 def migrate(conn: Connection, where: str) -> int:

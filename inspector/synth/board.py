@@ -8,8 +8,8 @@ before blur and sensor noise, dilated by one pixel to cover the blur.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import cv2
 import numpy as np

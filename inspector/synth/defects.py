@@ -9,14 +9,13 @@ drawn here: the renderer takes it from what the plan actually changed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from inspector.synth.draw import (Canvas, Placement, SOLDER, local_to_board, bare_board, circle, fill_poly,
-                                  polyline, shade)
+from inspector.synth.draw import SOLDER, Canvas, Placement, bare_board, circle, fill_poly, local_to_board, polyline, shade
 from inspector.synth.layout import Component, Design, Point
 
 DEFECT_TYPES: tuple[str, ...] = ("missing_component", "shifted_component", "solder_bridge", "broken_trace",

@@ -274,7 +274,8 @@ def draw_components(image: np.ndarray, canvas: Canvas, design: Design,
     coverage = component_layer_mask(canvas, design, placements).astype(np.float32) * (1.0 / 255.0)
     sigma = max(0.6, 0.5 * canvas.unit)
     offset = 0.35 * canvas.unit
-    shifted = cv2.warpAffine(coverage, np.float32([[1, 0, offset], [0, 1, offset]]), (canvas.width, canvas.height))
+    translation = np.array([[1, 0, offset], [0, 1, offset]], dtype=np.float32)
+    shifted = cv2.warpAffine(coverage, translation, (canvas.width, canvas.height))
     shadow = cv2.GaussianBlur(shifted, (0, 0), sigma)
     np.multiply(image, (1.0 - 0.45 * shadow)[..., None], out=image, casting="unsafe")
     for comp in design.components:

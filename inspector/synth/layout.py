@@ -282,7 +282,8 @@ def board_design(design_seed: int = DESIGN_SEED) -> Design:
         else:
             hw, hh = comp.body[0] / 2 + margin, comp.body[1] / 2 + margin
             local = ((-hw, -hh), (hw, -hh), (hw, hh), (-hw, hh))
-            outline = tuple(to_board(comp, p) for p in local)
+            outline = (to_board(comp, local[0]), to_board(comp, local[1]), to_board(comp, local[2]),
+                       to_board(comp, local[3]))
         outlines.append(outline)
         height = 1.6 if comp.kind in ("chip_r", "chip_c", "sot23") else 2.2
         labels.append(Label(comp.ref, (x0, y0 - margin - 0.6), height))

@@ -45,7 +45,7 @@ def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str
     if not config.users_file:
         raise ConfigError("dashboard: no users file given; pass --users FILE (TOML with hashed passwords, "
                           "see docs/deployment.md; deploy/demo-users.toml holds the demo logins for trials)")
-    from deploy.auth import load_users
+    from deploy.dashboard.auth import load_users
 
     users_path = Path(config.users_file).resolve()
     load_users(users_path)  # fail here, in one line, rather than on the first login attempt

@@ -6,7 +6,7 @@ Users file layout (see docs/deployment.md):
     role = "operator"            # "operator" reviews boards; "qa" also changes thresholds
     password = "scrypt$16384$8$1$<salt base64>$<hash base64>"
 
-Create a hash with `python -m deploy.auth hash-password` (prompts twice, prints the line to paste).
+Create a hash with `python -m deploy.dashboard.auth hash-password` (prompts twice, prints the line to paste).
 Only the standard library is used so the line PC needs nothing extra for logins.
 """
 
@@ -23,10 +23,11 @@ import os
 import sys
 import threading
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from inspector.errors import ConfigError, InspectorError
 
@@ -75,7 +76,7 @@ def _parse_hash(encoded: str, where: str) -> tuple[int, int, int, bytes, bytes]:
     parts = encoded.split("$")
     if len(parts) != 6 or parts[0] != SCHEME:
         raise ConfigError(f"{where}: password must be a '{SCHEME}$N$r$p$salt$hash' string "
-                          "(make one with `python -m deploy.auth hash-password`)")
+                          "(make one with `python -m deploy.dashboard.auth hash-password`)")
     try:
         n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
         salt, key = base64.b64decode(parts[4], validate=True), base64.b64decode(parts[5], validate=True)
@@ -263,7 +264,7 @@ _DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * SALT_BYTES)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.auth", description="Dashboard users-file helpers.")
+    parser = argparse.ArgumentParser(prog="python -m deploy.dashboard.auth", description="Dashboard users-file helpers.")
     commands = parser.add_subparsers(dest="command", required=True)
     hash_cmd = commands.add_parser("hash-password", help="Print a scrypt hash for a users file.")
     hash_cmd.add_argument("--stdin", action="store_true", help="Read the password from stdin (scripts).")
