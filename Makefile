@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-headless test venv clean
+.PHONY: demo demo-headless test lint venv clean
 
 venv: $(STAMP)
 
@@ -20,7 +20,12 @@ demo: $(STAMP)
 demo-headless: $(STAMP)
 	$(BIN)/inspector demo --no-dashboard
 
-test: $(STAMP)
+# The suite starts with the linter and the type checker (pyproject.toml configures both).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 clean:

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from inspector.bundle.files import CALIBRATION_FILE, CHECKPOINT_FILE, METRICS_FILE, MODEL_CARD_FILE, MODEL_FILE
+from inspector.bundle.tensors import INPUT_NAME
 from inspector.config import TrainConfig
-from inspector.core.engine import INPUT_NAME, Inspector
+from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
 from inspector.errors import BundleError, ConfigError
 from training import export as export_module

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspector.core.calibration import good_image_paths
-from inspector.core.imageio import decode_image
+from inspector.core.imageio import decode_image, good_image_paths
 from inspector.core.preprocess import PreprocessSpec, preprocess, to_channels
 from inspector.errors import ConfigError
 

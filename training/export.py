@@ -20,6 +20,7 @@ import onnx
 import torch
 
 from inspector import __version__
+from inspector.bundle.calibration import new_version, read_calibration, write_calibration
 from inspector.bundle.files import (
     CALIBRATION_FILE,
     CHECKPOINT_FILE,
@@ -38,10 +39,11 @@ from inspector.bundle.files import (
     recorded_precision,
     write_manifest,
 )
+from inspector.bundle.tensors import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME
 from inspector.config import InspectConfig
 from inspector.core import selftest
-from inspector.core.calibration import calibrate, new_version, write_calibration
-from inspector.core.engine import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME, Inspector, read_calibration
+from inspector.core.calibration import calibrate
+from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.core.scoring import ScoringSpec

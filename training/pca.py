@@ -14,10 +14,7 @@ patches from training images padded the same way, so border patches are in the t
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,11 +24,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 from tqdm import tqdm
 
-from inspector.config import TrainConfig
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
-from inspector.core.scoring import ScoringSpec
 from inspector.errors import ConfigError
-from training.data import GoodImages, load_good_images
 
 FAMILY = "patch_pca"
 ACCUMULATE_CHUNK = 8192  # patches per covariance update (bounds memory at chunk x C*p*p floats)
@@ -239,54 +233,3 @@ def reconstruction_mse(model: PatchPCA, images: list[np.ndarray], spec: Preproce
             x = torch.from_numpy(np.ascontiguousarray(tensor))[None]
             errors.append(float(((model(x) - x) ** 2).mean()))
     return float(np.mean(errors)) if errors else float("nan")
-
-
-def check_pca_config(config: TrainConfig) -> None:
-    for name in ("pca_patch", "pca_stride", "pca_components", "pca_max_patches"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
-
-
-def train_pca_bundle(data: Path, out: Path, config: TrainConfig) -> dict[str, Any]:
-    """Fit the patch PCA on good boards in `data`, write a calibrated bundle to `out`; returns metrics."""
-    from training.export import write_bundle  # export imports this module for build_patch_pca
-
-    started = time.monotonic()
-    check_pca_config(config)
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
-    images: GoodImages = load_good_images(Path(data), channels=config.channels,
-                                          holdout_fraction=config.holdout_fraction, seed=config.seed)
-    spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=config.pca_stride,
-                          tile_size=config.tile_size, tile_overlap=config.tile_overlap)
-    # PCA minimises squared error, so the maps score squared error whatever `loss` says.
-    scoring_spec = ScoringSpec.from_train_config(config, error="l2")  # PCA minimises squared error
-    arch = PatchPCAArchitecture(in_channels=images.channels, patch=config.pca_patch, stride=config.pca_stride,
-                                components=config.pca_components,
-                                clamp_output=spec.mean == 0.0 and spec.std == 1.0)
-    model, fit = fit_patch_pca(images.train, spec, arch, config.pca_max_patches, config.seed)
-    fit["fit_seconds"] = time.monotonic() - started
-    fit["train_mse"] = reconstruction_mse(model, images.train[:PARITY_IMAGES * 4], spec)
-    val_mse = reconstruction_mse(model, images.holdout, spec)
-    weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-    state: dict[str, Any] = {
-        "format": 1,
-        "architecture": arch.to_dict(),
-        "preprocess_spec": spec.to_json(),
-        "scoring": scoring_spec.to_json(),
-        "config": asdict(config) | {"device": "cpu"},
-        "data": {"path": str(Path(data).resolve()), "sha256": images.data_sha256, "train_count": len(images.train),
-                 "holdout_count": len(images.holdout), "holdout_paths": [str(p.resolve()) for p in images.holdout_paths]},
-        "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in images.holdout[:PARITY_IMAGES]],
-        "params": sum(p.numel() for p in model.parameters()),
-        "model_state": weights,
-        "best_state": weights,
-        "history": [],  # no epochs: loss.png shows the explained-variance curve instead
-        "epoch": 0,
-        "best_epoch": 0,
-        "best_val_loss": val_mse,
-        "train_seconds": time.monotonic() - started,
-        "stopped_reason": "fitted (patch PCA has no epochs)",
-        "fit": fit,
-    }
-    return write_bundle(state, Path(out), calibration_images=images.holdout)

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from inspector.bundle.tensors import INPUT_NAME
 from inspector.config import InspectConfig
-from inspector.core.engine import INPUT_NAME, open_session
+from inspector.core.engine import open_session
 from inspector.errors import ConfigError
 
 PRECISIONS = ("float32", "int8")

@@ -27,7 +27,7 @@ from training.data import GoodImages, load_good_images, random_window, source_cr
 from training.export import load_checkpoint, write_bundle
 from training.losses import LOSSES, reconstruction_loss
 from training.model import Architecture, ConvAutoencoder, count_parameters
-from training.pca import train_pca_bundle
+from training.pca_fit import train_pca_bundle
 from training.quantize import check_precision
 
 MAX_VALIDATION_IMAGES = 32  # bounds the per-epoch validation cost on big hold-outs

@@ -27,19 +27,17 @@ a handful of boards says little about the tail.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from inspector.atomic import atomic_write_text
+from inspector.bundle.calibration import new_version, read_calibration, write_calibration
 from inspector.bundle.files import CALIBRATION_FILE, SELFTEST_FILE, write_manifest
 from inspector.core import selftest
-from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.core.imageio import good_image_paths, load_image
 from inspector.core.interface import Analyser
 from inspector.errors import ConfigError
 
@@ -47,18 +45,6 @@ FEW_BOARDS_MARGIN = 1.15
 FEW_BOARDS_SIGMAS = 4.0
 POOLED_SCALE_QUANTILE = 0.99
 REPORTED_QUANTILES = (0.5, 0.9, 0.99, 0.999, 1.0)
-
-
-def good_image_paths(data: str | Path, mvtec_subdir: str) -> list[Path]:
-    """Images of a plain folder, or of `mvtec_subdir` (train/good, test/good) in an MVTec-AD root."""
-    root = Path(data)
-    folder = root / mvtec_subdir if (root / mvtec_subdir).is_dir() else root
-    if not folder.is_dir():
-        raise ConfigError(f"{folder}: image folder not found")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not paths:
-        raise ConfigError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
-    return paths
 
 
 def threshold_for(values: Sequence[float] | np.ndarray, target_false_alarm_rate: float) -> tuple[float, str]:
@@ -130,22 +116,11 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
     }
 
 
-def new_version(versions: list[dict[str, Any]], figures: dict[str, Any], *, reason: str, author: str) -> dict[str, Any]:
-    number = max((int(v["version"]) for v in versions), default=0) + 1
-    return {"version": number, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "author": author, "reason": reason, **figures}
-
-
-def write_calibration(path: Path, versions: list[dict[str, Any]]) -> None:
-    """Replace calibration.json atomically (a crash leaves the old file, never half a file)."""
-    atomic_write_text(path, json.dumps({"versions": versions}, indent=2) + "\n", durable=True)
-
-
 def recalibrate(bundle: str | Path, data: str | Path, *, target_false_alarm_rate: float, reason: str,
                 author: str, region_false_alarm_rate: float | None = None) -> dict[str, Any]:
     """Append a calibration version computed on good images (folder, or MVTec root: test/good)."""
     from inspector.config import InspectConfig
-    from inspector.core.engine import Inspector, read_calibration
+    from inspector.core.engine import Inspector
 
     if not reason.strip():
         raise ConfigError("recalibration needs a reason (it is kept in the audit trail)")

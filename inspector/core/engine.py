@@ -7,7 +7,6 @@ identical code.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from inspector.bundle.calibration import read_calibration
 from inspector.bundle.files import (
     CALIBRATION_FILE,
     META_PREPROCESS,
@@ -27,18 +27,13 @@ from inspector.bundle.files import (
     check_metadata,
     verify_bundle,
 )
+from inspector.bundle.tensors import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME
 from inspector.config import InspectConfig
 from inspector.core import scoring, selftest
 from inspector.core.interface import Analysis
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.core.results import InspectionResult
 from inspector.errors import BundleError, ConfigError, InspectorError
-
-INPUT_NAME = "input"
-OUTPUT_NAME = "reconstruction"
-# Shift-tolerant squared error (N,1,H,W) computed in the graph (training/scored.py); bundles exported
-# before it existed have only the reconstruction, and the engine computes the map itself.
-ERROR_OUTPUT = "error"
 
 _GRAPH_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -77,22 +72,6 @@ def open_session(model_path: Path, config: InspectConfig) -> ort.InferenceSessio
     except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
             ort.capi.onnxruntime_pybind11_state.InvalidGraph, RuntimeError) as exc:
         raise BundleError(f"{model_path}: ONNX Runtime cannot load the model ({exc})") from exc
-
-
-def read_calibration(path: Path) -> list[dict[str, Any]]:
-    """All calibration versions of a bundle, oldest first; BundleError naming the file if malformed."""
-    try:
-        versions = json.loads(Path(path).read_text())["versions"]
-        for entry in versions:
-            float(entry["image_threshold"]), float(entry["pixel_threshold"]), int(entry["version"])
-            float(entry["normaliser"]["pixel_scale"])
-    except FileNotFoundError as exc:
-        raise BundleError(f"{path}: calibration file missing") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BundleError(f"{path}: malformed calibration ({exc!r})") from exc
-    if not versions:
-        raise BundleError(f"{path}: holds no calibration version")
-    return sorted(versions, key=lambda entry: int(entry["version"]))
 
 
 def _blend_window(tile: int, overlap: int) -> np.ndarray:

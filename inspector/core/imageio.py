@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspector.errors import ImageLoadError
+from inspector.errors import ConfigError, ImageLoadError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -230,3 +230,15 @@ def load_image(
     except OSError as exc:
         raise ImageLoadError(path, f"cannot read ({exc.strerror or exc})") from exc
     return decode_image(data, path, max_pixels=max_pixels, channels=channels)
+
+
+def good_image_paths(data: str | Path, mvtec_subdir: str) -> list[Path]:
+    """Images of a plain folder, or of `mvtec_subdir` (train/good, test/good) in an MVTec-AD root."""
+    root = Path(data)
+    folder = root / mvtec_subdir if (root / mvtec_subdir).is_dir() else root
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: image folder not found")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise ConfigError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    return paths
