@@ -12,7 +12,8 @@ from sqlalchemy import create_engine, text
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_URL = os.environ.get("BOARD_INSPECTOR_TEST_PG", "")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO_ROOT / "test-artifacts"
 
 
 def require(condition: bool, reason: str) -> None:

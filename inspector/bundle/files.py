@@ -9,7 +9,7 @@ Layout (file names are constants here so that writer and reader cannot disagree)
     metrics.json      training/validation figures
     loss.png          the loss curve
     MODEL_CARD.md     data, date, settings, validation figures, for people
-    selftest.npz      two held-back boards and the maps export computed on them (inspector/selftest.py)
+    selftest.npz      two held-back boards and the maps export computed on them (inspector/core/selftest.py)
     manifest.json     sha256 and size of every other file
 
 This module is torch-free and onnx-free: the runtime verifies bundles with hashlib and reads

@@ -6,6 +6,7 @@ import pytest
 
 from inspector.config import InspectConfig, Settings, TrainConfig, load_config
 from inspector.errors import ConfigError
+from tests.conftest import REPO_ROOT
 
 
 def test_toml_overrides_and_type_checks(tmp_path: Path) -> None:
@@ -40,6 +41,6 @@ def test_example_config_train_section_shows_the_defaults() -> None:
 
     import tomllib
 
-    example = Path(__file__).resolve().parent.parent / "deploy" / "example-config.toml"
+    example = REPO_ROOT / "deploy" / "example-config.toml"
     train = tomllib.loads(example.read_text())["train"]
     assert train == asdict(TrainConfig())

@@ -15,8 +15,9 @@ from deploy.dashboard import analysis, auth, images
 from deploy.dashboard.launch import ENV_DATA_DIR, ENV_USERS_FILE, streamlit_command
 from inspector.config import DashboardConfig
 from inspector.errors import ConfigError
+from tests.conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 
 
 def _users_file(tmp_path: Path, body: str) -> Path:

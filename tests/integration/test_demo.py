@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO_ROOT
+
+REPO = REPO_ROOT
 
 
 @pytest.mark.slow

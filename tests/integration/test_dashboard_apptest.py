@@ -15,8 +15,9 @@ from deploy.dashboard import actions
 from deploy.dashboard.auth import AccessDenied, User, hash_password
 from deploy.dashboard.launch import ENV_DATA_DIR, ENV_DB_URL, ENV_REFRESH_SECONDS, ENV_USERS_FILE
 from inspector.store import Store
+from tests.conftest import REPO_ROOT
 
-APP = Path(__file__).resolve().parent.parent / "deploy" / "dashboard" / "app.py"
+APP = REPO_ROOT / "deploy" / "dashboard" / "app.py"
 MODEL = "ab" * 32
 PASSWORDS = {"olga": "olga-pass", "quinn": "quinn-pass"}
 

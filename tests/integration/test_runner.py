@@ -26,10 +26,11 @@ from inspector.errors import InspectorError
 from inspector.feeds.folder import run_folder
 from inspector.feeds.inbox import StabilityTracker, final_path, is_temp_name
 from inspector.store import Store
+from tests.conftest import REPO_ROOT
 from tests.fake_engine import MODEL_HASH, FakeEngine, board
 from tests.fake_store import unreachable_on
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 def config(data_dir: Path, **extra: object) -> RunnerConfig:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.conftest import REPO_ROOT, require
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = REPO_ROOT
 CHROMIUM = Path("/usr/bin/chromium")
 DEMO_USERS = REPO / "deploy" / "demo-users.toml"
 DOC_IMAGES = REPO / "docs" / "images"

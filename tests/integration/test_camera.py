@@ -15,6 +15,7 @@ from inspector.errors import CameraError, ConfigError
 from inspector.feeds.backoff import Backoff
 from inspector.feeds.camera import Trigger, frame_problem, run_camera_with_engine
 from inspector.store import Store
+from tests.conftest import REPO_ROOT
 from tests.fake_engine import FakeEngine
 from tests.fake_store import unreachable_on
 
@@ -300,7 +301,7 @@ def test_camera_command_on_a_video_file(tmp_path: Path, tiny_bundle: Path) -> No
     data = tmp_path / "data"
     result = subprocess.run([sys.executable, "-m", "inspector", "camera", str(video), "--model", str(tiny_bundle),
                              "--data-dir", str(data), "--trigger", "every", "--station", "cam-9"],
-                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 2 and {line["station"] for line in lines} == {"cam-9"}

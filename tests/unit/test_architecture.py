@@ -14,7 +14,9 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO_ROOT
+
+ROOT = REPO_ROOT
 PACKAGES = ("inspector", "training", "deploy")
 
 # Part of the runtime -> the parts it may import (besides itself). Parts are the first name under

@@ -1,0 +1,207 @@
+"""Camera capture for the camera feed: the newest frame from a device or stream, and what triggers a shot.
+
+A capture thread reads continuously and keeps only the newest frame (with its capture time and a
+sequence number), so a trigger always inspects what the camera sees now. A video file is paced at
+its own frame rate (it stands in for a camera).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from inspector.config import CameraConfig
+from inspector.errors import CameraError, ConfigError
+
+log = logging.getLogger(__name__)
+
+TRIGGERS = ("every", "interval", "stdin", "file")
+BLANK_STD = 2.0  # grey-level spread below which a frame is a blank (lens cap, unlit, dropped signal)
+BLACK_MEAN = 8.0
+LOOP_SECONDS = 0.01
+
+
+class Capture(Protocol):
+    """The part of `cv2.VideoCapture` the feed uses (tests pass a scripted fake)."""
+
+    def isOpened(self) -> bool: ...  # noqa: N802 (OpenCV naming)
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def get(self, prop: int) -> float: ...
+
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray
+    seq: int
+    captured_at: float  # on the feed's clock
+
+
+def is_file_source(source: str) -> bool:
+    return not source.isdigit() and "://" not in source
+
+
+def open_video_capture(source: str, config: CameraConfig) -> Capture:
+    """cv2.VideoCapture with explicit open/read timeouts (honoured by the FFmpeg and GStreamer backends)."""
+    if is_file_source(source) and not Path(source).is_file():
+        raise CameraError(f"{source}: video file not found")
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_seconds * 1000),
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.read_timeout_seconds * 1000)]
+    target: int | str = int(source) if source.isdigit() else source
+    capture = cv2.VideoCapture(target, cv2.CAP_ANY, params)
+    if not capture.isOpened():
+        capture.release()
+        raise CameraError(f"{source}: cannot open the camera or stream")
+    return capture
+
+
+class FrameGrabber:
+    """Reads frames on its own thread and keeps only the newest one.
+
+    A hung `read()` cannot be interrupted; the loop abandons the grabber (its thread is a daemon
+    and its generation is retired, so a late frame is thrown away) and connects a new one.
+    """
+
+    def __init__(self, capture: Capture, clock: Callable[[], float], pace_fps: float = 0.0) -> None:
+        self.capture = capture
+        self.clock = clock
+        self.pace_fps = pace_fps
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._seq = 0
+        self.started_at = clock()
+        self.last_read_at = self.started_at
+        self.failed = False
+        self.ended = False  # end of a video file
+        self.retired = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="camera-grabber", daemon=True)
+
+    def start(self) -> FrameGrabber:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self.retired.is_set():
+            try:
+                ok, image = self.capture.read()
+            except cv2.error as exc:
+                log.warning("camera read failed: %s", exc)
+                ok, image = False, None
+            if self.retired.is_set():
+                return
+            if not ok or image is None or image.size == 0:
+                if self.pace_fps:
+                    self.ended = True
+                else:
+                    self.failed = True
+                return
+            now = self.clock()
+            with self._lock:
+                self._seq += 1
+                self._latest = Frame(image, self._seq, now)
+                self.last_read_at = now
+            if self.pace_fps:
+                # A file has no real-time clock of its own: play it at its frame rate.
+                delay = started + self._seq / self.pace_fps - time.monotonic()
+                if delay > 0:
+                    self.retired.wait(delay)
+
+    def latest(self) -> Frame | None:
+        with self._lock:
+            return self._latest
+
+    def seconds_since_read(self) -> float:
+        with self._lock:
+            return self.clock() - self.last_read_at
+
+    def retire(self) -> None:
+        self.retired.set()
+        try:
+            self.capture.release()
+        except cv2.error:  # releasing a broken stream must not stop reconnection
+            pass
+
+
+class Trigger:
+    """When to inspect: every new frame, every N seconds, on a line on stdin, or a touched file."""
+
+    def __init__(self, config: CameraConfig, clock: Callable[[], float], stdin: Any = None) -> None:
+        if config.trigger not in TRIGGERS:
+            raise ConfigError(f"camera trigger {config.trigger!r}: use one of {', '.join(TRIGGERS)}")
+        if config.trigger == "file" and not config.trigger_file:
+            raise ConfigError("camera trigger 'file' needs --trigger-file")
+        self.kind = config.trigger
+        self.config = config
+        self.clock = clock
+        self._last_fire = -float("inf")
+        self._pending = 0
+        self.closed = False  # stdin reached end of file
+        self._lock = threading.Lock()
+        self._file_mtime = self._mtime() if self.kind == "file" else None
+        if self.kind == "stdin":
+            stream = stdin if stdin is not None else sys.stdin
+            threading.Thread(target=self._read_lines, args=(stream,), name="camera-stdin", daemon=True).start()
+
+    def _mtime(self) -> int | None:
+        try:
+            return os.stat(self.config.trigger_file).st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _read_lines(self, stream: Any) -> None:
+        for _line in stream:
+            with self._lock:
+                self._pending += 1
+        with self._lock:
+            self.closed = True
+
+    def fired(self, new_frame: bool) -> bool:
+        """Whether to inspect now (called once per loop turn)."""
+        if self.kind == "every":
+            return new_frame
+        if self.kind == "interval":
+            now = self.clock()
+            if now - self._last_fire >= self.config.interval_seconds:
+                self._last_fire = now
+                return True
+            return False
+        if self.kind == "stdin":
+            with self._lock:
+                if self._pending:
+                    self._pending -= 1
+                    return True
+            return False
+        mtime = self._mtime()
+        if mtime is not None and mtime != self._file_mtime:
+            self._file_mtime = mtime
+            return True
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self.kind == "stdin" and self.closed and not self._pending
+
+
+def frame_problem(image: np.ndarray) -> str | None:
+    """Why a frame must not be scored (blank or black), or None."""
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if float(gray.mean()) < BLACK_MEAN:
+        return "black frame"
+    if float(gray.std()) < BLANK_STD:
+        return "blank (near-constant) frame"
+    return None
