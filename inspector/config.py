@@ -74,6 +74,9 @@ class TrainConfig:
     # "int8": static quantisation calibrated on good boards (1.6x faster on CPU, checked against
     # float32 at export); "float32" keeps the graph as trained.
     precision: str = "int8"
+    # INT8 storage (training/quantize.py INT8_SCHEMES): "u8s8-reduced" (7-bit weights) computes the
+    # same maps on AVX2-only and VNNI CPUs, so one bundle passes its self-test on both.
+    int8_scheme: str = "u8s8-reduced"
     target_false_alarm_rate: float = 0.01  # share of good boards that fail (image threshold)
     region_false_alarm_rate: float = 0.5  # share of held-back good boards whose maximum reaches the region line (-> "review")
     device: str = "auto"  # "auto", "cpu", "cuda"

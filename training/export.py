@@ -48,6 +48,7 @@ from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import BundleError
+from inspector.quality.cpu import cpu_features, describe
 from training.model import Architecture, ConvAutoencoder
 from training.pca import FAMILY as PCA_FAMILY
 from training.pca import PatchPCA, build_patch_pca
@@ -197,10 +198,11 @@ def _precision_line(metrics: dict[str, Any]) -> str:
     if not quantisation:
         return "- Precision: float32"
     if quantisation["precision"] == "int8":
-        return (f"- Precision: int8 (static, activation ranges from {quantisation['range_boards']} good boards); "
+        return (f"- Precision: int8, scheme {quantisation.get('scheme', 'u8s8')} (static, activation ranges from "
+                f"{quantisation['range_boards']} good boards); "
                 f"reconstructions differ from float32 by {quantisation['reconstruction_mean_abs_diff']:.4f} on average "
                 f"over {quantisation['boards']} good boards")
-    return f"- Precision: float32 (int8 refused: {quantisation['refused']})"
+    return f"- Precision: float32 (int8 refused, scheme {quantisation.get('scheme', 'u8s8')}: {quantisation['refused']})"
 
 
 def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration: dict[str, Any]) -> str:
@@ -238,7 +240,7 @@ def _replace_dir(temp: Path, out: Path) -> None:
         temp.rename(out)
 
 
-def _quantize(model_path: Path, tensors: list[np.ndarray]) -> dict[str, Any]:
+def _quantize(model_path: Path, tensors: list[np.ndarray], scheme: str) -> dict[str, Any]:
     """Replace the float32 graph at `model_path` by its INT8 version when the two agree on good boards.
 
     Runs after the torch parity check (which proves the float32 graph) and before calibration, so the
@@ -247,20 +249,21 @@ def _quantize(model_path: Path, tensors: list[np.ndarray]) -> dict[str, Any]:
     float_path = model_path.with_name("float32-" + model_path.name)
     model_path.rename(float_path)
     try:
-        quantize_int8(float_path, model_path, tensors)
+        quantize_int8(float_path, model_path, tensors, scheme)
         figures = agreement(float_path, model_path, tensors)
     except Exception as exc:  # noqa: BLE001 - any quantiser failure leaves the validated float32 graph
         model_path.unlink(missing_ok=True)
         float_path.rename(model_path)
-        return {"precision": "float32", "refused": f"INT8 quantisation failed: {exc}"}
+        return {"precision": "float32", "scheme": scheme, "refused": f"INT8 quantisation failed: {exc}"}
     if figures["reconstruction_mean_abs_diff"] > MAX_MEAN_ABS_DIFF:
         model_path.unlink()
         float_path.rename(model_path)
-        return {"precision": "float32", **figures,
+        return {"precision": "float32", "scheme": scheme, **figures,
                 "refused": f"INT8 reconstructions differ from float32 by {figures['reconstruction_mean_abs_diff']:.4f} "
                            f"on good boards (> {MAX_MEAN_ABS_DIFF})"}
     float_path.unlink()
-    return {"precision": "int8", "range_boards": min(len(tensors), CALIBRATION_TENSORS), **figures}
+    return {"precision": "int8", "scheme": scheme, "range_boards": min(len(tensors), CALIBRATION_TENSORS),
+            "exported_on": describe(cpu_features()), **figures}
 
 
 def build_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ConvAutoencoder | PatchPCA:
@@ -311,8 +314,10 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
         quantisation = None
         if precision == "int8":
             boards = calibration_images or parity_images
+            # Bundles trained before the scheme existed were u8s8.
+            scheme = config.get("int8_scheme", "u8s8")
             quantisation = _quantize(temp / MODEL_FILE, [pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0]
-                                                         for image in boards])
+                                                         for image in boards], scheme)
 
         # One session on the graph that ships: calibration and the self-test's record see the same maps.
         engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"))

@@ -29,6 +29,14 @@ from inspector.core.engine import open_session
 from inspector.errors import ConfigError
 
 PRECISIONS = ("float32", "int8")
+# How weights and activations are stored, and so which integer kernels ONNX Runtime runs:
+# - "u8s8": 8-bit signed weights. Fastest; on AVX2 without VNNI the kernel sums pairs of u8 x s8
+#   products in 16 bits and saturates, so such a CPU computes other maps than a VNNI one.
+# - "u8s8-reduced": 7-bit signed weights (reduce_range). A pair of products fits in 16 bits, so
+#   AVX2 and VNNI compute the same integers; one bit less weight precision.
+# - "u8u8": unsigned weights; ONNX Runtime's AVX2 u8u8 kernel widens to 16 bits first and does not
+#   saturate either, at some speed cost.
+INT8_SCHEMES = ("u8s8", "u8s8-reduced", "u8u8")
 CALIBRATION_TENSORS = 16  # activation ranges settle after a dozen boards; more only costs export time
 AGREEMENT_BOARDS = 64  # boards compared against float32 (bounded: a large hold-out would cost minutes)
 MAX_MEAN_ABS_DIFF = 0.01  # reconstruction, in [0, 1] pixel units: 1% of the range on average
@@ -50,7 +58,12 @@ class _GoodBoards:
         return next(self._feeds, None)
 
 
-def quantize_int8(float_model: Path, out: Path, tensors: list[np.ndarray]) -> None:
+def check_int8_scheme(scheme: str) -> None:
+    if scheme not in INT8_SCHEMES:
+        raise ConfigError(f"int8_scheme must be one of {', '.join(INT8_SCHEMES)}, got {scheme!r}")
+
+
+def quantize_int8(float_model: Path, out: Path, tensors: list[np.ndarray], scheme: str = "u8s8") -> None:
     """Write the INT8 (QDQ) version of `float_model` to `out`, activation ranges from `tensors`.
 
     `tensors` are preprocessed, padded good boards. Metadata (preprocessing, scoring, version,
@@ -59,8 +72,10 @@ def quantize_int8(float_model: Path, out: Path, tensors: list[np.ndarray]) -> No
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    check_int8_scheme(scheme)
     if not tensors:
         raise ValueError("INT8 quantisation needs good boards to observe activation ranges")
+    weight_type = QuantType.QUInt8 if scheme == "u8u8" else QuantType.QInt8
     with tempfile.TemporaryDirectory(prefix="quantize-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         # Shape inference lets the quantiser see every convolution; the symbolic pass is for
@@ -68,7 +83,8 @@ def quantize_int8(float_model: Path, out: Path, tensors: list[np.ndarray]) -> No
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(out), _GoodBoards(tensors[:CALIBRATION_TENSORS]),
                         quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=weight_type,
+                        reduce_range=scheme == "u8s8-reduced",
                         op_types_to_quantize=["Conv"], calibrate_method=CalibrationMethod.MinMax)
     _keep_float_input(out)
 

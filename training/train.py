@@ -28,7 +28,7 @@ from training.export import load_checkpoint, write_bundle
 from training.losses import LOSSES, reconstruction_loss
 from training.model import Architecture, ConvAutoencoder, count_parameters
 from training.pca_fit import train_pca_bundle
-from training.quantize import check_precision
+from training.quantize import check_int8_scheme, check_precision
 
 MAX_VALIDATION_IMAGES = 32  # bounds the per-epoch validation cost on big hold-outs
 PARITY_IMAGES = 2
@@ -128,6 +128,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
             config.epochs, config.max_minutes, config.early_stopping_patience)
         config = saved
     check_precision(config.precision)
+    check_int8_scheme(config.int8_scheme)
     if config.method == "pca":
         if resume is not None:
             raise ConfigError(f"{resume}: a patch PCA is fitted in one pass; there is nothing to resume")

@@ -146,6 +146,18 @@ def recorded_precision(bundle_dir: str | Path) -> str | None:
     return str(metrics.get("precision", "float32")) if isinstance(metrics, dict) else None
 
 
+def recorded_int8_scheme(bundle_dir: str | Path) -> str | None:
+    """The INT8 scheme of an INT8 bundle ("u8s8", "u8s8-reduced", "u8u8"; "u8s8" for INT8 bundles
+    exported before the choice existed), or None for a float32 or unreadable bundle."""
+    try:
+        metrics = json.loads((Path(bundle_dir) / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("precision") != "int8":
+        return None
+    return str((metrics.get("quantisation") or {}).get("scheme", "u8s8"))
+
+
 def check_metadata(metadata: dict[str, str], source: str) -> None:
     """Raise BundleError if any required metadata key is missing from an ONNX model."""
     missing = [key for key in REQUIRED_METADATA if key not in metadata]

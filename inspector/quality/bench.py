@@ -34,6 +34,7 @@ from inspector.config import InspectConfig
 from inspector.core.imageio import decode_image, is_image_file
 from inspector.core.preprocess import pad_to_multiple, preprocess, to_channels
 from inspector.errors import InspectorError
+from inspector.quality.cpu import cpu_features, describe
 
 GENERATED_SIZE = (640, 640)
 GENERATED_COUNT = 8
@@ -171,7 +172,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     """Measure and print; write JSON to `out` when given. Returns the figures."""
     from tqdm import tqdm
 
-    from inspector.bundle.files import MODEL_FILE, recorded_precision
+    from inspector.bundle.files import MODEL_FILE, recorded_int8_scheme, recorded_precision
     from inspector.core.engine import Inspector
 
     config = InspectConfig(batch_size=batch)
@@ -219,6 +220,8 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         "iterations": ITERATIONS,
         "providers": engine.session.get_providers(),
         "precision": recorded_precision(bundle) or "unknown",
+        "int8_scheme": recorded_int8_scheme(bundle),
+        "cpu": cpu_features(),
         "stages": {name: _percentiles(values) for name, values in stages.items()},
         "end_to_end_images_per_second": round(processed / wall, 3),
         "model_only_images_per_second": round(model_rate, 3),
@@ -265,7 +268,9 @@ def print_table(figures: dict[str, Any], console: Console | None = None) -> None
     table.add_column("value", justify="right")
     for stage, values in figures["stages"].items():
         table.add_row(f"{stage} ms/img (median / p90)", f"{values['median_ms']:.2f} / {values['p90_ms']:.2f}")
-    table.add_row("model precision", figures["precision"])
+    table.add_row("CPU", describe(figures["cpu"]))
+    scheme = figures.get("int8_scheme")
+    table.add_row("model precision", figures["precision"] + (f" ({scheme})" if scheme else ""))
     table.add_row("end to end images/s", f"{figures['end_to_end_images_per_second']:.2f}")
     table.add_row("model only images/s", f"{figures['model_only_images_per_second']:.2f}")
     flops = figures["flops"]

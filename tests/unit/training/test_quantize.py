@@ -118,3 +118,51 @@ def test_unknown_precision_is_refused(sample_root: Path, tiny_bundle: Path, tmp_
     with pytest.raises(ConfigError, match="precision"):
         export_from_checkpoint(tiny_bundle / CHECKPOINT_FILE, tmp_path / "fp16b", precision="fp16")
     assert not (tmp_path / "fp16").exists() and not (tmp_path / "fp16b").exists()
+
+
+def _weight_initialisers(model_path: Path) -> list[np.ndarray]:
+    """The integer convolution weights of a QDQ graph (inputs of DequantizeLinear that are initialisers)."""
+    model = onnx.load(str(model_path))
+    initialisers = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+    return [initialisers[node.input[0]] for node in model.graph.node
+            if node.op_type == "DequantizeLinear" and node.input[0] in initialisers
+            and initialisers[node.input[0]].ndim == 4]
+
+
+@pytest.mark.parametrize("scheme", ["u8s8", "u8s8-reduced", "u8u8"])
+def test_int8_schemes_store_the_weights_they_promise(float_bundle: Path, sample_root: Path, tmp_path: Path,
+                                                     scheme: str) -> None:
+    from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+    from training.quantize import agreement, quantize_int8
+
+    spec = Inspector.load(float_bundle).spec
+    assert isinstance(spec, PreprocessSpec)
+    boards = [load_image(p) for p in sorted((sample_root / "train" / "good").iterdir())[:4]]
+    tensors = [pad_to_multiple(preprocess(board, spec), spec.pad_multiple)[0] for board in boards]
+    out = tmp_path / f"{scheme}.onnx"
+    quantize_int8(float_bundle / MODEL_FILE, out, tensors, scheme)
+    weights = _weight_initialisers(out)
+    assert weights
+    if scheme == "u8u8":
+        assert all(w.dtype == np.uint8 for w in weights)
+    else:
+        assert all(w.dtype == np.int8 for w in weights)
+        low, high = min(int(w.min()) for w in weights), max(int(w.max()) for w in weights)
+        if scheme == "u8s8-reduced":  # 7-bit weights: a pair of u8 x s7 products fits in 16 bits
+            assert -64 <= low and high <= 64  # 2 x 255 x 64 = 32640 < 32767
+        else:
+            assert low < -64 or high > 63  # the full 8-bit range is used
+    figures = agreement(float_bundle / MODEL_FILE, out, tensors)
+    assert figures["reconstruction_mean_abs_diff"] <= MAX_MEAN_ABS_DIFF
+
+
+def test_default_bundle_records_its_int8_scheme_and_machine(tiny_bundle: Path) -> None:
+    quantisation = metrics(tiny_bundle)["quantisation"]
+    assert quantisation["scheme"] == TrainConfig().int8_scheme == "u8s8-reduced"
+    assert "int8:" in quantisation["exported_on"]
+    assert "scheme u8s8-reduced" in (tiny_bundle / MODEL_CARD_FILE).read_text()
+
+
+def test_unknown_int8_scheme_is_refused(sample_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="int8_scheme"):
+        train_bundle(sample_root, tmp_path / "bundle", TrainConfig(int8_scheme="s4", epochs=1))
