@@ -7,10 +7,10 @@ crash or a failed parity check never leaves a half bundle where the line looks f
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preproces
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import BundleError
 from inspector.quality.cpu import cpu_features, describe
+from training.checkpoint import Checkpoint, StateKey, load_checkpoint
 from training.model import Architecture, ConvAutoencoder
 from training.pca import FAMILY as PCA_FAMILY
 from training.pca import PatchPCA, build_patch_pca
@@ -127,7 +128,7 @@ def check_parity(model: ExportedModel, onnx_path: Path, images: list[np.ndarray]
     return worst
 
 
-def _loss_plot(history: list[dict[str, Any]], path: Path) -> None:
+def _loss_plot(history: Sequence[Mapping[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,7 +170,7 @@ def _variance_plot(explained: list[float], components: int, path: Path) -> None:
     plt.close(figure)
 
 
-def _model_lines(checkpoint: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+def _model_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
     arch = checkpoint["architecture"]
     config = checkpoint["config"]
     if arch.get("family") == PCA_FAMILY:
@@ -205,13 +206,13 @@ def _precision_line(metrics: dict[str, Any]) -> str:
     return f"- Precision: float32 (int8 refused, scheme {quantisation.get('scheme', 'u8s8')}: {quantisation['refused']})"
 
 
-def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration: dict[str, Any]) -> str:
+def _model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dict[str, Any]) -> str:
     data = checkpoint["data"]
     family = "patch PCA baseline" if checkpoint["architecture"].get("family") == PCA_FAMILY else "autoencoder"
     return "\n".join([
         f"# Model card: board-inspector {family}",
         "",
-        f"- Created: {metrics['created_at']} (board-inspector {__version__})",
+        f"- Created: {metrics['created_at']} (board-inspector {__version__}) on {describe(cpu_features())}",
         f"- Training data: `{data['path']}` — {data['train_count']} good boards for training, "
         f"{data['holdout_count']} held back (validation + calibration)",
         f"- Training data sha256: `{data['sha256']}`",
@@ -266,7 +267,7 @@ def _quantize(model_path: Path, tensors: list[np.ndarray], scheme: str) -> dict[
             "exported_on": describe(cpu_features()), **figures}
 
 
-def build_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ConvAutoencoder | PatchPCA:
+def build_model(checkpoint: Checkpoint, state_key: StateKey = "best_state") -> ConvAutoencoder | PatchPCA:
     """The bare reconstruction network (training, MAC counts)."""
     if checkpoint["architecture"].get("family") == PCA_FAMILY:
         return build_patch_pca(checkpoint, state_key)
@@ -275,14 +276,14 @@ def build_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> Co
     return model.eval()
 
 
-def build_exported_model(checkpoint: dict[str, Any], state_key: str = "best_state") -> ScoredModel:
+def build_exported_model(checkpoint: Checkpoint, state_key: StateKey = "best_state") -> ScoredModel:
     """What model.onnx computes: the network, its view averaging and (l2 scoring) the error map."""
     model = build_model(checkpoint, state_key)
     spec = ScoringSpec.from_json(checkpoint["scoring"], "checkpoint scoring")
     return ScoredModel(model, spec, model.arch.total_stride).eval()
 
 
-def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: list[np.ndarray] | None,
+def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[np.ndarray] | None,
                  previous_calibration: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything a bundle holds, written atomically. Returns metrics.json's content.
 
@@ -376,18 +377,6 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise BundleError(f"{path}: cannot read the checkpoint ({exc})") from exc
-    missing = [key for key in ("model_state", "best_state", "architecture", "preprocess_spec", "scoring", "data",
-                               "config", "history", "epoch", "parity_images") if key not in checkpoint]
-    if missing:
-        raise BundleError(f"{path}: not a board-inspector checkpoint (lacks {', '.join(missing)})")
-    return checkpoint
 
 
 def export_from_checkpoint(checkpoint: Path, out: Path, precision: str | None = None) -> Path:

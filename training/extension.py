@@ -22,7 +22,8 @@ class Training:
         return export_from_checkpoint(checkpoint, out, precision=precision)
 
     def torch_reference(self, checkpoint: Path) -> Any:
-        from training.export import build_exported_model, load_checkpoint
+        from training.checkpoint import load_checkpoint
+        from training.export import build_exported_model
 
         return build_exported_model(load_checkpoint(checkpoint))
 

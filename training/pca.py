@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.errors import ConfigError
+from training.checkpoint import Checkpoint, StateKey
 
 FAMILY = "patch_pca"
 ACCUMULATE_CHUNK = 8192  # patches per covariance update (bounds memory at chunk x C*p*p floats)
@@ -133,7 +134,7 @@ class PatchPCA(nn.Module):
         return averaged
 
 
-def build_patch_pca(checkpoint: dict[str, Any], state_key: str = "best_state") -> PatchPCA:
+def build_patch_pca(checkpoint: Checkpoint, state_key: StateKey = "best_state") -> PatchPCA:
     """The module from a checkpoint (used by export and bench through training.export.build_model)."""
     model = PatchPCA(PatchPCAArchitecture.from_dict(checkpoint["architecture"]))
     model.load_state_dict(checkpoint[state_key])

@@ -10,29 +10,27 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from inspector.atomic import atomic_write
 from inspector.config import TrainConfig, from_dict
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.core.scoring import ScoringSpec, views_for
 from inspector.errors import BundleError, ConfigError
 from training.augment import camera_augmentation
+from training.checkpoint import Checkpoint, EpochRecord, load_checkpoint
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop
-from training.export import load_checkpoint, write_bundle
-from training.losses import LOSSES, reconstruction_loss
+from training.export import write_bundle
+from training.loop import FitState, fit, lr_factor
+from training.losses import LOSSES
 from training.model import Architecture, ConvAutoencoder, count_parameters
 from training.pca_fit import train_pca_bundle
 from training.quantize import check_int8_scheme, check_precision
 
 MAX_VALIDATION_IMAGES = 32  # bounds the per-epoch validation cost on big hold-outs
 PARITY_IMAGES = 2
-MIN_LR_FRACTION = 0.05
 
 
 def seed_everything(seed: int) -> None:
@@ -59,11 +57,6 @@ def fitted_crop_size(config: TrainConfig, images: GoodImages, spec: PreprocessSp
     return crop
 
 
-def lr_factor(progress: float) -> float:
-    """Cosine from the base rate down to MIN_LR_FRACTION of it (AdamW on this small net needs no warm-up)."""
-    return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop: int,
             epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(input, target) batches of random augmented crops; seeded per epoch so resume is repeatable."""
@@ -80,23 +73,6 @@ def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop:
             targets.append(target)
             inputs.append(corrupt(target, rng) if config.denoising else target)
         yield np.stack(inputs), np.stack(targets)
-
-
-def validation_loss(model: ConvAutoencoder, tensors: list[np.ndarray], config: TrainConfig,
-                    device: torch.device) -> float:
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for tensor in tensors:
-            x = torch.from_numpy(tensor[None]).to(device)
-            total += float(reconstruction_loss(model(x), x, config.loss, config.ssim_weight))
-    model.train()
-    return total / len(tensors)
-
-
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write then rename, so an interrupted save never destroys the previous epoch's checkpoint."""
-    atomic_write(path, lambda stream: torch.save(state, stream))
 
 
 def _check_config(config: TrainConfig) -> None:
@@ -118,8 +94,7 @@ def _check_config(config: TrainConfig) -> None:
 def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None = None) -> dict:
     """Train on good boards in `data`, write a calibrated bundle to `out`; returns metrics.json's content."""
     started = time.monotonic()  # the budget counts data loading too
-    budget = config.max_minutes * 60.0
-    previous: dict[str, Any] | None = None
+    previous: Checkpoint | None = None
     if resume is not None:
         previous = load_checkpoint(Path(resume))
         # The run continues with the saved settings; only the stopping limits come from the caller.
@@ -161,7 +136,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     # early (the usual case for the 12-minute default) still anneals instead of stopping at full rate.
     schedule = {"fraction": 0.0}
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: lr_factor(schedule["fraction"]))
-    history: list[dict[str, Any]] = []
+    history: list[EpochRecord] = []
     best_val, best_epoch, best_state = math.inf, 0, None
     start_epoch = 0
     train_seconds_before = 0.0
@@ -181,7 +156,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     work = Path(out).parent / f".{Path(out).name}.train"
     work.mkdir(parents=True, exist_ok=True)
     params = count_parameters(model)
-    state: dict[str, Any] = {
+    state: Checkpoint = {
         "format": 1,
         "architecture": arch.to_dict(),
         "preprocess_spec": spec.to_json(),
@@ -192,63 +167,14 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in images.holdout[:PARITY_IMAGES]],
         "params": params,
     }
-    if previous is not None:
-        for key in ("model_state", "best_state", "optimizer_state", "scheduler_state", "epoch", "history",
-                    "best_val_loss", "best_epoch"):
-            state[key] = previous[key]
-    stopped = "epochs"
-    patience_left = config.early_stopping_patience
-    if best_epoch and history:
-        patience_left -= history[-1]["epoch"] - best_epoch
-    progress = tqdm(range(start_epoch, config.epochs), desc=f"training ({params} params)", unit="epoch",
-                    initial=start_epoch, total=config.epochs)
-    for epoch in progress:
-        epoch_start = time.monotonic()
-        if history and epoch_start - started + history[-1]["seconds"] > budget:
-            stopped = "time budget"  # the next epoch would not fit in what is left
-            break
-        model.train()
-        losses = []
-        out_of_time = False
-        for inputs, targets in batches(images, config, spec, crop, epoch):
-            x = torch.from_numpy(inputs).to(device)
-            y = torch.from_numpy(targets).to(device)
-            loss = reconstruction_loss(model(x), y, config.loss, config.ssim_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            if time.monotonic() - started > budget:
-                out_of_time = True
-                break
-        schedule["fraction"] = max((epoch + 1) / config.epochs, (time.monotonic() - started) / budget)
-        scheduler.step()
-        val = validation_loss(model, validation, config, device)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
-                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_start,
-                        "complete": not out_of_time})
-        if val < best_val:
-            best_val, best_epoch = val, epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            patience_left = config.early_stopping_patience
-        else:
-            patience_left -= 1
-        progress.set_postfix(train=f"{history[-1]['train_loss']:.5f}", val=f"{val:.5f}")
-        state.update({
-            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "best_state": best_state, "optimizer_state": optimizer.state_dict(),
-            "scheduler_state": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-            "best_val_loss": best_val, "best_epoch": best_epoch,
-            "train_seconds": train_seconds_before + time.monotonic() - started, "stopped_reason": "in progress",
-        })
-        save_checkpoint(state, work / "checkpoint.pt")
-        if out_of_time:
-            stopped = "time budget"
-            break
-        if patience_left <= 0:
-            stopped = "early stopping"
-            break
-    progress.close()
+    if previous is not None:  # a resumed run's checkpoint carries on from where the saved one stood
+        state.update({"model_state": previous["model_state"], "best_state": previous["best_state"],
+                      "optimizer_state": previous["optimizer_state"], "scheduler_state": previous["scheduler_state"],
+                      "epoch": previous["epoch"], "history": previous["history"],
+                      "best_val_loss": previous["best_val_loss"], "best_epoch": previous["best_epoch"]})
+    fit_state = FitState(start_epoch, history, best_val, best_epoch, best_state, train_seconds_before)
+    stopped = fit(model, optimizer, scheduler, schedule, lambda epoch: batches(images, config, spec, crop, epoch),
+                  validation, config, device, state, fit_state, work / "checkpoint.pt", started)
     if "epoch" not in state:
         raise ConfigError(f"max_minutes={config.max_minutes} left no time for a single epoch")
     state["stopped_reason"] = stopped

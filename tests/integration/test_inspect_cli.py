@@ -123,7 +123,8 @@ def test_bench_prints_table_and_writes_figures(tiny_bundle: Path, sample_root: P
 def torch_macs(bundle: Path, shape: tuple[int, int, int, int]) -> int:
     """Independent count with forward hooks on the torch model the graph was exported from (network
     and view averaging): the ONNX-graph count must agree."""
-    from training.export import build_exported_model, load_checkpoint
+    from training.checkpoint import load_checkpoint
+    from training.export import build_exported_model
     from training.model import count_macs
 
     batch, _, height, width = shape

@@ -19,8 +19,9 @@ from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.errors import ConfigError
+from training.checkpoint import load_checkpoint
 from training.data import load_good_images
-from training.export import build_exported_model, export_from_checkpoint, load_checkpoint
+from training.export import build_exported_model, export_from_checkpoint
 from training.pca import PatchPCA, PatchPCAArchitecture, fit_patch_pca
 from training.train import train_bundle
 

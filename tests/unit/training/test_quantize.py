@@ -19,7 +19,8 @@ from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
 from inspector.errors import BundleError, ConfigError
 from training import export as export_module
-from training.export import export_from_checkpoint, load_checkpoint
+from training.checkpoint import load_checkpoint
+from training.export import export_from_checkpoint
 from training.quantize import MAX_MEAN_ABS_DIFF
 from training.train import train_bundle
 
@@ -160,7 +161,9 @@ def test_default_bundle_records_its_int8_scheme_and_machine(tiny_bundle: Path) -
     quantisation = metrics(tiny_bundle)["quantisation"]
     assert quantisation["scheme"] == TrainConfig().int8_scheme == "u8s8-reduced"
     assert "int8:" in quantisation["exported_on"]
-    assert "scheme u8s8-reduced" in (tiny_bundle / MODEL_CARD_FILE).read_text()
+    card = (tiny_bundle / MODEL_CARD_FILE).read_text()
+    assert "scheme u8s8-reduced" in card
+    assert "int8:" in card.splitlines()[2]  # the "Created" line names the CPU and its 8-bit path
 
 
 def test_unknown_int8_scheme_is_refused(sample_root: Path, tmp_path: Path) -> None:

@@ -31,8 +31,9 @@ from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.errors import BundleError
-from training import train as train_module
-from training.export import build_exported_model, check_parity, load_checkpoint
+from training import loop as loop_module
+from training.checkpoint import load_checkpoint
+from training.export import build_exported_model, check_parity
 from training.model import Architecture, ConvAutoencoder, count_macs, count_parameters
 from training.train import train_bundle
 
@@ -48,18 +49,18 @@ def quick_config(**overrides) -> TrainConfig:
 @pytest.fixture(scope="module")
 def two_epoch_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
     saved_epochs: list[int] = []
-    original = train_module.save_checkpoint
+    original = loop_module.save_checkpoint
 
     def recording(state, path):
         saved_epochs.append(state["epoch"])
         original(state, path)
 
-    train_module.save_checkpoint = recording
+    loop_module.save_checkpoint = recording
     try:
         out = tmp_path_factory.mktemp("two") / "bundle"
         train_bundle(sample_root, out, quick_config())
     finally:
-        train_module.save_checkpoint = original
+        loop_module.save_checkpoint = original
     return out, saved_epochs
 
 

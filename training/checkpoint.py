@@ -1,0 +1,84 @@
+"""checkpoint.pt: what a training run saves each epoch and a bundle keeps for re-export and resume.
+
+The checkpoint is a plain dict (torch.save with `weights_only=True` loads only plain containers and
+tensors, so a checkpoint cannot run code when it is read); `Checkpoint` types its keys so the
+trainer, the exporter and the type checker agree on them.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+import torch
+
+from inspector.atomic import atomic_write
+from inspector.errors import BundleError
+
+FORMAT = 1
+StateKey = Literal["best_state", "model_state"]  # which weights to build a model from
+
+
+class DataRecord(TypedDict, total=False):
+    path: str
+    sha256: str
+    train_count: int
+    holdout_count: int
+    holdout_paths: list[str]
+
+
+class EpochRecord(TypedDict):
+    epoch: int
+    train_loss: float
+    val_loss: float
+    lr: float
+    seconds: float
+    complete: bool
+
+
+class Checkpoint(TypedDict, total=False):
+    format: int
+    architecture: dict[str, Any]  # Architecture / PatchPCAArchitecture .to_dict()
+    preprocess_spec: str  # PreprocessSpec JSON
+    scoring: str  # ScoringSpec JSON
+    config: dict[str, Any]  # the resolved TrainConfig
+    data: DataRecord
+    parity_images: list[torch.Tensor]  # held-back boards for the export's parity check
+    params: int
+    model_state: dict[str, torch.Tensor]  # weights after the last epoch (resume continues here)
+    best_state: dict[str, torch.Tensor]  # weights of the best validation epoch (what is exported)
+    optimizer_state: dict[str, Any]
+    scheduler_state: dict[str, Any]
+    epoch: int
+    history: list[EpochRecord]
+    best_val_loss: float
+    best_epoch: int
+    train_seconds: float
+    stopped_reason: str
+    fit: dict[str, Any]  # patch PCA only: the fit's figures
+
+
+# What every checkpoint needs to be exported again (a resumed or re-exported run reads these).
+REQUIRED_KEYS = ("model_state", "best_state", "architecture", "preprocess_spec", "scoring", "data", "config",
+                 "history", "epoch", "parity_images")
+
+
+def save_checkpoint(state: Checkpoint, path: Path) -> None:
+    """Write then rename, so an interrupted save never destroys the previous epoch's checkpoint."""
+    atomic_write(path, lambda stream: torch.save(dict(state), stream))
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """A checkpoint written by `save_checkpoint`, or BundleError naming what is wrong with the file."""
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise BundleError(f"{path}: cannot read the checkpoint ({exc})") from exc
+    if not isinstance(loaded, dict):
+        raise BundleError(f"{path}: not a board-inspector checkpoint (holds a {type(loaded).__name__})")
+    missing = [key for key in REQUIRED_KEYS if key not in loaded]
+    if missing:
+        raise BundleError(f"{path}: not a board-inspector checkpoint (lacks {', '.join(missing)})")
+    checkpoint: Checkpoint = loaded  # type: ignore[assignment]  # keys checked above
+    return checkpoint

@@ -1,0 +1,132 @@
+"""The epoch loop of `inspector train`: one epoch, validation, and the fit that repeats them.
+
+`train.py` prepares the boards, the model and the optimiser; `fit` runs epochs until the epoch
+count, the wall-clock budget or early stopping ends the run, saving a checkpoint after every epoch
+so a run can be resumed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from inspector.config import TrainConfig
+from training.checkpoint import Checkpoint, EpochRecord, save_checkpoint
+from training.losses import reconstruction_loss
+from training.model import ConvAutoencoder
+
+MIN_LR_FRACTION = 0.05
+Batches = Iterator[tuple[np.ndarray, np.ndarray]]
+
+
+def lr_factor(progress: float) -> float:
+    """Cosine from the base rate down to MIN_LR_FRACTION of it (AdamW on this small net needs no warm-up)."""
+    return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_epoch(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, batches: Batches, config: TrainConfig,
+                device: torch.device, deadline: float) -> tuple[list[float], bool]:
+    """One pass over the epoch's batches; (batch losses, whether the wall-clock deadline cut it short)."""
+    model.train()
+    losses: list[float] = []
+    for inputs, targets in batches:
+        x = torch.from_numpy(inputs).to(device)
+        y = torch.from_numpy(targets).to(device)
+        loss = reconstruction_loss(model(x), y, config.loss, config.ssim_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if time.monotonic() > deadline:
+            return losses, True
+    return losses, False
+
+
+def validation_loss(model: ConvAutoencoder, tensors: list[np.ndarray], config: TrainConfig,
+                    device: torch.device) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for tensor in tensors:
+            x = torch.from_numpy(tensor[None]).to(device)
+            total += float(reconstruction_loss(model(x), x, config.loss, config.ssim_weight))
+    model.train()
+    return total / len(tensors)
+
+
+@dataclass
+class FitState:
+    """Where a run stands: continued from a checkpoint on resume, advanced by every epoch."""
+
+    start_epoch: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    train_seconds_before: float = 0.0
+
+
+def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+        schedule: dict[str, float], make_batches: Callable[[int], Batches], validation: list[np.ndarray],
+        config: TrainConfig, device: torch.device, state: Checkpoint, progress_state: FitState,
+        checkpoint_path: Path, started: float) -> str:
+    """Run epochs; updates `state` (the checkpoint) after each and returns why the run stopped.
+
+    `started` is the monotonic time the run began (data loading counts against the budget);
+    `schedule["fraction"]` drives the learning-rate schedule: the larger of epochs done and budget
+    spent, so a run the budget ends early still anneals.
+    """
+    budget = config.max_minutes * 60.0
+    history = progress_state.history
+    best_val, best_epoch, best_state = progress_state.best_val, progress_state.best_epoch, progress_state.best_state
+    stopped = "epochs"
+    patience_left = config.early_stopping_patience
+    if best_epoch and history:
+        patience_left -= history[-1]["epoch"] - best_epoch
+    progress = tqdm(range(progress_state.start_epoch, config.epochs), desc=f"training ({state['params']} params)",
+                    unit="epoch", initial=progress_state.start_epoch, total=config.epochs)
+    for epoch in progress:
+        epoch_start = time.monotonic()
+        if history and epoch_start - started + history[-1]["seconds"] > budget:
+            stopped = "time budget"  # the next epoch would not fit in what is left
+            break
+        losses, out_of_time = train_epoch(model, optimizer, make_batches(epoch), config, device, started + budget)
+        schedule["fraction"] = max((epoch + 1) / config.epochs, (time.monotonic() - started) / budget)
+        scheduler.step()
+        val = validation_loss(model, validation, config, device)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_start,
+                        "complete": not out_of_time})
+        if val < best_val:
+            best_val, best_epoch = val, epoch + 1
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            patience_left = config.early_stopping_patience
+        else:
+            patience_left -= 1
+        progress.set_postfix(train=f"{history[-1]['train_loss']:.5f}", val=f"{val:.5f}")
+        state.update({
+            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer_state": optimizer.state_dict(),
+            "scheduler_state": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+            "best_val_loss": best_val, "best_epoch": best_epoch,
+            "train_seconds": progress_state.train_seconds_before + time.monotonic() - started,
+            "stopped_reason": "in progress",
+        })
+        if best_state is not None:
+            state["best_state"] = best_state
+        save_checkpoint(state, checkpoint_path)
+        if out_of_time:
+            stopped = "time budget"
+            break
+        if patience_left <= 0:
+            stopped = "early stopping"
+            break
+    progress.close()
+    return stopped
