@@ -57,6 +57,7 @@ class Checkpoint(TypedDict, total=False):
     train_seconds: float
     stopped_reason: str
     fit: dict[str, Any]  # patch PCA only: the fit's figures
+    cap_forecast: dict[str, Any]  # set when the wall-clock cap was forecast to end the run early
 
 
 # What every checkpoint needs to be exported again (a resumed or re-exported run reads these).

@@ -191,7 +191,22 @@ def _model_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
         f"- Training: {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s "
         f"(stopped: {metrics['stopped_reason']}); best validation loss {metrics['best_val_loss']:.6f} "
         f"at epoch {metrics['best_epoch']}",
+        *_cap_lines(checkpoint, metrics),
     ]
+
+
+def _cap_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
+    """Whether the wall-clock cap cut the run short of its planned epochs, for the model card."""
+    planned = int(checkpoint["config"].get("epochs", metrics["epochs"]))
+    if metrics["stopped_reason"] != "time budget" or metrics["epochs"] >= planned:
+        return []
+    line = (f"- Time cap: the {checkpoint['config'].get('max_minutes'):g}-minute cap ended training at epoch "
+            f"{metrics['epochs']} of the {planned} planned")
+    forecast = checkpoint.get("cap_forecast")
+    if forecast:
+        line += (f" ({forecast['seconds_per_epoch']:.1f} s per epoch here; all epochs needed about "
+                 f"{forecast['minutes_needed']:g} min). Quality may be below the default's measured figures")
+    return [line]
 
 
 def _precision_line(metrics: dict[str, Any]) -> str:

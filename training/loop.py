@@ -23,6 +23,7 @@ from training.losses import reconstruction_loss
 from training.model import ConvAutoencoder
 
 MIN_LR_FRACTION = 0.05
+FORECAST_AFTER_EPOCHS = 2  # epochs timed before the run says whether the wall-clock cap will cut it short
 Batches = Iterator[tuple[np.ndarray, np.ndarray]]
 
 
@@ -47,6 +48,26 @@ def train_epoch(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, batche
         if time.monotonic() > deadline:
             return losses, True
     return losses, False
+
+
+def cap_forecast(history: list[EpochRecord], config: TrainConfig, elapsed: float) -> dict[str, float | int] | None:
+    """Whether the wall-clock cap will end the run before its planned epochs, judged on the epochs so far.
+
+    The default trains a fixed number of epochs (known to reach the quality targets); the cap is a
+    safety limit. On a slow CPU it ends the run early and the model is weaker than the default's
+    measured quality: say so at the start, not only at the end.
+    """
+    if not history:
+        return None
+    seconds_per_epoch = sum(h["seconds"] for h in history) / len(history)
+    remaining = config.epochs - history[-1]["epoch"]
+    projected = elapsed + seconds_per_epoch * remaining
+    budget = config.max_minutes * 60.0
+    if projected <= budget:
+        return None
+    reachable = history[-1]["epoch"] + int(max(0.0, budget - elapsed) // seconds_per_epoch)
+    return {"seconds_per_epoch": round(seconds_per_epoch, 2), "planned_epochs": config.epochs,
+            "expected_epochs": min(reachable, config.epochs), "minutes_needed": round(projected / 60.0, 1)}
 
 
 def validation_loss(model: ConvAutoencoder, tensors: list[np.ndarray], config: TrainConfig,
@@ -111,6 +132,15 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
         else:
             patience_left -= 1
         progress.set_postfix(train=f"{history[-1]['train_loss']:.5f}", val=f"{val:.5f}")
+        if epoch + 1 - progress_state.start_epoch == FORECAST_AFTER_EPOCHS:
+            forecast = cap_forecast(history, config, time.monotonic() - started)
+            if forecast is not None:
+                state["cap_forecast"] = forecast
+                tqdm.write(f"training: {forecast['seconds_per_epoch']:.1f} s per epoch on this machine; the "
+                           f"{config.max_minutes:g}-minute cap will stop the run near epoch {forecast['expected_epochs']} "
+                           f"of {forecast['planned_epochs']} (all epochs need about {forecast['minutes_needed']:g} min). "
+                           "The default's quality figures were measured on the full run: expect lower recall, "
+                           "or raise --max-minutes.")
         state.update({
             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer_state": optimizer.state_dict(),
