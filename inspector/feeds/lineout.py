@@ -220,7 +220,8 @@ class LineOut:
     def _run_hook(self, line: str, name: str) -> None:
         command = shlex.join(self.hook)
         try:
-            done = subprocess.run(self.hook, input=line + "\n", capture_output=True, text=True,
+            # Bytes, not text: a hook printing binary or Latin-1 must not raise here.
+            done = subprocess.run(self.hook, input=(line + "\n").encode("utf-8"), capture_output=True,
                                   timeout=self.hook_timeout_s, check=False)
         except subprocess.TimeoutExpired:
             self.on_hook_failure(f"hook {command!r} for {name}: timed out after {self.hook_timeout_s:g} s")
@@ -229,5 +230,7 @@ class LineOut:
             self.on_hook_failure(f"hook {command!r} for {name}: cannot run ({exc.strerror or exc})")
             return
         if done.returncode != 0:
-            tail = (done.stderr or "").strip().splitlines()[-1:] or [""]
-            self.on_hook_failure(f"hook {command!r} for {name}: exit status {done.returncode} {tail[0]}".strip())
+            text = (done.stderr or b"").decode("utf-8", "backslashreplace")
+            tail = text.strip().splitlines()[-1:] or [""]
+            shown = "".join(ch if ch.isprintable() else "?" for ch in tail[0][:300])
+            self.on_hook_failure(f"hook {command!r} for {name}: exit status {done.returncode} {shown}".strip())

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from inspector.config import InspectConfig, RunnerConfig
+from inspector.config import InspectConfig, RunnerConfig, mask_secrets
 from inspector.core.interface import Engine
 from inspector.core.results import InspectionResult
 from inspector.errors import OutputError
@@ -123,7 +123,7 @@ class Processor:
 
     def store_result(self, result: InspectionResult, *, digest: str, name: str, source_path: str,
                      image_path: str, overlay_path: str, heatmap_path: str, started: float,
-                     extra_timings: dict[str, float] | None = None) -> PublishedVerdict:
+                     extra_timings: dict[str, float] | None = None, raw_name: str | None = None) -> PublishedVerdict:
         regions = [region.to_dict() for region in result.regions]
         timings = {**result.timings_ms, **(extra_timings or {})}
         inspection_id = self.store.record_inspection(
@@ -131,6 +131,7 @@ class Processor:
             source_path=source_path, source_name=name, score=result.score, threshold=result.threshold,
             regions=regions, image_path=image_path, overlay_path=overlay_path, heatmap_path=heatmap_path,
             threshold_version=result.calibration_version, threshold_source=result.threshold_source, timings=timings,
+            source_name_raw=raw_name,
         )
         verdict = PublishedVerdict(inspection_id, name, digest, result.verdict, float(result.score), float(result.threshold),
                           regions, image_path, overlay_path, result.model_hash, result.calibration_version,
@@ -139,10 +140,12 @@ class Processor:
         self.lineout.publish(verdict.to_dict())
         return verdict
 
-    def store_error(self, *, digest: str, name: str, source_path: str, image_path: str, reason: str) -> int:
+    def store_error(self, *, digest: str, name: str, source_path: str, image_path: str, reason: str,
+                    raw_name: str | None = None) -> int:
         inspection_id = self.store.record_inspection(
             station=self.config.station, input_sha256=digest, model_hash=self.engine.model_hash, verdict="error",
             source_path=source_path, source_name=name, image_path=image_path, error=reason,
+            source_name_raw=raw_name,
         )
         self.store.record_event(self.config.station, "quarantine", reason)
         self.metrics.error()
@@ -172,7 +175,21 @@ def make_processor(engine: Engine, store: Store, config: RunnerConfig, overlays_
 
 
 
+class MaskSecrets(logging.Filter):
+    """Masks URL passwords (database, camera) in every log line; control characters are escaped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_secrets(message).replace("\r", "\\r").replace("\n", "\\n")
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 def configure_logging() -> None:
     # Logs go to stderr; stdout carries only the JSON verdict lines.
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskSecrets) for f in handler.filters):
+            handler.addFilter(MaskSecrets())

@@ -41,10 +41,16 @@ def _add_threshold_source(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE inspections ADD COLUMN threshold_source VARCHAR(16)"))
 
 
+def _add_source_name_raw(conn: Connection) -> None:
+    if "source_name_raw" not in {column["name"] for column in inspect(conn).get_columns("inspections")}:
+        conn.execute(text("ALTER TABLE inspections ADD COLUMN source_name_raw TEXT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _create_v1_tables),
     Migration(2, "indexes for newest-first dashboard queries", _add_dashboard_indexes),
     Migration(3, "inspections.threshold_source: which counter threshold_version belongs to", _add_threshold_source),
+    Migration(4, "inspections.source_name_raw: the exact bytes of a file name that is not UTF-8", _add_source_name_raw),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

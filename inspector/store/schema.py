@@ -97,6 +97,9 @@ class Inspection(Base):
     threshold_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The file name's exact bytes (hex) when source_name had to escape them (not UTF-8, control
+    # characters); None when source_name is the name itself. Schema version 4.
+    source_name_raw: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Review(Base):
