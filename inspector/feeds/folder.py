@@ -117,6 +117,7 @@ class FolderRunner:
     def _move(self, item: Claimed, target: Path) -> None:
         """The final move, after the row's commit: fsynced, so a power cut cannot undo it half-way."""
         os.replace(item.path, target)  # same bytes or a free name: nothing is overwritten
+        self.processor.fault("moved")
         fsync_dir(target.parent)
         fsync_dir(item.path.parent)
 
@@ -212,6 +213,8 @@ class FolderRunner:
     def _settle_existing(self, item: Claimed, inspection_id: int) -> None:
         """Inputs already stored (a re-run after a crash, or the same bytes under another name)."""
         row = self.store.get_inspection(inspection_id)
+        self.processor.resend(inspection_id)  # at least once: a resend or a resume hears its verdict
+        self.processor.fault("published")
         if row is not None and row.verdict == "error":
             self._move(item, final_path(self.folders.quarantine, item.shown, item.digest))
             self.stats.quarantined += 1
@@ -312,6 +315,7 @@ class FolderRunner:
             self.process(batch)
             self._log_rate()
             return True  # a backlog is drained without waiting
+        self.processor.publish_pending()  # retries of verdicts the line did not take yet
         if once and not entries:
             return False
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:

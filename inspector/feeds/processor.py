@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -14,13 +15,17 @@ import numpy as np
 from inspector.config import InspectConfig, RunnerConfig, mask_secrets
 from inspector.core.interface import Engine
 from inspector.core.results import InspectionResult
-from inspector.errors import OutputError
+from inspector.errors import OutputError, StoreError
 from inspector.feeds.lineout import LineOut, Metrics
 from inspector.store import Store
+from inspector.store.records import InspectionRecord
+from inspector.store.schema import utcnow
 
 log = logging.getLogger(__name__)
 
 THRESHOLD_CACHE_SECONDS = 1.0
+PUBLISH_RETRY_INITIAL_SECONDS = 1.0
+PUBLISH_RETRY_MAX_SECONDS = 60.0
 
 
 @dataclass
@@ -62,9 +67,29 @@ class PublishedVerdict:
     station: str
     error: str | None = None
     threshold_source: str | None = None  # "bundle" or "qa": which of the two version counters
+    verdict_id: str = ""  # stable across repeats (crash, retry, board sent again): the line drops repeats
+
+    def __post_init__(self) -> None:
+        if not self.verdict_id:
+            self.verdict_id = verdict_id(self.input_sha256, self.model_hash)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @classmethod
+    def of(cls, row: InspectionRecord) -> PublishedVerdict:
+        return cls(row.id, row.source_name, row.input_sha256, row.verdict, row.score, row.threshold,
+                   list(row.regions), row.image_path, row.overlay_path, row.model_hash, row.threshold_version,
+                   row.station, row.error, row.threshold_source)
+
+
+def verdict_id(input_sha256: str, model_hash: str) -> str:
+    """One id per (image bytes, model), like the store's unique key."""
+    return f"{input_sha256[:32]}-{model_hash[:16]}"
+
+
+def _no_fault(step: str) -> None:
+    """Fault-injection point between a commit and the board's final move (tests replace it)."""
 
 
 class Processor:
@@ -80,6 +105,8 @@ class Processor:
         self.overlays_dir = overlays_dir
         self._clock = clock
         self._threshold_checked = -float("inf")
+        self.wall: Callable[[], datetime] = utcnow  # when outbox retries fall due (tests move it)
+        self.fault: Callable[[str], None] = _no_fault
 
     def refresh_threshold(self) -> None:
         """Apply QA's latest threshold version from the store (checked at most once a second)."""
@@ -131,13 +158,15 @@ class Processor:
             source_path=source_path, source_name=name, score=result.score, threshold=result.threshold,
             regions=regions, image_path=image_path, overlay_path=overlay_path, heatmap_path=heatmap_path,
             threshold_version=result.calibration_version, threshold_source=result.threshold_source, timings=timings,
-            source_name_raw=raw_name,
+            source_name_raw=raw_name, publish=True,
         )
+        self.fault("committed")
         verdict = PublishedVerdict(inspection_id, name, digest, result.verdict, float(result.score), float(result.threshold),
                           regions, image_path, overlay_path, result.model_hash, result.calibration_version,
                           self.config.station, threshold_source=result.threshold_source)
         self.metrics.observe(result.verdict, self._clock() - started)
-        self.lineout.publish(verdict.to_dict())
+        self.publish_pending()
+        self.fault("published")
         return verdict
 
     def store_error(self, *, digest: str, name: str, source_path: str, image_path: str, reason: str,
@@ -145,13 +174,45 @@ class Processor:
         inspection_id = self.store.record_inspection(
             station=self.config.station, input_sha256=digest, model_hash=self.engine.model_hash, verdict="error",
             source_path=source_path, source_name=name, image_path=image_path, error=reason,
-            source_name_raw=raw_name,
+            source_name_raw=raw_name, publish=True,
         )
+        self.fault("committed")
         self.store.record_event(self.config.station, "quarantine", reason)
         self.metrics.error()
-        self.lineout.publish(PublishedVerdict(inspection_id, name, digest, "error", None, None, [], image_path, "",
-                                     self.engine.model_hash, None, self.config.station, reason).to_dict())
+        self.publish_pending()
+        self.fault("published")
         return inspection_id
+
+    def resend(self, inspection_id: int) -> None:
+        """A board sent again (or resumed after a crash): its stored verdict reaches the line again."""
+        self.store.enqueue_verdict(inspection_id)
+        self.publish_pending()
+
+    def publish_pending(self) -> int:
+        """Publish the outbox's due verdicts of this station, oldest first; returns how many the line took.
+
+        An entry the line did not take stays pending and falls due again after a backoff (1 s
+        doubling to 60 s). The store being away costs nothing here: the entries wait.
+        """
+        try:
+            pending = self.store.pending_verdicts(station=self.config.station, now=self.wall())
+        except StoreError as exc:
+            log.warning("outbox not read (%s); pending verdicts are published later", exc)
+            return 0
+        taken = 0
+        for entry in pending:
+            problem = self.lineout.deliver(PublishedVerdict.of(entry.inspection).to_dict())
+            try:
+                if problem is None:
+                    self.store.verdict_published(entry.outbox_id)
+                    taken += 1
+                else:
+                    delay = min(PUBLISH_RETRY_MAX_SECONDS, PUBLISH_RETRY_INITIAL_SECONDS * 2 ** entry.attempts)
+                    self.store.verdict_not_taken(entry.outbox_id, problem, self.wall() + timedelta(seconds=delay))
+            except StoreError as exc:  # published again later: at least once, never lost
+                log.warning("outbox entry %d not updated (%s)", entry.outbox_id, exc)
+                break
+        return taken
 
 
 def load_engine(bundle: Path, inspect_config: InspectConfig) -> Engine:

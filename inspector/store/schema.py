@@ -124,6 +124,24 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class OutboxEntry(Base):
+    """A verdict to publish on the line (schema version 5): written in the inspection's own
+    transaction, deleted from the queue only once the line took it (`published_at`)."""
+
+    __tablename__ = "verdict_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(Integer, ForeignKey("inspections.id"), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+OUTBOX_INDEX = Index("ix_verdict_outbox_pending", OutboxEntry.published_at, OutboxEntry.id)
+
+
 # Added by migration step 2: the dashboard lists newest-first, filtered by verdict and station.
 DASHBOARD_INDEXES = (
     Index("ix_inspections_created_at", Inspection.created_at),

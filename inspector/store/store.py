@@ -25,6 +25,7 @@ from inspector.config import mask_secrets
 from inspector.errors import StoreError, StoreUnavailable
 from inspector.store import schema
 from inspector.store.migrations import migrate
+from inspector.store.outbox import OutboxMixin
 from inspector.store.records import (
     EventRecord,
     InspectionRecord,
@@ -92,7 +93,7 @@ def _failure(exc: DBAPIError, message: str) -> StoreError:
     return StoreUnavailable(message) if unavailable else StoreError(message)
 
 
-class Store:
+class Store(OutboxMixin):
     """One results store (thread-safe: each call uses its own short session)."""
 
     def __init__(self, engine: Engine, where: str) -> None:
@@ -201,8 +202,12 @@ class Store:
         error: str | None = None,
         created_at: datetime | None = None,
         source_name_raw: str | None = None,
+        publish: bool = False,
     ) -> int:
-        """Store one verdict; the same input bytes under the same model are stored once (returns that id)."""
+        """Store one verdict; the same input bytes under the same model are stored once (returns that id).
+
+        `publish=True` also queues a new row's verdict in the outbox, in the same transaction.
+        """
         if verdict not in schema.VERDICTS:
             raise StoreError(f"inspection of {source_name or input_sha256}: unknown verdict {verdict!r}")
         if len(input_sha256) != 64:
@@ -225,6 +230,8 @@ class Store:
             )
             session.add(row)
             session.flush()
+            if publish:
+                session.add(schema.OutboxEntry(inspection_id=row.id, created_at=utcnow(), attempts=0))
             return row.id
 
         try:
