@@ -120,6 +120,8 @@ class RunnerConfig:
     json_lines: bool = True  # one JSON line per verdict on stdout
     max_attempts: int = 3  # tries of one board (a crash counts) before it is quarantined
     max_file_bytes: int = 256 * 1024 * 1024  # larger inbox files are quarantined unread
+    min_free_bytes: int = 256 * 1024 * 1024  # below this free space no new boards are taken (0 = never pause)
+    retention_days: float = 0.0  # delete done/, overlays/, camera/ files older than this (0 = keep)
 
 
 @dataclass

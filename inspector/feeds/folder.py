@@ -26,9 +26,17 @@ from inspector.errors import InspectorError, StoreError, StoreUnavailable
 from inspector.feeds.attempts import AttemptJournal
 from inspector.feeds.backoff import STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff
 from inspector.feeds.claimed import Claimed, describe, failure_reason
-from inspector.feeds.inbox import Folders, StabilityTracker, exclusive_lock, final_path, is_temp_name, sha256_hex
+from inspector.feeds.housekeeping import DiskGuard
+from inspector.feeds.inbox import Folders, StabilityTracker, exclusive_lock, final_path, is_temp_name, scan_inbox, sha256_hex
 from inspector.feeds.lineout import HealthServer
-from inspector.feeds.processor import Processor, RunnerStats, configure_logging, load_engine, make_processor
+from inspector.feeds.processor import (
+    PUBLISH_RETRY_POLL_SECONDS,
+    Processor,
+    RunnerStats,
+    configure_logging,
+    load_engine,
+    make_processor,
+)
 from inspector.feeds.safeio import display_name, fit_name, raw_name_hex, read_regular
 from inspector.feeds.signals import inbox_observer, stop_on_signals
 from inspector.store import open_store
@@ -55,6 +63,7 @@ class FolderRunner:
         self.stats = RunnerStats()
         self.stability = StabilityTracker(config.stable_seconds)
         self.attempts = AttemptJournal(folders.processing.parent, config.max_attempts)
+        self.disk = DiskGuard(folders.processing.parent, config.min_free_bytes, config.retention_days, self._disk_state)
         self._failed: set[str] = set()  # names that could not even be moved: not retried this run
         self._outage_started: float | None = None  # monotonic time the store became unreachable
         self._outage_backoff = Backoff(STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS, STORE_RETRY_JITTER)
@@ -63,21 +72,7 @@ class FolderRunner:
 
     # ----------------------------------------------------------------- scanning
     def _inbox_entries(self) -> dict[str, os.stat_result]:
-        entries: dict[str, os.stat_result] = {}
-        try:
-            with os.scandir(self.folders.inbox) as it:
-                for entry in it:
-                    if is_temp_name(entry.name) or entry.name in self._failed:
-                        continue
-                    try:
-                        # Links, FIFOs and devices are taken too (never read: they end in quarantine/).
-                        if not entry.is_dir(follow_symlinks=False):
-                            entries[entry.name] = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue  # renamed away between listing and stat
-        except FileNotFoundError as exc:
-            raise InspectorError(f"{self.folders.inbox}: inbox folder disappeared") from exc
-        return entries
+        return scan_inbox(self.folders.inbox, self._failed)
 
     def _processing_files(self) -> list[Path]:
         files: list[tuple[int, str, Path]] = []
@@ -303,7 +298,9 @@ class FolderRunner:
         """One pass of the loop: claim and process a batch, or wait. False when `once` is done."""
         self.metrics.tick()
         entries = self._inbox_entries()
-        ready = self.stability.ready(entries)
+        ready = self.stability.ready(entries) if self.disk.may_take() else []
+        if once and self.disk.paused:
+            return False  # the boards wait in the inbox for a run with room to work
         self.metrics.set_queue_depth(len(entries))
         batch: list[Path] = []
         for name in ready[: self.config.max_batch]:
@@ -315,7 +312,7 @@ class FolderRunner:
             self.process(batch)
             self._log_rate()
             return True  # a backlog is drained without waiting
-        self.processor.publish_pending()  # retries of verdicts the line did not take yet
+        self.processor.publish_pending_every(PUBLISH_RETRY_POLL_SECONDS)  # verdicts the line did not take yet
         if once and not entries:
             return False
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
@@ -324,6 +321,12 @@ class FolderRunner:
         self.wake.wait(self.config.poll_seconds)
         self.wake.clear()
         return True
+
+    def _disk_state(self, full: bool, detail: str) -> None:
+        (log.error if full else log.info)("%s", detail)
+        self.metrics.set_paused(full)
+        self.store.record_event(self.config.station, "disk_full" if full else "disk_ok", detail)
+        self.store.set_station_state(self.config.station, "disk_full" if full else "running")
 
     def _store_down(self, exc: StoreUnavailable) -> None:
         """The store is unreachable: keep every claimed file where it is and retry with backoff.

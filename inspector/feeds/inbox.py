@@ -64,6 +64,25 @@ def final_path(folder: Path, name: str, digest: str) -> Path:
     return folder / fit_name(name, f"{digest}-{time.time_ns()}-")
 
 
+def scan_inbox(inbox: Path, skip: set[str]) -> dict[str, os.stat_result]:
+    """Inbox entries that may be taken, with their lstat. Links, FIFOs and devices are listed too
+    (the runner claims them and quarantines them unread); folders and temporary names are not."""
+    entries: dict[str, os.stat_result] = {}
+    try:
+        with os.scandir(inbox) as it:
+            for entry in it:
+                if is_temp_name(entry.name) or entry.name in skip:
+                    continue
+                try:
+                    if not entry.is_dir(follow_symlinks=False):
+                        entries[entry.name] = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # renamed away between listing and stat
+    except FileNotFoundError as exc:
+        raise InspectorError(f"{inbox}: inbox folder disappeared") from exc
+    return entries
+
+
 @dataclass
 class Folders:
     inbox: Path

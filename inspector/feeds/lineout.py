@@ -37,6 +37,7 @@ class Metrics:
         self.errors = 0
         self.queue_depth = 0
         self.camera_up: bool | None = None  # None: not a camera feed
+        self.paused = False  # disk nearly full: no new boards taken (runner.min_free_bytes)
         self.last_tick = clock()
         self.alive = True
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -85,16 +86,20 @@ class Metrics:
             span = min(RATE_WINDOW_SECONDS, max(now - self.started, 1e-6))
             return len(self._done_times) / span
 
+    def set_paused(self, paused: bool) -> None:
+        with self._lock:
+            self.paused = paused
+
     def healthy(self, stale_after_s: float) -> bool:
         with self._lock:
-            return self.alive and self._clock() - self.last_tick <= stale_after_s
+            return self.alive and not self.paused and self._clock() - self.last_tick <= stale_after_s
 
     def status(self, stale_after_s: float) -> dict[str, Any]:
         healthy = self.healthy(stale_after_s)
         rate = self.rate()
         with self._lock:
             return {
-                "status": "ok" if healthy else "unhealthy",
+                "status": "ok" if healthy else "disk_full" if self.paused else "unhealthy",
                 "alive": self.alive,
                 "seconds_since_tick": round(self._clock() - self.last_tick, 3),
                 "processed": self.processed,

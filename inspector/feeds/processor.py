@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 THRESHOLD_CACHE_SECONDS = 1.0
 PUBLISH_RETRY_INITIAL_SECONDS = 1.0
 PUBLISH_RETRY_MAX_SECONDS = 60.0
+PUBLISH_RETRY_POLL_SECONDS = 0.5  # how often an idle loop looks for verdicts due again
 
 
 @dataclass
@@ -106,6 +107,7 @@ class Processor:
         self._clock = clock
         self._threshold_checked = -float("inf")
         self.wall: Callable[[], datetime] = utcnow  # when outbox retries fall due (tests move it)
+        self._outbox_checked = -float("inf")
         self.fault: Callable[[str], None] = _no_fault
 
     def refresh_threshold(self) -> None:
@@ -187,6 +189,14 @@ class Processor:
         """A board sent again (or resumed after a crash): its stored verdict reaches the line again."""
         self.store.enqueue_verdict(inspection_id)
         self.publish_pending()
+
+    def publish_pending_every(self, seconds: float) -> int:
+        """`publish_pending`, at most once per `seconds` (loops call it on every pass)."""
+        now = self._clock()
+        if now - self._outbox_checked < seconds:
+            return 0
+        self._outbox_checked = now
+        return self.publish_pending()
 
     def publish_pending(self) -> int:
         """Publish the outbox's due verdicts of this station, oldest first; returns how many the line took.

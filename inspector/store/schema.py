@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-STATION_STATES = ("running", "stopped", "camera_down")
-EVENT_KINDS = ("start", "stop", "camera_down", "camera_up", "error", "quarantine")
+STATION_STATES = ("running", "stopped", "camera_down", "disk_full")
+EVENT_KINDS = ("start", "stop", "camera_down", "camera_up", "error", "quarantine", "disk_full", "disk_ok")
 REVIEW_DECISIONS = ("confirm", "dismiss")
 VERDICTS = ("pass", "fail", "review", "error")
 FLAGGED_VERDICTS = ("fail", "review")
