@@ -34,3 +34,9 @@ def failure_reason(item: Claimed, exc: BaseException) -> str:
     if isinstance(exc, ImageLoadError):
         return str(exc)
     return f"{item.shown}: cannot be taken ({describe(exc)})"
+
+
+def original_name(path: Path) -> str:
+    """The inbox name of a file in processing/ (a collision there got a "<ns>-" prefix)."""
+    head, _, rest = path.name.partition("-")
+    return rest if head.isdigit() and len(head) >= 18 and rest else path.name

@@ -25,7 +25,7 @@ from inspector.core.interface import Engine
 from inspector.errors import InspectorError, StoreError, StoreUnavailable
 from inspector.feeds.attempts import AttemptJournal
 from inspector.feeds.backoff import STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff
-from inspector.feeds.claimed import Claimed, describe, failure_reason
+from inspector.feeds.claimed import Claimed, describe, failure_reason, original_name
 from inspector.feeds.housekeeping import DiskGuard
 from inspector.feeds.inbox import Folders, StabilityTracker, exclusive_lock, final_path, is_temp_name, scan_inbox, sha256_hex
 from inspector.feeds.lineout import HealthServer
@@ -139,11 +139,6 @@ class FolderRunner:
         self.stats.quarantined += 1
         log.warning("quarantined %s: %s", item.shown, reason)
 
-    def _original_name(self, path: Path) -> str:
-        # A collision in processing/ got a "<ns>-" prefix; the stored name stays the inbox name.
-        head, _, rest = path.name.partition("-")
-        return rest if head.isdigit() and len(head) >= 18 and rest else path.name
-
     def process(self, paths: list[Path]) -> None:
         """Take claimed files (already in processing/) through to done/ or quarantine/.
 
@@ -154,7 +149,7 @@ class FolderRunner:
         fresh: list[Path] = []
         for path in paths:
             if self.attempts.exhausted(path.name):
-                item = Claimed(path, self._original_name(path))
+                item = Claimed(path, original_name(path))
                 self._quarantine(item, f"{item.shown}: tried alone {self.attempts.count(path.name)} times and "
                                        "the runner stopped during each try; not tried again")
                 self.attempts.settled(path.name)
@@ -175,7 +170,7 @@ class FolderRunner:
         pending: list[Claimed] = []
         same_bytes_later: list[Claimed] = []  # a copy of an image already in this batch
         for path in paths:
-            item = Claimed(path, self._original_name(path), claimed_at=time.monotonic())
+            item = Claimed(path, original_name(path), claimed_at=time.monotonic())
             if self.stats.first_work is None:
                 self.stats.first_work = item.claimed_at
             try:
@@ -237,7 +232,13 @@ class FolderRunner:
             return
         for item, result in zip(items, results, strict=True):
             target = final_path(self.folders.done, item.shown, item.digest)
-            overlay_path, heatmap_path = self.processor.save_images(item.image, result, item.digest, item.shown)  # type: ignore[arg-type]
+            try:  # before the commit: whatever drawing this board raises quarantines it
+                overlay_path, heatmap_path = self.processor.save_images(item.image, result, item.digest, item.shown)  # type: ignore[arg-type]
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._quarantine(item, f"{item.shown}: its pictures cannot be drawn ({describe(exc)})")
+                continue
             verdict = self.processor.store_result(
                 result, digest=item.digest, name=item.shown, source_path=str(self.folders.inbox / item.shown),
                 image_path=str(target), overlay_path=overlay_path, heatmap_path=heatmap_path, started=item.claimed_at,

@@ -184,3 +184,25 @@ def test_any_exception_an_image_causes_quarantines_it(dirs: tuple[Path, Path]) -
     assert (stats.processed, stats.quarantined) == (1, 1)
     [row] = [r for r in Store.open(data).list_inspections() if r.verdict == "error"]
     assert row.source_name == "odd.png" and "ValueError" in (row.error or "")
+
+
+def test_a_board_whose_pictures_cannot_be_drawn_is_quarantined_and_the_batch_goes_on(
+        dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspector.feeds.processor import Processor
+
+    real = Processor.save_images
+
+    def draw(self: Processor, image: np.ndarray, result: InspectionResult, digest: str, name: str) -> tuple[str, str]:
+        if name == "odd.png":
+            raise ValueError("a shape the renderer trips over")
+        return real(self, image, result, digest, name)
+
+    monkeypatch.setattr(Processor, "save_images", draw)
+    inbox, data = dirs
+    board(str(inbox / "good.png"), 60, seed=14)
+    board(str(inbox / "odd.png"), 70, seed=15)
+    stats = run_folder(inbox, FakeEngine(), config(data), InspectConfig(), once=True)
+    assert (stats.processed, stats.quarantined) == (1, 1)
+    assert names(data / "quarantine") == [b"odd.png"] and names(data / "done") == [b"good.png"]
+    [row] = [r for r in Store.open(data).list_inspections() if r.verdict == "error"]
+    assert "cannot be drawn" in (row.error or "")
