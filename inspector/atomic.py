@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename into or out of it) to disk; a no-op where unsupported."""
     try:
         handle = os.open(folder, os.O_RDONLY)
     except OSError:  # some filesystems cannot open a folder: the rename is still atomic
@@ -49,7 +50,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *, mode:
         Path(temporary).unlink(missing_ok=True)
         raise
     if durable:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return path
 
 

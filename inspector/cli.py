@@ -19,7 +19,7 @@ except ImportError:  # older typer on top of click
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from inspector import __version__
-from inspector.config import InspectConfig
+from inspector.config import InspectConfig, mask_secrets
 from inspector.errors import InspectorError
 
 app = typer.Typer(
@@ -195,53 +195,92 @@ def bench(
     run_bench(model, images=images, batch=batch, out=out, runner=runner)
 
 
+CONFIG_HELP = ("Deployment settings TOML (deploy/example-config.toml): its [inspect], [runner] and [camera] tables "
+               "apply; options given here win.")
+DB_HELP = ("SQLAlchemy URL without a password (default: BOARD_INSPECTOR_DB_URL, runner.db_url_file, runner.db_url, "
+           "else SQLite in the data directory). A password here would show in `ps`: it is refused.")
+
+
+def _line_settings(config: Optional[Path], db: Optional[str], overrides: dict[tuple[str, str], Any]) -> Any:
+    """Settings for `watch` and `camera`: the file, then the options given (None = not given)."""
+    from inspector.config import has_secret, load_settings, resolve_db_url
+
+    settings = load_settings(config)
+    if db is not None:
+        if has_secret(db):
+            raise typer.BadParameter("a password in --db shows in `ps` and the unit file: put the URL in "
+                                     "BOARD_INSPECTOR_DB_URL or in runner.db_url_file (mode 0600)", param_hint="--db")
+        settings.runner.db_url = db
+    else:
+        settings.runner.db_url = resolve_db_url(settings.runner)
+    for table, name, value in ((t, n, v) for (t, n), v in overrides.items()):
+        if value is not None:
+            setattr(getattr(settings, table), name, str(value) if isinstance(value, Path) else value)
+    return settings
+
+
 @app.command()
 def watch(
     inbox: Path = typer.Argument(..., help="Folder the line drops images into."),
     model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
-    db: str = typer.Option("", "--db", help="SQLAlchemy URL (default: SQLite in --data-dir)."),
-    station: str = typer.Option("station-1", "--station", help="Station name recorded with every result."),
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Store, processed images, overlays."),
-    http_port: int = typer.Option(0, "--http-port", help="Serve /healthz and /metrics on this port (0 = off)."),
-    hook: str = typer.Option("", "--hook", help="Command run per verdict with the JSON on stdin."),
+    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP, **EXISTING_FILE),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    station: Optional[str] = typer.Option(None, "--station", help="Station name recorded with every result "
+                                          "[default: station-1]."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store, processed images, overlays [default: data]."),
+    http_port: Optional[int] = typer.Option(None, "--http-port", help="Serve /healthz and /metrics on this port "
+                                            "(0 = off) [default: 0]."),
+    hook: Optional[str] = typer.Option(None, "--hook", help="Command run per verdict with the JSON on stdin."),
     once: bool = typer.Option(False, "--once", help="Process what is in the inbox, then exit."),
-    stable_seconds: float = typer.Option(1.0, "--stable-seconds", min=0.0,
-                                         help="A file must stop changing this long before it is taken."),
-    poll_seconds: float = typer.Option(0.5, "--poll-seconds", min=0.01,
-                                       help="Rescan the inbox at least this often (file events wake it sooner)."),
-    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Most images held in memory at once."),
-    json_lines: bool = typer.Option(True, "--json/--no-json", help="Print one JSON line per verdict on stdout."),
+    stable_seconds: Optional[float] = typer.Option(None, "--stable-seconds", min=0.0,
+                                                   help="A file must stop changing this long before it is taken "
+                                                        "[default: 1.0]."),
+    poll_seconds: Optional[float] = typer.Option(None, "--poll-seconds", min=0.01,
+                                                 help="Rescan the inbox at least this often (file events wake it "
+                                                      "sooner) [default: 0.5]."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", min=1, help="Most images held in memory at once "
+                                            "[default: 8]."),
+    json_lines: Optional[bool] = typer.Option(None, "--json/--no-json", help="Print one JSON line per verdict on "
+                                              "stdout [default: --json]."),
 ) -> None:
     """Watch a folder feed: inspect each new image exactly once and store the result."""
-    from inspector.config import InspectConfig, RunnerConfig
     from inspector.feeds.folder import watch as run_watch
 
-    cfg = RunnerConfig(station=station, data_dir=str(data_dir), db_url=db, http_port=http_port, hook=hook,
-                       stable_seconds=stable_seconds, poll_seconds=poll_seconds, max_batch=max_batch,
-                       json_lines=json_lines)
-    run_watch(inbox, model, cfg, InspectConfig(), once=once)
+    settings = _line_settings(config, db, {
+        ("runner", "station"): station, ("runner", "data_dir"): data_dir, ("runner", "http_port"): http_port,
+        ("runner", "hook"): hook, ("runner", "stable_seconds"): stable_seconds,
+        ("runner", "poll_seconds"): poll_seconds, ("runner", "max_batch"): max_batch,
+        ("runner", "json_lines"): json_lines})
+    run_watch(inbox, model, settings.runner, settings.inspect, once=once)
 
 
 @app.command()
 def camera(
-    source: str = typer.Argument(..., help="Device index, video file, or RTSP/HTTP URL."),
+    source: str = typer.Argument(..., help="Device index, video file, or RTSP/HTTP URL (credentials are masked "
+                                 "in logs and events)."),
     model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
-    db: str = typer.Option("", "--db", help="SQLAlchemy URL (default: SQLite in --data-dir)."),
-    station: str = typer.Option("station-1", "--station", help="Station name recorded with every result."),
-    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="Store, captured images, overlays."),
-    trigger: str = typer.Option("interval", "--trigger", help="every, interval, stdin or file."),
-    interval: float = typer.Option(2.0, "--interval", min=0.0, help="Seconds between inspections (interval)."),
-    trigger_file: str = typer.Option("", "--trigger-file", help="File touched by the PLC bridge (file)."),
-    http_port: int = typer.Option(0, "--http-port", help="Serve /healthz and /metrics on this port (0 = off)."),
+    config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP, **EXISTING_FILE),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    station: Optional[str] = typer.Option(None, "--station", help="Station name recorded with every result "
+                                          "[default: station-1]."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Store, captured images, overlays "
+                                            "[default: data]."),
+    trigger: Optional[str] = typer.Option(None, "--trigger", help="every, interval, stdin or file [default: interval]."),
+    interval: Optional[float] = typer.Option(None, "--interval", min=0.0, help="Seconds between inspections "
+                                             "(interval) [default: 2.0]."),
+    trigger_file: Optional[str] = typer.Option(None, "--trigger-file", help="File touched by the PLC bridge (file)."),
+    http_port: Optional[int] = typer.Option(None, "--http-port", help="Serve /healthz and /metrics on this port "
+                                            "(0 = off) [default: 0]."),
     max_frames: int = typer.Option(0, "--max-frames", min=0, help="Stop after this many inspections (0 = never)."),
 ) -> None:
     """Inspect frames from a camera or video stream."""
-    from inspector.config import CameraConfig, InspectConfig, RunnerConfig
     from inspector.feeds.camera import run_camera
 
-    runner_cfg = RunnerConfig(station=station, data_dir=str(data_dir), db_url=db, http_port=http_port)
-    camera_cfg = CameraConfig(trigger=trigger, interval_seconds=interval, trigger_file=trigger_file)
-    run_camera(source, model, runner_cfg, camera_cfg, InspectConfig(), max_frames=max_frames)
+    settings = _line_settings(config, db, {
+        ("runner", "station"): station, ("runner", "data_dir"): data_dir, ("runner", "http_port"): http_port,
+        ("camera", "trigger"): trigger, ("camera", "interval_seconds"): interval,
+        ("camera", "trigger_file"): trigger_file})
+    run_camera(source, model, settings.runner, settings.camera, settings.inspect, max_frames=max_frames)
 
 
 @app.command()
@@ -292,16 +331,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(0)
     except click_exceptions.UsageError as exc:
         hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        typer.echo(f"error: {mask_secrets(exc.format_message())}{hint}", err=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("error: interrupted", err=True)
         sys.exit(130)
     except InspectorError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {mask_secrets(str(exc))}", err=True)
         sys.exit(1)
     except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {mask_secrets(str(exc))}", err=True)
         sys.exit(1)
     code = result if isinstance(result, int) else 0
     if argv is None:

@@ -8,6 +8,9 @@ config.json can be read on a line PC.
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,7 +112,8 @@ class RunnerConfig:
 
     station: str = "station-1"
     data_dir: str = "data"  # store, processed images and overlays
-    db_url: str = ""  # empty = SQLite in data_dir
+    db_url: str = ""  # empty = SQLite in data_dir (a password belongs in db_url_file or BOARD_INSPECTOR_DB_URL)
+    db_url_file: str = ""  # a file (mode 0600) holding the database URL, so no password shows in argv
     stable_seconds: float = 1.0  # a file must keep its size and mtime this long before it is taken
     poll_seconds: float = 0.5
     max_batch: int = 8  # bound on images held in memory at once
@@ -117,6 +121,10 @@ class RunnerConfig:
     http_port: int = 0  # 0 = no health/metrics endpoint
     hook: str = ""  # command run with each verdict as JSON on stdin
     json_lines: bool = True  # one JSON line per verdict on stdout
+    max_attempts: int = 3  # tries of one board (a crash counts) before it is quarantined
+    max_file_bytes: int = 256 * 1024 * 1024  # larger inbox files are quarantined unread
+    min_free_bytes: int = 256 * 1024 * 1024  # below this free space no new boards are taken (0 = never pause)
+    retention_days: float = 0.0  # delete done/, overlays/, camera/ files older than this (0 = keep)
 
 
 @dataclass
@@ -197,3 +205,47 @@ def load_config(path: str | Path, cls: type[T]) -> T:
 
 def to_dict(config: Any) -> dict[str, Any]:
     return asdict(config)
+
+
+# ------------------------------------------------------------------- secrets
+
+DB_URL_ENV = "BOARD_INSPECTOR_DB_URL"
+_URL_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):(?P<password>[^\s@/]*)@")
+_SECRET_PARAMS = re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api_key)=([^&\s'\"]+)")
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with the password of every URL (`scheme://user:***@host`) and `password=...` masked."""
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('head')}:***@", text)
+    return _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}=***", text)
+
+
+def has_secret(text: str) -> bool:
+    return mask_secrets(text) != text
+
+
+def resolve_db_url(runner: RunnerConfig, environ: dict[str, str] | None = None) -> str:
+    """The store URL: `BOARD_INSPECTOR_DB_URL`, else the first line of `db_url_file`, else `db_url`."""
+    env = os.environ if environ is None else environ
+    if env.get(DB_URL_ENV, "").strip():
+        return env[DB_URL_ENV].strip()
+    if runner.db_url_file:
+        path = Path(runner.db_url_file)
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"runner.db_url_file {path}: cannot read ({exc.strerror or exc})") from exc
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"runner.db_url_file {path}: readable by other users; make it readable by the "
+                              f"service only (chmod 600 {path})")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if not lines:
+            raise ConfigError(f"runner.db_url_file {path}: empty")
+        return lines[0]
+    return runner.db_url
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """A deployment's settings file (deploy/example-config.toml), or the defaults without one."""
+    return load_config(path, Settings) if path else Settings()

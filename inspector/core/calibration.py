@@ -37,6 +37,7 @@ from tqdm import tqdm
 from inspector.bundle.calibration import new_version, read_calibration, write_calibration
 from inspector.bundle.files import CALIBRATION_FILE, SELFTEST_FILE, write_manifest
 from inspector.core import selftest
+from inspector.core.bundleswap import staged_bundle, switch_folders
 from inspector.core.imageio import good_image_paths, load_image
 from inspector.core.interface import Analyser
 from inspector.errors import ConfigError
@@ -136,7 +137,10 @@ def recalibrate(bundle: str | Path, data: str | Path, *, target_false_alarm_rate
                         region_false_alarm_rate=region_false_alarm_rate, pixel_scale=engine.pixel_scale)
     figures["stats"]["data"] = str(Path(data).resolve())
     version = new_version(versions, figures, reason=reason, author=author)
-    write_calibration(bundle / CALIBRATION_FILE, versions + [version])
-    selftest.record(engine, images, bundle / SELFTEST_FILE)
-    write_manifest(bundle)
+    # One step: the three files change in a copy of the bundle, which then replaces it at once
+    # (core/bundleswap.py); an interruption anywhere leaves the old bundle, complete and loadable.
+    with staged_bundle(bundle, switch=lambda new, current: switch_folders(new, current)) as staging:
+        write_calibration(staging / CALIBRATION_FILE, versions + [version])
+        selftest.record(engine, images, staging / SELFTEST_FILE)
+        write_manifest(staging)
     return version

@@ -5,9 +5,10 @@ through `load_image` / `decode_image`, so the checks live in one place:
 
 * the bytes are read once and the format is recognised by its magic bytes (PNG, JPEG, BMP,
   TIFF, WebP); anything else is refused, whatever its file name says;
-* the pixel count is read from the header *before* decoding for PNG, JPEG and BMP, so a
-  "decompression bomb" claiming 100000x100000 pixels is refused without allocating; TIFF and
-  WebP are decoded first and checked after;
+* the pixel count is read from the header *before* decoding for every accepted format (PNG,
+  JPEG, BMP, the first page of a classic TIFF, WebP VP8/VP8L/VP8X), so a "decompression bomb"
+  claiming 100000x100000 pixels is refused without allocating; BigTIFF is refused (no header
+  check);
 * truncated data is refused (PNG without IEND, JPEG without EOI, or a decoder failure).
 
 Conversions (explicit, so a camera's odd format never changes the pixels silently):
@@ -103,7 +104,53 @@ def _bmp_size(data: bytes) -> tuple[int, int]:
     return abs(width), abs(height)  # negative height = top-down rows
 
 
-_HEADER_SIZE = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size}
+def _tiff_size(data: bytes) -> tuple[int, int]:
+    # Classic TIFF: byte order, 42, offset of IFD0; each entry is tag(2) type(2) count(4) value(4).
+    if data[2:4] in (b"+\x00", b"\x00+"):
+        raise ValueError("BigTIFF is not accepted (its size cannot be checked before decoding)")
+    order = "<" if data[:2] == b"II" else ">"
+    if len(data) < 8:
+        raise ValueError("TIFF header is cut short")
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    if ifd < 8 or ifd + 2 > len(data):
+        raise ValueError("TIFF first directory lies outside the file")
+    (count,) = struct.unpack(order + "H", data[ifd:ifd + 2])
+    found: dict[int, int] = {}
+    for index in range(count):
+        entry = ifd + 2 + 12 * index
+        if entry + 12 > len(data):
+            raise ValueError("TIFF first directory is cut short")
+        tag, kind = struct.unpack(order + "HH", data[entry:entry + 4])
+        if tag in (256, 257):
+            if kind == 3:  # SHORT, left-justified in the value field
+                (value,) = struct.unpack(order + "H", data[entry + 8:entry + 10])
+            elif kind == 4:  # LONG
+                (value,) = struct.unpack(order + "I", data[entry + 8:entry + 12])
+            else:
+                raise ValueError(f"TIFF image size tag {tag} has type {kind}")
+            found[tag] = value
+    if 256 not in found or 257 not in found:
+        raise ValueError("TIFF first directory has no image width or length")
+    return found[256], found[257]
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    chunk = data[12:16]
+    body = data[20:]
+    if chunk == b"VP8X" and len(body) >= 10:  # canvas size, 24 bits each, minus one
+        width = 1 + int.from_bytes(body[4:7], "little")
+        height = 1 + int.from_bytes(body[7:10], "little")
+        return width, height
+    if chunk == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", body[6:10])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    raise ValueError(f"WebP has no readable frame header (chunk {chunk!r})")
+
+
+_HEADER_SIZE = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size, "webp": _webp_size}
 
 
 def _check_complete(data: bytes, fmt: str) -> None:
@@ -170,11 +217,11 @@ def decode_image(
     if fmt is None:
         raise ImageLoadError(name, "unsupported or unrecognised image format (expected PNG, JPEG, BMP, TIFF or WebP)")
     try:
-        if fmt in _HEADER_SIZE:
-            # JPEG frame headers may follow a large EXIF block, so it gets every byte.
-            header = buffer.tobytes() if fmt == "jpeg" else head
-            width, height = _HEADER_SIZE[fmt](header)
-            _check_size(width, height, max_pixels)
+        # JPEG frame headers may follow a large EXIF block and a TIFF directory may sit anywhere,
+        # so those two get every byte.
+        header = buffer.tobytes() if fmt in ("jpeg", "tiff") else head
+        width, height = _HEADER_SIZE[fmt](header)
+        _check_size(width, height, max_pixels)
         _check_complete(buffer[-_TRAILER_WINDOW:].tobytes(), fmt)
     except ValueError as exc:
         raise ImageLoadError(name, f"corrupt {fmt.upper()} data: {exc}") from exc

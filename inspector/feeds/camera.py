@@ -38,9 +38,17 @@ from inspector.feeds.capture import (
     is_file_source,
     open_video_capture,
 )
+from inspector.feeds.housekeeping import DiskGuard
 from inspector.feeds.inbox import final_path
 from inspector.feeds.lineout import HealthServer
-from inspector.feeds.processor import Processor, RunnerStats, configure_logging, load_engine, make_processor
+from inspector.feeds.processor import (
+    PUBLISH_RETRY_POLL_SECONDS,
+    Processor,
+    RunnerStats,
+    configure_logging,
+    load_engine,
+    make_processor,
+)
 from inspector.feeds.signals import stop_on_signals
 from inspector.store import Store, open_store
 
@@ -83,6 +91,8 @@ class CameraLoop:
         self._held_since = 0.0
         self._store_backoff = Backoff(STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS, STORE_RETRY_JITTER, random)
         self._store_retry_at = 0.0
+        self.disk = DiskGuard(frames_dir.parent, runner_config.min_free_bytes, runner_config.retention_days,
+                              self._disk_state)
 
     # ------------------------------------------------------------ connection
     def _connect(self) -> None:
@@ -259,6 +269,11 @@ class CameraLoop:
         self._held.clear()
 
     # ----------------------------------------------------------------- loop
+    def _disk_state(self, full: bool, detail: str) -> None:
+        (log.error if full else log.info)("%s", detail)
+        self.metrics.set_paused(full)
+        self._quietly(self.store.record_event, self.station, "disk_full" if full else "disk_ok", detail)
+
     def run(self) -> RunnerStats:
         self.store.record_event(self.station, "start", "camera feed")
         self.store.set_station_state(self.station, "running")
@@ -280,9 +295,12 @@ class CameraLoop:
                     continue
                 frame = grabber.latest()
                 new_frame = frame is not None and frame.seq != self._last_seq
+                self.processor.publish_pending_every(PUBLISH_RETRY_POLL_SECONDS)
                 if self.trigger.fired(new_frame):
                     if frame is None:
                         self._skip("no frame yet")
+                    elif not self.disk.may_take():
+                        self._skip("disk nearly full")
                     else:
                         self._take(frame)
                     if self.max_frames and self.stats.processed >= self.max_frames:

@@ -16,19 +16,28 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
+from inspector.atomic import fsync_dir
 from inspector.config import InspectConfig, RunnerConfig
 from inspector.core.interface import Engine
-from inspector.errors import ImageLoadError, InspectorError, StoreError, StoreUnavailable
+from inspector.errors import InspectorError, StoreError, StoreUnavailable
+from inspector.feeds.attempts import AttemptJournal
 from inspector.feeds.backoff import STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff
-from inspector.feeds.inbox import Folders, StabilityTracker, exclusive_lock, final_path, is_temp_name, sha256_hex
+from inspector.feeds.claimed import Claimed, describe, failure_reason, original_name
+from inspector.feeds.housekeeping import DiskGuard
+from inspector.feeds.inbox import Folders, StabilityTracker, exclusive_lock, final_path, is_temp_name, scan_inbox, sha256_hex
 from inspector.feeds.lineout import HealthServer
-from inspector.feeds.processor import Processor, RunnerStats, configure_logging, load_engine, make_processor
+from inspector.feeds.processor import (
+    PUBLISH_RETRY_POLL_SECONDS,
+    Processor,
+    RunnerStats,
+    configure_logging,
+    load_engine,
+    make_processor,
+)
+from inspector.feeds.safeio import display_name, fit_name, raw_name_hex, read_regular
 from inspector.feeds.signals import inbox_observer, stop_on_signals
 from inspector.store import open_store
 
@@ -36,16 +45,6 @@ log = logging.getLogger(__name__)
 
 RATE_LOG_SECONDS = 10.0
 HEARTBEAT_SECONDS = 10.0  # an idle runner still refreshes its station's last_seen this often
-
-
-@dataclass
-class _Claimed:
-    path: Path  # in processing/
-    name: str  # original name in the inbox
-    data: bytes = b""
-    digest: str = ""
-    image: np.ndarray | None = None
-    claimed_at: float = 0.0
 
 
 class FolderRunner:
@@ -63,6 +62,8 @@ class FolderRunner:
         self.wake = threading.Event()
         self.stats = RunnerStats()
         self.stability = StabilityTracker(config.stable_seconds)
+        self.attempts = AttemptJournal(folders.processing.parent, config.max_attempts)
+        self.disk = DiskGuard(folders.processing.parent, config.min_free_bytes, config.retention_days, self._disk_state)
         self._failed: set[str] = set()  # names that could not even be moved: not retried this run
         self._outage_started: float | None = None  # monotonic time the store became unreachable
         self._outage_backoff = Backoff(STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS, STORE_RETRY_JITTER)
@@ -71,100 +72,123 @@ class FolderRunner:
 
     # ----------------------------------------------------------------- scanning
     def _inbox_entries(self) -> dict[str, os.stat_result]:
-        entries: dict[str, os.stat_result] = {}
-        try:
-            with os.scandir(self.folders.inbox) as it:
-                for entry in it:
-                    if is_temp_name(entry.name) or entry.name in self._failed:
-                        continue
-                    try:
-                        if entry.is_file(follow_symlinks=False):
-                            entries[entry.name] = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue  # renamed away between listing and stat
-        except FileNotFoundError as exc:
-            raise InspectorError(f"{self.folders.inbox}: inbox folder disappeared") from exc
-        return entries
+        return scan_inbox(self.folders.inbox, self._failed)
 
     def _processing_files(self) -> list[Path]:
-        files = [p for p in self.folders.processing.iterdir()
-                 if p.is_file() and not is_temp_name(p.name) and p.name not in self._failed]
-        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+        files: list[tuple[int, str, Path]] = []
+        with os.scandir(self.folders.processing) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False) or is_temp_name(entry.name) or entry.name in self._failed:
+                    continue
+                try:
+                    files.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.name, Path(entry.path)))
+                except FileNotFoundError:
+                    continue
+        self.attempts.forget_missing({name for _, name, _ in files})
+        return [path for _, _, path in sorted(files)]
 
     def _claim(self, name: str) -> Path | None:
         source = self.folders.inbox / name
         target = self.folders.processing / name
-        if target.exists():
-            target = self.folders.processing / f"{time.time_ns()}-{name}"
+        if os.path.lexists(target):
+            target = self.folders.processing / fit_name(name, f"{time.time_ns()}-")
         try:
             os.rename(source, target)
         except FileNotFoundError:
             return None  # someone took it back
         except OSError as exc:
-            self._fail(name, f"{source}: cannot move into processing ({exc.strerror or exc})")
+            self._fail(name, f"{display_name(str(source))}: cannot move into processing ({exc.strerror or exc})")
             return None
         return target
 
     def _fail(self, name: str, reason: str) -> None:
+        # A name that could not even be moved is skipped until restart; the reason is an event.
         log.error("%s", reason)
         self._failed.add(name)
         self.metrics.error()
         self.store.record_event(self.config.station, "error", reason)
 
     # --------------------------------------------------------------- processing
-    def _finish(self, item: _Claimed, folder: Path) -> Path:
-        target = final_path(folder, item.name, item.digest)
+    def _move(self, item: Claimed, target: Path) -> None:
+        """The final move, after the row's commit: fsynced, so a power cut cannot undo it half-way."""
         os.replace(item.path, target)  # same bytes or a free name: nothing is overwritten
+        self.processor.fault("moved")
+        fsync_dir(target.parent)
+        fsync_dir(item.path.parent)
+
+    def _finish(self, item: Claimed, folder: Path) -> Path:
+        target = final_path(folder, item.shown, item.digest)
+        self._move(item, target)
         return target
 
-    def _quarantine(self, item: _Claimed, reason: str) -> None:
-        target = final_path(self.folders.quarantine, item.name, item.digest or "unreadable")
+    def _quarantine(self, item: Claimed, reason: str) -> None:
+        reason = display_name(reason)
+        target = final_path(self.folders.quarantine, item.shown, item.digest or "unreadable")
         if item.digest:
-            self.processor.store_error(digest=item.digest, name=item.name, source_path=str(item.path),
-                                       image_path=str(target), reason=reason)
+            self.processor.store_error(digest=item.digest, name=item.shown, source_path=str(item.path.parent / item.shown),
+                                       image_path=str(target), reason=reason, raw_name=raw_name_hex(item.name))
         else:
             self.store.record_event(self.config.station, "quarantine", reason)
             self.metrics.error()
         try:
-            os.replace(item.path, target)
+            self._move(item, target)
         except OSError as exc:
-            self._fail(item.path.name, f"{item.path}: cannot move to quarantine ({exc.strerror or exc})")
+            self._fail(item.path.name, f"{display_name(str(item.path))}: cannot move to quarantine "
+                                       f"({exc.strerror or exc})")
             return
         self.stats.quarantined += 1
-        log.warning("quarantined %s: %s", item.name, reason)
-
-    def _original_name(self, path: Path) -> str:
-        # A collision in processing/ got a "<ns>-" prefix; the stored name stays the inbox name.
-        head, _, rest = path.name.partition("-")
-        return rest if head.isdigit() and len(head) >= 18 and rest else path.name
+        log.warning("quarantined %s: %s", item.shown, reason)
 
     def process(self, paths: list[Path]) -> None:
-        """Take claimed files (already in processing/) through to done/ or quarantine/."""
+        """Take claimed files (already in processing/) through to done/ or quarantine/.
+
+        Each try is counted on disk first (`AttemptJournal`); a board whose earlier tries took the
+        process down `max_attempts` times is quarantined untouched. A store outage is not the
+        board's fault: its try is not counted.
+        """
+        fresh: list[Path] = []
+        for path in paths:
+            if self.attempts.exhausted(path.name):
+                item = Claimed(path, original_name(path))
+                self._quarantine(item, f"{item.shown}: tried alone {self.attempts.count(path.name)} times and "
+                                       "the runner stopped during each try; not tried again")
+                self.attempts.settled(path.name)
+            else:
+                fresh.append(path)
+        self.attempts.begin([path.name for path in fresh])
+        try:
+            self._process(fresh)
+        except StoreUnavailable:
+            self.attempts.undo([path.name for path in fresh if os.path.lexists(path)])
+            raise
+        finally:
+            self.attempts.settle_gone([path.name for path in fresh], self.folders.processing)
+
+    def _process(self, paths: list[Path]) -> None:
         from inspector.core.imageio import decode_image
 
-        pending: list[_Claimed] = []
-        same_bytes_later: list[_Claimed] = []  # a copy of an image already in this batch
+        pending: list[Claimed] = []
+        same_bytes_later: list[Claimed] = []  # a copy of an image already in this batch
         for path in paths:
-            item = _Claimed(path, self._original_name(path), claimed_at=time.monotonic())
+            item = Claimed(path, original_name(path), claimed_at=time.monotonic())
             if self.stats.first_work is None:
                 self.stats.first_work = item.claimed_at
             try:
-                item.data = path.read_bytes()
-            except OSError as exc:
-                self._quarantine(item, str(ImageLoadError(path, f"cannot read ({exc.strerror or exc})")))
-                continue
-            item.digest = sha256_hex(item.data)
-            if any(other.digest == item.digest for other in pending):
-                same_bytes_later.append(item)
-                continue
-            existing = self.store.find_inspection(item.digest, self.processor.engine.model_hash)
-            if existing is not None:
-                self._settle_existing(item, existing)
-                continue
-            try:
-                item.image = decode_image(item.data, item.name, max_pixels=self.inspect_config.max_pixels)
-            except ImageLoadError as exc:
-                self._quarantine(item, str(exc))
+                item.data = read_regular(path, self.config.max_file_bytes, item.shown)
+                item.digest = sha256_hex(item.data)
+                if any(other.digest == item.digest for other in pending):
+                    same_bytes_later.append(item)
+                    continue
+                existing = self.store.find_inspection(item.digest, self.processor.engine.model_hash)
+                if existing is not None:
+                    self._settle_existing(item, existing)
+                    continue
+                item.image = decode_image(item.data, item.shown, max_pixels=self.inspect_config.max_pixels)
+                item.data = b""  # the pixels are all that is needed from here
+            except StoreError:
+                raise  # the store, not the board: outage handling or a stop with the board kept
+            except Exception as exc:  # noqa: BLE001 - whatever an input causes quarantines that input
+                self._quarantine(item, failure_reason(item, exc))
                 continue
             pending.append(item)
         if pending:
@@ -176,47 +200,55 @@ class FolderRunner:
             self._settle_existing(item, existing)
         self.stats.last_work = time.monotonic()
 
-    def _settle_existing(self, item: _Claimed, inspection_id: int) -> None:
+    def _settle_existing(self, item: Claimed, inspection_id: int) -> None:
         """Inputs already stored (a re-run after a crash, or the same bytes under another name)."""
         row = self.store.get_inspection(inspection_id)
+        self.processor.resend(inspection_id)  # at least once: a resend or a resume hears its verdict
+        self.processor.fault("published")
         if row is not None and row.verdict == "error":
-            target = final_path(self.folders.quarantine, item.name, item.digest)
-            os.replace(item.path, target)
+            self._move(item, final_path(self.folders.quarantine, item.shown, item.digest))
             self.stats.quarantined += 1
             return
         self._finish(item, self.folders.done)
         self.stats.duplicates += 1
-        log.info("%s: already inspected as #%d (same bytes, same model); inference skipped", item.name,
+        log.info("%s: already inspected as #%d (same bytes, same model); inference skipped", item.shown,
                  inspection_id)
 
-    def _inspect(self, items: list[_Claimed]) -> None:
+    def _inspect(self, items: list[Claimed]) -> None:
         images = [item.image for item in items]
         try:
             results = self.processor.inspect(images)  # type: ignore[arg-type]
         except StoreError:
             raise  # the store, not the image: the batch stays in processing/ for the outage handling
-        except InspectorError as exc:
+        except Exception as exc:  # noqa: BLE001 - InspectorError, or anything else an odd image causes
             # An image the model itself refuses (e.g. smaller than its patch) must not stop the line
             # or, left in processing/, crash every restart: find it alone, quarantine it, go on.
             if len(items) > 1:
                 for item in items:
                     self._inspect([item])
                 return
-            self._quarantine(items[0], f"{items[0].name}: the model cannot inspect this image ({exc})")
+            self._quarantine(items[0], f"{items[0].shown}: the model cannot inspect this image ({describe(exc)})")
             items[0].image = None
             return
         for item, result in zip(items, results, strict=True):
-            target = final_path(self.folders.done, item.name, item.digest)
-            overlay_path, heatmap_path = self.processor.save_images(item.image, result, item.digest, item.name)  # type: ignore[arg-type]
+            target = final_path(self.folders.done, item.shown, item.digest)
+            try:  # before the commit: whatever drawing this board raises quarantines it
+                overlay_path, heatmap_path = self.processor.save_images(item.image, result, item.digest, item.shown)  # type: ignore[arg-type]
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._quarantine(item, f"{item.shown}: its pictures cannot be drawn ({describe(exc)})")
+                continue
             verdict = self.processor.store_result(
-                result, digest=item.digest, name=item.name, source_path=str(self.folders.inbox / item.name),
-                image_path=str(target), overlay_path=overlay_path, heatmap_path=heatmap_path, started=item.claimed_at)
-            os.replace(item.path, target)
+                result, digest=item.digest, name=item.shown, source_path=str(self.folders.inbox / item.shown),
+                image_path=str(target), overlay_path=overlay_path, heatmap_path=heatmap_path, started=item.claimed_at,
+                raw_name=raw_name_hex(item.name))
+            self._move(item, target)
             self.stats.processed += 1
             if verdict.verdict in ("fail", "review"):
                 self.stats.flagged += 1
             item.image = None
-        self.store.set_station_state(self.config.station, "running", last_image=items[-1].name)
+        self.store.set_station_state(self.config.station, "running", last_image=items[-1].shown)
 
     # --------------------------------------------------------------------- loop
     def run(self, once: bool = False) -> RunnerStats:
@@ -230,7 +262,7 @@ class FolderRunner:
                     if resume or self._outage_started is not None:
                         self._resume_processing()  # what a crash or an outage left claimed
                         resume = False
-                        if self._outage_started is not None and not self.stop.is_set():
+                        if self._outage_started is not None:  # a failed write here is the same outage
                             self._store_back()
                     if not self._step(once):
                         break
@@ -252,16 +284,24 @@ class FolderRunner:
         leftovers = self._processing_files()
         if leftovers:
             log.info("resuming %d image(s) left in %s", len(leftovers), self.folders.processing)
-        for start in range(0, len(leftovers), self.config.max_batch):
+        # Boards already tried once (a crash or kill in hand) go alone: a poison board then takes
+        # only itself down, and its solo tries are what `max_attempts` counts.
+        suspects = [path for path in leftovers if self.attempts.suspect(path.name)]
+        others = [path for path in leftovers if not self.attempts.suspect(path.name)]
+        batches = [[path] for path in suspects]
+        batches += [others[i:i + self.config.max_batch] for i in range(0, len(others), self.config.max_batch)]
+        for batch in batches:
             if self.stop.is_set():
                 break
-            self.process(leftovers[start:start + self.config.max_batch])
+            self.process(batch)
 
     def _step(self, once: bool) -> bool:
         """One pass of the loop: claim and process a batch, or wait. False when `once` is done."""
         self.metrics.tick()
         entries = self._inbox_entries()
-        ready = self.stability.ready(entries)
+        ready = self.stability.ready(entries) if self.disk.may_take() else []
+        if once and self.disk.paused:
+            return False  # the boards wait in the inbox for a run with room to work
         self.metrics.set_queue_depth(len(entries))
         batch: list[Path] = []
         for name in ready[: self.config.max_batch]:
@@ -273,6 +313,7 @@ class FolderRunner:
             self.process(batch)
             self._log_rate()
             return True  # a backlog is drained without waiting
+        self.processor.publish_pending_every(PUBLISH_RETRY_POLL_SECONDS)  # verdicts the line did not take yet
         if once and not entries:
             return False
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
@@ -281,6 +322,12 @@ class FolderRunner:
         self.wake.wait(self.config.poll_seconds)
         self.wake.clear()
         return True
+
+    def _disk_state(self, full: bool, detail: str) -> None:
+        (log.error if full else log.info)("%s", detail)
+        self.metrics.set_paused(full)
+        self.store.record_event(self.config.station, "disk_full" if full else "disk_ok", detail)
+        self.store.set_station_state(self.config.station, "disk_full" if full else "running")
 
     def _store_down(self, exc: StoreUnavailable) -> None:
         """The store is unreachable: keep every claimed file where it is and retry with backoff.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspector.errors import InspectorError
+from inspector.feeds.safeio import fit_name
 
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 
@@ -32,22 +34,53 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _same_bytes(path: Path, digest: str) -> bool:
+    """Whether a regular file (links and FIFOs are never opened: never the same) holds these bytes."""
     try:
-        return sha256_hex(path.read_bytes()) == digest
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return False
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            return False
+        hasher = hashlib.sha256()
+        while chunk := os.read(handle, 1 << 20):
+            hasher.update(chunk)
+        return hasher.hexdigest() == digest
+    except OSError:
+        return False
+    finally:
+        os.close(handle)
 
 
 def final_path(folder: Path, name: str, digest: str) -> Path:
     """Where a file with these bytes ends up in done/ or quarantine/, never overwriting other bytes.
 
     Deterministic given the folder's contents, so a move repeated after a crash lands where the
-    stored row already points.
+    stored row already points. A prefix never pushes a long name past 255 bytes (`fit_name`).
     """
-    for candidate in (folder / name, folder / f"{digest[:12]}-{name}"):
-        if not candidate.exists() or _same_bytes(candidate, digest):
+    for candidate in (folder / fit_name(name), folder / fit_name(name, f"{digest[:12]}-")):
+        if not os.path.lexists(candidate) or _same_bytes(candidate, digest):
             return candidate
-    return folder / f"{digest}-{time.time_ns()}-{name}"
+    return folder / fit_name(name, f"{digest}-{time.time_ns()}-")
+
+
+def scan_inbox(inbox: Path, skip: set[str]) -> dict[str, os.stat_result]:
+    """Inbox entries that may be taken, with their lstat. Links, FIFOs and devices are listed too
+    (the runner claims them and quarantines them unread); folders and temporary names are not."""
+    entries: dict[str, os.stat_result] = {}
+    try:
+        with os.scandir(inbox) as it:
+            for entry in it:
+                if is_temp_name(entry.name) or entry.name in skip:
+                    continue
+                try:
+                    if not entry.is_dir(follow_symlinks=False):
+                        entries[entry.name] = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # renamed away between listing and stat
+    except FileNotFoundError as exc:
+        raise InspectorError(f"{inbox}: inbox folder disappeared") from exc
+    return entries
 
 
 @dataclass

@@ -37,6 +37,7 @@ class Metrics:
         self.errors = 0
         self.queue_depth = 0
         self.camera_up: bool | None = None  # None: not a camera feed
+        self.paused = False  # disk nearly full: no new boards taken (runner.min_free_bytes)
         self.last_tick = clock()
         self.alive = True
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -85,16 +86,20 @@ class Metrics:
             span = min(RATE_WINDOW_SECONDS, max(now - self.started, 1e-6))
             return len(self._done_times) / span
 
+    def set_paused(self, paused: bool) -> None:
+        with self._lock:
+            self.paused = paused
+
     def healthy(self, stale_after_s: float) -> bool:
         with self._lock:
-            return self.alive and self._clock() - self.last_tick <= stale_after_s
+            return self.alive and not self.paused and self._clock() - self.last_tick <= stale_after_s
 
     def status(self, stale_after_s: float) -> dict[str, Any]:
         healthy = self.healthy(stale_after_s)
         rate = self.rate()
         with self._lock:
             return {
-                "status": "ok" if healthy else "unhealthy",
+                "status": "ok" if healthy else "disk_full" if self.paused else "unhealthy",
                 "alive": self.alive,
                 "seconds_since_tick": round(self._clock() - self.last_tick, 3),
                 "processed": self.processed,
@@ -206,28 +211,42 @@ class LineOut:
         self.hook_timeout_s = hook_timeout_s
 
     def publish(self, verdict: dict[str, Any]) -> None:
+        self.deliver(verdict)
+
+    def deliver(self, verdict: dict[str, Any]) -> str | None:
+        """Write the JSON line and run the hook; None when every consumer took it, else why not."""
         line = json.dumps(verdict, sort_keys=True, default=str)
+        problems = []
         if self.json_lines:
             stream = self.stream or sys.stdout
             try:
                 stream.write(line + "\n")
                 stream.flush()
-            except (BrokenPipeError, ValueError):
-                pass  # a closed consumer must not stop the line
+            except (BrokenPipeError, ValueError, OSError) as exc:  # a closed consumer must not stop the line
+                problems.append(f"stdout: {exc}")
         if self.hook:
-            self._run_hook(line, verdict.get("source_name", ""))
+            problem = self._run_hook(line, verdict.get("source_name", ""))
+            if problem:
+                problems.append(problem)
+        return "; ".join(problems) or None
 
-    def _run_hook(self, line: str, name: str) -> None:
+    def _run_hook(self, line: str, name: str) -> str | None:
         command = shlex.join(self.hook)
         try:
-            done = subprocess.run(self.hook, input=line + "\n", capture_output=True, text=True,
+            # Bytes, not text: a hook printing binary or Latin-1 must not raise here.
+            done = subprocess.run(self.hook, input=(line + "\n").encode("utf-8"), capture_output=True,
                                   timeout=self.hook_timeout_s, check=False)
         except subprocess.TimeoutExpired:
-            self.on_hook_failure(f"hook {command!r} for {name}: timed out after {self.hook_timeout_s:g} s")
-            return
+            return self._failed(f"hook {command!r} for {name}: timed out after {self.hook_timeout_s:g} s")
         except OSError as exc:
-            self.on_hook_failure(f"hook {command!r} for {name}: cannot run ({exc.strerror or exc})")
-            return
+            return self._failed(f"hook {command!r} for {name}: cannot run ({exc.strerror or exc})")
         if done.returncode != 0:
-            tail = (done.stderr or "").strip().splitlines()[-1:] or [""]
-            self.on_hook_failure(f"hook {command!r} for {name}: exit status {done.returncode} {tail[0]}".strip())
+            text = (done.stderr or b"").decode("utf-8", "backslashreplace")
+            tail = text.strip().splitlines()[-1:] or [""]
+            shown = "".join(ch if ch.isprintable() else "?" for ch in tail[0][:300])
+            return self._failed(f"hook {command!r} for {name}: exit status {done.returncode} {shown}".strip())
+        return None
+
+    def _failed(self, detail: str) -> str:
+        self.on_hook_failure(detail)
+        return detail

@@ -6,21 +6,27 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from inspector.config import InspectConfig, RunnerConfig
+from inspector.config import InspectConfig, RunnerConfig, mask_secrets
 from inspector.core.interface import Engine
 from inspector.core.results import InspectionResult
-from inspector.errors import OutputError
+from inspector.errors import OutputError, StoreError
 from inspector.feeds.lineout import LineOut, Metrics
 from inspector.store import Store
+from inspector.store.records import InspectionRecord
+from inspector.store.schema import utcnow
 
 log = logging.getLogger(__name__)
 
 THRESHOLD_CACHE_SECONDS = 1.0
+PUBLISH_RETRY_INITIAL_SECONDS = 1.0
+PUBLISH_RETRY_MAX_SECONDS = 60.0
+PUBLISH_RETRY_POLL_SECONDS = 0.5  # how often an idle loop looks for verdicts due again
 
 
 @dataclass
@@ -62,9 +68,29 @@ class PublishedVerdict:
     station: str
     error: str | None = None
     threshold_source: str | None = None  # "bundle" or "qa": which of the two version counters
+    verdict_id: str = ""  # stable across repeats (crash, retry, board sent again): the line drops repeats
+
+    def __post_init__(self) -> None:
+        if not self.verdict_id:
+            self.verdict_id = verdict_id(self.input_sha256, self.model_hash)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @classmethod
+    def of(cls, row: InspectionRecord) -> PublishedVerdict:
+        return cls(row.id, row.source_name, row.input_sha256, row.verdict, row.score, row.threshold,
+                   list(row.regions), row.image_path, row.overlay_path, row.model_hash, row.threshold_version,
+                   row.station, row.error, row.threshold_source)
+
+
+def verdict_id(input_sha256: str, model_hash: str) -> str:
+    """One id per (image bytes, model), like the store's unique key."""
+    return f"{input_sha256[:32]}-{model_hash[:16]}"
+
+
+def _no_fault(step: str) -> None:
+    """Fault-injection point between a commit and the board's final move (tests replace it)."""
 
 
 class Processor:
@@ -80,6 +106,9 @@ class Processor:
         self.overlays_dir = overlays_dir
         self._clock = clock
         self._threshold_checked = -float("inf")
+        self.wall: Callable[[], datetime] = utcnow  # when outbox retries fall due (tests move it)
+        self._outbox_checked = -float("inf")
+        self.fault: Callable[[str], None] = _no_fault
 
     def refresh_threshold(self) -> None:
         """Apply QA's latest threshold version from the store (checked at most once a second)."""
@@ -123,7 +152,7 @@ class Processor:
 
     def store_result(self, result: InspectionResult, *, digest: str, name: str, source_path: str,
                      image_path: str, overlay_path: str, heatmap_path: str, started: float,
-                     extra_timings: dict[str, float] | None = None) -> PublishedVerdict:
+                     extra_timings: dict[str, float] | None = None, raw_name: str | None = None) -> PublishedVerdict:
         regions = [region.to_dict() for region in result.regions]
         timings = {**result.timings_ms, **(extra_timings or {})}
         inspection_id = self.store.record_inspection(
@@ -131,24 +160,69 @@ class Processor:
             source_path=source_path, source_name=name, score=result.score, threshold=result.threshold,
             regions=regions, image_path=image_path, overlay_path=overlay_path, heatmap_path=heatmap_path,
             threshold_version=result.calibration_version, threshold_source=result.threshold_source, timings=timings,
+            source_name_raw=raw_name, publish=True,
         )
+        self.fault("committed")
         verdict = PublishedVerdict(inspection_id, name, digest, result.verdict, float(result.score), float(result.threshold),
                           regions, image_path, overlay_path, result.model_hash, result.calibration_version,
                           self.config.station, threshold_source=result.threshold_source)
         self.metrics.observe(result.verdict, self._clock() - started)
-        self.lineout.publish(verdict.to_dict())
+        self.publish_pending()
+        self.fault("published")
         return verdict
 
-    def store_error(self, *, digest: str, name: str, source_path: str, image_path: str, reason: str) -> int:
+    def store_error(self, *, digest: str, name: str, source_path: str, image_path: str, reason: str,
+                    raw_name: str | None = None) -> int:
         inspection_id = self.store.record_inspection(
             station=self.config.station, input_sha256=digest, model_hash=self.engine.model_hash, verdict="error",
             source_path=source_path, source_name=name, image_path=image_path, error=reason,
+            source_name_raw=raw_name, publish=True,
         )
+        self.fault("committed")
         self.store.record_event(self.config.station, "quarantine", reason)
         self.metrics.error()
-        self.lineout.publish(PublishedVerdict(inspection_id, name, digest, "error", None, None, [], image_path, "",
-                                     self.engine.model_hash, None, self.config.station, reason).to_dict())
+        self.publish_pending()
+        self.fault("published")
         return inspection_id
+
+    def resend(self, inspection_id: int) -> None:
+        """A board sent again (or resumed after a crash): its stored verdict reaches the line again."""
+        self.store.enqueue_verdict(inspection_id)
+        self.publish_pending()
+
+    def publish_pending_every(self, seconds: float) -> int:
+        """`publish_pending`, at most once per `seconds` (loops call it on every pass)."""
+        now = self._clock()
+        if now - self._outbox_checked < seconds:
+            return 0
+        self._outbox_checked = now
+        return self.publish_pending()
+
+    def publish_pending(self) -> int:
+        """Publish the outbox's due verdicts of this station, oldest first; returns how many the line took.
+
+        An entry the line did not take stays pending and falls due again after a backoff (1 s
+        doubling to 60 s). The store being away costs nothing here: the entries wait.
+        """
+        try:
+            pending = self.store.pending_verdicts(station=self.config.station, now=self.wall())
+        except StoreError as exc:
+            log.warning("outbox not read (%s); pending verdicts are published later", exc)
+            return 0
+        taken = 0
+        for entry in pending:
+            problem = self.lineout.deliver(PublishedVerdict.of(entry.inspection).to_dict())
+            try:
+                if problem is None:
+                    self.store.verdict_published(entry.outbox_id)
+                    taken += 1
+                else:
+                    delay = min(PUBLISH_RETRY_MAX_SECONDS, PUBLISH_RETRY_INITIAL_SECONDS * 2 ** entry.attempts)
+                    self.store.verdict_not_taken(entry.outbox_id, problem, self.wall() + timedelta(seconds=delay))
+            except StoreError as exc:  # published again later: at least once, never lost
+                log.warning("outbox entry %d not updated (%s)", entry.outbox_id, exc)
+                break
+        return taken
 
 
 def load_engine(bundle: Path, inspect_config: InspectConfig) -> Engine:
@@ -172,7 +246,21 @@ def make_processor(engine: Engine, store: Store, config: RunnerConfig, overlays_
 
 
 
+class MaskSecrets(logging.Filter):
+    """Masks URL passwords (database, camera) in every log line; control characters are escaped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_secrets(message).replace("\r", "\\r").replace("\n", "\\n")
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 def configure_logging() -> None:
     # Logs go to stderr; stdout carries only the JSON verdict lines.
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskSecrets) for f in handler.filters):
+            handler.addFilter(MaskSecrets())

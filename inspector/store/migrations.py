@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, insert, inspect, select, text, update
 
 from inspector.errors import StoreError
-from inspector.store.schema import DASHBOARD_INDEXES, Base, SchemaVersion, utcnow
+from inspector.store.schema import DASHBOARD_INDEXES, OUTBOX_INDEX, Base, SchemaVersion, utcnow
 
 # Tables of schema version 1, in dependency order (later steps must not edit this list).
 _V1_TABLES = ("schema_version", "stations", "models", "threshold_versions", "inspections", "reviews", "events")
@@ -41,10 +41,22 @@ def _add_threshold_source(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE inspections ADD COLUMN threshold_source VARCHAR(16)"))
 
 
+def _add_source_name_raw(conn: Connection) -> None:
+    if "source_name_raw" not in {column["name"] for column in inspect(conn).get_columns("inspections")}:
+        conn.execute(text("ALTER TABLE inspections ADD COLUMN source_name_raw TEXT"))
+
+
+def _add_verdict_outbox(conn: Connection) -> None:
+    Base.metadata.create_all(conn, tables=[Base.metadata.tables["verdict_outbox"]], checkfirst=True)
+    OUTBOX_INDEX.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _create_v1_tables),
     Migration(2, "indexes for newest-first dashboard queries", _add_dashboard_indexes),
     Migration(3, "inspections.threshold_source: which counter threshold_version belongs to", _add_threshold_source),
+    Migration(4, "inspections.source_name_raw: the exact bytes of a file name that is not UTF-8", _add_source_name_raw),
+    Migration(5, "verdict_outbox: verdicts published at least once, after commit", _add_verdict_outbox),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -80,6 +80,7 @@ class InspectionRecord:
     timings: dict[str, float]
     error: str | None
     threshold_source: str | None = None
+    source_name_raw: str | None = None  # hex of the name's bytes when source_name escapes them
 
     @property
     def flagged(self) -> bool:
@@ -98,7 +99,7 @@ class InspectionRecord:
             threshold=row.threshold, verdict=row.verdict, regions=list(row.regions or []),
             image_path=row.image_path or "", overlay_path=row.overlay_path or "", heatmap_path=row.heatmap_path or "",
             model_hash=row.model_hash, threshold_version=row.threshold_version, timings=dict(row.timings or {}),
-            error=row.error, threshold_source=row.threshold_source,
+            error=row.error, threshold_source=row.threshold_source, source_name_raw=row.source_name_raw,
         )
 
 

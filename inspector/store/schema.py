@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-STATION_STATES = ("running", "stopped", "camera_down")
-EVENT_KINDS = ("start", "stop", "camera_down", "camera_up", "error", "quarantine")
+STATION_STATES = ("running", "stopped", "camera_down", "disk_full")
+EVENT_KINDS = ("start", "stop", "camera_down", "camera_up", "error", "quarantine", "disk_full", "disk_ok")
 REVIEW_DECISIONS = ("confirm", "dismiss")
 VERDICTS = ("pass", "fail", "review", "error")
 FLAGGED_VERDICTS = ("fail", "review")
@@ -97,6 +97,9 @@ class Inspection(Base):
     threshold_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The file name's exact bytes (hex) when source_name had to escape them (not UTF-8, control
+    # characters); None when source_name is the name itself. Schema version 4.
+    source_name_raw: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Review(Base):
@@ -119,6 +122,24 @@ class Event(Base):
     kind: Mapped[str] = mapped_column(String(20), nullable=False)
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxEntry(Base):
+    """A verdict to publish on the line (schema version 5): written in the inspection's own
+    transaction, deleted from the queue only once the line took it (`published_at`)."""
+
+    __tablename__ = "verdict_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(Integer, ForeignKey("inspections.id"), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+OUTBOX_INDEX = Index("ix_verdict_outbox_pending", OutboxEntry.published_at, OutboxEntry.id)
 
 
 # Added by migration step 2: the dashboard lists newest-first, filtered by verdict and station.

@@ -21,9 +21,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session
 
+from inspector.config import mask_secrets
 from inspector.errors import StoreError, StoreUnavailable
 from inspector.store import schema
 from inspector.store.migrations import migrate
+from inspector.store.outbox import OutboxMixin
 from inspector.store.records import (
     EventRecord,
     InspectionRecord,
@@ -72,7 +74,9 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        # FULL: a commit is on disk before it returns, so a board moved to done/ after its commit
+        # keeps its row through a power cut (NORMAL in WAL mode may lose the last commits).
+        cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -85,10 +89,11 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
 def _failure(exc: DBAPIError, message: str) -> StoreError:
     """Connection-level failures mean the store is away; anything else is this request's fault."""
     unavailable = isinstance(exc, (OperationalError, InterfaceError))
+    message = mask_secrets(message)
     return StoreUnavailable(message) if unavailable else StoreError(message)
 
 
-class Store:
+class Store(OutboxMixin):
     """One results store (thread-safe: each call uses its own short session)."""
 
     def __init__(self, engine: Engine, where: str) -> None:
@@ -106,7 +111,7 @@ class Store:
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
-            raise StoreError(f"{url_or_data_dir}: not a database URL ({exc})") from exc
+            raise StoreError(mask_secrets(f"{url_or_data_dir}: not a database URL ({exc})")) from exc
         where = parsed.render_as_string(hide_password=True)
         kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if parsed.get_backend_name() == "sqlite":
@@ -196,8 +201,13 @@ class Store:
         timings: dict[str, float] | None = None,
         error: str | None = None,
         created_at: datetime | None = None,
+        source_name_raw: str | None = None,
+        publish: bool = False,
     ) -> int:
-        """Store one verdict; the same input bytes under the same model are stored once (returns that id)."""
+        """Store one verdict; the same input bytes under the same model are stored once (returns that id).
+
+        `publish=True` also queues a new row's verdict in the outbox, in the same transaction.
+        """
         if verdict not in schema.VERDICTS:
             raise StoreError(f"inspection of {source_name or input_sha256}: unknown verdict {verdict!r}")
         if len(input_sha256) != 64:
@@ -216,9 +226,12 @@ class Store:
                 heatmap_path=heatmap_path, model_hash=model_hash, threshold_version=threshold_version,
                 threshold_source=threshold_source,
                 timings={k: float(v) for k, v in (timings or {}).items()}, error=error,
+                source_name_raw=source_name_raw,
             )
             session.add(row)
             session.flush()
+            if publish:
+                session.add(schema.OutboxEntry(inspection_id=row.id, created_at=utcnow(), attempts=0))
             return row.id
 
         try:
@@ -319,6 +332,8 @@ class Store:
     def record_event(self, station: str, kind: str, detail: str = "") -> int:
         if kind not in schema.EVENT_KINDS:
             raise StoreError(f"event for {station}: unknown kind {kind!r} (known: {', '.join(schema.EVENT_KINDS)})")
+
+        detail = mask_secrets(detail)  # a camera or database URL never stores its password
 
         def work(session: Session) -> int:
             row = schema.Event(station=station, kind=kind, detail=detail, created_at=utcnow())

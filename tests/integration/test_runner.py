@@ -111,7 +111,9 @@ def test_runner_inspects_stores_and_moves_each_file(dirs: tuple[Path, Path]) -> 
     assert [e.kind for e in store.events()][:1] == ["stop"] and store.events(kind="start")
     assert store.stations()[0].state == "stopped"
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert sorted(line["source_name"] for line in lines) == ["bad.png", "broken.png", "good.png"]
+    # The copy is published again as the stored verdict, under the same stable id (issue 14).
+    assert sorted(line["source_name"] for line in lines) == ["bad.png", "broken.png", "good.png", "good.png"]
+    assert len({line["verdict_id"] for line in lines if line["source_name"] == "good.png"}) == 1
 
 
 def test_leftovers_in_processing_are_taken_first_and_not_inferred_twice(dirs: tuple[Path, Path]) -> None:

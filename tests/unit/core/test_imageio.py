@@ -176,3 +176,45 @@ def test_decode_image_names_the_source() -> None:
     with pytest.raises(ImageLoadError) as info:
         decode_image(b"nonsense", "camera-0")
     assert str(info.value).startswith("camera-0:")
+
+
+def lying_tiff(width: int, height: int, big_endian: bool = False) -> bytes:
+    """A classic TIFF whose first directory claims width x height (LONG tags) and holds no pixels."""
+    order = ">" if big_endian else "<"
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8 << (16 if big_endian else 0)),
+               (262, 3, 1, 1 << (16 if big_endian else 0))]
+    body = struct.pack(order + "H", len(entries))
+    body += b"".join(struct.pack(order + "HHII", *entry) for entry in entries) + struct.pack(order + "I", 0)
+    return (b"MM\x00*" if big_endian else b"II*\x00") + struct.pack(order + "I", 8) + body
+
+
+def lying_webp(width: int, height: int) -> bytes:
+    """An extended (VP8X) WebP whose canvas claims width x height and has no image chunk."""
+    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00\x00\x00\x00" + (width - 1).to_bytes(3, "little") \
+        + (height - 1).to_bytes(3, "little")
+    return b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x
+
+
+@pytest.mark.parametrize("fmt", ["tiff-le", "tiff-be", "webp"])
+def test_tiff_and_webp_headers_claiming_100000_squared_are_refused_before_decoding(
+        tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = lying_webp(100_000, 100_000) if fmt == "webp" else lying_tiff(100_000, 100_000, fmt == "tiff-be")
+    path = tmp_path / f"bomb.{fmt[:4]}"
+    path.write_bytes(data)
+
+    def no_decoding(*_args: object) -> None:
+        raise AssertionError("the decoder was called on an oversized image")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    error = expect_error(path, "100000x100000", "limit")
+    assert "10000000000" in error.reason
+
+
+def test_real_tiff_and_webp_pass_the_header_check_and_big_tiff_is_refused(tmp_path: Path) -> None:
+    for suffix in (".tiff", ".webp"):
+        path = write(tmp_path / f"ok{suffix}", board())
+        assert load_image(path).shape == (48, 64, 3)
+        expect_error(path, "limit", max_pixels=48 * 64 - 1)
+    big = tmp_path / "big.tiff"
+    big.write_bytes(b"II+\x00" + b"\x08\x00\x00\x00" + b"\x00" * 64)
+    expect_error(big, "bigtiff")

@@ -1,0 +1,42 @@
+"""A board the folder runner has claimed (in processing/), and how a failure it causes reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspector.errors import ImageLoadError, InspectorError
+from inspector.feeds.safeio import display_name
+
+
+@dataclass
+class Claimed:
+    path: Path  # in processing/
+    name: str  # original name in the inbox
+    data: bytes = b""
+    digest: str = ""
+    image: np.ndarray | None = None
+    claimed_at: float = 0.0
+
+    @property
+    def shown(self) -> str:
+        """The name as stored, published and logged (undecodable bytes and control characters escaped)."""
+        return display_name(self.name)
+
+
+def describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, InspectorError) else f"{type(exc).__name__}: {exc}"
+
+
+def failure_reason(item: Claimed, exc: BaseException) -> str:
+    if isinstance(exc, ImageLoadError):
+        return str(exc)
+    return f"{item.shown}: cannot be taken ({describe(exc)})"
+
+
+def original_name(path: Path) -> str:
+    """The inbox name of a file in processing/ (a collision there got a "<ns>-" prefix)."""
+    head, _, rest = path.name.partition("-")
+    return rest if head.isdigit() and len(head) >= 18 and rest else path.name
