@@ -309,8 +309,11 @@ def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig) -> dict
                     skipped.append({"image": str(item.path), "reason": exc.reason})
                     continue
                 loaded.append((item, pixels, load_mask(item, pixels.shape[:2], config.max_pixels)))
-            results = engine.inspect_batch([pixels for _, pixels, _ in loaded]) if loaded else []
+            results = engine.inspect_each([pixels for _, pixels, _ in loaded]) if loaded else []
             for (item, pixels, mask), result in zip(loaded, results):
+                if not hasattr(result, "anomaly_map"):  # an error verdict (not aligned): reported, not scored
+                    skipped.append({"image": str(item.path), "reason": f"error verdict: {result}"})
+                    continue
                 stride = sampling_stride(result.anomaly_map.shape)
                 strides.add(stride)
                 samples[item.kind].add(result.anomaly_map, mask, ok_stride=stride)

@@ -20,7 +20,7 @@ import onnx
 import torch
 
 from inspector import __version__, selftest
-from inspector.bundle import (CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_ARCH, META_CREATED,
+from inspector.bundle import (ATLAS_FILE, CALIBRATION_FILE, CHECKPOINT_FILE, CONFIG_FILE, LOSS_PLOT_FILE, META_ARCH, META_CREATED,
                               META_DATA_HASH, META_PREPROCESS, META_SCORING, META_VERSION, METRICS_FILE,
                               MODEL_CARD_FILE, MODEL_FILE, SELFTEST_FILE, recorded_precision, write_manifest)
 from inspector.calibration import calibrate, new_version, write_calibration
@@ -28,12 +28,15 @@ from inspector.config import InspectConfig
 from inspector.engine import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME, Inspector, read_calibration
 from inspector.errors import BundleError
 from inspector.imageio import load_image
-from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
+from inspector.registration import Registration
 from inspector.scoring import ScoringSpec
 from training.model import Architecture, ConvAutoencoder
 from training.pca import FAMILY as PCA_FAMILY, PatchPCA, build_patch_pca
 from training.quantize import CALIBRATION_TENSORS, MAX_MEAN_ABS_DIFF, agreement, check_precision, quantize_int8
 from training.scored import ScoredModel
+from training.fixture import (atlas_wanted, fit_bundle_atlas, model_card_lines, registration_of, roi_of,
+                              write_fixture_files)
 
 ExportedModel = ConvAutoencoder | PatchPCA | ScoredModel
 
@@ -77,11 +80,12 @@ def _output_names(model: ExportedModel) -> list[str]:
     return [OUTPUT_NAME, ERROR_OUTPUT] if getattr(model, "graph_error", False) else [OUTPUT_NAME]
 
 
-def check_parity(model: ExportedModel, onnx_path: Path, images: list[np.ndarray], spec: PreprocessSpec) -> float:
+def check_parity(model: ExportedModel, onnx_path: Path, images: list[np.ndarray], spec: PreprocessSpec,
+                 registration: Registration | None = None) -> float:
     """Torch vs ONNX Runtime on real preprocessed images plus one other size, every output (the
     error map is compared relative to its largest value); BundleError above tolerance."""
     engine = Inspector.uncalibrated(onnx_path, InspectConfig(providers="cpu"))
-    inputs = [pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0] for image in images]
+    inputs = [pad_to_multiple(prepare_board(image, spec, registration), spec.pad_multiple)[0] for image in images]
     first = inputs[0]
     stride = spec.pad_multiple
     # A different size proves the dynamic axes (also a different batch size: 2).
@@ -183,7 +187,26 @@ def _precision_line(metrics: dict[str, Any]) -> str:
     return f"- Precision: float32 (int8 refused: {quantisation['refused']})"
 
 
-def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration: dict[str, Any]) -> str:
+def _recorded_training_boards(checkpoint: dict[str, Any], channels: int) -> list[np.ndarray] | None:
+    """The good training boards a checkpoint records, when every one is still on disk."""
+    paths = [Path(p) for p in checkpoint["data"].get("train_paths", [])]
+    if not paths or not all(p.is_file() for p in paths):
+        return None
+    return [load_image(p, channels=channels) for p in paths]
+
+
+def _fixture_metrics(checkpoint: dict[str, Any], registration: Registration | None, atlas: Any,
+                     roi: np.ndarray | None) -> dict[str, Any]:
+    fixture = checkpoint["fixture"]
+    return {"registration": fixture["decision"],
+            "registration_limits": (json.loads(registration.spec.to_json()) if registration is not None else None),
+            "atlas": atlas.describe() if atlas is not None else None,
+            "atlas_reason": fixture["atlas"]["reason"],
+            "roi_pixels": int((roi > 0).sum()) if roi is not None else None}
+
+
+def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration: dict[str, Any],
+                atlas: Any = None) -> str:
     data = checkpoint["data"]
     family = "patch PCA baseline" if checkpoint["architecture"].get("family") == PCA_FAMILY else "autoencoder"
     return "\n".join([
@@ -194,6 +217,7 @@ def _model_card(checkpoint: dict[str, Any], metrics: dict[str, Any], calibration
         f"{data['holdout_count']} held back (validation + calibration)",
         f"- Training data sha256: `{data['sha256']}`",
         f"- Input: {checkpoint['architecture']['in_channels']} channel(s), scale {json.loads(checkpoint['preprocess_spec'])['scale']}",
+        *model_card_lines(checkpoint, atlas),
         *_model_lines(checkpoint, metrics),
         f"- Export parity (torch vs ONNX Runtime): max abs diff {metrics['parity_max_abs_diff']:.2e}",
         _precision_line(metrics),
@@ -259,11 +283,15 @@ def build_exported_model(checkpoint: dict[str, Any], state_key: str = "best_stat
 
 
 def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: list[np.ndarray] | None,
-                 previous_calibration: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 previous_calibration: list[dict[str, Any]] | None = None,
+                 atlas_images: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Everything a bundle holds, written atomically. Returns metrics.json's content.
 
     Calibration version 1 is computed on `calibration_images` (held-back good boards); on a
-    re-export without them, `previous_calibration` versions are carried over unchanged.
+    re-export without them, `previous_calibration` versions are carried over unchanged. A bundle of
+    one fixtured design (checkpoint "fixture") also gets its reference board and registration
+    settings, its inspection area and (fitted here on `atlas_images`, the good training boards, on
+    the graph that ships) its per-position model.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -272,6 +300,7 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
     try:
         spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
         config = checkpoint["config"]
+        registration, roi = registration_of(checkpoint), roi_of(checkpoint)
         model = build_exported_model(checkpoint)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         metadata = {
@@ -284,20 +313,35 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
         }
         export_onnx(model, temp / MODEL_FILE, metadata)
         parity_images = [image.numpy() for image in checkpoint["parity_images"]]
-        parity = check_parity(model, temp / MODEL_FILE, parity_images, spec)
+        parity = check_parity(model, temp / MODEL_FILE, parity_images, spec, registration)
         precision = config.get("precision", "float32")  # checkpoints from before INT8 existed
         check_precision(precision)
         quantisation = None
         if precision == "int8":
             boards = calibration_images or parity_images
-            quantisation = _quantize(temp / MODEL_FILE, [pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0]
-                                                         for image in boards])
+            quantisation = _quantize(temp / MODEL_FILE, [pad_to_multiple(prepare_board(image, spec, registration),
+                                                                         spec.pad_multiple)[0] for image in boards])
 
         # One session on the graph that ships: calibration and the self-test's record see the same maps.
-        engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"))
+        engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"), registration=registration,
+                                        roi=roi)
+        write_fixture_files(checkpoint, temp)
+        atlas = None
+        if atlas_wanted(checkpoint):
+            if atlas_images is None:
+                atlas_images = _recorded_training_boards(checkpoint, spec.channels)
+            if atlas_images:  # the thresholds below are set on maps judged by it
+                atlas = fit_bundle_atlas(engine, atlas_images, checkpoint, temp / ATLAS_FILE)
+                engine.atlas = atlas
+            elif previous_calibration:
+                raise BundleError("the training boards this model's per-position model was fitted on are gone, and "
+                                  "the thresholds carried over were set on judged maps: restore the boards to re-export")
         if calibration_images:
+            region_rate = config.get("region_false_alarm_rate")
+            if registration is not None and "registered_region_false_alarm_rate" in config:
+                region_rate = config["registered_region_false_alarm_rate"]
             figures = calibrate(engine, calibration_images, target_false_alarm_rate=config["target_false_alarm_rate"],
-                                region_false_alarm_rate=config.get("region_false_alarm_rate"))
+                                region_false_alarm_rate=region_rate)
             figures["stats"]["data"] = checkpoint["data"]["path"]
             versions = [new_version([], figures, reason="initial calibration on held-back good boards at training",
                                     author="training")]
@@ -323,6 +367,7 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
             "parity_max_abs_diff": parity,
             "precision": quantisation["precision"] if quantisation else "float32",
             **({"quantisation": quantisation} if quantisation else {}),
+            **({"fixture": _fixture_metrics(checkpoint, registration, atlas, roi)} if "fixture" in checkpoint else {}),
             "history": history,
             **({"fit": {key: value for key, value in checkpoint["fit"].items() if key != "explained_variance_ratio"}}
                if "fit" in checkpoint else {}),
@@ -342,7 +387,7 @@ def write_bundle(checkpoint: dict[str, Any], out: Path, *, calibration_images: l
         elif "fit" in checkpoint:
             _variance_plot(checkpoint["fit"]["explained_variance_ratio"], checkpoint["architecture"]["components"],
                            temp / LOSS_PLOT_FILE)
-        (temp / MODEL_CARD_FILE).write_text(_model_card(checkpoint, metrics, latest))
+        (temp / MODEL_CARD_FILE).write_text(_model_card(checkpoint, metrics, latest, atlas))
         torch.save(checkpoint, temp / CHECKPOINT_FILE)
         write_manifest(temp)
         _replace_dir(temp, out)

@@ -18,11 +18,13 @@ from tqdm import tqdm
 from inspector.config import TrainConfig, from_dict
 from inspector.errors import BundleError, ConfigError
 from inspector.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.registration import Registration
 from inspector.scoring import ScoringSpec, views_for
 from training.augment import camera_augmentation
 from training.corruption import corrupt
-from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop
+from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop, window_origin
 from training.export import load_checkpoint, write_bundle
+from training.fixture import decide_fixture
 from training.quantize import check_precision
 from training.losses import LOSSES, reconstruction_loss
 from training.model import Architecture, ConvAutoencoder, count_parameters
@@ -63,18 +65,32 @@ def lr_factor(progress: float) -> float:
 
 
 def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop: int,
-            epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(input, target) batches of random augmented crops; seeded per epoch so resume is repeatable."""
+            epoch: int, registered: bool = False, registration: Registration | None = None
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(input, target) batches of random augmented crops; seeded per epoch so resume is repeatable.
+    `registered`: the boards are already aligned, so augmentation moves them only by what registration
+    leaves. `registration` in residual mode: each augmented board window becomes its difference from
+    the same window of the reference (the camera's variation acts on the board, not on the difference)."""
     rng = np.random.default_rng([config.seed, epoch])
-    augment = camera_augmentation(config, seed=config.seed * 100_003 + epoch)
+    augment_config = config
+    if registered:
+        augment_config = TrainConfig(**{**asdict(config), "shift_px": config.registered_shift_px,
+                                        "rotate_deg": config.registered_rotate_deg})
+    augment = camera_augmentation(augment_config, seed=config.seed * 100_003 + epoch)
     side = source_crop_size(crop, spec)
     order = np.repeat(np.arange(len(images.train)), config.crops_per_image)
     rng.shuffle(order)
     for start in range(0, len(order), config.batch_size):
         targets, inputs = [], []
         for index in order[start:start + config.batch_size]:
-            window = random_window(images.train[index], side, rng)
-            target = to_model_crop(augment(image=window)["image"], crop, spec)
+            if registration is not None:
+                y, x = window_origin(images.train[index], side, rng)
+                board = augment(image=images.train[index][y:y + side, x:x + side])["image"]
+                window = registration.residual_of(board, registration.reference[y:y + side, x:x + side])
+                target = to_model_crop(window, crop, spec)
+            else:
+                window = random_window(images.train[index], side, rng)
+                target = to_model_crop(augment(image=window)["image"], crop, spec)
             targets.append(target)
             inputs.append(corrupt(target, rng) if config.denoising else target)
         yield np.stack(inputs), np.stack(targets)
@@ -139,11 +155,24 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
 
     images = load_good_images(Path(data), channels=config.channels, holdout_fraction=config.holdout_fraction,
                               seed=config.seed)
+    raw_train, raw_holdout = images.train, images.holdout
+    if previous is not None and "fixture" in previous:
+        from training.fixture import registration_of
+
+        registration, fixture = registration_of(previous), previous["fixture"]
+    else:
+        registration, fixture = decide_fixture(config, images.train)
+    if registration is not None:
+        # The model learns (and validates on) boards as the runtime hands them over: aligned to the
+        # reference and light-normalised; calibration gets the raw boards, the engine aligns them.
+        # (In residual mode the training boards stop before the subtraction: see `batches`.)
+        images.train = [registration.apply(image, residual=False) for image in images.train]
+        images.holdout = [registration.apply(image) for image in images.holdout]
     stride = 2**config.depth
     spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=stride,
                           tile_size=config.tile_size, tile_overlap=config.tile_overlap)
     # Score with the error the model was trained to minimise.
-    scoring_spec = ScoringSpec.from_train_config(config, error=config.loss)
+    scoring_spec = ScoringSpec.from_train_config(config, error=config.loss, channels=images.channels)
     arch = Architecture(in_channels=images.channels, width=config.width, depth=config.depth,
                         latent_channels=config.latent_channels, stem_stride=config.stem_stride,
                         output_sigmoid=spec.mean == 0.0 and spec.std == 1.0)
@@ -187,9 +216,11 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         "scoring": scoring_spec.to_json(),
         "config": asdict(config) | {"crop_size": crop, "device": device.type},
         "data": {"path": str(Path(data).resolve()), "sha256": images.data_sha256, "train_count": len(images.train),
-                 "holdout_count": len(images.holdout), "holdout_paths": [str(p.resolve()) for p in images.holdout_paths]},
-        "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in images.holdout[:PARITY_IMAGES]],
+                 "holdout_count": len(images.holdout), "holdout_paths": [str(p.resolve()) for p in images.holdout_paths],
+                 "train_paths": [str(p.resolve()) for p in images.train_paths]},
+        "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in raw_holdout[:PARITY_IMAGES]],
         "params": params,
+        "fixture": fixture,
     }
     if previous is not None:
         for key in ("model_state", "best_state", "optimizer_state", "scheduler_state", "epoch", "history",
@@ -209,7 +240,9 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         model.train()
         losses = []
         out_of_time = False
-        for inputs, targets in batches(images, config, spec, crop, epoch):
+        residual = registration if registration is not None and registration.spec.residual else None
+        for inputs, targets in batches(images, config, spec, crop, epoch, registered=registration is not None,
+                                       registration=residual):
             x = torch.from_numpy(inputs).to(device)
             y = torch.from_numpy(targets).to(device)
             loss = reconstruction_loss(model(x), y, config.loss, config.ssim_weight)
@@ -252,6 +285,6 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         raise ConfigError(f"max_minutes={config.max_minutes} left no time for a single epoch")
     state["stopped_reason"] = stopped
     state["train_seconds"] = train_seconds_before + time.monotonic() - started
-    metrics = write_bundle(state, Path(out), calibration_images=images.holdout)
+    metrics = write_bundle(state, Path(out), calibration_images=raw_holdout, atlas_images=raw_train)
     shutil.rmtree(work, ignore_errors=True)
     return metrics
