@@ -97,6 +97,11 @@ def train(
     channels: Optional[str] = typer.Option(None, "--channels", help="auto, gray or color."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Checkpoint to resume from.", **EXISTING_FILE),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Inspection area: x,y,w,h on the reference board, or a "
+                                      "mask image (non-zero = inspected). Default: the whole image."),
+    registration: Optional[str] = typer.Option(None, "--registration",
+                                               help="auto (on for one fixtured design), on or off."),
+    atlas: Optional[str] = typer.Option(None, "--atlas", help="Per-position model of good boards: auto, on or off."),
 ) -> None:
     """Train a model on good boards and write a calibrated ONNX bundle."""
     from inspector import extensions
@@ -104,7 +109,8 @@ def train(
 
     cfg = load_config(config, TrainConfig) if config else TrainConfig()
     for name, value in (("epochs", epochs), ("max_minutes", max_minutes), ("method", method),
-                        ("channels", channels), ("seed", seed)):
+                        ("channels", channels), ("seed", seed), ("roi", roi), ("registration", registration),
+                        ("atlas", atlas)):
         if value is not None:
             setattr(cfg, name, value)
     extensions.training().train_bundle(data, out, cfg, resume=resume)

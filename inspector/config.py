@@ -82,6 +82,25 @@ class TrainConfig:
     int8_scheme: str = "u8s8-reduced"
     target_false_alarm_rate: float = 0.01  # share of good boards that fail (image threshold)
     region_false_alarm_rate: float = 0.5  # share of held-back good boards whose maximum reaches the region line (-> "review")
+    # Boards of one fixtured design (inspector/core/registration.py, inspector/core/atlas.py): "auto" turns
+    # registration on when the good boards align onto their median (correlation >= 0.8), and the
+    # per-position model with it; "on" / "off" force them. Recorded in the bundle and its model card.
+    registration: str = "auto"
+    photometric: str = "auto"  # light normalisation against the reference (with registration)
+    channel_error: str = "auto"  # colour boards: "max" (worst channel) or "mean" of the channels' error; auto = max
+    residual: bool = True  # with registration: the model sees board - reference (+128), see registration.py
+    atlas: str = "auto"
+    atlas_quantile: float = 0.9  # per position: this quantile of good boards' smoothed error...
+    atlas_dilate_px: int = 3  # ...dilated by this many working-resolution pixels (placement tolerance)
+    # With registration the fixture's play is taken out before the model: training shifts and turns
+    # boards only by what registration leaves (these replace shift_px / rotate_deg then).
+    # The region line of a registered bundle: its maps are already judged per position, and the share
+    # of held-back boards allowed to reach the line is lower (measured on the sample boards: 0.5 gave
+    # 0.75 false regions per good board, 0.3 none; docs/results.md).
+    registered_region_false_alarm_rate: float = 0.3
+    registered_shift_px: int = 1
+    registered_rotate_deg: float = 0.2
+    roi: str = ""  # inspection area: "x,y,w,h" on the reference board or a mask image; "" = whole image
     device: str = "auto"  # "auto", "cpu", "cuda"
     threads: int = 0  # torch CPU threads; 0 = every core (1 is far faster on a machine shared with other jobs)
 

@@ -49,6 +49,24 @@ def tiny_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from training.train import train_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "tiny"
+    # The engine's generic behaviour (batches of mixed sizes, tiles, CLI, runner): no registration,
+    # which would refuse boards of another size than its reference (fixtured_bundle has it).
+    config = TrainConfig(
+        epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
+        crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1, registration="off",
+    )
+    train_bundle(sample_root, out, config)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fixtured_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with the defaults for one fixtured design: registration, light normalisation,
+    board-minus-reference input and the per-position model (chosen by training from the boards)."""
+    from inspector.config import TrainConfig
+    from training.train import train_bundle
+
+    out = tmp_path_factory.mktemp("fixtured") / "tiny"
     config = TrainConfig(
         epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
         crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1,

@@ -26,6 +26,7 @@ class DataRecord(TypedDict, total=False):
     train_count: int
     holdout_count: int
     holdout_paths: list[str]
+    train_paths: list[str]  # the training boards (the per-position model is fitted on them)
 
 
 class EpochRecord(TypedDict):
@@ -57,6 +58,7 @@ class Checkpoint(TypedDict, total=False):
     train_seconds: float
     stopped_reason: str
     fit: dict[str, Any]  # patch PCA only: the fit's figures
+    fixture: dict[str, Any]  # registration / inspection-area / per-position decisions (training/fixture.py)
     cap_forecast: dict[str, Any]  # set when the wall-clock cap was forecast to end the run early
 
 

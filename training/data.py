@@ -81,12 +81,16 @@ def source_crop_size(crop_size: int, spec: PreprocessSpec) -> int:
     return int(np.ceil(crop_size / spec.scale)) + (0 if spec.scale == 1.0 else 1)
 
 
-def random_window(image: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+def window_origin(image: np.ndarray, side: int, rng: np.random.Generator) -> tuple[int, int]:
+    """(y, x) of a random side x side window of the image."""
     height, width = image.shape[:2]
     if height < side or width < side:
         raise ConfigError(f"crop of {side} px does not fit an image of {width}x{height}; lower crop_size")
-    y = int(rng.integers(0, height - side + 1))
-    x = int(rng.integers(0, width - side + 1))
+    return int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+
+
+def random_window(image: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    y, x = window_origin(image, side, rng)
     return image[y:y + side, x:x + side]
 
 

@@ -22,6 +22,7 @@ import torch
 from inspector import __version__
 from inspector.bundle.calibration import new_version, read_calibration, write_calibration
 from inspector.bundle.files import (
+    ATLAS_FILE,
     CALIBRATION_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -45,11 +46,13 @@ from inspector.core import selftest
 from inspector.core.calibration import calibrate
 from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
-from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
+from inspector.core.registration import Registration
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import BundleError
 from inspector.quality.cpu import cpu_features, describe
 from training.checkpoint import Checkpoint, StateKey, load_checkpoint
+from training.fixture import atlas_wanted, fit_bundle_atlas, model_card_lines, registration_of, roi_of, write_fixture_files
 from training.model import Architecture, ConvAutoencoder
 from training.pca import FAMILY as PCA_FAMILY
 from training.pca import PatchPCA, build_patch_pca
@@ -99,11 +102,12 @@ def _output_names(model: ExportedModel) -> list[str]:
     return [OUTPUT_NAME, ERROR_OUTPUT] if getattr(model, "graph_error", False) else [OUTPUT_NAME]
 
 
-def check_parity(model: ExportedModel, onnx_path: Path, images: list[np.ndarray], spec: PreprocessSpec) -> float:
+def check_parity(model: ExportedModel, onnx_path: Path, images: list[np.ndarray], spec: PreprocessSpec,
+                 registration: Registration | None = None) -> float:
     """Torch vs ONNX Runtime on real preprocessed images plus one other size, every output (the
     error map is compared relative to its largest value); BundleError above tolerance."""
     engine = Inspector.uncalibrated(onnx_path, InspectConfig(providers="cpu"))
-    inputs = [pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0] for image in images]
+    inputs = [pad_to_multiple(prepare_board(image, spec, registration), spec.pad_multiple)[0] for image in images]
     first = inputs[0]
     stride = spec.pad_multiple
     # A different size proves the dynamic axes (also a different batch size: 2).
@@ -221,7 +225,26 @@ def _precision_line(metrics: dict[str, Any]) -> str:
     return f"- Precision: float32 (int8 refused, scheme {quantisation.get('scheme', 'u8s8')}: {quantisation['refused']})"
 
 
-def _model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dict[str, Any]) -> str:
+def _recorded_training_boards(checkpoint: Checkpoint, channels: int) -> list[np.ndarray] | None:
+    """The good training boards a checkpoint records, when every one is still on disk."""
+    paths = [Path(p) for p in checkpoint["data"].get("train_paths", [])]  # older checkpoints lack them
+    if not paths or not all(p.is_file() for p in paths):
+        return None
+    return [load_image(p, channels=channels) for p in paths]
+
+
+def _fixture_metrics(checkpoint: Checkpoint, registration: Registration | None, atlas: Any,
+                     roi: np.ndarray | None) -> dict[str, Any]:
+    fixture = checkpoint["fixture"]
+    return {"registration": fixture["decision"],
+            "registration_limits": (json.loads(registration.spec.to_json()) if registration is not None else None),
+            "atlas": atlas.describe() if atlas is not None else None,
+            "atlas_reason": fixture["atlas"]["reason"],
+            "roi_pixels": int((roi > 0).sum()) if roi is not None else None}
+
+
+def _model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dict[str, Any],
+                atlas: Any = None) -> str:
     data = checkpoint["data"]
     family = "patch PCA baseline" if checkpoint["architecture"].get("family") == PCA_FAMILY else "autoencoder"
     return "\n".join([
@@ -233,6 +256,7 @@ def _model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: di
         f"- Training data sha256: `{data['sha256']}`",
         f"- Input: {checkpoint['architecture']['in_channels']} channel(s), "
         f"scale {json.loads(checkpoint['preprocess_spec'])['scale']}",
+        *model_card_lines(checkpoint, atlas),
         *_model_lines(checkpoint, metrics),
         f"- Export parity (torch vs ONNX Runtime): max abs diff {metrics['parity_max_abs_diff']:.2e}",
         _precision_line(metrics),
@@ -299,11 +323,15 @@ def build_exported_model(checkpoint: Checkpoint, state_key: StateKey = "best_sta
 
 
 def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[np.ndarray] | None,
-                 previous_calibration: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 previous_calibration: list[dict[str, Any]] | None = None,
+                 atlas_images: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Everything a bundle holds, written atomically. Returns metrics.json's content.
 
     Calibration version 1 is computed on `calibration_images` (held-back good boards); on a
-    re-export without them, `previous_calibration` versions are carried over unchanged.
+    re-export without them, `previous_calibration` versions are carried over unchanged. A bundle of
+    one fixtured design (checkpoint "fixture") also gets its reference board and registration
+    settings, its inspection area and (fitted here on `atlas_images`, the good training boards, on
+    the graph that ships) its per-position model.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -312,6 +340,7 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
     try:
         spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
         config = checkpoint["config"]
+        registration, roi = registration_of(checkpoint), roi_of(checkpoint)
         model = build_exported_model(checkpoint)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
         metadata = {
@@ -324,7 +353,7 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
         }
         export_onnx(model, temp / MODEL_FILE, metadata)
         parity_images = [image.numpy() for image in checkpoint["parity_images"]]
-        parity = check_parity(model, temp / MODEL_FILE, parity_images, spec)
+        parity = check_parity(model, temp / MODEL_FILE, parity_images, spec, registration)
         precision = config.get("precision", "float32")  # checkpoints from before INT8 existed
         check_precision(precision)
         quantisation = None
@@ -332,14 +361,30 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
             boards = calibration_images or parity_images
             # Bundles trained before the scheme existed were u8s8.
             scheme = config.get("int8_scheme", "u8s8")
-            quantisation = _quantize(temp / MODEL_FILE, [pad_to_multiple(preprocess(image, spec), spec.pad_multiple)[0]
-                                                         for image in boards], scheme)
+            quantisation = _quantize(temp / MODEL_FILE, [pad_to_multiple(prepare_board(image, spec, registration),
+                                                                         spec.pad_multiple)[0] for image in boards],
+                                     scheme)
 
         # One session on the graph that ships: calibration and the self-test's record see the same maps.
-        engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"))
+        engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"), registration=registration,
+                                        roi=roi)
+        write_fixture_files(checkpoint, temp)
+        atlas = None
+        if atlas_wanted(checkpoint):
+            if atlas_images is None:
+                atlas_images = _recorded_training_boards(checkpoint, spec.channels)
+            if atlas_images:  # the thresholds below are set on maps judged by it
+                atlas = fit_bundle_atlas(engine, atlas_images, checkpoint, temp / ATLAS_FILE)
+                engine.atlas = atlas
+            elif previous_calibration:
+                raise BundleError("the training boards this model's per-position model was fitted on are gone, and "
+                                  "the thresholds carried over were set on judged maps: restore the boards to re-export")
         if calibration_images:
+            region_rate = config.get("region_false_alarm_rate")
+            if registration is not None and "registered_region_false_alarm_rate" in config:
+                region_rate = config["registered_region_false_alarm_rate"]
             figures = calibrate(engine, calibration_images, target_false_alarm_rate=config["target_false_alarm_rate"],
-                                region_false_alarm_rate=config.get("region_false_alarm_rate"))
+                                region_false_alarm_rate=region_rate)
             figures["stats"]["data"] = checkpoint["data"]["path"]
             versions = [new_version([], figures, reason="initial calibration on held-back good boards at training",
                                     author="training")]
@@ -365,6 +410,7 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
             "parity_max_abs_diff": parity,
             "precision": quantisation["precision"] if quantisation else "float32",
             **({"quantisation": quantisation} if quantisation else {}),
+            **({"fixture": _fixture_metrics(checkpoint, registration, atlas, roi)} if "fixture" in checkpoint else {}),
             "history": history,
             **({"fit": {key: value for key, value in checkpoint["fit"].items() if key != "explained_variance_ratio"}}
                if "fit" in checkpoint else {}),
@@ -384,7 +430,7 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
         elif "fit" in checkpoint:
             _variance_plot(checkpoint["fit"]["explained_variance_ratio"], checkpoint["architecture"]["components"],
                            temp / LOSS_PLOT_FILE)
-        (temp / MODEL_CARD_FILE).write_text(_model_card(checkpoint, metrics, latest))
+        (temp / MODEL_CARD_FILE).write_text(_model_card(checkpoint, metrics, latest, atlas))
         torch.save(checkpoint, temp / CHECKPOINT_FILE)
         write_manifest(temp)
         _replace_dir(temp, out)

@@ -36,6 +36,7 @@ class ScoredModel(nn.Module):
         self.model = model
         self.arch = model.arch  # export reads stride / channels from here
         self.tolerance = spec.shift_tolerance
+        self.channel_max = spec.channel_reduce == "max"
         self.views = views_for(spec.views, spec.view_kind, stride)
         self.stride = stride
 
@@ -68,7 +69,9 @@ class ScoredModel(nn.Module):
             difference = x - reconstruction
         squared = difference * difference
         # A mean over one channel would still cost a full pass in ONNX Runtime (0.3 ms at 640x640).
-        return squared if squared.shape[1] == 1 else squared.mean(dim=1, keepdim=True)
+        if squared.shape[1] == 1:
+            return squared
+        return squared.amax(dim=1, keepdim=True) if self.channel_max else squared.mean(dim=1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
         reconstruction = self.reconstruct(x)

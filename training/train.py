@@ -16,13 +16,15 @@ import torch
 
 from inspector.config import TrainConfig, from_dict
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core.registration import Registration
 from inspector.core.scoring import ScoringSpec, views_for
 from inspector.errors import BundleError, ConfigError
 from training.augment import camera_augmentation
 from training.checkpoint import Checkpoint, EpochRecord, load_checkpoint
 from training.corruption import corrupt
-from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop
+from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop, window_origin
 from training.export import write_bundle
+from training.fixture import decide_fixture
 from training.loop import FitState, fit, lr_factor
 from training.losses import LOSSES
 from training.model import Architecture, ConvAutoencoder, count_parameters
@@ -58,18 +60,32 @@ def fitted_crop_size(config: TrainConfig, images: GoodImages, spec: PreprocessSp
 
 
 def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop: int,
-            epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(input, target) batches of random augmented crops; seeded per epoch so resume is repeatable."""
+            epoch: int, registered: bool = False, registration: Registration | None = None
+            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(input, target) batches of random augmented crops; seeded per epoch so resume is repeatable.
+    `registered`: the boards are already aligned, so augmentation moves them only by what registration
+    leaves. `registration` in residual mode: each augmented board window becomes its difference from
+    the same window of the reference (the camera's variation acts on the board, not on the difference)."""
     rng = np.random.default_rng([config.seed, epoch])
-    augment = camera_augmentation(config, seed=config.seed * 100_003 + epoch)
+    augment_config = config
+    if registered:
+        augment_config = TrainConfig(**{**asdict(config), "shift_px": config.registered_shift_px,
+                                        "rotate_deg": config.registered_rotate_deg})
+    augment = camera_augmentation(augment_config, seed=config.seed * 100_003 + epoch)
     side = source_crop_size(crop, spec)
     order = np.repeat(np.arange(len(images.train)), config.crops_per_image)
     rng.shuffle(order)
     for start in range(0, len(order), config.batch_size):
         targets, inputs = [], []
         for index in order[start:start + config.batch_size]:
-            window = random_window(images.train[index], side, rng)
-            target = to_model_crop(augment(image=window)["image"], crop, spec)
+            if registration is not None:
+                y, x = window_origin(images.train[index], side, rng)
+                board = augment(image=images.train[index][y:y + side, x:x + side])["image"]
+                window = registration.residual_of(board, registration.reference[y:y + side, x:x + side])
+                target = to_model_crop(window, crop, spec)
+            else:
+                window = random_window(images.train[index], side, rng)
+                target = to_model_crop(augment(image=window)["image"], crop, spec)
             targets.append(target)
             inputs.append(corrupt(target, rng) if config.denoising else target)
         yield np.stack(inputs), np.stack(targets)
@@ -115,11 +131,24 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
 
     images = load_good_images(Path(data), channels=config.channels, holdout_fraction=config.holdout_fraction,
                               seed=config.seed)
+    raw_train, raw_holdout = images.train, images.holdout
+    if previous is not None and "fixture" in previous:
+        from training.fixture import registration_of
+
+        registration, fixture = registration_of(previous), previous["fixture"]
+    else:
+        registration, fixture = decide_fixture(config, images.train)
+    if registration is not None:
+        # The model learns (and validates on) boards as the runtime hands them over: aligned to the
+        # reference and light-normalised; calibration gets the raw boards, the engine aligns them.
+        # (In residual mode the training boards stop before the subtraction: see `batches`.)
+        images.train = [registration.apply(image, residual=False) for image in images.train]
+        images.holdout = [registration.apply(image) for image in images.holdout]
     stride = 2**config.depth
     spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=stride,
                           tile_size=config.tile_size, tile_overlap=config.tile_overlap)
     # Score with the error the model was trained to minimise.
-    scoring_spec = ScoringSpec.from_train_config(config, error=config.loss)
+    scoring_spec = ScoringSpec.from_train_config(config, error=config.loss, channels=images.channels)
     arch = Architecture(in_channels=images.channels, width=config.width, depth=config.depth,
                         latent_channels=config.latent_channels, stem_stride=config.stem_stride,
                         output_sigmoid=spec.mean == 0.0 and spec.std == 1.0)
@@ -163,22 +192,29 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         "scoring": scoring_spec.to_json(),
         "config": asdict(config) | {"crop_size": crop, "device": device.type},
         "data": {"path": str(Path(data).resolve()), "sha256": images.data_sha256, "train_count": len(images.train),
-                 "holdout_count": len(images.holdout), "holdout_paths": [str(p.resolve()) for p in images.holdout_paths]},
-        "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in images.holdout[:PARITY_IMAGES]],
+                 "holdout_count": len(images.holdout), "holdout_paths": [str(p.resolve()) for p in images.holdout_paths],
+                 "train_paths": [str(p.resolve()) for p in images.train_paths]},
+        "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in raw_holdout[:PARITY_IMAGES]],
         "params": params,
+        "fixture": fixture,
     }
     if previous is not None:  # a resumed run's checkpoint carries on from where the saved one stood
         state.update({"model_state": previous["model_state"], "best_state": previous["best_state"],
                       "optimizer_state": previous["optimizer_state"], "scheduler_state": previous["scheduler_state"],
                       "epoch": previous["epoch"], "history": previous["history"],
                       "best_val_loss": previous["best_val_loss"], "best_epoch": previous["best_epoch"]})
+    residual = registration if registration is not None and registration.spec.residual else None
+
+    def make_batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return batches(images, config, spec, crop, epoch, registered=registration is not None, registration=residual)
+
     fit_state = FitState(start_epoch, history, best_val, best_epoch, best_state, train_seconds_before)
-    stopped = fit(model, optimizer, scheduler, schedule, lambda epoch: batches(images, config, spec, crop, epoch),
+    stopped = fit(model, optimizer, scheduler, schedule, make_batches,
                   validation, config, device, state, fit_state, work / "checkpoint.pt", started)
     if "epoch" not in state:
         raise ConfigError(f"max_minutes={config.max_minutes} left no time for a single epoch")
     state["stopped_reason"] = stopped
     state["train_seconds"] = train_seconds_before + time.monotonic() - started
-    metrics = write_bundle(state, Path(out), calibration_images=images.holdout)
+    metrics = write_bundle(state, Path(out), calibration_images=raw_holdout, atlas_images=raw_train)
     shutil.rmtree(work, ignore_errors=True)
     return metrics

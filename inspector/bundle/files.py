@@ -10,6 +10,11 @@ Layout (file names are constants here so that writer and reader cannot disagree)
     loss.png          the loss curve
     MODEL_CARD.md     data, date, settings, validation figures, for people
     selftest.npz      two held-back boards and the maps export computed on them (inspector/core/selftest.py)
+    registration.json registration + light normalisation settings (inspector/core/registration.py); only
+                      in bundles of one fixtured design, with reference.png beside it
+    reference.png     the reference board every board is aligned to (median of aligned good boards)
+    atlas.npz         the per-position model of good variation (inspector/core/atlas.py), optional
+    roi.png           the inspection area (255 = inspected), reference frame, optional
     manifest.json     sha256 and size of every other file
 
 This module is torch-free and onnx-free: the runtime verifies bundles with hashlib and reads
@@ -35,6 +40,10 @@ LOSS_PLOT_FILE = "loss.png"
 MODEL_CARD_FILE = "MODEL_CARD.md"
 MANIFEST_FILE = "manifest.json"
 SELFTEST_FILE = "selftest.npz"
+REGISTRATION_FILE = "registration.json"
+REFERENCE_FILE = "reference.png"
+ATLAS_FILE = "atlas.npz"
+ROI_FILE = "roi.png"
 
 # Files without which a bundle cannot run on the line.
 RUNTIME_FILES = (MODEL_FILE, CALIBRATION_FILE)

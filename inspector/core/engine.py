@@ -19,10 +19,14 @@ import onnxruntime as ort
 
 from inspector.bundle.calibration import read_calibration
 from inspector.bundle.files import (
+    ATLAS_FILE,
     CALIBRATION_FILE,
     META_PREPROCESS,
     META_SCORING,
     MODEL_FILE,
+    REFERENCE_FILE,
+    REGISTRATION_FILE,
+    ROI_FILE,
     SELFTEST_FILE,
     check_metadata,
     verify_bundle,
@@ -30,10 +34,16 @@ from inspector.bundle.files import (
 from inspector.bundle.tensors import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME
 from inspector.config import InspectConfig
 from inspector.core import scoring, selftest
+from inspector.core.atlas import Atlas
 from inspector.core.interface import Analysis
-from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
+from inspector.core.registration import Registration, RegistrationError, RegistrationSpec
 from inspector.core.results import InspectionResult
 from inspector.errors import BundleError, ConfigError, InspectorError
+
+# Registered boards: error within this many px of where alignment made up the border is not judged
+# (reflected pixels there differ from the reference; the network's field of view spreads them a little).
+BORDER_MARGIN_PX = 4
 
 _GRAPH_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -95,8 +105,16 @@ class Inspector:
     """A loaded bundle ready to inspect board images."""
 
     def __init__(self, session: ort.InferenceSession, spec: PreprocessSpec, scoring_spec: scoring.ScoringSpec,
-                 calibration: dict[str, Any] | None, model_hash: str, config: InspectConfig, source: str) -> None:
+                 calibration: dict[str, Any] | None, model_hash: str, config: InspectConfig, source: str,
+                 registration: Registration | None = None, atlas: Atlas | None = None,
+                 roi: np.ndarray | None = None) -> None:
         self.session = session
+        # Bundles of one fixtured design: the reference board and how boards are aligned to it, the
+        # per-position model of good boards, the inspection area (uint8 mask, input resolution).
+        self.registration = registration
+        self.atlas = atlas
+        self.roi = roi
+        self._roi_work: np.ndarray | None = None
         self.spec = spec
         self.scoring = scoring_spec
         self.config = config
@@ -118,7 +136,9 @@ class Inspector:
         config = config or InspectConfig()
         manifest = verify_bundle(bundle, files=(MODEL_FILE, CALIBRATION_FILE))
         versions = read_calibration(bundle / CALIBRATION_FILE)
-        engine = cls._open(bundle / MODEL_FILE, manifest["files"][MODEL_FILE]["sha256"], versions[-1], config)
+        registration, atlas, roi = load_fixture(bundle, manifest)
+        engine = cls._open(bundle / MODEL_FILE, manifest["files"][MODEL_FILE]["sha256"], versions[-1], config,
+                           registration=registration, atlas=atlas, roi=roi)
         # Bundles from before the self-test existed have none: they load as before.
         if config.selftest and SELFTEST_FILE in manifest["files"]:
             verify_bundle(bundle, files=(SELFTEST_FILE,))
@@ -126,15 +146,18 @@ class Inspector:
         return engine
 
     @classmethod
-    def uncalibrated(cls, model_path: Path, config: InspectConfig | None = None) -> Inspector:
+    def uncalibrated(cls, model_path: Path, config: InspectConfig | None = None, *,
+                     registration: Registration | None = None, atlas: Atlas | None = None,
+                     roi: np.ndarray | None = None) -> Inspector:
         """An engine on a bare model.onnx (used while calibrating): raw maps, no thresholds."""
         from inspector.bundle.files import sha256_file
 
-        return cls._open(Path(model_path), sha256_file(Path(model_path)), None, config or InspectConfig())
+        return cls._open(Path(model_path), sha256_file(Path(model_path)), None, config or InspectConfig(),
+                         registration=registration, atlas=atlas, roi=roi)
 
     @classmethod
     def _open(cls, model_path: Path, model_hash: str, calibration: dict[str, Any] | None,
-              config: InspectConfig) -> Inspector:
+              config: InspectConfig, **fixture: Any) -> Inspector:
         session = open_session(model_path, config)
         metadata = session.get_modelmeta().custom_metadata_map
         check_metadata(metadata, str(model_path))
@@ -143,7 +166,7 @@ class Inspector:
         except ConfigError as exc:
             raise BundleError(f"{model_path}: {exc}") from exc
         scoring_spec = scoring.ScoringSpec.from_json(metadata[META_SCORING], str(model_path))
-        return cls(session, spec, scoring_spec, calibration, model_hash, config, str(model_path))
+        return cls(session, spec, scoring_spec, calibration, model_hash, config, str(model_path), **fixture)
 
     def set_image_threshold(self, value: float, version: int) -> None:
         """Apply a QA threshold version from the store (pixel threshold and normaliser unchanged)."""
@@ -201,22 +224,79 @@ class Inspector:
         return (total / weight)[:, :height, :width]
 
     # ---------------------------------------------------------------- analysis
-    def _prepare(self, image: np.ndarray) -> np.ndarray:
+    def _prepare(self, image: np.ndarray, timings: dict[str, float] | None = None,
+                 record: dict[str, Any] | None = None) -> np.ndarray:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ConfigError(f"inspect expects a uint8 HxW or HxWx3 image, got "
                               f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
-        return preprocess(image, self.spec)
+        return prepare_board(image, self.spec, self.registration, timings, record)
+
+    def aligned_board(self, image: np.ndarray) -> np.ndarray:
+        """The board as the model sees it before scaling: aligned and light-normalised when the bundle
+        registers boards, else unchanged (for overlays and figures)."""
+        if self.registration is None:
+            return image
+        from inspector.core.preprocess import to_channels
+
+        return self.registration.apply(to_channels(image, self.spec.channels))
+
+    def _judge(self, smoothed: np.ndarray, timing: dict[str, float], warp: np.ndarray | None = None) -> np.ndarray:
+        """The per-position model and the inspection area, applied to a smoothed map; on registered
+        boards, the strip alignment had to make up at the border (the camera did not see it) is cleared."""
+        if self.atlas is None and self.roi is None and warp is None:
+            return smoothed
+        start = time.perf_counter()
+        if warp is not None and self.registration is not None:
+            seen = self.registration.observed(warp, BORDER_MARGIN_PX)
+            if seen.shape != smoothed.shape:
+                seen = cv2.resize(seen, (smoothed.shape[1], smoothed.shape[0]), interpolation=cv2.INTER_NEAREST)
+            smoothed = cv2.multiply(smoothed, seen)
+        if self.atlas is not None:
+            smoothed = self.atlas.judge(smoothed)
+        if self.roi is not None:
+            smoothed = cv2.multiply(smoothed, self._roi_at(smoothed.shape))
+        timing["atlas"] = (time.perf_counter() - start) * 1e3
+        return smoothed
+
+    def _area_on_board(self, analysis: Analysis) -> np.ndarray | None:
+        """The inspection area on the board as photographed (for overlays), or None (whole image)."""
+        if self.roi is None:
+            return None
+        height, width = analysis.input_shape
+        area = self.roi if self.roi.shape == (height, width) else cv2.resize(self.roi, (width, height),
+                                                                              interpolation=cv2.INTER_NEAREST)
+        if analysis.warp is not None:
+            area = cv2.warpAffine(area, analysis.warp.astype(np.float32), (width, height), flags=cv2.INTER_NEAREST)
+        return area
+
+    def _roi_at(self, shape: tuple[int, ...]) -> np.ndarray:
+        if self._roi_work is None or self._roi_work.shape != shape:
+            assert self.roi is not None
+            mask = cv2.resize(self.roi, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+            self._roi_work = (mask > 127).astype(np.float32)
+        return self._roi_work
 
     def analyse(self, images: Sequence[np.ndarray]) -> list[Analysis]:
         """Preprocess, run the model (grouping same-size images), raw smoothed error maps."""
         prepared: list[tuple[np.ndarray, tuple[int, int]]] = []
         timings: list[dict[str, float]] = []
-        for image in images:
+        warps: list[np.ndarray | None] = []
+        for index, image in enumerate(images):
             start = time.perf_counter()
-            tensor = self._prepare(image)
+            timing: dict[str, float] = {}
+            record: dict[str, Any] = {}
+            try:
+                tensor = self._prepare(image, timing, record)
+            except RegistrationError as exc:
+                if len(images) > 1:
+                    exc.index = index  # type: ignore[attr-defined]  # which board of the batch
+                raise
             padded, working = pad_to_multiple(tensor, self.spec.pad_multiple)
             prepared.append((padded, working))
-            timings.append({"preprocess": (time.perf_counter() - start) * 1e3})
+            fixture_ms = timing.get("register", 0.0) + timing.get("photometric", 0.0)
+            timing["preprocess"] = (time.perf_counter() - start) * 1e3 - fixture_ms
+            timings.append(timing)
+            warps.append(record.get("warp"))
         reconstructions: list[np.ndarray | None] = [None] * len(prepared)
         graph_errors: list[np.ndarray | None] = [None] * len(prepared)
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -235,8 +315,8 @@ class Inspector:
                 graph_errors[i] = error
                 timings[i]["inference"] = share
         analyses = []
-        for image, (padded, (height, width)), recon, error, timing in zip(images, prepared, reconstructions,
-                                                                        graph_errors, timings):
+        for image, (padded, (height, width)), recon, error, timing, warp in zip(images, prepared, reconstructions,
+                                                                              graph_errors, timings, warps):
             start = time.perf_counter()
             assert recon is not None
             recon = recon[:, :height, :width]
@@ -244,9 +324,9 @@ class Inspector:
                 raw = np.ascontiguousarray(error[0, :height, :width])
             else:
                 raw = scoring.error_map(padded[:, :height, :width], np.ascontiguousarray(recon), self.scoring)
-            smoothed = scoring.smooth(raw, self.scoring.smooth_sigma)
+            smoothed = self._judge(scoring.smooth(raw, self.scoring.smooth_sigma), timing, warp)
             timing["postprocess"] = (time.perf_counter() - start) * 1e3
-            analyses.append(Analysis(image.shape[:2], smoothed, recon, timing))
+            analyses.append(Analysis(image.shape[:2], smoothed, recon, timing, warp))
         return analyses
 
     def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None) -> np.ndarray:
@@ -255,6 +335,9 @@ class Inspector:
         height, width = analysis.input_shape
         if normalised.shape != (height, width):
             normalised = cv2.resize(normalised, (width, height), interpolation=cv2.INTER_LINEAR)
+        if analysis.warp is not None:  # from the reference frame back onto the board as photographed
+            normalised = cv2.warpAffine(normalised, analysis.warp.astype(np.float32), (width, height),
+                                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         return normalised
 
     def _reconstruction_image(self, analysis: Analysis) -> np.ndarray:
@@ -278,8 +361,10 @@ class Inspector:
         recon = self._reconstruction_image(analysis) if self.config.save_reconstruction else None
         timings = dict(analysis.timings)
         timings["postprocess"] += (time.perf_counter() - start) * 1e3
-        timings["total"] = timings["preprocess"] + timings["inference"] + timings["postprocess"]
+        timings["total"] = (timings["preprocess"] + timings["inference"] + timings["postprocess"]
+                            + timings.get("register", 0.0) + timings.get("photometric", 0.0))
         return InspectionResult(score=score, threshold=self.image_threshold, verdict=verdict, regions=regions,
+                                inspection_area=self._area_on_board(analysis),
                                 anomaly_map=amap, reconstruction=recon, model_hash=self.model_hash,
                                 calibration_version=self.calibration_version, timings_ms=timings,
                                 threshold_source=self.threshold_source,
@@ -290,4 +375,49 @@ class Inspector:
         return self.inspect_batch([image])[0]
 
     def inspect_batch(self, images: Sequence[np.ndarray]) -> list[InspectionResult]:
+        """Results in input order; RegistrationError (an InspectorError) when a board of the batch
+        cannot be aligned to the reference: `inspect_each` reports it per board instead."""
         return [self._result(analysis) for analysis in self.analyse(images)]
+
+    def inspect_each(self, images: Sequence[np.ndarray]) -> list[InspectionResult | RegistrationError]:
+        """Like inspect_batch, but a board that cannot be aligned gets its RegistrationError (the reason
+        for its error verdict) in its place while the others are inspected."""
+        try:
+            return list(self.inspect_batch(images))
+        except RegistrationError as exc:
+            if len(images) == 1:
+                return [exc]
+        outcomes: list[InspectionResult | RegistrationError] = []
+        for image in images:
+            try:
+                outcomes.append(self.inspect_batch([image])[0])
+            except RegistrationError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+
+def load_fixture(bundle: Path, manifest: dict[str, Any]
+                 ) -> tuple[Registration | None, Atlas | None, np.ndarray | None]:
+    """Registration, per-position model and inspection area of a bundle (each None when it has none:
+    bundles exported before they existed load and behave as before)."""
+    listed = manifest["files"]
+    registration = atlas = roi = None
+    if REGISTRATION_FILE in listed:
+        verify_bundle(bundle, files=(REGISTRATION_FILE, REFERENCE_FILE))
+        try:
+            spec = RegistrationSpec.from_json((bundle / REGISTRATION_FILE).read_text())
+        except ConfigError as exc:
+            raise BundleError(f"{bundle / REGISTRATION_FILE}: {exc}") from exc
+        reference = cv2.imread(str(bundle / REFERENCE_FILE), cv2.IMREAD_UNCHANGED)
+        if reference is None:
+            raise BundleError(f"{bundle / REFERENCE_FILE}: unreadable reference board")
+        registration = Registration(spec, reference)
+    if ATLAS_FILE in listed:
+        verify_bundle(bundle, files=(ATLAS_FILE,))
+        atlas = Atlas.load(bundle / ATLAS_FILE)
+    if ROI_FILE in listed:
+        verify_bundle(bundle, files=(ROI_FILE,))
+        roi = cv2.imread(str(bundle / ROI_FILE), cv2.IMREAD_GRAYSCALE)
+        if roi is None:
+            raise BundleError(f"{bundle / ROI_FILE}: unreadable inspection area")
+    return registration, atlas, roi

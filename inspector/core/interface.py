@@ -27,6 +27,9 @@ class Analysis:
     smoothed: np.ndarray  # raw smoothed error map (working resolution)
     reconstruction: np.ndarray  # CxHxW float32 (working resolution)
     timings: dict[str, float]
+    # Registered boards: 2x3 warp from reference coordinates to the board's own (input pixels); the
+    # maps above are in the reference frame, the anomaly map is moved back onto the board.
+    warp: np.ndarray | None = None
 
 
 class Engine(Protocol):

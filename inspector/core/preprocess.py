@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from inspector.errors import ConfigError
+
+if TYPE_CHECKING:
+    from inspector.core.registration import Registration
 
 
 @dataclass(frozen=True)
@@ -100,3 +103,17 @@ def pad_to_multiple(tensor: np.ndarray, multiple: int) -> tuple[np.ndarray, tupl
     pad: list[tuple[int, int]] = [(0, 0)] * (tensor.ndim - 2) + [(0, pad_h), (0, pad_w)]
     mode: Any = "reflect" if height > pad_h and width > pad_w else "edge"
     return np.pad(tensor, pad, mode=mode), (height, width)
+
+
+def prepare_board(image: np.ndarray, spec: PreprocessSpec, registration: Registration | None = None,
+                  timings: dict[str, float] | None = None, record: dict | None = None) -> np.ndarray:
+    """The whole path from a decoded board to model input: registration to the bundle's reference
+    board and light normalisation (when the bundle has them, `inspector.core.registration`), then
+    `preprocess`. Training, export and the runtime all call this, so they see the same pixels.
+    Raises `RegistrationError` for a board that cannot be aligned; `timings` receives the cost of
+    each step, `record` the warp from reference to board coordinates (key "warp")."""
+    if image.dtype != np.uint8:
+        raise ConfigError(f"preprocess expects uint8 pixels, got {image.dtype}")
+    if registration is not None:
+        image = registration.apply(to_channels(image, spec.channels), timings, record)
+    return preprocess(image, spec)

@@ -91,6 +91,10 @@ def overlay(image: np.ndarray, result: InspectionResult, *, opacity: float = 0.5
     canvas = cv2.addWeighted(base, 1.0 - opacity, heatmap_image(result), opacity, 0.0)
     scale = max(0.35, min(1.0, min(canvas.shape[:2]) / 800))
     thickness = max(1, int(round(scale * 2)))
+    area = getattr(result, "inspection_area", None)
+    if area is not None and area.shape == canvas.shape[:2]:  # the inspection area, outlined in white
+        contours, _ = cv2.findContours((area > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(canvas, contours, -1, (255, 255, 255), 1)
     for region in result.regions:
         x1, y1, x2, y2 = region.bbox
         cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), BOX_COLOUR, thickness)

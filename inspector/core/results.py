@@ -51,6 +51,9 @@ class InspectionResult:
     # The calibrated pixel threshold on the anomaly map's scale (regions are map >= this); renderers
     # put red there. None when the producer did not say (renderers then use `threshold`).
     pixel_threshold: float | None = None
+    # The bundle's inspection area on this board (uint8 HxW, 255 = inspected), or None for the whole
+    # image; overlays outline it. Not part of the summary.
+    inspection_area: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
         """The JSON-serialisable part (no arrays)."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from inspector.config import TrainConfig
 
 ERROR_KINDS = ("l2", "ssim", "mix")
+CHANNEL_REDUCTIONS = ("mean", "max")
 VIEW_COUNTS = (1, 2, 4)
 VIEW_KINDS = ("shift", "flip")
 
@@ -88,8 +89,13 @@ class ScoringSpec:
     # any board), "flip" mirrors it (only for boards whose mirror image is still a plausible board).
     views: int = 1
     view_kind: str = "shift"
+    # Colour boards: per pixel, the squared error of the channels' "mean" (bundles before this field)
+    # or of the worst channel ("max"): a stain that changes mostly red counts in full.
+    channel_reduce: str = "mean"
 
     def __post_init__(self) -> None:
+        if self.channel_reduce not in CHANNEL_REDUCTIONS:
+            raise ConfigError(f"channel_reduce must be one of {', '.join(CHANNEL_REDUCTIONS)}, got {self.channel_reduce!r}")
         if self.error not in ERROR_KINDS:
             raise ConfigError(f"scoring error must be one of {', '.join(ERROR_KINDS)}, got {self.error!r}")
         if self.smooth_sigma < 0 or self.top_k_fraction <= 0 or self.top_k_min < 1:
@@ -102,12 +108,15 @@ class ScoringSpec:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_train_config(cls, config: TrainConfig, error: str) -> ScoringSpec:
+    def from_train_config(cls, config: TrainConfig, error: str, channels: int = 1) -> ScoringSpec:
         """The scoring a freshly trained bundle records (every model family uses this one rule)."""
+        reduce = config.channel_error
+        if reduce == "auto":  # measured on the colour sample boards: worst channel, see docs/results.md
+            reduce = "max" if channels == 3 else "mean"
         return cls(error=error, ssim_weight=config.ssim_weight, smooth_sigma=config.smooth_sigma,
                    top_k_fraction=config.top_k_fraction, shift_tolerance=config.shift_tolerance,
                    grow_fraction=config.grow_fraction, views=config.views,
-                   view_kind=config.view_kind)
+                   view_kind=config.view_kind, channel_reduce=reduce)
 
     @classmethod
     def from_json(cls, text: str, source: str = "scoring metadata") -> ScoringSpec:
@@ -156,7 +165,12 @@ def error_map(inputs: np.ndarray, reconstruction: np.ndarray, spec: ScoringSpec)
     if inputs.shape != reconstruction.shape:
         raise ConfigError(f"input {inputs.shape} and reconstruction {reconstruction.shape} differ in shape")
     per_channel = _squared_difference(inputs, reconstruction, spec.shift_tolerance)
-    squared = per_channel[0] if per_channel.shape[0] == 1 else np.asarray(np.mean(per_channel, axis=0, dtype=np.float32))
+    if per_channel.shape[0] == 1:
+        squared = per_channel[0]
+    elif spec.channel_reduce == "max":
+        squared = np.asarray(np.max(per_channel, axis=0))
+    else:
+        squared = np.asarray(np.mean(per_channel, axis=0, dtype=np.float32))
     if spec.error == "l2":
         return squared
     dssim = np.mean([1.0 - _ssim_map(inputs[c], reconstruction[c], spec.ssim_sigma)

@@ -110,8 +110,11 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
                     chunk_records[image_path] = error_record(image_path, exc.reason)
                     continue
                 loaded.append((image_path, pixels, (time.perf_counter() - start) * 1e3))
-            results = engine.inspect_batch([pixels for _, pixels, _ in loaded]) if loaded else []
+            results = engine.inspect_each([pixels for _, pixels, _ in loaded]) if loaded else []
             for (image_path, pixels, decode_ms), result in zip(loaded, results):
+                if isinstance(result, InspectorError):  # cannot be aligned to the reference board: no score
+                    chunk_records[image_path] = error_record(image_path, f"board not aligned: {result}")
+                    continue
                 result.pixel_threshold = engine.pixel_threshold
                 start = time.perf_counter()
                 name = names(image_path)

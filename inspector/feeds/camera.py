@@ -203,7 +203,14 @@ class CameraLoop:
         return atomic_write_bytes(path, data)
 
     def _inspect_and_store(self, path: Path, image: np.ndarray, digest: str, seq: int, started: float) -> None:
-        [result] = self.processor.inspect([image])
+        from inspector.core.registration import RegistrationError
+
+        try:
+            [result] = self.processor.inspect([image])
+        except RegistrationError as exc:  # no board, another design, turned round: an error verdict, no score
+            self.processor.store_error(digest=digest, name=path.name, source_path=f"camera:{seq}", image_path=str(path),
+                                       reason=f"{path.name}: the board cannot be aligned to the reference ({exc})")
+            return
         overlay_path, heatmap_path = self.processor.save_images(image, result, digest, path.name)
         self.processor.store_result(result, digest=digest, name=path.name, source_path=f"camera:{seq}",
                                     image_path=str(path), overlay_path=overlay_path, heatmap_path=heatmap_path,

@@ -31,6 +31,7 @@ from inspector.atomic import atomic_write_text
 from inspector.config import InspectConfig
 from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
 from inspector.core.render import overlay, save_png
+from inspector.core.results import InspectionResult
 from inspector.errors import DatasetError, ImageLoadError, OutputError
 from inspector.quality.metrics import (
     DEFAULT_MAX_FPR,
@@ -311,8 +312,11 @@ def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig) -> dict
                     skipped.append({"image": str(item.path), "reason": exc.reason})
                     continue
                 loaded.append((item, pixels, load_mask(item, pixels.shape[:2], config.max_pixels)))
-            results = engine.inspect_batch([pixels for _, pixels, _ in loaded]) if loaded else []
+            results = engine.inspect_each([pixels for _, pixels, _ in loaded]) if loaded else []
             for (item, _pixels, mask), result in zip(loaded, results):
+                if not isinstance(result, InspectionResult):  # an error verdict (not aligned): reported, not scored
+                    skipped.append({"image": str(item.path), "reason": f"error verdict: {result}"})
+                    continue
                 stride = sampling_stride(result.anomaly_map.shape)
                 strides.add(stride)
                 samples[item.kind].add(result.anomaly_map, mask, ok_stride=stride)

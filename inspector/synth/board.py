@@ -58,13 +58,20 @@ def _placements(rng: np.random.Generator, out_unit: float) -> dict[str, Placemen
     return placements
 
 
+# Two lighting set-ups of the station (as seen on real line frames: the board's mean colour moved
+# from about (B, G, R) = (150, 145, 38) to (122, 142, 55) between them): per-channel gains.
+LIGHTING_SETUPS = ((1.0, 1.0, 1.0), (0.84, 0.98, 1.3))
+
+
 def _camera_shot(rng: np.random.Generator, width: int, height: int) -> CameraShot:
-    reach = max(1.5, 3.0 * min(width, height) / 384)  # "a few pixels" of fixture play, scaled with size
+    # Fixture play: up to ~1.6% of the side (10 px on a 640 px frame, as on real line frames).
+    reach = max(1.5, 0.016 * min(width, height))
+    setup = np.asarray(LIGHTING_SETUPS[int(rng.integers(len(LIGHTING_SETUPS)))])
     return CameraShot(
         shift=(float(rng.uniform(-reach, reach)), float(rng.uniform(-reach, reach))),
         angle=float(rng.uniform(-0.7, 0.7)),
         gain=float(rng.uniform(0.9, 1.1)),
-        white_balance=tuple(float(g) for g in rng.uniform(0.97, 1.03, 3)),  # type: ignore[arg-type]
+        white_balance=tuple(float(g) for g in setup * rng.uniform(0.97, 1.03, 3)),  # type: ignore[arg-type]
         offset=float(rng.uniform(-10, 10)),
         gradient=(float(rng.uniform(-0.12, 0.12)), float(rng.uniform(-0.12, 0.12))),
         vignette=float(rng.uniform(0.05, 0.18)),

@@ -57,7 +57,9 @@ def _shifted(design: Design, rng, size_class: str, out_unit: float, placements) 
     comp: Component = _pick(rng, [c for c in design.components if c.kind in kinds])
     base = placements[comp.ref]
     if rng.random() < 0.5:
-        distance = _span(rng, size_class, (1.5, 2.5), (2.5, 4.5), (4.0, 8.0)) / out_unit
+        # At least twice the placement tolerance of good boards (board._placements: at most 1.5 px),
+        # so a shifted part is never within what good boards show.
+        distance = _span(rng, size_class, (3.0, 4.0), (4.0, 5.5), (5.0, 8.0)) / out_unit
         direction = rng.uniform(0, 2 * math.pi)
         moved = Placement(base.dx + distance * math.cos(direction), base.dy + distance * math.sin(direction),
                           base.dangle)

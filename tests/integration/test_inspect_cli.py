@@ -56,12 +56,12 @@ def test_inspect_writes_records_and_pictures_and_survives_a_corrupt_file(
     assert "error" in result.stdout and "0-corrupt.png" in result.stdout  # the summary names it
 
 
-def test_fail_on_defect_sets_the_exit_code(tiny_bundle: Path, sample_root: Path, tmp_path: Path) -> None:
+def test_fail_on_defect_sets_the_exit_code(fixtured_bundle: Path, sample_root: Path, tmp_path: Path) -> None:
     # A good board with a large saturated white patch: far outside anything seen in training.
     board = cv2.imread(str(sorted((sample_root / "test" / "good").iterdir())[0]))
     board[50:110, 50:110] = 255
     cv2.imwrite(str(tmp_path / "patched.png"), board)
-    args = ["inspect", "--model", str(tiny_bundle), str(tmp_path / "patched.png")]
+    args = ["inspect", "--model", str(fixtured_bundle), str(tmp_path / "patched.png")]
     relaxed = run_cli(*args, "--out", str(tmp_path / "a"))
     strict = run_cli(*args, "--out", str(tmp_path / "b"), "--fail-on-defect")
     assert read_records(tmp_path / "b")[0]["verdict"] == "fail"

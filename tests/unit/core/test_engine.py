@@ -55,7 +55,7 @@ def gray_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # three by design): the region line here is the few-boards rule, above every good board.
     config = TrainConfig(channels="gray", epochs=30, max_minutes=3.0, width=16, depth=3, latent_channels=4, stem_stride=2,
                          crop_size=64, batch_size=8, crops_per_image=8, holdout_fraction=0.25, seed=3, threads=1,
-                         region_false_alarm_rate=0.0)
+                         region_false_alarm_rate=0.0, registration="off")
     train_bundle(data, out, config)
     return out
 

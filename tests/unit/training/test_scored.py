@@ -18,9 +18,9 @@ def _model(channels: int = 1) -> ConvAutoencoder:
     return ConvAutoencoder(Architecture(in_channels=channels, width=8, depth=3, latent_channels=4, stem_stride=2)).eval()
 
 
-@pytest.mark.parametrize("channels,tolerance", [(1, 0), (1, 1), (3, 2)])
-def test_graph_error_equals_reference(channels: int, tolerance: int) -> None:
-    spec = ScoringSpec(shift_tolerance=tolerance, views=1)
+@pytest.mark.parametrize("channels,tolerance,reduce", [(1, 0, "mean"), (1, 1, "mean"), (3, 2, "mean"), (3, 1, "max")])
+def test_graph_error_equals_reference(channels: int, tolerance: int, reduce: str) -> None:
+    spec = ScoringSpec(shift_tolerance=tolerance, views=1, channel_reduce=reduce)
     scored = ScoredModel(_model(channels), spec, stride=8)
     x = torch.rand(2, channels, 48, 40)
     with torch.no_grad():
@@ -92,3 +92,16 @@ def test_view_sets_are_distinct_or_refused() -> None:
         ScoringSpec(views=3)
     with pytest.raises(ConfigError):
         ScoringSpec(view_kind="rotate")
+
+
+def test_worst_channel_error_counts_a_one_channel_change_in_full() -> None:
+    """A colour change in one channel only: the channels' mean dilutes it by 3, the worst channel does not."""
+    inputs = np.full((3, 16, 16), 0.5, np.float32)
+    reconstruction = inputs.copy()
+    inputs[2, 4:8, 4:8] += 0.3  # a brown stain on green mask: mostly red
+    mean_map = error_map(inputs, reconstruction, ScoringSpec(channel_reduce="mean"))
+    max_map = error_map(inputs, reconstruction, ScoringSpec(channel_reduce="max"))
+    assert max_map.max() == pytest.approx(0.09, rel=1e-4)
+    assert mean_map.max() == pytest.approx(0.03, rel=1e-4)
+    with pytest.raises(Exception, match="channel_reduce"):
+        ScoringSpec(channel_reduce="sum")

@@ -1,0 +1,366 @@
+"""Registration to a reference board and photometric normalisation against it (no torch).
+
+A fixtured line photographs one design, a few pixels and a fraction of a degree differently each
+time, under exposure and white balance that drift. Before the model sees a board:
+
+1. **align**: the board is moved onto the bundle's reference board (translation + rotation). The
+   search runs on grey images reduced to `work_side` pixels: phase correlation gives the
+   translation, OpenCV's ECC (`cv2.findTransformECC`, Euclidean motion) refines translation and
+   rotation; the warp is scaled back and applied once at full resolution.
+2. **refuse**: a board that cannot be aligned (blank image, another design, turned round, shifted
+   further than the fixture allows) raises `RegistrationError` with the reason; the feeds turn it
+   into an "error" verdict, never a score.
+3. **normalise light**: per channel, the aligned board is fitted as reference x (smooth quadratic
+   gain field) + offset on a coarse grid (robustly: the worst-fitting tenth of the cells, where a
+   defect would sit, is dropped and the fit repeated), and that field is divided out. This takes
+   out exposure, white balance, lighting gradients and vignetting, and cannot follow a local
+   defect.
+
+`Registration.apply` is called by `inspector.core.preprocess.prepare_board`, the one entry point that
+training, export and the runtime share.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inspector.errors import ConfigError, InspectorError
+
+BLANK_STD = 2.0  # grey levels: a reduced board flatter than this has nothing to align
+LIGHT_GRID = 20  # cells per side of the grid the lighting field is fitted on
+ECC_ITERATIONS = 60
+ECC_EPS = 1e-4
+CORRELATION_GRID = 4  # blocks per side for the match check
+CLIPPED = 250  # grey level from which a pixel counts as clipped
+
+
+class RegistrationError(InspectorError):
+    """A board that cannot be aligned to the reference: an error verdict with this reason."""
+
+
+@dataclass(frozen=True)
+class RegistrationSpec:
+    """How boards are aligned and normalised; recorded in the bundle (registration.json)."""
+
+    align: bool = True
+    photometric: bool = True
+    work_side: int = 128  # the alignment search runs on boards reduced to at most this side
+    max_shift_px: float = 16.0  # input pixels; a board moved further is refused
+    max_angle_deg: float = 4.0
+    min_correlation: float = 0.5  # ECC correlation after alignment; below it the board is refused
+    # The model sees the board's difference from the reference (+128 grey), not the board itself:
+    # what is the same on every board is gone before the network, which then learns what good
+    # differences (placement tolerance, lighting residue, noise) look like.
+    residual: bool = False
+    # Band at the reference's border not judged: as far as the good boards moved in the fixture (what
+    # slides in there is background, or nothing the camera saw).
+    edge_px: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)  # what the training boards showed (for people)
+
+    def __post_init__(self) -> None:
+        if self.work_side < 32:
+            raise ConfigError(f"registration work_side must be at least 32, got {self.work_side}")
+        if self.max_shift_px <= 0 or self.max_angle_deg <= 0 or not 0.0 < self.min_correlation < 1.0:
+            raise ConfigError(f"invalid registration limits {self}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RegistrationSpec:
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid registration settings: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Where a board was found relative to the reference (input pixels, degrees) and how well it fits."""
+
+    dx: float
+    dy: float
+    angle: float
+    correlation: float
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+
+
+def _reduce(grey: np.ndarray, factor: float) -> np.ndarray:
+    if factor == 1.0:
+        return grey.astype(np.float32)
+    height, width = grey.shape
+    size = (max(8, round(width * factor)), max(8, round(height * factor)))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _light_basis(height: int, width: int) -> np.ndarray:
+    """(cells, 6) quadratic basis 1, x, y, x^2, xy, y^2 on the coarse lighting grid, x and y in [-1, 1]."""
+    ys, xs = np.meshgrid(np.linspace(-1, 1, height, dtype=np.float32), np.linspace(-1, 1, width, dtype=np.float32),
+                         indexing="ij")
+    x, y = xs.ravel(), ys.ravel()
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+
+
+class Registration:
+    """A reference board and the rules to align and normalise boards onto it."""
+
+    def __init__(self, spec: RegistrationSpec, reference: np.ndarray) -> None:
+        if reference.dtype != np.uint8 or reference.ndim not in (2, 3):
+            raise ConfigError(f"the reference board must be a uint8 image, got {reference.dtype} {reference.shape}")
+        self.spec = spec
+        self.reference = reference
+        self.height, self.width = reference.shape[:2]
+        self.channels = 1 if reference.ndim == 2 else 3
+        self.factor = min(1.0, spec.work_side / max(self.height, self.width))
+        self._ref_small = _reduce(_grey(reference), self.factor)
+        small_h, small_w = self._ref_small.shape
+        self._window = cv2.createHanningWindow((small_w, small_h), cv2.CV_32F)
+        # The lighting grid: reference per channel, averaged into LIGHT_GRID x LIGHT_GRID cells.
+        self._grid = (min(LIGHT_GRID, self.height), min(LIGHT_GRID, self.width))
+        self._ref_cells = self._cells(reference)
+        self._basis = _light_basis(*self._grid)
+
+    # ------------------------------------------------------------------ alignment
+    def _cells(self, image: np.ndarray) -> np.ndarray:
+        cells = cv2.resize(image, (self._grid[1], self._grid[0]), interpolation=cv2.INTER_AREA).astype(np.float32)
+        return cells.reshape(-1, 1) if cells.ndim == 2 else cells.reshape(-1, 3)
+
+    def locate(self, image: np.ndarray) -> tuple[np.ndarray, Alignment]:
+        """The 2x3 warp (reference coordinates -> board coordinates, input pixels) and the alignment;
+        RegistrationError when the board cannot be aligned."""
+        if image.shape[:2] != (self.height, self.width):
+            raise RegistrationError(f"image is {image.shape[1]}x{image.shape[0]} px, the reference board "
+                                    f"{self.width}x{self.height}: another camera set-up or design")
+        small = _reduce(_grey(image), self.factor)
+        if float(small.std()) < BLANK_STD:
+            raise RegistrationError("no board in the image (blank: nothing to align to the reference)")
+        # Translation first (phase correlation, robust to lighting), then ECC for rotation + sub-pixel.
+        # (copies: this OpenCV's phaseCorrelate writes into its inputs)
+        (shift_x, shift_y), _ = cv2.phaseCorrelate(self._ref_small.copy(), small.copy(), self._window)
+        start = np.array([[1, 0, shift_x], [0, 1, shift_y]], np.float32)
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, ECC_EPS)
+        # Clipped pixels (glare, overexposed parts, a white object) carry no alignment information.
+        unclipped = (small < CLIPPED).astype(np.uint8)
+        failure = "no correlation with the reference"
+        try:
+            _, warp = cv2.findTransformECC(self._ref_small, small, start.copy(), cv2.MOTION_EUCLIDEAN, criteria,
+                                           unclipped, 5)
+            correlation = self._correlation(small, warp)
+        except cv2.error as exc:
+            warp, correlation, failure = start, -1.0, str(exc).strip().splitlines()[-1][:160]
+        # Something large on the board can pull ECC off; the translation alone may then fit better.
+        if correlation < self.spec.min_correlation:
+            shifted = self._correlation(small, start)
+            if shifted > correlation:
+                warp, correlation = start, shifted
+        if correlation < 0.0:
+            raise RegistrationError(f"the board does not match the reference design (alignment did not converge: "
+                                    f"{failure})")
+        full = self._to_full(warp)
+        # degrees counter-clockwise, as cv2.getRotationMatrix2D counts them
+        angle = math.degrees(math.atan2(float(full[0, 1]), float(full[0, 0])))
+        # Shift of the board's centre (rotation about the centre does not count as shift).
+        centre = np.array([(self.width - 1) / 2, (self.height - 1) / 2], np.float64)
+        moved = full[:, :2].astype(np.float64) @ centre + full[:, 2] - centre
+        alignment = Alignment(float(moved[0]), float(moved[1]), angle, float(correlation))
+        if correlation < self.spec.min_correlation:
+            raise RegistrationError(f"the board does not match the reference design (correlation {correlation:.2f} "
+                                    f"after alignment, good boards >= {self.spec.min_correlation:.2f}): another "
+                                    "design, a board turned round, or something covering it")
+        if math.hypot(alignment.dx, alignment.dy) > self.spec.max_shift_px:
+            raise RegistrationError(f"the board sits {math.hypot(alignment.dx, alignment.dy):.1f} px from the "
+                                    f"reference position (fixture allows {self.spec.max_shift_px:.1f} px)")
+        if abs(angle) > self.spec.max_angle_deg:
+            raise RegistrationError(f"the board is turned {angle:.1f} degrees from the reference (fixture allows "
+                                    f"{self.spec.max_angle_deg:.1f})")
+        return full, alignment
+
+    def _correlation(self, small: np.ndarray, warp: np.ndarray) -> float:
+        """How well the aligned reduced board matches the reduced reference: the median of the
+        normalised correlations of a 4x4 grid of blocks, away from the border (ECC's own returned
+        value is not a plain correlation). The median keeps a large foreign object or a glare over a
+        few blocks from making a good board look like another design; another design, a board turned
+        round or noise differ in every block."""
+        height, width = self._ref_small.shape
+        aligned = cv2.warpAffine(small, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                 borderMode=cv2.BORDER_REFLECT_101)
+        margin_y, margin_x = height // 16, width // 16
+        ys = np.linspace(margin_y, height - margin_y, CORRELATION_GRID + 1).astype(int)
+        xs = np.linspace(margin_x, width - margin_x, CORRELATION_GRID + 1).astype(int)
+        scores = []
+        for y0, y1 in zip(ys, ys[1:]):
+            for x0, x1 in zip(xs, xs[1:]):
+                ref = self._ref_small[y0:y1, x0:x1]
+                if float(ref.std()) < BLANK_STD:  # a flat part of the design says nothing
+                    continue
+                scores.append(float(cv2.matchTemplate(aligned[y0:y1, x0:x1], ref, cv2.TM_CCOEFF_NORMED)[0, 0]))
+        return float(np.median(scores)) if scores else 0.0
+
+    def _to_full(self, warp: np.ndarray) -> np.ndarray:
+        """A warp found on the reduced images, in input pixels (pixel centres mapped exactly)."""
+        full = warp.astype(np.float64).copy()
+        if self.factor == 1.0:
+            return full
+        rotation = full[:, :2]
+        half = 0.5 - 0.5 / self.factor
+        full[:, 2] = full[:, 2] / self.factor + (rotation - np.eye(2)) @ np.array([half, half])
+        return full
+
+    def observed(self, full: np.ndarray, margin: int) -> np.ndarray:
+        """float32 mask of the reference frame: 1 where the aligned board shows pixels the camera saw
+        (at least `margin` px inside the photo), 0 where alignment had to make them up at the border."""
+        inside = np.zeros((self.height, self.width), np.uint8)
+        inside[margin:self.height - margin, margin:self.width - margin] = 1
+        seen = cv2.warpAffine(inside, full.astype(np.float32), (self.width, self.height),
+                              flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
+        edge = self.spec.edge_px
+        if edge > 0:
+            seen[:edge], seen[-edge:], seen[:, :edge], seen[:, -edge:] = 0, 0, 0, 0
+        return seen.astype(np.float32)
+
+    def warp(self, image: np.ndarray, full: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(image, full.astype(np.float32), (self.width, self.height),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101)
+
+    # ------------------------------------------------------------------ light
+    def normalise_light(self, image: np.ndarray) -> np.ndarray:
+        """Divide out a smooth per-channel gain field and offset fitted against the reference."""
+        cells = self._cells(image)
+        gains = np.empty((self._basis.shape[1] + 1, cells.shape[1]), np.float32)
+        for c in range(cells.shape[1]):
+            design = np.concatenate([self._basis * self._ref_cells[:, c:c + 1], np.ones((len(cells), 1), np.float32)], 1)
+            keep = np.ones(len(cells), bool)
+            for _ in range(2):  # refit without the worst-fitting tenth of the cells (a defect, a glare)
+                coef, *_ = np.linalg.lstsq(design[keep], cells[keep, c], rcond=None)
+                residual = np.abs(design @ coef - cells[:, c])
+                keep = residual <= np.partition(residual, int(0.9 * (len(residual) - 1)))[int(0.9 * (len(residual) - 1))]
+            gains[:, c] = coef
+        field_small = (self._basis @ gains[:-1]).reshape(self._grid[0], self._grid[1], -1)
+        field_small = np.clip(field_small, 0.2, 5.0)
+        field_full = cv2.resize(field_small, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        if field_full.ndim == 2 and image.ndim == 3:
+            field_full = field_full[:, :, None]
+        offset = gains[-1] if image.ndim == 3 else gains[-1, 0]
+        pixels = (image.astype(np.float32) - offset) / field_full.reshape(image.shape)
+        return np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+
+    # ------------------------------------------------------------------ the step
+    def residual_of(self, board: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+        """What the model sees in residual mode: board - reference + 128 (uint8, saturated)."""
+        return cv2.addWeighted(board, 1.0, self.reference if reference is None else reference, -1.0, 128.0)
+
+    def apply(self, image: np.ndarray, timings: dict[str, float] | None = None,
+              record: dict[str, Any] | None = None, residual: bool | None = None) -> np.ndarray:
+        """Board (uint8, the reference's channel count) -> aligned, light-normalised board. `record`
+        receives the warp (reference -> board coordinates) and the alignment. `residual=False` stops
+        before the reference is subtracted (training augments the board first)."""
+        start = time.perf_counter()
+        out = image
+        if self.spec.align:
+            full, alignment = self.locate(image)
+            out = self.warp(image, full)
+            if record is not None:
+                record["warp"], record["alignment"] = full, alignment
+        middle = time.perf_counter()
+        if self.spec.photometric:
+            out = self.normalise_light(out)
+        if self.spec.residual if residual is None else residual:
+            out = self.residual_of(out)
+        if timings is not None:
+            timings["register"] = timings.get("register", 0.0) + (middle - start) * 1e3
+            timings["photometric"] = timings.get("photometric", 0.0) + (time.perf_counter() - middle) * 1e3
+        return out
+
+
+# ---------------------------------------------------------------------- fitting on good boards
+def build_reference(images: Sequence[np.ndarray], spec: RegistrationSpec, rounds: int = 2
+                    ) -> tuple[np.ndarray, list[Alignment]]:
+    """The reference board: the per-pixel median of the good boards aligned onto it (started from the
+    board nearest the median, refined `rounds` times). Returns it and each board's alignment."""
+    if len(images) < 2:
+        raise ConfigError("a reference board needs at least 2 good boards")
+    shapes = {image.shape for image in images}
+    if len(shapes) != 1:
+        raise ConfigError(f"good boards of different sizes ({sorted(shapes)}) cannot share one reference")
+    loose = RegistrationSpec(align=True, photometric=False, work_side=spec.work_side,
+                             max_shift_px=1e9, max_angle_deg=180.0, min_correlation=1e-6)
+    stack = np.stack(images)
+    reference = np.median(stack, axis=0).astype(np.uint8)
+    alignments: list[Alignment] = []
+    for _ in range(rounds):
+        registration = Registration(loose, reference)
+        aligned, alignments = [], []
+        for image in images:
+            try:
+                full, alignment = registration.locate(image)
+            except RegistrationError:
+                aligned.append(image)
+                alignments.append(Alignment(0.0, 0.0, 0.0, 0.0))
+                continue
+            aligned.append(registration.warp(image, full))
+            alignments.append(alignment)
+        reference = np.median(np.stack(aligned), axis=0).astype(np.uint8)
+    return reference, alignments
+
+
+def fixture_report(alignments: Sequence[Alignment]) -> dict[str, float]:
+    correlations = np.array([a.correlation for a in alignments])
+    shifts = np.array([math.hypot(a.dx, a.dy) for a in alignments])
+    angles = np.array([abs(a.angle) for a in alignments])
+    return {"boards": len(alignments), "correlation_min": float(correlations.min()),
+            "correlation_median": float(np.median(correlations)), "shift_px_max": float(shifts.max()),
+            "shift_px_median": float(np.median(shifts)), "angle_deg_max": float(angles.max())}
+
+
+# A design is "one fixtured design" when its good boards align onto their median this well.
+FIXTURED_MIN_MEDIAN_CORRELATION = 0.8
+
+
+def decide(images: Sequence[np.ndarray], setting: str, photometric: str = "auto", work_side: int = 128,
+           residual: bool = False) -> tuple[Registration | None, dict[str, Any]]:
+    """Registration for these good boards: "on", "off" or "auto" (on when they are one fixtured design:
+    same size and aligning onto their median with median correlation >= 0.8). Returns it (or None) and
+    the reasoning, recorded in the bundle and its model card."""
+    if setting not in ("auto", "on", "off"):
+        raise ConfigError(f"registration must be auto, on or off, got {setting!r}")
+    if photometric not in ("auto", "on", "off"):
+        raise ConfigError(f"photometric must be auto, on or off, got {photometric!r}")
+    if setting == "off":
+        return None, {"registration": "off", "reason": "turned off in the training settings"}
+    shapes = {image.shape for image in images}
+    if len(shapes) != 1:
+        if setting == "on":
+            raise ConfigError(f"registration needs good boards of one size, got {sorted(shapes)}")
+        return None, {"registration": "off", "reason": f"good boards come in {len(shapes)} sizes: not one fixtured design"}
+    spec = RegistrationSpec(work_side=work_side)
+    # Reference from at most 60 boards (the median settles long before; keeps training start fast).
+    sample = list(images)[:: max(1, len(images) // 60)][:60]
+    reference, alignments = build_reference(sample, spec)
+    report = fixture_report(alignments)
+    if setting == "auto" and report["correlation_median"] < FIXTURED_MIN_MEDIAN_CORRELATION:
+        return None, {"registration": "off", "reason": f"good boards align onto their median with median "
+                      f"correlation {report['correlation_median']:.2f} (< {FIXTURED_MIN_MEDIAN_CORRELATION}): "
+                      "not one fixtured design", "fit": report}
+    height, width = reference.shape[:2]
+    # Limits: what the good boards showed with room to spare, never tighter than 5% of the side / 2 degrees.
+    spec = RegistrationSpec(
+        align=True, photometric=photometric != "off", work_side=work_side,
+        max_shift_px=round(max(2.0 * report["shift_px_max"] + 2.0, 0.05 * max(height, width)), 1),
+        max_angle_deg=round(max(2.0 * report["angle_deg_max"] + 0.5, 2.0), 2),
+        min_correlation=round(min(0.6, 0.75 * report["correlation_min"]), 3),
+        residual=residual, edge_px=int(math.ceil(report["shift_px_max"])), stats=report)
+    return Registration(spec, reference), {"registration": "on", "reason": (
+        f"good boards are one fixtured design (median correlation {report['correlation_median']:.2f} onto "
+        f"their median)") if setting == "auto" else "turned on in the training settings", "fit": report}

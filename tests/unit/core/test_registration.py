@@ -1,0 +1,151 @@
+"""Registration to a reference board, light normalisation, the per-position model (no model needed)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from inspector.core.atlas import Atlas, fit_atlas
+from inspector.core.registration import Registration, RegistrationError, RegistrationSpec, build_reference, decide
+from inspector.synth.board import render_board
+
+SIZE = (160, 160)
+
+
+@pytest.fixture(scope="module")
+def boards() -> list[np.ndarray]:
+    """Good boards of the sample design as the fixtured camera sees them (shift, light, noise)."""
+    return [render_board(SIZE, (11, 0, index)).image for index in range(10)]
+
+
+@pytest.fixture(scope="module")
+def registration(boards: list[np.ndarray]) -> Registration:
+    found, decision = decide(boards, "auto")
+    assert found is not None, decision
+    return found
+
+
+def moved(image: np.ndarray, dx: float, dy: float, angle: float) -> np.ndarray:
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, 1.0)
+    matrix[:, 2] += (dx, dy)
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def inner(image: np.ndarray, margin: int = 16) -> np.ndarray:
+    return image[margin:-margin, margin:-margin].astype(np.float32)
+
+
+def test_one_fixtured_design_is_registered(registration: Registration) -> None:
+    spec = registration.spec
+    assert spec.align and spec.photometric
+    assert spec.stats["correlation_median"] > 0.9
+    assert spec.max_shift_px >= 0.05 * SIZE[0]  # room for the fixture's play
+    assert registration.reference.shape == (SIZE[1], SIZE[0], 3)
+
+
+def test_boards_of_different_designs_are_not_registered() -> None:
+    rng = np.random.default_rng(0)
+    others = []
+    for _ in range(8):  # each board its own layout of pads: no common reference exists
+        image = np.full((128, 128), 60, np.uint8)
+        for _ in range(25):
+            x, y = (int(v) for v in rng.integers(4, 120, 2))
+            cv2.rectangle(image, (x, y), (x + int(rng.integers(3, 12)), y + int(rng.integers(3, 12))), 200, -1)
+        others.append(image)
+    found, decision = decide(others, "auto")
+    assert found is None
+    assert decision["registration"] == "off" and "not one fixtured design" in decision["reason"]
+
+
+@pytest.mark.parametrize("dx, dy, angle", [(5.0, -4.0, 1.2), (-6.5, 2.5, -0.8), (0.0, 7.0, 0.0)])
+def test_shifted_and_rotated_board_is_aligned(registration: Registration, boards: list[np.ndarray], dx: float,
+                                             dy: float, angle: float) -> None:
+    board = boards[3]
+    shifted = moved(board, dx, dy, angle)
+    record: dict = {}
+    aligned_shifted = registration.apply(shifted, record=record)
+    aligned = registration.apply(board)
+    # The alignment found the move (relative to where the board itself sits) ...
+    _, own = registration.locate(board)
+    found = record["alignment"]
+    assert abs(found.angle - own.angle - angle) < 0.15
+    assert np.hypot(found.dx - own.dx - dx, found.dy - own.dy - dy) < 0.6
+    # ... and the aligned boards agree far better than the raw ones did.
+    raw_difference = np.abs(inner(shifted) - inner(board)).mean()
+    aligned_difference = np.abs(inner(aligned_shifted) - inner(aligned)).mean()
+    assert aligned_difference < 0.25 * raw_difference
+    assert aligned_difference < 6.0
+
+
+@pytest.mark.parametrize("kind", ["blank", "noise", "turned round", "too far"])
+def test_board_that_cannot_be_aligned_is_refused_with_a_reason(registration: Registration,
+                                                               boards: list[np.ndarray], kind: str) -> None:
+    board = boards[0]
+    image = {
+        "blank": lambda: np.full_like(board, 90),
+        "noise": lambda: np.random.default_rng(1).integers(0, 256, board.shape, dtype=np.uint8),
+        "turned round": lambda: np.ascontiguousarray(board[::-1, ::-1]),
+        "too far": lambda: moved(board, registration.spec.max_shift_px + 6, 0, 0),
+    }[kind]()
+    with pytest.raises(RegistrationError) as caught:
+        registration.apply(image)
+    reason = str(caught.value)
+    expected = {"blank": "blank", "noise": "does not match", "turned round": "does not match",
+                "too far": "fixture allows"}[kind]
+    assert expected in reason
+
+
+def test_another_image_size_is_refused(registration: Registration, boards: list[np.ndarray]) -> None:
+    with pytest.raises(RegistrationError, match="reference board"):
+        registration.apply(cv2.resize(boards[0], (200, 160)))
+
+
+def test_light_normalisation_takes_out_exposure_white_balance_and_gradient(registration: Registration,
+                                                                            boards: list[np.ndarray]) -> None:
+    board = boards[5].astype(np.float32)
+    height, width = board.shape[:2]
+    xs = np.linspace(-0.5, 0.5, width, dtype=np.float32)[None, :, None]
+    lamp = np.asarray([0.8, 1.0, 1.25], np.float32)  # another lighting set-up's white balance
+    relit = np.clip(board * lamp * (1.05 + 0.25 * xs) + 6, 0, 255).astype(np.uint8)
+    before = np.abs(inner(relit) - inner(boards[5])).mean()
+    after = np.abs(inner(registration.apply(relit)) - inner(registration.apply(boards[5]))).mean()
+    assert after < 0.25 * before
+    assert after < 5.0
+
+
+def test_reference_is_the_median_of_aligned_boards(boards: list[np.ndarray]) -> None:
+    reference, alignments = build_reference(boards, RegistrationSpec())
+    assert reference.shape == boards[0].shape and reference.dtype == np.uint8
+    assert min(a.correlation for a in alignments) > 0.9
+
+
+def test_atlas_lowers_a_hard_structure_and_not_a_defect() -> None:
+    rng = np.random.default_rng(0)
+    hard = (slice(20, 26), slice(30, 36))  # a fine structure redrawn poorly on every good board
+    maps = []
+    for _ in range(12):
+        error = rng.uniform(0.0, 0.1, (64, 64)).astype(np.float32)
+        error[hard] = rng.uniform(0.8, 1.0)
+        maps.append(cv2.GaussianBlur(error, (0, 0), 1.0))
+    atlas = fit_atlas(maps, quantile=0.9, dilate_px=2)
+    good = maps[0].copy()
+    defective = good.copy()
+    defective[45:50, 10:15] += 0.8  # a defect on a quiet surface, as strong as the hard structure
+    judged_good, judged_defect = atlas.judge(good), atlas.judge(defective)
+    # Raw: the good board's hard structure is as hot as the defect; judged: far cooler than it.
+    assert good[hard].max() >= 0.8 * defective[45:50, 10:15].max()
+    assert judged_good[hard].max() < 0.35 * judged_defect[45:50, 10:15].max()
+    assert judged_defect[45:50, 10:15].max() > 3 * judged_good.max()
+
+
+def test_atlas_round_trip(tmp_path) -> None:
+    maps = [np.full((16, 16), value, np.float32) for value in (0.1, 0.2, 0.3)]
+    atlas = fit_atlas(maps, quantile=1.0, dilate_px=0)
+    atlas.save(tmp_path / "atlas.npz")
+    again = Atlas.load(tmp_path / "atlas.npz")
+    np.testing.assert_allclose(again.level, atlas.level)
+    assert again.floor == pytest.approx(atlas.floor)
+    with pytest.raises(Exception, match="does not match"):
+        again.judge(np.zeros((8, 8), np.float32))

@@ -1,0 +1,137 @@
+"""Training side of registration, the per-position model and the inspection area.
+
+What `inspector train` decides from the training boards (registration on or off, atlas on or off,
+the inspection area) travels in the checkpoint under "fixture", so a re-export writes the same
+bundle files: registration.json + reference.png, atlas.npz, roi.png (see inspector/bundle.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from inspector.bundle.files import REFERENCE_FILE, REGISTRATION_FILE, ROI_FILE
+from inspector.config import TrainConfig
+from inspector.core.atlas import Atlas, fit_atlas
+from inspector.core.registration import Registration, RegistrationSpec, decide
+from inspector.errors import ConfigError
+from training.checkpoint import Checkpoint
+
+ATLAS_BATCH = 4
+
+
+def parse_roi(text: str, height: int, width: int) -> np.ndarray | None:
+    """`x,y,w,h` (input pixels of the reference board) or the path of a mask image (non-zero =
+    inspected) -> uint8 mask HxW (255 inside), or None for the whole image."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*", text)
+    if match:
+        x, y, w, h = (int(v) for v in match.groups())
+        if w < 1 or h < 1 or x >= width or y >= height:
+            raise ConfigError(f"inspection area {text!r} lies outside the {width}x{height} boards")
+        mask = np.zeros((height, width), np.uint8)
+        mask[y:min(height, y + h), x:min(width, x + w)] = 255
+        return mask
+    path = Path(text)
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise ConfigError(f"inspection area {text!r}: neither x,y,w,h nor a readable mask image")
+    if mask.shape != (height, width):
+        raise ConfigError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, the boards {width}x{height}")
+    mask = np.where(mask > 0, 255, 0).astype(np.uint8)
+    if not mask.any():
+        raise ConfigError(f"{path}: the inspection area mask is empty")
+    return mask
+
+
+def decide_fixture(config: TrainConfig, boards: Sequence[np.ndarray]) -> tuple[Registration | None, dict[str, Any]]:
+    """Registration for these training boards, and the checkpoint's "fixture" record."""
+    registration, decision = decide(boards, config.registration, config.photometric, residual=config.residual)
+    atlas_on = config.atlas == "on" or (config.atlas == "auto" and registration is not None)
+    if config.atlas not in ("auto", "on", "off"):
+        raise ConfigError(f"atlas must be auto, on or off, got {config.atlas!r}")
+    shapes = {board.shape[:2] for board in boards}
+    if atlas_on and registration is None and len(shapes) != 1:
+        raise ConfigError("a per-position model needs boards of one size in one position (registration)")
+    height, width = boards[0].shape[:2]
+    roi = parse_roi(config.roi, height, width)
+    fixture: dict[str, Any] = {
+        "decision": decision,
+        "atlas": {"on": atlas_on, "quantile": config.atlas_quantile, "dilate_px": config.atlas_dilate_px,
+                  "reason": ("fixtured design: good boards' error judged per position" if atlas_on and config.atlas == "auto"
+                             else f"atlas = {config.atlas}" if config.atlas != "auto"
+                             else "boards not registered: positions differ between boards")},
+    }
+    if registration is not None:
+        fixture["registration"] = registration.spec.to_json()
+        fixture["reference"] = torch.from_numpy(np.ascontiguousarray(registration.reference))
+    if roi is not None:
+        fixture["roi"] = torch.from_numpy(roi)
+    return registration, fixture
+
+
+def registration_of(checkpoint: Checkpoint) -> Registration | None:
+    fixture = checkpoint.get("fixture") or {}
+    if "registration" not in fixture:
+        return None  # checkpoints from before registration existed, or boards that are not one design
+    return Registration(RegistrationSpec.from_json(fixture["registration"]), fixture["reference"].numpy())
+
+
+def roi_of(checkpoint: Checkpoint) -> np.ndarray | None:
+    fixture = checkpoint.get("fixture") or {}
+    return fixture["roi"].numpy() if "roi" in fixture else None
+
+
+def atlas_wanted(checkpoint: Checkpoint) -> bool:
+    return bool((checkpoint.get("fixture") or {}).get("atlas", {}).get("on"))
+
+
+def write_fixture_files(checkpoint: Checkpoint, folder: Path) -> None:
+    registration = registration_of(checkpoint)
+    if registration is not None:
+        (folder / REGISTRATION_FILE).write_text(registration.spec.to_json() + "\n")
+        if not cv2.imwrite(str(folder / REFERENCE_FILE), registration.reference):
+            raise ConfigError(f"{folder / REFERENCE_FILE}: cannot write the reference board")
+    roi = roi_of(checkpoint)
+    if roi is not None and not cv2.imwrite(str(folder / ROI_FILE), roi):
+        raise ConfigError(f"{folder / ROI_FILE}: cannot write the inspection area")
+
+
+def fit_bundle_atlas(engine: Any, boards: Sequence[np.ndarray], checkpoint: Checkpoint, path: Path) -> Atlas:
+    """Fit the atlas on good boards' maps computed by the runtime engine (no atlas on it yet), save it."""
+    settings = checkpoint["fixture"]["atlas"]
+    maps = []
+    for start in range(0, len(boards), ATLAS_BATCH):
+        maps += [analysis.smoothed for analysis in engine.analyse(boards[start:start + ATLAS_BATCH])]
+    atlas = fit_atlas(maps, quantile=float(settings["quantile"]), dilate_px=int(settings["dilate_px"]))
+    atlas.save(path)
+    return atlas
+
+
+def model_card_lines(checkpoint: Checkpoint, atlas: Atlas | None) -> list[str]:
+    fixture = checkpoint.get("fixture")
+    if not fixture:
+        return []
+    decision = fixture["decision"]
+    lines = [f"- Registration: {decision['registration']} ({decision['reason']})"]
+    registration = registration_of(checkpoint)
+    if registration is not None:
+        spec = registration.spec
+        lines.append(f"  - limits: shift <= {spec.max_shift_px} px, rotation <= {spec.max_angle_deg} deg, correlation "
+                     f">= {spec.min_correlation}; light normalisation {'on' if spec.photometric else 'off'}; "
+                     f"training boards: {json.dumps(spec.stats)}")
+    lines.append(f"- Per-position model of good boards: {'on' if atlas is not None else 'off'} "
+                 f"({fixture['atlas']['reason']})" + (f": {json.dumps(atlas.describe())}" if atlas is not None else ""))
+    roi = roi_of(checkpoint)
+    lines.append("- Inspection area: whole image" if roi is None else
+                 f"- Inspection area: {int((roi > 0).sum())} of {roi.size} pixels (roi.png)")
+    return lines
