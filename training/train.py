@@ -132,6 +132,8 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     images = load_good_images(Path(data), channels=config.channels, holdout_fraction=config.holdout_fraction,
                               seed=config.seed)
     raw_train, raw_holdout = images.train, images.holdout
+    if previous is not None and previous["data"]["sha256"] != images.data_sha256:  # before any use of its reference
+        raise BundleError(f"{resume}: was trained on other images (data hash differs); resume needs the same data")
     if previous is not None and "fixture" in previous:
         from training.fixture import registration_of
 

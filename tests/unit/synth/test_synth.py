@@ -122,7 +122,9 @@ def test_good_boards_vary_slightly_but_show_one_design() -> None:
     for a, b, sa, sb in zip(boards, boards[1:], smooth, smooth[1:]):
         assert not np.array_equal(a, b)
         assert np.abs(a.astype(np.int16) - b).mean() > 1.0  # shift, lighting, noise, placement
-        assert np.corrcoef(sa.ravel(), sb.ravel())[0, 1] > 0.7  # yet the same board
+        # yet the same board (0.7 before generator 1.2 widened the fixture play to 1.6% of the side and
+        # added a second lighting set-up; unaligned boards now correlate 0.69-0.9)
+        assert np.corrcoef(sa.ravel(), sb.ravel())[0, 1] > 0.6
     # the design is what makes them alike: a mirrored board correlates far less
     mirrored = smooth[0][:, ::-1]
     assert np.corrcoef(smooth[1].ravel(), mirrored.ravel())[0, 1] < 0.4
