@@ -10,7 +10,6 @@ import json
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,8 +51,9 @@ from inspector.core.scoring import ScoringSpec
 from inspector.errors import BundleError
 from inspector.quality.cpu import cpu_features, describe
 from training.checkpoint import Checkpoint, StateKey, load_checkpoint
-from training.fixture import atlas_wanted, fit_bundle_atlas, model_card_lines, registration_of, roi_of, write_fixture_files
+from training.fixture import atlas_wanted, fit_bundle_atlas, registration_of, roi_of, write_fixture_files
 from training.model import Architecture, ConvAutoencoder
+from training.model_card import loss_plot, model_card, variance_plot
 from training.pca import FAMILY as PCA_FAMILY
 from training.pca import PatchPCA, build_patch_pca
 from training.quantize import CALIBRATION_TENSORS, MAX_MEAN_ABS_DIFF, agreement, check_precision, quantize_int8
@@ -132,99 +132,6 @@ def check_parity(model: ExportedModel, onnx_path: Path, images: list[np.ndarray]
     return worst
 
 
-def _loss_plot(history: Sequence[Mapping[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
-    epochs = [h["epoch"] for h in history]
-    axis.plot(epochs, [h["train_loss"] for h in history], label="train")
-    axis.plot(epochs, [h["val_loss"] for h in history], label="validation (held-back boards)")
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("loss")
-    axis.set_yscale("log")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def _variance_plot(explained: list[float], components: int, path: Path) -> None:
-    """The patch PCA's counterpart of the loss curve: cumulative explained variance per component."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
-    cumulative = np.cumsum(explained)
-    axis.plot(np.arange(1, len(cumulative) + 1), cumulative, label="cumulative explained variance")
-    axis.axvline(components, color="tab:red", linestyle="--", label=f"{components} components kept")
-    axis.set_xlabel("principal components of training patches")
-    axis.set_ylabel("share of patch variance")
-    axis.set_xscale("log")
-    axis.set_ylim(0, 1)
-    axis.legend()
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-
-
-def _model_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
-    arch = checkpoint["architecture"]
-    config = checkpoint["config"]
-    if arch.get("family") == PCA_FAMILY:
-        fit = checkpoint["fit"]
-        return [
-            f"- Model: patch PCA, {arch['components']} components of {arch['patch']} px patches at stride "
-            f"{arch['stride']} ({metrics['params']} parameters), explaining "
-            f"{fit['explained_variance_share']:.1%} of the training patch variance",
-            f"- Fit: {fit['patches']} patches in {metrics['train_seconds']:.0f} s; reconstruction MSE "
-            f"{fit['train_mse']:.6f} on training boards, {metrics['best_val_loss']:.6f} on held-back boards",
-        ]
-    settings = ", ".join(f"{k}={config[k]}" for k in ("loss", "denoising", "crop_size", "width", "depth",
-                                                       "latent_channels", "epochs", "max_minutes", "seed"))
-    return [
-        f"- Model: {metrics['params']} parameters, {arch['depth']} stride-2 stages, "
-        f"latent {arch['latent_channels']} channels",
-        f"- Settings: {settings}",
-        f"- Training: {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s "
-        f"(stopped: {metrics['stopped_reason']}); best validation loss {metrics['best_val_loss']:.6f} "
-        f"at epoch {metrics['best_epoch']}",
-        *_cap_lines(checkpoint, metrics),
-    ]
-
-
-def _cap_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
-    """Whether the wall-clock cap cut the run short of its planned epochs, for the model card."""
-    planned = int(checkpoint["config"].get("epochs", metrics["epochs"]))
-    if metrics["stopped_reason"] != "time budget" or metrics["epochs"] >= planned:
-        return []
-    line = (f"- Time cap: the {checkpoint['config'].get('max_minutes'):g}-minute cap ended training at epoch "
-            f"{metrics['epochs']} of the {planned} planned")
-    forecast = checkpoint.get("cap_forecast")
-    if forecast:
-        line += (f" ({forecast['seconds_per_epoch']:.1f} s per epoch here; all epochs needed about "
-                 f"{forecast['minutes_needed']:g} min). Quality may be below the default's measured figures")
-    return [line]
-
-
-def _precision_line(metrics: dict[str, Any]) -> str:
-    quantisation = metrics.get("quantisation")
-    if not quantisation:
-        return "- Precision: float32"
-    if quantisation["precision"] == "int8":
-        return (f"- Precision: int8, scheme {quantisation.get('scheme', 'u8s8')} (static, activation ranges from "
-                f"{quantisation['range_boards']} good boards); "
-                f"reconstructions differ from float32 by {quantisation['reconstruction_mean_abs_diff']:.4f} on average "
-                f"over {quantisation['boards']} good boards")
-    return f"- Precision: float32 (int8 refused, scheme {quantisation.get('scheme', 'u8s8')}: {quantisation['refused']})"
-
-
 def _recorded_training_boards(checkpoint: Checkpoint, channels: int) -> list[np.ndarray] | None:
     """The good training boards a checkpoint records, when every one is still on disk."""
     paths = [Path(p) for p in checkpoint["data"].get("train_paths", [])]  # older checkpoints lack them
@@ -241,33 +148,6 @@ def _fixture_metrics(checkpoint: Checkpoint, registration: Registration | None, 
             "atlas": atlas.describe() if atlas is not None else None,
             "atlas_reason": fixture["atlas"]["reason"],
             "roi_pixels": int((roi > 0).sum()) if roi is not None else None}
-
-
-def _model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dict[str, Any],
-                atlas: Any = None) -> str:
-    data = checkpoint["data"]
-    family = "patch PCA baseline" if checkpoint["architecture"].get("family") == PCA_FAMILY else "autoencoder"
-    return "\n".join([
-        f"# Model card: board-inspector {family}",
-        "",
-        f"- Created: {metrics['created_at']} (board-inspector {__version__}) on {describe(cpu_features())}",
-        f"- Training data: `{data['path']}` — {data['train_count']} good boards for training, "
-        f"{data['holdout_count']} held back (validation + calibration)",
-        f"- Training data sha256: `{data['sha256']}`",
-        f"- Input: {checkpoint['architecture']['in_channels']} channel(s), "
-        f"scale {json.loads(checkpoint['preprocess_spec'])['scale']}",
-        *model_card_lines(checkpoint, atlas),
-        *_model_lines(checkpoint, metrics),
-        f"- Export parity (torch vs ONNX Runtime): max abs diff {metrics['parity_max_abs_diff']:.2e}",
-        _precision_line(metrics),
-        f"- Calibration v{calibration['version']} on {calibration['stats']['images']} held-back good boards: "
-        f"image threshold {calibration['image_threshold']:.4f}, pixel threshold {calibration['pixel_threshold']:.4f}, "
-        f"target false-alarm rate {calibration['target_false_alarm_rate']:g} "
-        f"({calibration['stats']['image_threshold_rule']})",
-        "",
-        "Detection quality on labelled boards: run `inspector evaluate`.",
-        "",
-    ])
 
 
 def _replace_dir(temp: Path, out: Path) -> None:
@@ -426,11 +306,11 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
         (temp / CONFIG_FILE).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
         (temp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         if history:
-            _loss_plot(history, temp / LOSS_PLOT_FILE)
+            loss_plot(history, temp / LOSS_PLOT_FILE)
         elif "fit" in checkpoint:
-            _variance_plot(checkpoint["fit"]["explained_variance_ratio"], checkpoint["architecture"]["components"],
+            variance_plot(checkpoint["fit"]["explained_variance_ratio"], checkpoint["architecture"]["components"],
                            temp / LOSS_PLOT_FILE)
-        (temp / MODEL_CARD_FILE).write_text(_model_card(checkpoint, metrics, latest, atlas))
+        (temp / MODEL_CARD_FILE).write_text(model_card(checkpoint, metrics, latest, atlas))
         torch.save(checkpoint, temp / CHECKPOINT_FILE)
         write_manifest(temp)
         _replace_dir(temp, out)

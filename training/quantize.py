@@ -25,7 +25,7 @@ import numpy as np
 
 from inspector.bundle.tensors import INPUT_NAME
 from inspector.config import InspectConfig
-from inspector.core.engine import open_session
+from inspector.core.session import open_session
 from inspector.errors import ConfigError
 
 PRECISIONS = ("float32", "int8")

@@ -39,50 +39,12 @@ from inspector.core.interface import Analysis
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
 from inspector.core.registration import Registration, RegistrationError, RegistrationSpec
 from inspector.core.results import InspectionResult
+from inspector.core.session import open_session
 from inspector.errors import BundleError, ConfigError, InspectorError
 
 # Registered boards: error within this many px of where alignment made up the border is not judged
 # (reflected pixels there differ from the reference; the network's field of view spreads them a little).
 BORDER_MARGIN_PX = 4
-
-_GRAPH_LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
-
-
-def choose_providers(setting: str) -> list[str]:
-    available = ort.get_available_providers()
-    if setting not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"providers must be auto, cpu or cuda, got {setting!r}")
-    if setting == "cuda" and "CUDAExecutionProvider" not in available:
-        raise ConfigError("providers=cuda but ONNX Runtime has no CUDAExecutionProvider here "
-                          f"(available: {', '.join(available)})")
-    if setting != "cpu" and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def open_session(model_path: Path, config: InspectConfig) -> ort.InferenceSession:
-    if config.graph_optimization not in _GRAPH_LEVELS:
-        raise ConfigError(f"graph_optimization must be one of {', '.join(_GRAPH_LEVELS)}, "
-                          f"got {config.graph_optimization!r}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = _GRAPH_LEVELS[config.graph_optimization]
-    if config.intra_op_threads > 0:
-        options.intra_op_num_threads = config.intra_op_threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if not config.spin_threads:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(model_path), options, providers=choose_providers(config.providers))
-    except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidProtobuf,
-            ort.capi.onnxruntime_pybind11_state.InvalidGraph, RuntimeError) as exc:
-        raise BundleError(f"{model_path}: ONNX Runtime cannot load the model ({exc})") from exc
-
 
 def _blend_window(tile: int, overlap: int) -> np.ndarray:
     """Weights that ramp over the overlap so stitched tiles leave no seams (never zero)."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from inspector.config import TrainConfig
-from training.export import _cap_lines
 from training.loop import cap_forecast
+from training.model_card import cap_lines
 
 
 def epochs(count: int, seconds: float) -> list:
@@ -30,7 +30,7 @@ def test_a_fast_machine_gets_no_forecast() -> None:
 def test_model_card_says_when_the_cap_cut_the_run() -> None:
     checkpoint = {"config": {"epochs": 300, "max_minutes": 12.0},
                   "cap_forecast": {"seconds_per_epoch": 10.0, "minutes_needed": 50.0}}
-    cut = _cap_lines(checkpoint, {"epochs": 71, "stopped_reason": "time budget"})  # type: ignore[arg-type]
+    cut = cap_lines(checkpoint, {"epochs": 71, "stopped_reason": "time budget"})  # type: ignore[arg-type]
     assert len(cut) == 1 and "epoch 71 of the 300 planned" in cut[0] and "10.0 s per epoch" in cut[0]
-    assert _cap_lines(checkpoint, {"epochs": 300, "stopped_reason": "epochs"}) == []  # type: ignore[arg-type]
-    assert _cap_lines(checkpoint, {"epochs": 40, "stopped_reason": "early stopping"}) == []  # type: ignore[arg-type]
+    assert cap_lines(checkpoint, {"epochs": 300, "stopped_reason": "epochs"}) == []  # type: ignore[arg-type]
+    assert cap_lines(checkpoint, {"epochs": 40, "stopped_reason": "early stopping"}) == []  # type: ignore[arg-type]

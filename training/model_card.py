@@ -1,0 +1,140 @@
+"""What a bundle tells people about its model: the loss (or explained-variance) plot and MODEL_CARD.md.
+
+Apart from export.py, which writes the bundle, so the pipeline reads as its steps and the wording of
+the card lives in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspector import __version__
+from inspector.quality.cpu import cpu_features, describe
+from training.checkpoint import Checkpoint
+from training.fixture import model_card_lines
+from training.pca import FAMILY as PCA_FAMILY
+
+
+def loss_plot(history: Sequence[Mapping[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    epochs = [h["epoch"] for h in history]
+    axis.plot(epochs, [h["train_loss"] for h in history], label="train")
+    axis.plot(epochs, [h["val_loss"] for h in history], label="validation (held-back boards)")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss")
+    axis.set_yscale("log")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def variance_plot(explained: list[float], components: int, path: Path) -> None:
+    """The patch PCA's counterpart of the loss curve: cumulative explained variance per component."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    cumulative = np.cumsum(explained)
+    axis.plot(np.arange(1, len(cumulative) + 1), cumulative, label="cumulative explained variance")
+    axis.axvline(components, color="tab:red", linestyle="--", label=f"{components} components kept")
+    axis.set_xlabel("principal components of training patches")
+    axis.set_ylabel("share of patch variance")
+    axis.set_xscale("log")
+    axis.set_ylim(0, 1)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _model_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
+    arch = checkpoint["architecture"]
+    config = checkpoint["config"]
+    if arch.get("family") == PCA_FAMILY:
+        fit = checkpoint["fit"]
+        return [
+            f"- Model: patch PCA, {arch['components']} components of {arch['patch']} px patches at stride "
+            f"{arch['stride']} ({metrics['params']} parameters), explaining "
+            f"{fit['explained_variance_share']:.1%} of the training patch variance",
+            f"- Fit: {fit['patches']} patches in {metrics['train_seconds']:.0f} s; reconstruction MSE "
+            f"{fit['train_mse']:.6f} on training boards, {metrics['best_val_loss']:.6f} on held-back boards",
+        ]
+    settings = ", ".join(f"{k}={config[k]}" for k in ("loss", "denoising", "crop_size", "width", "depth",
+                                                       "latent_channels", "epochs", "max_minutes", "seed"))
+    return [
+        f"- Model: {metrics['params']} parameters, {arch['depth']} stride-2 stages, "
+        f"latent {arch['latent_channels']} channels",
+        f"- Settings: {settings}",
+        f"- Training: {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s "
+        f"(stopped: {metrics['stopped_reason']}); best validation loss {metrics['best_val_loss']:.6f} "
+        f"at epoch {metrics['best_epoch']}",
+        *cap_lines(checkpoint, metrics),
+    ]
+
+
+def cap_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
+    """Whether the wall-clock cap cut the run short of its planned epochs, for the model card."""
+    planned = int(checkpoint["config"].get("epochs", metrics["epochs"]))
+    if metrics["stopped_reason"] != "time budget" or metrics["epochs"] >= planned:
+        return []
+    line = (f"- Time cap: the {checkpoint['config'].get('max_minutes'):g}-minute cap ended training at epoch "
+            f"{metrics['epochs']} of the {planned} planned")
+    forecast = checkpoint.get("cap_forecast")
+    if forecast:
+        line += (f" ({forecast['seconds_per_epoch']:.1f} s per epoch here; all epochs needed about "
+                 f"{forecast['minutes_needed']:g} min). Quality may be below the default's measured figures")
+    return [line]
+
+
+def _precision_line(metrics: dict[str, Any]) -> str:
+    quantisation = metrics.get("quantisation")
+    if not quantisation:
+        return "- Precision: float32"
+    if quantisation["precision"] == "int8":
+        return (f"- Precision: int8, scheme {quantisation.get('scheme', 'u8s8')} (static, activation ranges from "
+                f"{quantisation['range_boards']} good boards); "
+                f"reconstructions differ from float32 by {quantisation['reconstruction_mean_abs_diff']:.4f} on average "
+                f"over {quantisation['boards']} good boards")
+    return f"- Precision: float32 (int8 refused, scheme {quantisation.get('scheme', 'u8s8')}: {quantisation['refused']})"
+
+
+def model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dict[str, Any],
+                atlas: Any = None) -> str:
+    data = checkpoint["data"]
+    family = "patch PCA baseline" if checkpoint["architecture"].get("family") == PCA_FAMILY else "autoencoder"
+    return "\n".join([
+        f"# Model card: board-inspector {family}",
+        "",
+        f"- Created: {metrics['created_at']} (board-inspector {__version__}) on {describe(cpu_features())}",
+        f"- Training data: `{data['path']}` — {data['train_count']} good boards for training, "
+        f"{data['holdout_count']} held back (validation + calibration)",
+        f"- Training data sha256: `{data['sha256']}`",
+        f"- Input: {checkpoint['architecture']['in_channels']} channel(s), "
+        f"scale {json.loads(checkpoint['preprocess_spec'])['scale']}",
+        *model_card_lines(checkpoint, atlas),
+        *_model_lines(checkpoint, metrics),
+        f"- Export parity (torch vs ONNX Runtime): max abs diff {metrics['parity_max_abs_diff']:.2e}",
+        _precision_line(metrics),
+        f"- Calibration v{calibration['version']} on {calibration['stats']['images']} held-back good boards: "
+        f"image threshold {calibration['image_threshold']:.4f}, pixel threshold {calibration['pixel_threshold']:.4f}, "
+        f"target false-alarm rate {calibration['target_false_alarm_rate']:g} "
+        f"({calibration['stats']['image_threshold_rule']})",
+        "",
+        "Detection quality on labelled boards: run `inspector evaluate`.",
+        "",
+    ])
