@@ -23,7 +23,7 @@ from inspector.store import InspectionRecord, Store
 from inspector.store.dashboard_queries import last_inspection_times, latest_reviews
 
 QUEUE_LENGTH = 12
-CARDS_PER_ROW = 4
+CARDS_PER_ROW = 3
 STATION_STATE_LABELS = {"running": "running", "stopped": "stopped", "camera_down": "camera down"}
 SHORTCUTS = {"confirm": "Y", "dismiss": "N", "open": "O"}
 QUEUE_DEFECT_KEY = "queue_defect_type"
@@ -115,7 +115,7 @@ def _card(settings: DashboardSettings, results: Store, record: InspectionRecord,
                 f"{record.station} · {record.created_at.astimezone():%H:%M:%S}\n{record.source_name or '-'}")
         if review_text:
             st.text(review_text)
-        confirm, dismiss, open_ = st.columns(3)
+        confirm, dismiss = st.columns(2)
         keys = SHORTCUTS if first else {}
         confirm.button("Confirm", key=f"confirm-{record.id}", type="primary", width="stretch",
                        shortcut=keys.get("confirm"), help=f"Confirm board #{record.id} as a defect",
@@ -123,7 +123,7 @@ def _card(settings: DashboardSettings, results: Store, record: InspectionRecord,
         dismiss.button("Dismiss", key=f"dismiss-{record.id}", width="stretch", shortcut=keys.get("dismiss"),
                        help=f"Dismiss board #{record.id} as a false alarm",
                        on_click=_review, args=(settings, results, record.id, "dismiss", review_text is None))
-        if open_.button("Open", key=f"open-{record.id}", width="stretch", shortcut=keys.get("open"),
+        if st.button("Open", key=f"open-{record.id}", width="stretch", shortcut=keys.get("open"),
                         help=f"Review board #{record.id} in detail"):
             open_board(record.id)
         if qa:

@@ -64,7 +64,10 @@ def manage(action: str, users_file: Path, name: str | None = None, *, role: str 
     if action == "add":
         if role not in ROLES:
             raise ConfigError(f"users add: --role must be one of {', '.join(ROLES)}, got {role!r}")
-        users = load_users(path) if path.exists() else UsersFile(path=path, hashes={}, roles={})
+        # A missing or empty file starts a new one (an empty file made by `install -o inspector`
+        # gives the new file its owner).
+        fresh = not path.exists() or path.stat().st_size == 0
+        users = UsersFile(path=path, hashes={}, roles={}) if fresh else load_users(path)
         if name in users.hashes:
             raise ConfigError(f"{path}: user {name!r} exists; use `inspector users passwd` to change the password")
         users.hashes[name], users.roles[name] = hash_password(read_password(password_stdin, stdin)), role

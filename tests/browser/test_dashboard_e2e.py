@@ -174,7 +174,8 @@ def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
             _drop(inbox, good + defective)
             open_button = page.locator('[class*="st-key-open-"] button').first  # a card's Open
             expect(open_button).to_be_visible(timeout=SLOW_MS)
-            expect(page.get_by_text("e2e-line").filter(visible=True).first).to_be_visible()  # queue row
+            expect(page.get_by_text("e2e-line").filter(visible=True).first).to_be_visible()  # queue card
+            expect(page.locator("img[src*='/media/']").first).to_be_visible(timeout=SLOW_MS)  # its thumbnail
             _shot(page, artifacts_dir, "queue", shots)
 
             open_button.click()

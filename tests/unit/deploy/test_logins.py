@@ -250,6 +250,7 @@ def test_users_file_is_replaced_atomically(tmp_path: Path, monkeypatch: pytest.M
     from deploy.dashboard import users_cmd
 
     path = tmp_path / "users.toml"
+    path.touch()  # made empty by `install -o inspector -m 0600 /dev/null ...`
     users_cmd.manage("add", path, "maria", role="qa", password_stdin=True, stdin=_Lines("maria-secret-1\n"))
     before = path.read_bytes()
 
