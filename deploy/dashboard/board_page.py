@@ -139,8 +139,6 @@ def board_page(settings: DashboardSettings) -> None:
         st.error(f"Board #{board_id} is not in the store.")
         return
     st.title(f"Board #{record.id}")
-    if st.query_params.get("board") != str(record.id):
-        st.query_params["board"] = str(record.id)  # a shareable link to this board (it carries no login)
     _facts(record)
     _pictures(settings, record)
     _regions(record)

@@ -98,9 +98,9 @@ def current_user() -> User | None:
 
 
 def open_board(inspection_id: int) -> None:
-    """Show one board on the detail page (also reachable as ?board=<id>)."""
+    """Show one board on the detail page, at the shareable address ?board=<id> (it carries no login)."""
     st.session_state[BOARD_KEY] = int(inspection_id)
-    st.switch_page(PAGE_FILES["board"])
+    st.switch_page(PAGE_FILES["board"], query_params={"board": str(int(inspection_id))})
 
 
 def go_to(page: str) -> None:

@@ -82,6 +82,13 @@ def _card_picture(settings: DashboardSettings, record: InspectionRecord) -> None
 
 
 NOTICE_KEY = "queue_notice"
+OPEN_KEY = "queue_open_board"
+
+
+def _ask_open(inspection_id: int) -> None:
+    """Button callback: the page switch happens in a whole-page run (queue_page), not inside the
+    auto-refreshing fragment, whose timer would otherwise fire into the board page."""
+    st.session_state[OPEN_KEY] = inspection_id
 
 
 def _review(settings: DashboardSettings, results: Store, inspection_id: int, decision: str,
@@ -123,9 +130,8 @@ def _card(settings: DashboardSettings, results: Store, record: InspectionRecord,
         dismiss.button("Dismiss", key=f"dismiss-{record.id}", width="stretch", shortcut=keys.get("dismiss"),
                        help=f"Dismiss board #{record.id} as a false alarm",
                        on_click=_review, args=(settings, results, record.id, "dismiss", review_text is None))
-        if st.button("Open", key=f"open-{record.id}", width="stretch", shortcut=keys.get("open"),
-                        help=f"Review board #{record.id} in detail"):
-            open_board(record.id)
+        st.button("Open", key=f"open-{record.id}", width="stretch", shortcut=keys.get("open"),
+                  help=f"Review board #{record.id} in detail", on_click=_ask_open, args=(record.id,))
         if qa:
             st.checkbox("select", key=f"select-{record.id}")
 
@@ -172,6 +178,9 @@ def queue_cards(settings: DashboardSettings, results: Store, include_reviewed: b
 def queue_page(settings: DashboardSettings) -> None:
     st.title("Flagged boards")
     results = store(settings)
+    wanted = st.session_state.pop(OPEN_KEY, None)
+    if wanted is not None:
+        open_board(wanted)
     include_reviewed = st.toggle("Show reviewed boards too", key="queue_include_reviewed")
     st.selectbox("Defect type for Confirm", actions.DEFECT_TYPES, index=actions.DEFECT_TYPES.index("other"),
                  key=QUEUE_DEFECT_KEY)
@@ -182,8 +191,8 @@ def queue_page(settings: DashboardSettings) -> None:
     @st.fragment(run_every=settings.refresh_seconds)
     def live() -> None:
         user = session_user(settings, touch=False)  # every refresh re-checks the login
-        if user is None:
-            st.rerun(scope="app")
+        if user is None or st.session_state.get(OPEN_KEY) is not None:
+            st.rerun(scope="app")  # the login link, or the board asked for
         try:
             st.subheader("Queue (newest first)")
             queue_cards(settings, results, include_reviewed, qa=user.is_qa)

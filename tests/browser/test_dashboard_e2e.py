@@ -182,7 +182,7 @@ def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
             title = page.get_by_role("heading", name="Board #")
             expect(title.first).to_be_visible(timeout=SLOW_MS)
             board_id = int(title.first.inner_text().split("#")[1].split()[0])
-            expect(page.get_by_text("Heatmap opacity")).to_be_visible()
+            expect(page.get_by_text("Heatmap opacity")).to_be_visible(timeout=SLOW_MS)
             _shot(page, artifacts_dir, "board", shots)
 
             # Keyboard, as an operator at the line would: type into the select, Enter picks it.
