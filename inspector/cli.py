@@ -314,6 +314,49 @@ def dashboard(
     extensions.dashboard().launch(cfg, data_dir if data_dir is not None else Path(settings.runner.data_dir))
 
 
+users_app = typer.Typer(help="Manage the dashboard's users file (logins and roles).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+USERS_FILE = typer.Option(..., "--users", help="Users file (TOML with scrypt hashes; created by `add`).")
+PASSWORD_STDIN = typer.Option(False, "--password-stdin",
+                              help="Read the password from stdin (one line) instead of asking twice.")
+
+
+def _users(action: str, users_file: Path, name: str | None = None, role: str | None = None,
+           password_stdin: bool = False) -> None:
+    from inspector import extensions
+
+    typer.echo(extensions.dashboard().manage_users(action, users_file, name, role=role,
+                                                   password_stdin=password_stdin))
+
+
+@users_app.command("add")
+def users_add(name: str = typer.Argument(..., help="Login name."),
+              role: str = typer.Option(..., "--role", help="operator (reviews boards) or qa (also thresholds)."),
+              users: Path = USERS_FILE, password_stdin: bool = PASSWORD_STDIN) -> None:
+    """Add a user; the password is asked twice (or read from stdin)."""
+    _users("add", users, name, role, password_stdin)
+
+
+@users_app.command("passwd")
+def users_passwd(name: str = typer.Argument(..., help="Login name."),
+                 role: Optional[str] = typer.Option(None, "--role", help="Also change the role."),
+                 users: Path = USERS_FILE, password_stdin: bool = PASSWORD_STDIN) -> None:
+    """Set a new password (ends the user's open dashboard sessions)."""
+    _users("passwd", users, name, role, password_stdin)
+
+
+@users_app.command("remove")
+def users_remove(name: str = typer.Argument(..., help="Login name."), users: Path = USERS_FILE) -> None:
+    """Remove a user (ends their open dashboard sessions)."""
+    _users("remove", users, name)
+
+
+@users_app.command("list")
+def users_list(users: Path = USERS_FILE) -> None:
+    """List users and roles."""
+    _users("list", users)
+
+
 @app.command()
 def demo(
     no_dashboard: bool = typer.Option(False, "--no-dashboard", help="Stop after storing results (for scripts)."),

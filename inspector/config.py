@@ -170,7 +170,8 @@ class DashboardConfig:
     db_url: str = ""
     users_file: str = ""  # TOML with hashed passwords and roles
     refresh_seconds: float = 2.0
-    session_hours: float = 12.0  # a login survives page reloads this long (a shift), see deploy/dashboard/auth.py
+    session_hours: float = 12.0  # a login lasts at most this long (a shift), see deploy/dashboard/sessions.py
+    idle_minutes: float = 30.0  # a login unused this long ends (no page run, no auto-refresh)
 
 
 @dataclass

@@ -113,5 +113,6 @@ def run_demo(*, workdir: Path, no_dashboard: bool, retrain: bool = False, minute
 
     typer.echo("demo: opening the dashboard at http://127.0.0.1:8501 (log in as operator / demo-operator, "
                "or qa / demo-qa); Ctrl-C to stop")
-    board_dashboard.launch(DashboardConfig(users_file=str(board_dashboard.demo_users_file())), data_dir)
+    demo_users = board_dashboard.demo_users_file(workdir)
+    board_dashboard.launch(DashboardConfig(users_file=str(demo_users)), data_dir, demo=True)
     return summary

@@ -43,12 +43,19 @@ class TrainingExtension(Protocol):
 class DashboardExtension(Protocol):
     """What `deploy/` offers the runtime (the `dashboard` extra)."""
 
-    def launch(self, config: DashboardConfig, data_dir: Path) -> None:
-        """Run the dashboard in the foreground until it exits or is told to stop."""
+    def launch(self, config: DashboardConfig, data_dir: Path, *, demo: bool = False) -> None:
+        """Run the dashboard in the foreground until it exits or is told to stop. Only the demo
+        passes `demo=True`, which lets a users file with the published demo logins through."""
         ...
 
-    def demo_users_file(self) -> Path:
-        """The users file with the published demo logins (used by `inspector demo` only)."""
+    def demo_users_file(self, folder: Path) -> Path:
+        """Write a users file with the published demo logins into `folder` (`inspector demo` only)."""
+        ...
+
+    def manage_users(self, action: str, users_file: Path, name: str | None = None, *, role: str | None = None,
+                     password_stdin: bool = False) -> str:
+        """`inspector users add|passwd|remove|list`: change the users file; returns what to print.
+        The password is asked on the terminal (twice) or read from stdin, never taken as an argument."""
         ...
 
 

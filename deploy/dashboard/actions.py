@@ -41,6 +41,13 @@ def dismiss_false_alarm(store: Store, user: User | None, inspection_id: int, com
                             defect_type="", comment=comment.strip())
 
 
+def dismiss_many(store: Store, user: User | None, inspection_ids: list[int], comment: str = "") -> list[int]:
+    """QA only: dismiss several boards at once as false alarms; returns the review ids."""
+    reviewer = require_role(user, ROLE_QA, "dismiss several boards")
+    return [store.add_review(inspection_id, operator=reviewer.name, decision="dismiss", defect_type="",
+                             comment=comment.strip()) for inspection_id in inspection_ids]
+
+
 def save_threshold(store: Store, user: User | None, model_hash: str, image_threshold: float, reason: str,
                    pixel_threshold: float | None = None) -> ThresholdRecord:
     """Append a threshold version for `model_hash`; QA only, with a reason, a finite value.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from deploy.dashboard.context import FLASH_KEY, PAGE_FILES, restore_session, settings_from_env, users
+from deploy.dashboard.context import FLASH_KEY, PAGE_FILES, plain, restore_session, settings_from_env, show_failure, users
 from deploy.dashboard.login import login_page, logout
 from inspector.errors import InspectorError
 
@@ -17,13 +17,13 @@ st.set_page_config(page_title="board-inspector", layout="wide")
 try:
     settings = settings_from_env()
     users(settings)  # a broken users file is reported here, not as a failed login
+    user = restore_session(settings)
 except InspectorError as exc:
-    st.error(f"The dashboard cannot start: {exc}")
+    st.error(f"The dashboard cannot start: {plain(str(exc))}")
     st.stop()
 
-user = restore_session(settings)
 if user is None:
-    login_page(settings)
+    login_page()
     st.stop()
 
 # File pages (views/*.py) rather than callables: AppTest can switch to them by path.
@@ -36,16 +36,15 @@ if user.is_qa:
     pages.append(st.Page(PAGE_FILES["qa"], title="Thresholds (QA)", url_path="thresholds"))
 
 with st.sidebar:
-    st.write(f"Logged in as **{user.name}** ({user.role})")
+    st.text(f"Logged in as {user.name} ({user.role})")
     if st.button("Log out", key="logout"):
         logout(settings)
 
 navigation = st.navigation(pages)
 flash = st.session_state.pop(FLASH_KEY, None)
 if flash:
-    st.success(flash)
+    st.success(flash)  # our own words (board number, defect type from a fixed list)
 try:
     navigation.run()
-except InspectorError as exc:
-    # A store outage or a vanished file is shown to the operator, never a traceback.
-    st.error(str(exc))
+except Exception as exc:  # noqa: BLE001 - a store outage or a fault: one plain line, never a traceback
+    show_failure(exc)

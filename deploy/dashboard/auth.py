@@ -1,47 +1,52 @@
 """Dashboard logins: a TOML users file with salted scrypt hashes and two roles.
 
-Users file layout (see docs/deployment.md):
+Users file layout (see docs/deployment.md; manage it with `inspector users add|passwd|remove|list`):
 
     [users.alice]
     role = "operator"            # "operator" reviews boards; "qa" also changes thresholds
-    password = "scrypt$16384$8$1$<salt base64>$<hash base64>"
+    password = "scrypt$131072$8$1$<salt base64>$<hash base64>"
 
-Create a hash with `python -m deploy.dashboard.auth hash-password` (prompts twice, prints the line to paste).
-Only the standard library is used so the line PC needs nothing extra for logins.
+Only the standard library is used so the line PC needs nothing extra for logins. Sessions (what a
+login becomes) live in sessions.py; the login and logout pages in web.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
-import getpass
 import hashlib
 import hmac
-import json
-import math
 import os
-import sys
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import tomllib
 
+from inspector.atomic import atomic_write
 from inspector.errors import ConfigError, InspectorError
 
 ROLES = ("operator", "qa")
 ROLE_QA = "qa"
 ROLE_OPERATOR = "operator"
 
-# scrypt cost: ~50 ms per check on a line PC, cheap for a login form, expensive for guessing.
-SCRYPT_N = 2**14
+# scrypt cost at current guidance (OWASP: N=2^17, r=8, p=1): 128 MiB and ~0.3 s per check.
+SCRYPT_N = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
 SALT_BYTES = 16
 KEY_BYTES = 32
 SCHEME = "scrypt"
+MAX_SCRYPT_MEMORY = 512 * 1024 * 1024  # a hash needing more is refused when the file is read
+# At most this many scrypt checks at once: each takes 128 MiB on the PC that also inspects.
+_SCRYPT_SLOTS = threading.BoundedSemaphore(2)
+
+# The published demo logins (README, operator guide): a users file holding them is refused
+# unless `inspector demo` starts the dashboard.
+DEMO_PASSWORDS = {"operator": "demo-operator", "qa": "demo-qa"}
 
 
 class AccessDenied(InspectorError, PermissionError):
@@ -62,21 +67,26 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """A self-describing scrypt hash with its own random salt."""
+def _memory(n: int, r: int, p: int) -> int:
+    return 128 * r * (n + p) + 1024 * 1024
+
+
+def hash_password(password: str, *, salt: bytes | None = None, n: int | None = None) -> str:
+    """A self-describing scrypt hash with its own random salt (at today's cost unless `n` is given)."""
+    n = SCRYPT_N if n is None else n
     if not password:
         raise ConfigError("password must not be empty")
     salt = salt if salt is not None else os.urandom(SALT_BYTES)
-    key = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                         dklen=KEY_BYTES, maxmem=64 * 1024 * 1024)
-    return f"{SCHEME}${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(key)}"
+    key = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P,
+                         dklen=KEY_BYTES, maxmem=_memory(n, SCRYPT_R, SCRYPT_P))
+    return f"{SCHEME}${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(key)}"
 
 
 def _parse_hash(encoded: str, where: str) -> tuple[int, int, int, bytes, bytes]:
     parts = encoded.split("$")
     if len(parts) != 6 or parts[0] != SCHEME:
         raise ConfigError(f"{where}: password must be a '{SCHEME}$N$r$p$salt$hash' string "
-                          "(make one with `python -m deploy.dashboard.auth hash-password`)")
+                          "(set it with `inspector users passwd NAME --users FILE`)")
     try:
         n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
         salt, key = base64.b64decode(parts[4], validate=True), base64.b64decode(parts[5], validate=True)
@@ -84,15 +94,24 @@ def _parse_hash(encoded: str, where: str) -> tuple[int, int, int, bytes, bytes]:
         raise ConfigError(f"{where}: malformed password hash ({exc})") from exc
     if n < 2 or n & (n - 1) or r < 1 or p < 1 or not salt or not key:
         raise ConfigError(f"{where}: password hash has invalid scrypt parameters")
+    if _memory(n, r, p) > MAX_SCRYPT_MEMORY or p > 16:
+        raise ConfigError(f"{where}: password hash needs more than {MAX_SCRYPT_MEMORY >> 20} MiB to check")
     return n, r, p, salt, key
 
 
 def verify_password(password: str, encoded: str) -> bool:
     """Constant-time comparison of the derived key with the stored one."""
     n, r, p, salt, key = _parse_hash(encoded, "password hash")
-    candidate = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=len(key),
-                               maxmem=128 * 1024 * 1024)
+    with _SCRYPT_SLOTS:
+        candidate = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=len(key),
+                                   maxmem=_memory(n, r, p))
     return hmac.compare_digest(candidate, key)
+
+
+def needs_rehash(encoded: str) -> bool:
+    """True for a hash made with other (older, cheaper) parameters than today's."""
+    n, r, p, salt, key = _parse_hash(encoded, "password hash")
+    return (n, r, p) != (SCRYPT_N, SCRYPT_R, SCRYPT_P) or len(salt) < SALT_BYTES or len(key) < KEY_BYTES
 
 
 @dataclass(frozen=True)
@@ -102,13 +121,24 @@ class UsersFile:
     roles: dict[str, str]
 
     def authenticate(self, name: str, password: str) -> User | None:
-        """The user when name and password match, else None (same work either way)."""
+        """The user when name and password match, else None (same work either way).
+
+        A matching password stored with older scrypt parameters is re-hashed at today's cost and
+        the users file rewritten (when the dashboard may write it; otherwise it keeps working)."""
         name = name.strip()
         encoded = self.hashes.get(name)
         # Unknown names still pay for one scrypt so response time does not reveal valid names.
-        ok = verify_password(password, encoded if encoded is not None else _DUMMY_HASH)
+        ok = verify_password(password, encoded if encoded is not None else _dummy_hash())
         if encoded is None or not ok:
             return None
+        if needs_rehash(encoded):
+            try:
+                upgraded = load_users(self.path)
+                if upgraded.hashes.get(name) == encoded:
+                    upgraded.hashes[name] = hash_password(password)
+                    write_users(upgraded)
+            except (OSError, InspectorError):
+                pass  # a read-only users file: the old hash still verifies
         return User(name=name, role=self.roles[name])
 
 
@@ -145,6 +175,33 @@ def load_users(path: str | Path) -> UsersFile:
     return UsersFile(path=path, hashes=hashes, roles=roles)
 
 
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    if any(ord(c) < 32 for c in escaped):
+        raise ConfigError(f"{value!r}: control characters are not allowed")
+    return f'"{escaped}"'
+
+
+def write_users(users: UsersFile) -> None:
+    """Replace the users file atomically, readable by its owner only (0600)."""
+    lines = ["# Dashboard logins; manage with `inspector users add|passwd|remove|list --users FILE`.", ""]
+    for name in sorted(users.hashes):
+        lines += [f"[users.{_toml_string(name)}]", f"role = {_toml_string(users.roles[name])}",
+                  f"password = {_toml_string(users.hashes[name])}", ""]
+    text = "\n".join(lines).encode("utf-8")
+
+    def _write(stream: BinaryIO) -> None:
+        stream.write(text)
+
+    atomic_write(users.path, _write, mode=0o600, durable=True)
+
+
+def demo_logins_in(users: UsersFile) -> list[str]:
+    """The user names in `users` that still have their published demo password."""
+    return sorted(name for name, password in DEMO_PASSWORDS.items()
+                  if name in users.hashes and verify_password(password, users.hashes[name]))
+
+
 def require_role(user: User | None, role: str, action: str) -> User:
     """Raise AccessDenied unless `user` holds `role` (QA may do everything an operator may)."""
     if user is None:
@@ -157,138 +214,63 @@ def require_role(user: User | None, role: str, action: str) -> User:
 
 
 class LoginThrottle:
-    """Slows password guessing: after `max_failures` wrong passwords for a name within `window_s`,
-    that name is refused for `lockout_s` (shared by all browser sessions of one dashboard)."""
+    """Slows password guessing without locking anyone out for good.
 
-    def __init__(self, max_failures: int = 5, window_s: float = 300.0, lockout_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_failures, self.window_s, self.lockout_s, self.clock = max_failures, window_s, lockout_s, clock
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def blocked_for(self, name: str) -> float:
-        """Seconds until `name` may try again (0 when it may now)."""
-        now = self.clock()
-        with self._lock:
-            recent = [t for t in self._failures.get(name, []) if now - t < self.window_s]
-            self._failures[name] = recent
-            if len(recent) < self.max_failures:
-                return 0.0
-            return max(0.0, recent[-1] + self.lockout_s - now)
-
-    def failed(self, name: str) -> None:
-        with self._lock:
-            self._failures.setdefault(name, []).append(self.clock())
-
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(name, None)
-
-
-class SessionTokens:
-    """Signed, expiring login tokens, so that reloading the page keeps an operator logged in.
-
-    The browser keeps the token in the page address (`?session=...`); Streamlit gives the app no
-    cookies it could set. So a token is limited:
-    - it expires after `lifetime_s` (a shift);
-    - it is bound to the user's password hash, so changing the password in the users file ends it;
-    - it is bound to the client's address where the server sees one, so a copied link opened on
-      another PC shows the login form (behind a reverse proxy every client has the proxy's address);
-    - logging out revokes it;
-    - it is signed with a secret that lives only in this server process, so a dashboard restart
-      logs everybody out.
-    A token never carries the role: the role is read from the users file each time.
+    Failures are counted per client address and per user name, each in a sliding `window_s`:
+    a client with `client_failures` recent failures, or a name with `name_failures`, waits
+    `lockout_s` after its last failure. The name limit is higher than the client one, so one
+    client alone cannot lock a name out. Both tables are bounded (least recently used entries
+    are forgotten), so a flood of invented names or addresses costs no memory growth.
     """
 
-    def __init__(self, lifetime_s: float = 12 * 3600.0, secret: bytes | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        if not (math.isfinite(lifetime_s) and lifetime_s > 0):
-            raise ConfigError(f"session lifetime must be a positive number of seconds, got {lifetime_s}")
-        self.lifetime_s, self.clock = lifetime_s, clock
-        self._secret = secret if secret is not None else os.urandom(32)
-        self._revoked: dict[str, float] = {}  # nonce -> expiry: forgotten once the token would have expired
+    def __init__(self, client_failures: int = 5, name_failures: int = 20, window_s: float = 300.0,
+                 lockout_s: float = 60.0, max_entries: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = {"client": client_failures, "name": name_failures}
+        self.window_s, self.lockout_s, self.max_entries, self.clock = window_s, lockout_s, max_entries, clock
+        self._tables: dict[str, OrderedDict[str, deque[float]]] = {"client": OrderedDict(), "name": OrderedDict()}
         self._lock = threading.Lock()
 
-    def _signature(self, payload: str, password_hash: str, client: str) -> bytes:
-        digest = hmac.new(self._secret, f"{payload}|{password_hash}|{client}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=")
+    def _wait(self, kind: str, key: str, now: float) -> float:
+        recent = self._tables[kind].get(key)
+        if not recent:
+            return 0.0
+        while recent and now - recent[0] >= self.window_s:
+            recent.popleft()
+        if len(recent) < self.limits[kind]:
+            return 0.0
+        return max(0.0, recent[-1] + self.lockout_s - now)
 
-    @staticmethod
-    def _claims(token: str) -> tuple[str, dict] | None:
-        payload, _, _ = token.partition(".")
-        try:
-            claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii") + b"=" * (-len(payload) % 4)))
-        except (ValueError, UnicodeError):
-            return None
-        if not (isinstance(claims, dict) and isinstance(claims.get("user"), str)
-                and isinstance(claims.get("expires"), int) and isinstance(claims.get("nonce"), str)):
-            return None
-        return payload, claims
-
-    def issue(self, user: User, users: UsersFile, client: str = "") -> str:
-        claims = {"user": user.name, "expires": int(self.clock() + self.lifetime_s), "nonce": os.urandom(9).hex()}
-        # No "=" padding: the token sits in a query string.
-        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode("ascii").rstrip("=")
-        return f"{payload}.{self._signature(payload, users.hashes[user.name], client).decode('ascii')}"
-
-    def user_for(self, token: str, users: UsersFile, client: str = "") -> User | None:
-        """The user a token stands for, or None (malformed, forged, expired, revoked, other client, user gone)."""
-        parsed = self._claims(token)
-        if parsed is None:
-            return None
-        payload, claims = parsed
-        encoded = users.hashes.get(claims["user"])
-        signature = token.partition(".")[2].encode("utf-8", "replace")  # bytes: compare_digest refuses non-ASCII str
-        if encoded is None or not hmac.compare_digest(signature, self._signature(payload, encoded, client)):
-            return None
+    def blocked_for(self, name: str, client: str = "") -> float:
+        """Seconds until this client may try this name again (0 when it may now)."""
         now = self.clock()
         with self._lock:
-            if claims["nonce"] in self._revoked:
-                return None
-        if now >= claims["expires"]:
-            return None
-        return User(name=claims["user"], role=users.roles[claims["user"]])
+            return max(self._wait("client", client, now), self._wait("name", name, now))
 
-    def revoke(self, token: str) -> None:
-        parsed = self._claims(token)
-        if parsed is None:
-            return
-        claims = parsed[1]
+    def failed(self, name: str, client: str = "") -> None:
         now = self.clock()
         with self._lock:
-            self._revoked = {nonce: expires for nonce, expires in self._revoked.items() if expires > now}
-            self._revoked[claims["nonce"]] = claims["expires"]
+            for kind, key in (("client", client), ("name", name)):
+                table = self._tables[kind]
+                times = table.pop(key, None) or deque(maxlen=self.limits[kind])
+                times.append(now)
+                table[key] = times  # most recently used last
+                while len(table) > self.max_entries:
+                    table.popitem(last=False)
+
+    def succeeded(self, name: str, client: str = "") -> None:
+        with self._lock:
+            self._tables["name"].pop(name, None)
+            self._tables["client"].pop(client, None)
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._tables.values())
 
 
-_DUMMY_HASH = hash_password("not-a-real-password", salt=b"\0" * SALT_BYTES)
+_DUMMY: list[str] = []
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.dashboard.auth", description="Dashboard users-file helpers.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    hash_cmd = commands.add_parser("hash-password", help="Print a scrypt hash for a users file.")
-    hash_cmd.add_argument("--stdin", action="store_true", help="Read the password from stdin (scripts).")
-    check_cmd = commands.add_parser("check", help="Validate a users file.")
-    check_cmd.add_argument("users_file", type=Path)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "hash-password":
-            if args.stdin:
-                password = sys.stdin.readline().rstrip("\n")
-            else:
-                password = getpass.getpass("password: ")
-                if getpass.getpass("again: ") != password:
-                    raise ConfigError("passwords differ")
-            print(f'password = "{hash_password(password)}"')
-        else:
-            users = load_users(args.users_file)
-            for name in sorted(users.roles):
-                print(f"{name}: {users.roles[name]}")
-    except InspectorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(hash_password("not-a-real-password", salt=b"\0" * SALT_BYTES))
+    return _DUMMY[0]

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from deploy.dashboard import actions, images
-from deploy.dashboard.context import BOARD_KEY, FLASH_KEY, DashboardSettings, current_user, go_to, open_board, store
+from deploy.dashboard.context import BOARD_KEY, FLASH_KEY, DashboardSettings, current_user, go_to, open_board, plain, store
 from inspector.errors import InspectorError
 from inspector.store import InspectionRecord, Store
 from inspector.store.dashboard_queries import next_unreviewed
@@ -23,28 +23,28 @@ def _board_id() -> int | None:
 def _pictures(settings: DashboardSettings, record: InspectionRecord) -> None:
     left, right = st.columns(2)
     try:
-        board = images.read_colour(settings.resolve(record.image_path), "board image")
+        board = images.read_colour(settings.resolve(record.image_path), "board image", settings.data_dir)
         left.image(images.to_rgb(images.draw_regions(board, record.regions)),
                    caption="Board with numbered regions", width="stretch")
     except images.MissingImage as exc:
-        left.warning(str(exc))
+        left.warning(plain(str(exc)))
         board = None
     opacity = right.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="heatmap_opacity")
     try:
-        heatmap = images.read_colour(settings.resolve(record.heatmap_path), "heatmap")
+        heatmap = images.read_colour(settings.resolve(record.heatmap_path), "heatmap", settings.data_dir)
         shown = heatmap if board is None else images.draw_regions(images.blend(board, heatmap, opacity),
                                                                   record.regions)
         right.image(images.to_rgb(shown), caption="Heatmap over the board", width="stretch")
     except images.MissingImage as exc:
-        right.warning(str(exc))
+        right.warning(plain(str(exc)))
     if record.heatmap_path:
         rebuilt = images.reconstruction_beside(settings.resolve(record.heatmap_path))
         if rebuilt is not None:
             with st.expander("Reconstruction (what the model expected to see)"):
                 try:
-                    st.image(images.to_rgb(images.read_colour(rebuilt, "reconstruction")), width="stretch")
+                    st.image(images.to_rgb(images.read_colour(rebuilt, "reconstruction", settings.data_dir)), width="stretch")
                 except images.MissingImage as exc:
-                    st.warning(str(exc))
+                    st.warning(plain(str(exc)))
 
 
 def threshold_label(record: InspectionRecord) -> str:
@@ -68,10 +68,10 @@ def _facts(record: InspectionRecord) -> None:
                     delta_color="inverse")
     cells[2].metric("Threshold", "-" if threshold is None else f"{threshold:.4f}")
     cells[3].metric("Threshold version", threshold_label(record))
-    st.caption(f"Station {record.station} · {record.created_at.astimezone():%Y-%m-%d %H:%M:%S} · "
+    st.text(f"Station {record.station} · {record.created_at.astimezone():%Y-%m-%d %H:%M:%S} · "
                f"image {record.source_name or record.source_path or '-'} · model {record.model_hash[:16]}")
     if record.error:
-        st.error(record.error)
+        st.error(plain(record.error))
 
 
 def _regions(record: InspectionRecord) -> None:
@@ -97,18 +97,21 @@ def _review_form(results: Store, record: InspectionRecord) -> None:
         defect_type = st.selectbox("Defect type", actions.DEFECT_TYPES, key=f"defect_type-{record.id}")
         comment = st.text_area("Comment", key=f"comment-{record.id}", height=80)
         confirm_col, dismiss_col = st.columns(2)
-        confirm = confirm_col.form_submit_button("Confirm defect", type="primary", width="stretch")
-        dismiss = dismiss_col.form_submit_button("Dismiss as false alarm", width="stretch")
+        confirm = confirm_col.form_submit_button("Confirm defect", type="primary", width="stretch", shortcut="Y")
+        dismiss = dismiss_col.form_submit_button("Dismiss as false alarm", width="stretch", shortcut="N")
+    following = next_unreviewed(results, after_id=record.id)
+    if following is not None and st.button("Skip to the next board", key="skip-next", shortcut="S"):
+        open_board(following)
     if not (confirm or dismiss):
         return
-    user = current_user()
+    user = current_user()  # app.py re-checked the session for this run
     try:
         if confirm:
             actions.confirm_defect(results, user, record.id, defect_type, comment)
         else:
             actions.dismiss_false_alarm(results, user, record.id, comment)
     except InspectorError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))
         return
     st.session_state[FLASH_KEY] = (f"Board #{record.id} " +
                                    (f"confirmed as {defect_type}." if confirm else "dismissed as a false alarm."))

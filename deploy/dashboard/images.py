@@ -13,9 +13,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.core.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+
 REGION_COLOUR = (0, 0, 255)  # red in BGR: visible on both green boards and the blue end of JET
 
 
+THUMBNAIL_WIDTH = 240
 HEATMAP_SUFFIX = ".heatmap.png"
 RECONSTRUCTION_SUFFIX = ".reconstruction.png"
 
@@ -33,13 +36,25 @@ class MissingImage(Exception):
     """A stored file is gone or unreadable; the message names it (shown to the operator)."""
 
 
-def read_colour(path: str | Path, what: str) -> np.ndarray:
+def read_colour(path: str | Path, what: str, root: Path | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A stored picture through the runner's safe loader (format sniffing, pixel cap), and only
+    from inside `root` (the store's data folder) when given."""
     if not path:
         raise MissingImage(f"no {what} was stored for this board")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise MissingImage(f"{path}: {what} missing or unreadable")
+    if root is not None and not Path(path).resolve().is_relative_to(Path(root).resolve()):
+        raise MissingImage(f"{path}: {what} is outside the data folder; not shown")
+    try:
+        image = load_image(path, max_pixels=max_pixels)
+    except ImageLoadError as exc:
+        raise MissingImage(f"{path}: {what} missing or unreadable ({exc.reason})") from exc
     return as_bgr(image)
+
+
+def thumbnail(image: np.ndarray, width: int = THUMBNAIL_WIDTH) -> np.ndarray:
+    """A small copy for the queue's cards."""
+    height = max(1, round(image.shape[0] * width / max(1, image.shape[1])))
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:

@@ -23,38 +23,60 @@ ENV_DATA_DIR = "BOARD_INSPECTOR_DATA_DIR"
 ENV_USERS_FILE = "BOARD_INSPECTOR_USERS_FILE"
 ENV_REFRESH_SECONDS = "BOARD_INSPECTOR_REFRESH_SECONDS"
 ENV_SESSION_HOURS = "BOARD_INSPECTOR_SESSION_HOURS"
+ENV_IDLE_MINUTES = "BOARD_INSPECTOR_IDLE_MINUTES"
+
+# Streamlit's security settings, pinned here rather than inherited from its defaults or from a
+# config.toml lying around: no exception details for visitors (the server log has them), XSRF
+# tokens on uploads, CORS protection on (no cross-origin HTTP access, and the websocket accepts
+# same-origin connections only, as corsAllowedOrigins stays empty).
+SECURITY_OPTIONS = (
+    ("--client.showErrorDetails", "none"),
+    ("--server.enableXsrfProtection", "true"),
+    ("--server.enableCORS", "true"),
+    ("--server.xsrfCookieSameSite", "strict"),
+    ("--server.enableStaticServing", "false"),
+    ("--global.developmentMode", "false"),
+)
 
 
 def app_path() -> Path:
-    """deploy/dashboard/app.py, wherever the package is installed."""
+    """deploy/dashboard/server.py (the st.App serving app.py and the login routes), wherever installed."""
     spec = importlib.util.find_spec("deploy")
     if spec is None or not spec.submodule_search_locations:
         raise InspectorError("the deploy package (dashboard app) is not installed with board-inspector")
-    path = Path(next(iter(spec.submodule_search_locations))) / "dashboard" / "app.py"
+    path = Path(next(iter(spec.submodule_search_locations))) / "dashboard" / "server.py"
     if not path.is_file():
         raise InspectorError(f"{path}: dashboard app missing from the installation")
     return path
 
 
-def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str], dict[str, str]]:
+def streamlit_command(config: DashboardConfig, data_dir: Path, *, demo: bool = False) -> tuple[list[str], dict[str, str]]:
     """The argv and environment that start the dashboard; refuses to start without logins.
 
     There is deliberately no built-in fallback account: a dashboard that can change thresholds
-    must never come up open. `inspector demo` passes deploy/demo-users.toml explicitly.
+    must never come up open. A users file that still holds a published demo password is refused
+    unless `inspector demo` starts the dashboard (`demo=True`).
     """
     if not config.users_file:
-        raise ConfigError("dashboard: no users file given; pass --users FILE (TOML with hashed passwords, "
-                          "see docs/deployment.md; deploy/demo-users.toml holds the demo logins for trials)")
-    from deploy.dashboard.auth import load_users
+        raise ConfigError("dashboard: no users file given; pass --users FILE (make one with "
+                          "`inspector users add NAME --role operator --users FILE`, see docs/deployment.md)")
+    from deploy.dashboard.auth import demo_logins_in, load_users
 
     users_path = Path(config.users_file).resolve()
-    load_users(users_path)  # fail here, in one line, rather than on the first login attempt
+    users = load_users(users_path)  # fail here, in one line, rather than on the first login attempt
+    if not demo:
+        published = demo_logins_in(users)
+        if published:
+            raise ConfigError(f"{users_path}: user(s) {', '.join(published)} still have the published demo "
+                              "password; set new ones with `inspector users passwd NAME --users FILE`")
     if not 0 < config.port < 65536:
         raise ConfigError(f"dashboard: port must be 1-65535, got {config.port}")
     if config.refresh_seconds <= 0:
         raise ConfigError(f"dashboard: refresh_seconds must be positive, got {config.refresh_seconds}")
     if not (math.isfinite(config.session_hours) and config.session_hours > 0):
         raise ConfigError(f"dashboard: session_hours must be a positive number of hours, got {config.session_hours}")
+    if not (math.isfinite(config.idle_minutes) and config.idle_minutes > 0):
+        raise ConfigError(f"dashboard: idle_minutes must be a positive number of minutes, got {config.idle_minutes}")
     argv = [
         sys.executable, "-m", "streamlit", "run", str(app_path()),
         "--server.address", config.host,
@@ -65,7 +87,10 @@ def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str
         "--client.toolbarMode", "viewer",
         # The line PC serves a fixed app; watching its source for edits only costs CPU.
         "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false",
     ]
+    for option, value in SECURITY_OPTIONS:
+        argv += [option, value]
     env = dict(os.environ)
     env.update({
         ENV_DB_URL: config.db_url,
@@ -73,7 +98,11 @@ def streamlit_command(config: DashboardConfig, data_dir: Path) -> tuple[list[str
         ENV_USERS_FILE: str(users_path),
         ENV_REFRESH_SECONDS: str(config.refresh_seconds),
         ENV_SESSION_HOURS: str(config.session_hours),
+        ENV_IDLE_MINUTES: str(config.idle_minutes),
     })
+    # Streamlit also reads STREAMLIT_* variables; none may loosen the pinned options.
+    for name in [n for n in env if n.startswith("STREAMLIT_")]:
+        del env[name]
     return argv, env
 
 
@@ -90,12 +119,12 @@ def _stop_server(server: subprocess.Popen) -> None:
             continue
 
 
-def launch(config: DashboardConfig, data_dir: Path) -> None:
+def launch(config: DashboardConfig, data_dir: Path, *, demo: bool = False) -> None:
     """Run the dashboard in the foreground until it exits, is interrupted or is told to stop."""
     if importlib.util.find_spec("streamlit") is None:
         raise InspectorError("streamlit is not installed; install the dashboard extra: "
                              "pip install 'board-inspector[dashboard]'")
-    argv, env = streamlit_command(config, data_dir)
+    argv, env = streamlit_command(config, data_dir, demo=demo)
     print(f"dashboard: http://{config.host}:{config.port} (Ctrl+C stops it)", flush=True)
     servers: list[subprocess.Popen] = []
 

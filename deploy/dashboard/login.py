@@ -1,48 +1,24 @@
-"""The login form; the only thing shown until a user is authenticated."""
+"""What a browser without a live session sees: a link to the login form (web.py serves it).
+
+The gate in web.py already sends page loads without a session to the form; this is for a page
+that stays open while its session ends (log out in another tab, idle timeout, end of shift).
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from deploy.dashboard.auth import LoginThrottle
-from deploy.dashboard.context import SESSION_PARAM, TOKEN_KEY, USER_KEY, DashboardSettings, client_address, tokens, users
+from deploy.dashboard.context import DashboardSettings, end_session
+from deploy.dashboard.web import LOGIN_PATH
 
 
-@st.cache_resource(show_spinner=False)
-def _throttle() -> LoginThrottle:
-    return LoginThrottle()
-
-
-def login_page(settings: DashboardSettings) -> None:
+def login_page() -> None:
     st.title("board-inspector")
-    st.caption("Log in to review flagged boards (operator) or to change thresholds (QA).")
-    with st.form("login"):
-        name = st.text_input("User", key="login_user")
-        password = st.text_input("Password", type="password", key="login_password")
-        submitted = st.form_submit_button("Log in", type="primary")
-    if not submitted:
-        return
-    name = name.strip()
-    wait = _throttle().blocked_for(name)
-    if wait > 0:
-        st.error(f"Too many wrong passwords for {name!r}; try again in {wait:.0f} s.")
-        return
-    user = users(settings).authenticate(name, password)
-    if user is None:
-        _throttle().failed(name)
-        st.error("Unknown user or wrong password.")
-        return
-    _throttle().succeeded(name)
-    token = tokens(settings).issue(user, users(settings), client_address())
-    st.session_state[USER_KEY], st.session_state[TOKEN_KEY] = user, token
-    st.query_params[SESSION_PARAM] = token
-    st.rerun()
+    st.info("You are not logged in (logged out, idle for too long, or the shift's login ended).")
+    # A same-tab link to the form; a constant, nothing from the request goes into this HTML.
+    st.markdown(f'<a href="{LOGIN_PATH}" target="_self" id="login-link">Log in</a>', unsafe_allow_html=True)
 
 
 def logout(settings: DashboardSettings) -> None:
-    token = st.session_state.pop(TOKEN_KEY, None)
-    if token:
-        tokens(settings).revoke(token)  # the address may still be in the browser's history
-    st.session_state.pop(USER_KEY, None)
-    st.query_params.clear()
+    end_session(settings)
     st.rerun()

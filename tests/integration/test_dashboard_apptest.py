@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from deploy.dashboard import actions
+from deploy.dashboard import actions, context
 from deploy.dashboard.auth import AccessDenied, User, hash_password
-from deploy.dashboard.launch import ENV_DATA_DIR, ENV_DB_URL, ENV_REFRESH_SECONDS, ENV_USERS_FILE
+from deploy.dashboard.context import plain
+from deploy.dashboard.launch import ENV_DATA_DIR, ENV_DB_URL, ENV_IDLE_MINUTES, ENV_REFRESH_SECONDS, ENV_USERS_FILE
+from deploy.dashboard.settings import session_table, settings_from_env, users
+from inspector.errors import StoreUnavailable
 from inspector.store import Store
 from tests.conftest import REPO_ROOT
 
@@ -29,6 +32,7 @@ class Seeded:
     unreviewed: list[int]  # flagged and waiting, newest first
     confirmed: int
     dismissed: int
+    browser: dict  # the session cookie the next AppTest "browser" sends (None: a fresh browser)
 
 
 def _sha(n: int) -> str:
@@ -52,7 +56,7 @@ def _board_files(data_dir: Path, n: int, rng: np.random.Generator) -> tuple[str,
 
 
 @pytest.fixture()
-def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Seeded:
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Seeded:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     users = tmp_path / "users.toml"
@@ -73,7 +77,7 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Seeded:
         image_rel, heat_rel = _board_files(data_dir, n, rng)
         inspection_id = store.record_inspection(
             station="line-1", input_sha256=_sha(n), model_hash=MODEL, verdict="fail" if flagged else "pass",
-            source_name=f"board-{n}.png", score=score, threshold=1.0,
+            source_name="[x](http://a)" if n == 39 else f"board-{n}.png", score=score, threshold=1.0,
             regions=[{"bbox": [42, 32, 58, 48], "area": 201, "peak": score, "mean": score / 2,
                       "centroid": [50.0, 40.0]}] if flagged else [],
             image_path=image_rel, heatmap_path=heat_rel, threshold_version=1,
@@ -84,77 +88,138 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Seeded:
     for inspection_id in flagged_ids[:3]:
         store.add_review(inspection_id, "olga", "confirm", "short", "bridge between pads")
     store.add_review(flagged_ids[3], "olga", "dismiss", "", "dust")
+    # A session table of its own per test (the table is per idle timeout): tests move its clock.
+    idle = str(30 + (abs(hash(request.node.nodeid)) % 100_000) / 1e6)
     for name, value in ((ENV_DB_URL, ""), (ENV_DATA_DIR, str(data_dir)), (ENV_USERS_FILE, str(users)),
-                        (ENV_REFRESH_SECONDS, "0.5")):
+                        (ENV_REFRESH_SECONDS, "0.5"), (ENV_IDLE_MINUTES, idle)):
         monkeypatch.setenv(name, value)
+    browser: dict = {"cookie": None}
+    # AppTest cannot send cookies: the page code's one cookie reader answers with this "browser's" cookie.
+    monkeypatch.setattr(context, "session_id_from_request", lambda: browser["cookie"])
     yield Seeded(store, data_dir, unreviewed=list(reversed(flagged_ids[4:])), confirmed=flagged_ids[0],
-                 dismissed=flagged_ids[3])
+                 dismissed=flagged_ids[3], browser=browser)
     store.close()
 
 
-def _logged_in(name: str) -> AppTest:
+def _log_in(seeded: Seeded, name: str) -> str:
+    """What the login route does (tests/unit/deploy/test_logins.py drives it): a session, its cookie."""
+    settings = settings_from_env()
+    user = users(settings).authenticate(name, PASSWORDS[name])
+    assert user is not None
+    seeded.browser["cookie"] = session_table(settings).issue(user, users(settings))
+    return seeded.browser["cookie"]
+
+
+def _logged_in(name: str, seeded: Seeded | None = None) -> AppTest:
+    if seeded is not None:
+        _log_in(seeded, name)
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
-    at.text_input(key="login_user").input(name)
-    at.text_input(key="login_password").input(PASSWORDS[name])
-    at.button[0].click().run()
     assert not at.exception, at.exception
     return at
 
 
+def _shows_login(at: AppTest) -> bool:
+    return (not at.exception and [t.value for t in at.title] == ["board-inspector"]
+            and any("/bi/login" in m.value for m in at.markdown) and not at.dataframe and not at.get("image"))
+
+
 def _texts(at: AppTest) -> str:
-    parts = [e.value for e in (*at.markdown, *at.caption, *at.title, *at.subheader, *at.success, *at.error,
+    parts = [e.value for e in (*at.markdown, *at.text, *at.caption, *at.title, *at.subheader, *at.success, *at.error,
                                *at.info, *at.warning)]
     parts += [f"{m.label}={m.value}" for m in at.metric]
     return "\n".join(str(p) for p in parts)
 
 
-def test_login_is_required_and_wrong_password_refused(seeded: Seeded) -> None:
+def test_login_is_required_and_the_address_logs_nobody_in(seeded: Seeded) -> None:
     at = AppTest.from_file(str(APP), default_timeout=60).run()
-    assert [t.value for t in at.title] == ["board-inspector"]
-    assert not at.get("button_group") and not at.dataframe  # nothing from the store before login
-    at.text_input(key="login_user").input("olga")
-    at.text_input(key="login_password").input("wrong")
-    at.button[0].click().run()
-    assert any("wrong password" in e.value for e in at.error)
-    assert "user" not in at.session_state
+    assert _shows_login(at)  # nothing from the store before login
+    cookie = _log_in(seeded, "quinn")
+    seeded.browser["cookie"] = None  # another browser, given only the address
+    for params in ({"session": cookie}, {"board": str(seeded.unreviewed[0]), "session": "e30." + "[" * 5000}):
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        for key, value in params.items():
+            at.query_params[key] = value
+        at.run()
+        assert _shows_login(at) and "session" not in at.query_params and "user" not in at.session_state
 
 
-def _fresh_session(token: str | None) -> AppTest:
-    """A page reload: a new Streamlit session, with only the address (and its token) kept."""
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    if token is not None:
-        at.query_params["session"] = token
-    return at.run()
+def test_copied_board_link_in_a_fresh_browser_shows_the_login_reload_keeps_it_logout_ends_it(seeded: Seeded) -> None:
+    at = _logged_in("quinn", seeded)
+    cookie = seeded.browser["cookie"]
+    at.button(key=f"open-{seeded.unreviewed[0]}").click().run()
+    assert at.title[0].value == f"Board #{seeded.unreviewed[0]}"
+    assert not any(cookie in str(v) for v in at.query_params.values())  # nothing of the login in the address
+    link = dict(at.query_params)
 
+    seeded.browser["cookie"] = None  # the link pasted into another browser (or by the operator next to her)
+    fresh = AppTest.from_file(str(APP), default_timeout=60)
+    for key, value in link.items():
+        fresh.query_params[key] = value
+    assert _shows_login(fresh.run())
 
-def test_reload_keeps_the_login_and_log_out_ends_it(seeded: Seeded) -> None:
-    at = _logged_in("olga")
-    token = at.query_params["session"]
-    token = token[0] if isinstance(token, list) else token
-    at.switch_page("views/overview.py").run()  # a page switch clears the address: the token comes back
-    assert at.query_params["session"] in (token, [token])
+    seeded.browser["cookie"] = cookie  # a reload in her own browser: the cookie comes along
+    reloaded = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not reloaded.exception and "Logged in as quinn (qa)" in [t.value for t in reloaded.text]
 
-    reloaded = _fresh_session(token)
-    assert not reloaded.exception, reloaded.exception
-    assert "Logged in as **olga** (operator)" in _texts(reloaded) and not reloaded.text_input
-
-    assert _fresh_session("forged." + token.partition(".")[2]).text_input(key="login_user")  # the form
     reloaded.button(key="logout").click().run()
-    assert reloaded.text_input(key="login_user") and "session" not in reloaded.query_params
-    assert _fresh_session(token).text_input(key="login_user")  # the old address no longer logs in
+    assert _shows_login(reloaded)
+    assert _shows_login(at.run())  # the other tab of the same login is logged out too
+    assert _shows_login(AppTest.from_file(str(APP), default_timeout=60).run())  # Back / history: the form
+
+
+def test_an_idle_session_ends(seeded: Seeded) -> None:
+    at = _logged_in("olga", seeded)
+    table = session_table(settings_from_env())
+    now = [table.clock()]
+    table.clock = lambda: now[0]
+    now[0] += 29 * 60
+    at.run()
+    assert "Logged in as olga (operator)" in [t.value for t in at.text]
+    now[0] += 29 * 60  # 29 minutes after the last page run: still in
+    at.run()
+    assert "Logged in as olga (operator)" in [t.value for t in at.text]
+    now[0] += 31 * 60
+    assert _shows_login(at.run())
+
+
+def test_a_store_outage_or_a_fault_shows_a_plain_line(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _logged_in("olga", seeded)
+
+    def outage(*_args: object, **_kwargs: object) -> None:
+        raise StoreUnavailable("results store unreachable: connection refused")
+
+    monkeypatch.setattr(Store, "count_inspections", outage)
+    at.run()
+    assert not at.exception and any("results store unreachable" in e.value for e in at.error)
+
+    def fault(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("SELECT secret FROM inspections")
+
+    monkeypatch.setattr(Store, "count_inspections", fault)
+    at.run()
+    assert not at.exception and not any("SELECT" in e.value for e in at.error)
+    assert any("The page failed" in e.value for e in at.error)
+
+
+def test_inbox_names_show_as_literal_text(seeded: Seeded) -> None:
+    at = _logged_in("olga", seeded)
+    assert any("[x](http://a)" in t.value for t in at.text)
+    assert not any("](http://a)" in m.value for m in at.markdown)
+    at.button(key=f"open-{seeded.unreviewed[0]}").click().run()
+    assert any("image [x](http://a)" in t.value for t in at.text)
 
 
 def test_missing_users_file_stops_with_a_clear_message(seeded: Seeded, monkeypatch: pytest.MonkeyPatch,
                                                        tmp_path: Path) -> None:
     monkeypatch.setenv(ENV_USERS_FILE, str(tmp_path / "nope.toml"))
     at = AppTest.from_file(str(APP), default_timeout=60).run()
-    assert any("cannot start" in e.value and "nope.toml" in e.value for e in at.error)
+    assert any("cannot start" in e.value and plain("nope.toml") in e.value for e in at.error)
     assert not at.text_input
 
 
 def test_queue_lists_unreviewed_flagged_boards_newest_first_with_stations(seeded: Seeded) -> None:
-    at = _logged_in("olga")
+    at = _logged_in("olga", seeded)
     open_keys = [b.key for b in at.button if b.key and b.key.startswith("open-")]
     assert open_keys == [f"open-{i}" for i in seeded.unreviewed]
     stations = at.dataframe[0].value
@@ -170,7 +235,7 @@ def test_queue_lists_unreviewed_flagged_boards_newest_first_with_stations(seeded
 
 
 def test_operator_confirms_a_board_and_moves_to_the_next(seeded: Seeded) -> None:
-    at = _logged_in("olga")
+    at = _logged_in("olga", seeded)
     first, second = seeded.unreviewed[0], seeded.unreviewed[1]
     at.button(key=f"open-{first}").click().run()
     assert not at.exception, at.exception
@@ -196,7 +261,7 @@ def test_operator_confirms_a_board_and_moves_to_the_next(seeded: Seeded) -> None
 
 
 def test_operator_dismisses_a_false_alarm(seeded: Seeded) -> None:
-    at = _logged_in("olga")
+    at = _logged_in("olga", seeded)
     board = seeded.unreviewed[-1]
     at.button(key=f"open-{board}").click().run()
     next(b for b in at.button if b.label == "Dismiss as false alarm").click().run()
@@ -205,7 +270,7 @@ def test_operator_dismisses_a_false_alarm(seeded: Seeded) -> None:
 
 
 def test_line_overview_counts_boards_and_defect_types(seeded: Seeded) -> None:
-    at = _logged_in("olga")
+    at = _logged_in("olga", seeded)
     at.switch_page("views/overview.py").run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -216,7 +281,7 @@ def test_line_overview_counts_boards_and_defect_types(seeded: Seeded) -> None:
 
 
 def test_operator_has_no_qa_page_and_cannot_write_thresholds(seeded: Seeded) -> None:
-    at = _logged_in("olga")
+    at = _logged_in("olga", seeded)
     with pytest.raises(ValueError):
         at.switch_page("views/qa.py").run()
     operator = User("olga", "operator")
@@ -228,7 +293,7 @@ def test_operator_has_no_qa_page_and_cannot_write_thresholds(seeded: Seeded) -> 
 
 
 def test_qa_previews_and_saves_a_threshold_version(seeded: Seeded) -> None:
-    at = _logged_in("quinn")
+    at = _logged_in("quinn", seeded)
     at.switch_page("views/qa.py").run()
     assert not at.exception, at.exception
     assert "Current threshold 1.0000" in _texts(at)
@@ -257,7 +322,7 @@ def test_qa_previews_and_saves_a_threshold_version(seeded: Seeded) -> None:
 
 
 def test_qa_chooses_by_false_alarm_rate_and_restores_an_old_version(seeded: Seeded) -> None:
-    at = _logged_in("quinn")
+    at = _logged_in("quinn", seeded)
     at.switch_page("views/qa.py").run()
     at.radio(key="qa_method").set_value("target false-alarm rate").run()
     at.number_input(key="qa_far").set_value(0.0).run()
@@ -282,16 +347,48 @@ def test_board_with_a_vanished_image_says_which_file(seeded: Seeded) -> None:
     board = seeded.unreviewed[0]
     record = seeded.store.get_inspection(board)
     (seeded.data_dir / record.image_path).unlink()
-    at = _logged_in("olga")
+    at = _logged_in("olga", seeded)
     at.button(key=f"open-{board}").click().run()
     assert not at.exception, at.exception
-    assert any(record.image_path in w.value and "missing" in w.value for w in at.warning)
+    assert any(plain(record.image_path) in w.value and "missing" in w.value for w in at.warning)
     assert next(b for b in at.button if b.label == "Confirm defect")  # still reviewable
 
 
 def test_unknown_board_in_the_address_is_reported(seeded: Seeded) -> None:
-    at = _logged_in("olga")
+    at = _logged_in("olga", seeded)
     at.query_params["board"] = "9999"
     at.switch_page("views/board.py").run()
     assert not at.exception, at.exception
     assert any("Board #9999 is not in the store" in e.value for e in at.error)
+
+
+def test_operator_reviews_from_the_queue_with_one_click_each(seeded: Seeded) -> None:
+    at = _logged_in("olga", seeded)
+    assert len(at.get("image")) == len(seeded.unreviewed)  # one overlay thumbnail per waiting board
+    first, second = seeded.unreviewed[0], seeded.unreviewed[1]
+    at.selectbox(key="queue_defect_type").set_value("short").run()
+    at.button(key=f"confirm-{first}").click().run()
+    assert not at.exception, at.exception
+    at.button(key=f"dismiss-{second}").click().run()
+    assert not at.exception, at.exception
+    assert [(r.operator, r.decision, r.defect_type) for r in seeded.store.reviews_for(first)] == [
+        ("olga", "confirm", "short")]
+    assert [(r.operator, r.decision) for r in seeded.store.reviews_for(second)] == [("olga", "dismiss")]
+    open_keys = [b.key for b in at.button if b.key and b.key.startswith("open-")]
+    assert open_keys == [f"open-{i}" for i in seeded.unreviewed[2:]]  # both left the queue
+    assert "2 flagged boards waiting for review" in _texts(at)
+    assert not any(b.key == "dismiss-selected" for b in at.button) and not at.checkbox  # QA only
+
+
+def test_qa_dismisses_several_boards_at_once(seeded: Seeded) -> None:
+    at = _logged_in("quinn", seeded)
+    chosen = seeded.unreviewed[:3]
+    for board in chosen:
+        at.checkbox(key=f"select-{board}").check().run()
+    at.button(key="dismiss-selected").click().run()
+    assert not at.exception, at.exception
+    for board in chosen:
+        assert [(r.operator, r.decision) for r in seeded.store.reviews_for(board)] == [("quinn", "dismiss")]
+    assert [b.key for b in at.button if b.key and b.key.startswith("open-")] == [f"open-{seeded.unreviewed[3]}"]
+    with pytest.raises(AccessDenied):
+        actions.dismiss_many(seeded.store, User("olga", "operator"), [seeded.unreviewed[3]])
