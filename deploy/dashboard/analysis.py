@@ -159,3 +159,34 @@ def hourly_rates(frame: pd.DataFrame) -> pd.DataFrame:
 def defect_type_counts(frame: pd.DataFrame) -> pd.Series:
     confirmed = frame[frame["group"] == CONFIRMED]
     return confirmed["defect_type"].replace("", "unspecified").value_counts().rename("boards")
+
+
+SHIFT_SUMMARY_COLUMNS = ["station", "hour", "boards", "flagged", "confirmed", "dismissed", "unreviewed"]
+
+
+def shift_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Boards, flagged, confirmed, dismissed and still unreviewed per station and per hour (UTC),
+    the table a shift hands over (downloaded as CSV from the line overview)."""
+    if frame.empty:
+        return pd.DataFrame(columns=SHIFT_SUMMARY_COLUMNS)
+    marked = frame.assign(
+        hour=frame["created_at"].dt.floor("h"),
+        flagged=frame["verdict"].isin(["fail", "review"]),
+        confirmed=frame["group"] == CONFIRMED,
+        dismissed=frame["group"] == DISMISSED,
+        unreviewed=frame["group"] == UNREVIEWED,
+    )
+    grouped = marked.groupby(["station", "hour"])
+    summary = pd.DataFrame({
+        "boards": grouped.size(),
+        "flagged": grouped["flagged"].sum(),
+        "confirmed": grouped["confirmed"].sum(),
+        "dismissed": grouped["dismissed"].sum(),
+        "unreviewed": grouped["unreviewed"].sum(),
+    }).reset_index().sort_values(["station", "hour"])
+    summary["hour"] = summary["hour"].dt.strftime("%Y-%m-%dT%H:00Z")
+    return summary[SHIFT_SUMMARY_COLUMNS].astype({c: int for c in SHIFT_SUMMARY_COLUMNS[2:]})
+
+
+def shift_summary_csv(frame: pd.DataFrame) -> bytes:
+    return shift_summary(frame).to_csv(index=False).encode("utf-8")

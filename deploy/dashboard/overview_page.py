@@ -29,6 +29,9 @@ def overview_page(settings: DashboardSettings) -> None:
     cells[1].metric("Flag rate", f"{flagged.mean():.1%}")
     cells[2].metric("Confirmed defects", int((frame["group"] == analysis.CONFIRMED).sum()))
     cells[3].metric("Waiting for review", int((frame["group"] == analysis.UNREVIEWED).sum()))
+    st.download_button("Download shift summary (CSV)", analysis.shift_summary_csv(frame),
+                       file_name=f"shift-summary-{since:%Y%m%dT%H%M}Z.csv", mime="text/csv",
+                       help="Boards, flagged, confirmed, dismissed and unreviewed per station and hour (UTC)")
 
     rates = analysis.hourly_rates(frame)
     st.subheader("Boards per hour")

@@ -208,3 +208,28 @@ def test_threshold_label_says_which_counter_a_version_belongs_to() -> None:
     assert threshold_label(record(1, "bundle")) == "bundle v1"
     assert threshold_label(record(3, None)) == "v3"
     assert threshold_label(record(None, None)) == "bundle"
+
+
+def test_shift_summary_counts_per_station_and_hour_and_downloads_as_csv() -> None:
+    hour = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)
+    rows = [SimpleNamespace(id=i, created_at=hour + timedelta(minutes=m), station=station, score=score, threshold=1.0,
+                            verdict=verdict)
+            for i, (m, station, score, verdict) in enumerate([
+                (5, "line-1", 0.2, "pass"), (10, "line-1", 2.0, "fail"), (20, "line-1", 1.5, "review"),
+                (70, "line-1", 3.0, "fail"), (15, "line-2", 0.1, "pass"), (25, "line-2", 2.2, "fail")])]
+    reviews = {1: SimpleNamespace(decision="confirm", defect_type="short"),
+               2: SimpleNamespace(decision="dismiss", defect_type=""),
+               5: SimpleNamespace(decision="dismiss", defect_type="")}
+    summary = analysis.shift_summary(analysis.history_frame(rows, reviews))
+    assert summary.to_dict("records") == [
+        {"station": "line-1", "hour": "2026-11-30T06:00Z", "boards": 3, "flagged": 2, "confirmed": 1, "dismissed": 1,
+         "unreviewed": 0},
+        {"station": "line-1", "hour": "2026-11-30T07:00Z", "boards": 1, "flagged": 1, "confirmed": 0, "dismissed": 0,
+         "unreviewed": 1},
+        {"station": "line-2", "hour": "2026-11-30T06:00Z", "boards": 2, "flagged": 1, "confirmed": 0, "dismissed": 1,
+         "unreviewed": 0},
+    ]
+    csv = analysis.shift_summary_csv(analysis.history_frame(rows, reviews)).decode()
+    assert csv.splitlines()[0] == "station,hour,boards,flagged,confirmed,dismissed,unreviewed"
+    assert csv.splitlines()[1] == "line-1,2026-11-30T06:00Z,3,2,1,1,0"
+    assert analysis.shift_summary(analysis.history_frame([], {})).empty
