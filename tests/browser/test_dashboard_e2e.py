@@ -210,6 +210,10 @@ def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
             expect(page.get_by_text("Boards per hour")).to_be_visible(timeout=SLOW_MS)
 
             page.get_by_role("button", name="Log out").click()
+            # The click returns before the app has ended the session over its websocket; a page load
+            # before then still carries a live session past the gate, and that page then shows the
+            # logged-out notice instead of the form. Wait for the logout to land.
+            expect(page.get_by_text("You are not logged in")).to_be_visible(timeout=SLOW_MS)
             _log_in(page, url, "qa")
             _nav(page, "Thresholds (QA)")
             expect(page.get_by_text("Score distributions")).to_be_visible(timeout=SLOW_MS)
