@@ -79,13 +79,4 @@ def dashboard() -> DashboardExtension:
     return cast(DashboardExtension, _load(DASHBOARD, "dashboard"))
 
 
-def training_available() -> bool:
-    """True when the training part loads here (tests and the bench use it to skip, not fail)."""
-    try:
-        training()
-    except InspectorError:
-        return False
-    return True
-
-
-__all__ = ["GROUP", "DashboardExtension", "TrainingExtension", "dashboard", "training", "training_available"]
+__all__ = ["GROUP", "DashboardExtension", "TrainingExtension", "dashboard", "training"]

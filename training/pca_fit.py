@@ -19,6 +19,7 @@ from inspector.config import TrainConfig
 from inspector.core.preprocess import PreprocessSpec
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import ConfigError
+from training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from training.checkpoint import Checkpoint
 from training.data import GoodImages, load_good_images
 from training.export import write_bundle
@@ -52,7 +53,7 @@ def train_pca_bundle(data: Path, out: Path, config: TrainConfig) -> dict[str, An
     val_mse = reconstruction_mse(model, images.holdout, spec)
     weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
     state: Checkpoint = {
-        "format": 1,
+        "format": CHECKPOINT_FORMAT,
         "architecture": arch.to_dict(),
         "preprocess_spec": spec.to_json(),
         "scoring": scoring_spec.to_json(),

@@ -20,6 +20,7 @@ from inspector.core.registration import Registration
 from inspector.core.scoring import ScoringSpec, views_for
 from inspector.errors import BundleError, ConfigError
 from training.augment import camera_augmentation
+from training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from training.checkpoint import Checkpoint, EpochRecord, load_checkpoint
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop, window_origin
@@ -188,7 +189,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     work.mkdir(parents=True, exist_ok=True)
     params = count_parameters(model)
     state: Checkpoint = {
-        "format": 1,
+        "format": CHECKPOINT_FORMAT,
         "architecture": arch.to_dict(),
         "preprocess_spec": spec.to_json(),
         "scoring": scoring_spec.to_json(),

@@ -144,25 +144,28 @@ class BundleFiles:
         return self.root / METRICS_FILE
 
 
-def recorded_precision(bundle_dir: str | Path) -> str | None:
-    """The precision the export recorded in metrics.json ("float32" or "int8": INT8 may have been
-    refused at export; bundles from before INT8 existed are float32), or None when the bundle has no
-    readable metrics."""
+def _recorded_metrics(bundle_dir: str | Path) -> dict[str, Any] | None:
+    """metrics.json as a dict, or None when it is missing or unreadable."""
     try:
         metrics = json.loads((Path(bundle_dir) / METRICS_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return str(metrics.get("precision", "float32")) if isinstance(metrics, dict) else None
+    return metrics if isinstance(metrics, dict) else None
+
+
+def recorded_precision(bundle_dir: str | Path) -> str | None:
+    """The precision the export recorded in metrics.json ("float32" or "int8": INT8 may have been
+    refused at export; bundles from before INT8 existed are float32), or None when the bundle has no
+    readable metrics."""
+    metrics = _recorded_metrics(bundle_dir)
+    return None if metrics is None else str(metrics.get("precision", "float32"))
 
 
 def recorded_int8_scheme(bundle_dir: str | Path) -> str | None:
     """The INT8 scheme of an INT8 bundle ("u8s8", "u8s8-reduced", "u8u8"; "u8s8" for INT8 bundles
     exported before the choice existed), or None for a float32 or unreadable bundle."""
-    try:
-        metrics = json.loads((Path(bundle_dir) / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(metrics, dict) or metrics.get("precision") != "int8":
+    metrics = _recorded_metrics(bundle_dir)
+    if metrics is None or metrics.get("precision") != "int8":
         return None
     return str((metrics.get("quantisation") or {}).get("scheme", "u8s8"))
 
