@@ -89,8 +89,10 @@ def train(
     data: Path = typer.Option(..., "--data", help="Folder of good images, or an MVTec-AD root (uses train/good).",
                               **EXISTING_DIR),
     out: Path = typer.Option(..., "--out", help="Bundle directory to write."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=0.05, help="Wall-clock budget."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs to train: the amount of work."),
+    max_minutes: Optional[float] = typer.Option(
+        None, "--max-minutes", min=0.05,
+        help="Wall-clock safety cap: training does a fixed number of epochs; the cap cuts a slow machine short and says so."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML/JSON file of TrainConfig fields.",
                                           **EXISTING_FILE),
     method: Optional[str] = typer.Option(None, "--method", help="ae (autoencoder) or pca (patch PCA baseline)."),
@@ -362,7 +364,8 @@ def demo(
     no_dashboard: bool = typer.Option(False, "--no-dashboard", help="Stop after storing results (for scripts)."),
     workdir: Path = typer.Option(Path(".demo"), "--workdir", help="Where the demo keeps its model and store."),
     retrain: bool = typer.Option(False, "--retrain", help="Train the demo model again even if one exists."),
-    minutes: float = typer.Option(2.0, "--minutes", min=0.1, help="Training budget for the demo model."),
+    minutes: float = typer.Option(3.0, "--minutes", min=0.1,
+                                  help="Wall-clock cap on training the demo model (it trains a fixed number of epochs)."),
 ) -> None:
     """Run the whole product on the bundled sample boards, ending in the dashboard."""
     from inspector.demo import run_demo
