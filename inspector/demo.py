@@ -31,7 +31,7 @@ def _sample_root(workdir: Path) -> Path:
     root = workdir / "samples"
     if not (root / "train" / "good").is_dir():
         typer.echo(f"demo: generating sample boards into {root}")
-        generate_dataset(root, good=40, defective=14, test_good=8, seed=0, size=(256, 256))
+        generate_dataset(root, good=34, defective=14, test_good=8, seed=0, size=(512, 512))
     return root
 
 

@@ -126,8 +126,10 @@ def model_card_lines(checkpoint: Checkpoint, atlas: Atlas | None) -> list[str]:
     registration = registration_of(checkpoint)
     if registration is not None:
         spec = registration.spec
+        second = (f"alignment repeated without an outlying blob over {spec.outlier_blob_share:.2%} of the reduced "
+                  "board; " if spec.outlier_blob_share <= 1.0 else "")
         lines.append(f"  - limits: shift <= {spec.max_shift_px} px, rotation <= {spec.max_angle_deg} deg, correlation "
-                     f">= {spec.min_correlation}; light normalisation {'on' if spec.photometric else 'off'}; "
+                     f">= {spec.min_correlation}; light normalisation {'on' if spec.photometric else 'off'}; {second}"
                      f"training boards: {json.dumps(spec.stats)}")
     lines.append(f"- Per-position model of good boards: {'on' if atlas is not None else 'off'} "
                  f"({fixture['atlas']['reason']})" + (f": {json.dumps(atlas.describe())}" if atlas is not None else ""))

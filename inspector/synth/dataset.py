@@ -22,7 +22,7 @@ from inspector.synth.board import render_board
 from inspector.synth.defects import DEFECT_TYPES, SIZE_CLASSES
 from inspector.synth.layout import DESIGN_SEED
 
-GENERATOR_VERSION = "1.2"
+GENERATOR_VERSION = "1.3"
 MANIFEST = "dataset.json"
 PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 9]
 # seed-key split codes: part of every image's identity, so the splits never share a board

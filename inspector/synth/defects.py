@@ -56,19 +56,35 @@ def _shifted(design: Design, rng, size_class: str, out_unit: float, placements) 
              "large": ("soic", "qfp", "electrolytic", "header")}[size_class]
     comp: Component = _pick(rng, [c for c in design.components if c.kind in kinds])
     base = placements[comp.ref]
+    # At least twice the placement tolerance of good boards (board._placements: at most 1.5 px), so a
+    # shifted part is never within what good boards show: moved by this many output pixels, or turned
+    # until its outermost corner moves that far.
+    travel_px = _span(rng, size_class, (3.0, 4.0), (4.0, 5.5), (5.0, 8.0))
     if rng.random() < 0.5:
-        # At least twice the placement tolerance of good boards (board._placements: at most 1.5 px),
-        # so a shifted part is never within what good boards show.
-        distance = _span(rng, size_class, (3.0, 4.0), (4.0, 5.5), (5.0, 8.0)) / out_unit
+        distance = travel_px / out_unit
         direction = rng.uniform(0, 2 * math.pi)
         moved = Placement(base.dx + distance * math.cos(direction), base.dy + distance * math.sin(direction),
                           base.dangle)
     else:
-        turn = _span(rng, size_class, (8.0, 14.0), (10.0, 20.0), (5.0, 12.0)) * (1 if rng.random() < 0.5 else -1)
+        # Turning by t moves a point at radius r by 2 r sin(t / 2). (Generator 1.2 turned parts by 5-20
+        # degrees whatever their size: a small chip's corners then moved about 1 px, inside good variation.)
+        radius_px = corner_radius(comp) * out_unit
+        turn = math.degrees(2 * math.asin(min(1.0, travel_px / (2 * radius_px))))
+        turn = min(turn, MAX_TURN_DEG) * (1 if rng.random() < 0.5 else -1)
         moved = Placement(base.dx, base.dy, base.dangle + turn)
     return DefectPlan("shifted_component", size_class, {comp.ref: moved},
                       detail={"component": comp.ref, "dx": moved.dx - base.dx, "dy": moved.dy - base.dy,
-                              "dangle": moved.dangle - base.dangle})
+                              "dangle": moved.dangle - base.dangle, "travel_px": round(travel_px, 2)})
+
+
+MAX_TURN_DEG = 45.0  # a part turned further reads as misplaced by any measure; no need to go on
+
+
+def corner_radius(comp: Component) -> float:
+    """Distance (design units) from the part's centre to its outermost body or terminal corner."""
+    corners = [(comp.body[0] / 2, comp.body[1] / 2)]
+    corners += [(abs(ox) + sw / 2, abs(oy) + sh / 2) for (ox, oy), (sw, sh) in comp.terminals]
+    return max(math.hypot(x, y) for x, y in corners)
 
 
 def _blob(center: Point, radius: float, rng: np.random.Generator, vertices: int = 11,

@@ -186,3 +186,35 @@ def test_cli_bad_size_is_one_error_line(tmp_path: Path, size: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("size", [128, 256, 640])
+def test_a_shifted_part_moves_at_least_twice_the_placement_tolerance(size: int) -> None:
+    """Moved or turned, some point of the part travels >= 3 px: twice the largest placement error of
+    good boards (1.5 px). Generator 1.2 turned small chips by 5-20 degrees: their corners moved ~1 px."""
+    import math
+
+    from inspector.synth.board import _placements
+    from inspector.synth.defects import MAX_TURN_DEG, corner_radius, plan_defect
+    from inspector.synth.layout import BOARD_UNITS, DESIGN_SEED, board_design
+
+    design = board_design(DESIGN_SEED)
+    out_unit = size / BOARD_UNITS
+    turned = moved_count = 0
+    for index in range(60):
+        rng = np.random.default_rng(index)
+        placements = _placements(np.random.default_rng(1000 + index), out_unit)
+        size_class = ("small", "medium", "large")[index % 3]
+        plan = plan_defect("shifted_component", design, rng, size_class, out_unit, placements)
+        ref = plan.detail["component"]
+        comp = next(c for c in design.components if c.ref == ref)
+        dx, dy, dangle = plan.detail["dx"], plan.detail["dy"], plan.detail["dangle"]
+        if dangle:
+            turned += 1
+            travel = 2 * corner_radius(comp) * out_unit * math.sin(math.radians(abs(dangle)) / 2)
+            assert travel >= 3.0 - 1e-6 or abs(dangle) == pytest.approx(MAX_TURN_DEG), (ref, dangle, travel)
+            assert abs(dangle) <= MAX_TURN_DEG
+        else:
+            moved_count += 1
+            assert math.hypot(dx, dy) * out_unit >= 3.0 - 1e-6, (ref, dx, dy)
+    assert turned and moved_count  # both kinds of misplacement are drawn
