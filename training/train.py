@@ -162,7 +162,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         if Architecture.from_dict(previous["architecture"]) != arch:
             raise BundleError(f"{resume}: its architecture differs from the current settings")
 
-    model = ConvAutoencoder(arch).to(device, memory_format=torch.channels_last)  # see loop.train_epoch
+    model = ConvAutoencoder(arch).to(device).to(memory_format=torch.channels_last)  # see loop.train_epoch
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     # Progress is the larger of epochs done and time budget spent, so a run that the budget ends
     # early (the usual case for the 12-minute default) still anneals instead of stopping at full rate.
