@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inspector.core.calibration import threshold_for
-from inspector.core.scoring import ScoringSpec, decide_verdict, error_map, find_regions, smooth
+from inspector.core.scoring import ScoringSpec, decide_verdict, error_map, find_regions, image_score, smooth, top_k
 from inspector.errors import ConfigError
 
 
@@ -83,3 +83,19 @@ def test_smoothing_keeps_scale_and_spec_validation() -> None:
         ScoringSpec(shift_tolerance=-1)
     with pytest.raises(ConfigError):
         ScoringSpec(grow_fraction=0.0)
+
+
+def test_image_score_pre_selection_gives_the_plain_top_k_mean() -> None:
+    """The grouped pre-selection must pick exactly the k highest pixels, ties and hot rows included."""
+    spec = ScoringSpec()
+    rng = np.random.default_rng(0)
+    maps = [rng.gamma(1.0, 1.0, (640, 640)).astype(np.float32), np.full((512, 300), 0.5, np.float32),
+            np.round(rng.gamma(1.0, 1.0, (333, 517)), 1).astype(np.float32)]
+    maps[1][100, :] = 9.0  # one hot row: a few groups hold every high pixel
+    maps.append(np.zeros((640, 640), np.float32))
+    maps[3][5, 7] = 100.0  # a single hot pixel among zeros
+    for anomaly_map in maps:
+        flat = anomaly_map.ravel()
+        k = top_k(flat.size, spec)
+        expected = float(np.sort(flat)[-k:].mean())
+        assert image_score(anomaly_map, spec) == pytest.approx(expected, rel=1e-6)
