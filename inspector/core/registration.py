@@ -38,6 +38,7 @@ BLANK_STD = 2.0  # grey levels: a reduced board flatter than this has nothing to
 LIGHT_GRID = 20  # cells per side of the grid the lighting field is fitted on
 ECC_ITERATIONS = 60
 ECC_EPS = 1e-4
+ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, ECC_EPS)
 CORRELATION_GRID = 4  # blocks per side for the match check
 CLIPPED = 250  # grey level from which a pixel counts as clipped
 # A large object on the board (a part moved far, a missing IC, a hand) pulls ECC towards itself: all
@@ -112,6 +113,12 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
 
 
+def _unclipped(small: np.ndarray) -> np.ndarray:
+    """uint8 mask of the pixels below CLIPPED: glare, overexposed parts or a white object carry no
+    alignment information."""
+    return (small < CLIPPED).astype(np.uint8)
+
+
 def _reduce(grey: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1.0:
         return grey.astype(np.float32)
@@ -161,19 +168,13 @@ class Registration:
         small = _reduce(_grey(image), self.factor)
         if float(small.std()) < BLANK_STD:
             raise RegistrationError("no board in the image (blank: nothing to align to the reference)")
-        # Translation first (phase correlation, robust to lighting), then ECC for rotation + sub-pixel.
-        # (copies: this OpenCV's phaseCorrelate writes into its inputs)
-        (shift_x, shift_y), _ = cv2.phaseCorrelate(self._ref_small.copy(), small.copy(), self._window)
-        start = np.array([[1, 0, shift_x], [0, 1, shift_y]], np.float32)
-        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, ECC_EPS)
-        # Clipped pixels (glare, overexposed parts, a white object) carry no alignment information.
-        unclipped = (small < CLIPPED).astype(np.uint8)
+        start = self._translation(small)
+        unclipped = _unclipped(small)
         failure = "no correlation with the reference"
         try:
-            _, warp = cv2.findTransformECC(self._ref_small, small, start.copy(), cv2.MOTION_EUCLIDEAN, criteria,
-                                           unclipped, 5)
+            warp = self._ecc(small, start, unclipped)
             correlation = self._correlation(small, warp)
-            warp, correlation = self._without_outliers(small, warp, unclipped, criteria, correlation)
+            warp, correlation = self._without_outliers(small, warp, unclipped, correlation)
         except cv2.error as exc:
             warp, correlation, failure = start, -1.0, str(exc).strip().splitlines()[-1][:160]
         # Something large on the board can pull ECC off; the translation alone may then fit better.
@@ -203,6 +204,19 @@ class Registration:
                                     f"{self.spec.max_angle_deg:.1f})")
         return full, alignment
 
+    def _translation(self, small: np.ndarray) -> np.ndarray:
+        """The first guess: translation only, by phase correlation (robust to lighting), as a 2x3 warp."""
+        # (copies: this OpenCV's phaseCorrelate writes into its inputs)
+        (shift_x, shift_y), _ = cv2.phaseCorrelate(self._ref_small.copy(), small.copy(), self._window)
+        return np.array([[1, 0, shift_x], [0, 1, shift_y]], np.float32)
+
+    def _ecc(self, small: np.ndarray, start: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """ECC from `start` over the mask's pixels: rotation and sub-pixel translation (cv2.error when it
+        does not converge)."""
+        _, warp = cv2.findTransformECC(self._ref_small, small, start.copy(), cv2.MOTION_EUCLIDEAN, ECC_CRITERIA,
+                                       mask, 5)
+        return warp
+
     def _outlier_blobs(self, small: np.ndarray, warp: np.ndarray) -> tuple[np.ndarray, float]:
         """Blobs (uint8, reference frame of the reduced board) where the aligned board differs from the
         reference far more than elsewhere, and the share of the reduced board the largest covers."""
@@ -225,18 +239,15 @@ class Registration:
         """The share of the reduced board its largest outlying blob covers after the first alignment
         (what `decide` sets the second pass's line from)."""
         small = _reduce(_grey(image), self.factor)
-        (shift_x, shift_y), _ = cv2.phaseCorrelate(self._ref_small.copy(), small.copy(), self._window)
-        start = np.array([[1, 0, shift_x], [0, 1, shift_y]], np.float32)
-        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, ECC_EPS)
+        start = self._translation(small)
         try:
-            _, warp = cv2.findTransformECC(self._ref_small, small, start.copy(), cv2.MOTION_EUCLIDEAN, criteria,
-                                           (small < CLIPPED).astype(np.uint8), 5)
+            warp = self._ecc(small, start, _unclipped(small))
         except cv2.error:
             warp = start
         return self._outlier_blobs(small, warp)[1]
 
     def _without_outliers(self, small: np.ndarray, warp: np.ndarray, unclipped: np.ndarray,
-                          criteria: tuple[int, int, float], correlation: float) -> tuple[np.ndarray, float]:
+                          correlation: float) -> tuple[np.ndarray, float]:
         """ECC once more without the outlying blobs when the largest is larger than good boards show
         (`spec.outlier_blob_share`); the first warp when it is not, or when the second pass does not
         converge or fits worse."""
@@ -252,8 +263,7 @@ class Registration:
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         mask = (unclipped & (on_board == 0)).astype(np.uint8)
         try:
-            _, second = cv2.findTransformECC(self._ref_small, small, warp.copy(), cv2.MOTION_EUCLIDEAN, criteria,
-                                             mask, 5)
+            second = self._ecc(small, warp, mask)
         except cv2.error:
             return warp, correlation
         refit = self._correlation(small, second)
@@ -323,8 +333,6 @@ class Registration:
         field_small = (self._basis @ gains[:-1]).reshape(self._grid[0], self._grid[1], -1)
         field_small = np.clip(field_small, 0.2, 5.0)
         field_full = cv2.resize(field_small, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-        if field_full.shape != image.shape:  # one field for every channel
-            field_full = cv2.merge([field_full] * image.shape[2]) if image.ndim == 3 else field_full[:, :, 0]
         # (image - offset) / field, rounded and saturated to uint8, in two OpenCV passes: 1.5 ms for a
         # 640x640 colour board on an AVX2 CPU where the numpy expression took 15 (issue 17).
         offset = tuple(float(value) for value in gains[-1]) + (0.0,) * (4 - gains.shape[1])
