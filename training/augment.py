@@ -8,7 +8,13 @@ them in training. Boards with text or polarity marks use shifted views and are n
 
 from __future__ import annotations
 
-import albumentations as A
+import os
+
+# albumentations asks PyPI for a newer version on import unless told not to: training must not reach
+# the network (factory workstations have none, and a slow DNS failure would stall every run).
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402 - after the variable above
 import cv2
 
 from inspector.config import TrainConfig

@@ -29,3 +29,22 @@ def test_shifted_or_single_views_never_mirror_a_board() -> None:
     for _ in range(20):
         out = augment(image=board)["image"]
         assert out[4:10, 2:6].mean() > out[22:28, 26:30].mean() + 100
+
+
+def test_importing_training_does_not_reach_the_network() -> None:
+    # albumentations looks up its latest version on PyPI at import unless NO_ALBUMENTATIONS_UPDATE is set.
+    import subprocess
+    import sys
+
+    probe = ("import os, socket\n"
+             "os.environ.pop('NO_ALBUMENTATIONS_UPDATE', None)\n"
+             "calls = []\n"
+             "def refuse(*args, **kwargs):\n"
+             "    calls.append(args[:1])\n"
+             "    raise OSError('no network in this test')\n"
+             "socket.getaddrinfo = refuse\n"
+             "socket.socket.connect = refuse\n"
+             "import training.augment\n"
+             "print(len(calls))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0", done.stdout + done.stderr
