@@ -339,7 +339,12 @@ class Inspector:
     def inspect_batch(self, images: Sequence[np.ndarray]) -> list[InspectionResult]:
         """Results in input order; RegistrationError (an InspectorError) when a board of the batch
         cannot be aligned to the reference: `inspect_each` reports it per board instead."""
-        return [self._result(analysis) for analysis in self.analyse(images)]
+        return self.results(self.analyse(images))
+
+    def results(self, analyses: Sequence[Analysis]) -> list[InspectionResult]:
+        """Verdicts for analysed boards: `inspect_batch` is `results(analyse(images))`, split in two so
+        the scoring of one batch can run beside the model call of the next (core/overlap.py)."""
+        return [self._result(analysis) for analysis in analyses]
 
     def inspect_each(self, images: Sequence[np.ndarray]) -> list[InspectionResult | RegistrationError]:
         """Like inspect_batch, but a board that cannot be aligned gets its RegistrationError (the reason

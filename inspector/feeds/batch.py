@@ -21,9 +21,16 @@ from tqdm import tqdm
 
 from inspector.config import InspectConfig
 from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.core.overlap import overlapped
 from inspector.core.render import heatmap_image, overlay, save_png
 from inspector.core.results import InspectionResult
 from inspector.errors import ImageLoadError, InspectorError
+
+# A chunk of input paths as read (path, pixels, decode ms) with the records of those that could not be,
+# then the same with the engine's outcome for each read board.
+ReadChunk = tuple[Sequence[Path], list[tuple[Path, np.ndarray, float]], dict[Path, dict[str, Any]]]
+InspectedChunk = tuple[Sequence[Path], list[tuple[Path, np.ndarray, float]], dict[Path, dict[str, Any]],
+                       list[InspectionResult | InspectorError]]
 
 RESULTS_FILE = "results.jsonl"
 OVERLAY_DIR = "overlays"
@@ -96,38 +103,51 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
     for folder in (out, out / OVERLAY_DIR, out / HEATMAP_DIR):
         folder.mkdir(parents=True, exist_ok=True)
     names = _OutputNames()
+
+    def load(chunk: Sequence[Path]) -> ReadChunk:
+        loaded: list[tuple[Path, np.ndarray, float]] = []
+        chunk_records: dict[Path, dict[str, Any]] = {}
+        for image_path in chunk:
+            start = time.perf_counter()
+            try:
+                pixels = load_image(image_path, max_pixels=config.max_pixels)
+            except ImageLoadError as exc:
+                chunk_records[image_path] = error_record(image_path, exc.reason)
+                continue
+            loaded.append((image_path, pixels, (time.perf_counter() - start) * 1e3))
+        return chunk, loaded, chunk_records
+
+    def run(batch: ReadChunk) -> InspectedChunk:
+        chunk, loaded, chunk_records = batch
+        results: list[InspectionResult | InspectorError] = (
+            list(engine.inspect_each([pixels for _, pixels, _ in loaded])) if loaded else [])
+        return chunk, loaded, chunk_records, results
+
+    def finish(batch: InspectedChunk) -> list[dict[str, Any]]:
+        chunk, loaded, chunk_records, results = batch
+        for (image_path, pixels, decode_ms), result in zip(loaded, results):
+            if isinstance(result, InspectorError):  # cannot be aligned to the reference board: no score
+                chunk_records[image_path] = error_record(image_path, f"board not aligned: {result}")
+                continue
+            result.pixel_threshold = engine.pixel_threshold
+            start = time.perf_counter()
+            name = names(image_path)
+            overlay_path = save_png(out / OVERLAY_DIR / name, overlay(pixels, result))
+            heatmap_path = save_png(out / HEATMAP_DIR / name, heatmap_image(result))
+            timings = {"decode": decode_ms, **result.timings_ms}
+            timings["render"] = (time.perf_counter() - start) * 1e3
+            timings["total"] = timings.get("total", 0.0) + decode_ms + timings["render"]
+            chunk_records[image_path] = result_record(
+                image_path, result, str(overlay_path.relative_to(out)), str(heatmap_path.relative_to(out)),
+                timings)
+        return [chunk_records[image_path] for image_path in chunk]  # input order, errors included
+
     records: list[dict[str, Any]] = []
     with open(out / RESULTS_FILE, "w", encoding="utf-8") as sink, \
             tqdm(total=len(images), desc="inspect", unit="img") as progress:
-        for chunk in _chunks(images, max(1, config.batch_size)):
-            loaded: list[tuple[Path, np.ndarray, float]] = []
-            chunk_records: dict[Path, dict[str, Any]] = {}
-            for image_path in chunk:
-                start = time.perf_counter()
-                try:
-                    pixels = load_image(image_path, max_pixels=config.max_pixels)
-                except ImageLoadError as exc:
-                    chunk_records[image_path] = error_record(image_path, exc.reason)
-                    continue
-                loaded.append((image_path, pixels, (time.perf_counter() - start) * 1e3))
-            results = engine.inspect_each([pixels for _, pixels, _ in loaded]) if loaded else []
-            for (image_path, pixels, decode_ms), result in zip(loaded, results):
-                if isinstance(result, InspectorError):  # cannot be aligned to the reference board: no score
-                    chunk_records[image_path] = error_record(image_path, f"board not aligned: {result}")
-                    continue
-                result.pixel_threshold = engine.pixel_threshold
-                start = time.perf_counter()
-                name = names(image_path)
-                overlay_path = save_png(out / OVERLAY_DIR / name, overlay(pixels, result))
-                heatmap_path = save_png(out / HEATMAP_DIR / name, heatmap_image(result))
-                timings = {"decode": decode_ms, **result.timings_ms}
-                timings["render"] = (time.perf_counter() - start) * 1e3
-                timings["total"] = timings.get("total", 0.0) + decode_ms + timings["render"]
-                chunk_records[image_path] = result_record(
-                    image_path, result, str(overlay_path.relative_to(out)), str(heatmap_path.relative_to(out)),
-                    timings)
-            for image_path in chunk:  # input order, errors included
-                record = chunk_records[image_path]
+        # The next chunk is read and the last one drawn while the model runs (core/overlap.py).
+        for chunk_records in overlapped(_chunks(images, max(1, config.batch_size)), load, run, finish):
+            for record in chunk_records:
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 records.append(record)

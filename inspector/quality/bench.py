@@ -3,8 +3,9 @@
 Figures (all printed as a table and written as JSON with `--out`):
 
 * per-stage times (decode, preprocess, inference, post-processing): median and p90 ms per image;
-* end-to-end images/s (encoded bytes -> verdict with regions) and model-only images/s (the ONNX
-  Runtime call alone on a prepared batch);
+* end-to-end images/s (encoded bytes -> verdict with regions, the next batch decoding and the last
+  one being scored beside the model call, as `inspector inspect` runs) and model-only images/s (the
+  ONNX Runtime call alone on a prepared batch);
 * torch eager vs ONNX Runtime on the same batch (torch is imported here, lazily, only if the
   training extra is installed and the bundle has its checkpoint; otherwise "not available");
 * MACs per image counted from the ONNX graph (Conv, ConvTranspose, MatMul, Gemm with shapes from
@@ -32,6 +33,7 @@ from rich.table import Table
 
 from inspector.config import InspectConfig
 from inspector.core.imageio import decode_image, is_image_file
+from inspector.core.overlap import overlapped
 from inspector.core.preprocess import pad_to_multiple, prepare_board, to_channels
 from inspector.errors import InspectorError
 from inspector.quality.cpu import cpu_features, describe
@@ -184,30 +186,35 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     encoded, source = bench_images(images, engine.spec.channels, reference)
     batch = max(1, batch)
 
-    # Stages, end to end: bytes -> pixels -> verdict, `batch` images per engine call.
+    # Stages, end to end: bytes -> pixels -> verdict, `batch` images per engine call, the way
+    # `inspector inspect` runs them: the next batch decodes and the last one is finished (score,
+    # regions) while the model runs (core/overlap.py).
     stages: dict[str, list[float]] = {"decode": [], "preprocess": [], "inference": [], "postprocess": []}
     engine.inspect_batch([decode_image(data) for data in encoded[:batch]])  # warm-up
-    wall = 0.0
+
+    def decode_batch(chunk: list[bytes]) -> list[np.ndarray]:
+        pixels = []
+        for data in chunk:
+            decode_start = time.perf_counter()
+            pixels.append(decode_image(data, max_pixels=config.max_pixels))
+            stages["decode"].append((time.perf_counter() - decode_start) * 1e3)
+        return pixels
+
+    chunks = [encoded[start:start + batch] for _ in range(ITERATIONS) for start in range(0, len(encoded), batch)]
     processed = 0
-    for _ in tqdm(range(ITERATIONS), desc="bench", unit="pass"):
-        for start in range(0, len(encoded), batch):
-            began = time.perf_counter()
-            pixels = []
-            for data in encoded[start:start + batch]:
-                decode_start = time.perf_counter()
-                pixels.append(decode_image(data, max_pixels=config.max_pixels))
-                stages["decode"].append((time.perf_counter() - decode_start) * 1e3)
-            results = engine.inspect_batch(pixels)
-            wall += time.perf_counter() - began
-            processed += len(pixels)
-            for result in results:
-                for stage in ("preprocess", "inference", "postprocess"):
-                    stages[stage].append(result.timings_ms[stage])
-                # Bundles of one fixtured design: registration, light normalisation and the
-                # per-position model (its time is also inside postprocess) are shown on their own.
-                for stage in FIXTURE_STAGES:
-                    if stage in result.timings_ms:
-                        stages.setdefault(stage, []).append(result.timings_ms[stage])
+    began = time.perf_counter()
+    for results in tqdm(overlapped(chunks, decode_batch, engine.analyse, engine.results), total=len(chunks),
+                        desc="bench", unit="batch"):
+        processed += len(results)
+        for result in results:
+            for stage in ("preprocess", "inference", "postprocess"):
+                stages[stage].append(result.timings_ms[stage])
+            # Bundles of one fixtured design: registration, light normalisation and the
+            # per-position model (its time is also inside postprocess) are shown on their own.
+            for stage in FIXTURE_STAGES:
+                if stage in result.timings_ms:
+                    stages.setdefault(stage, []).append(result.timings_ms[stage])
+    wall = time.perf_counter() - began
 
     # Model only: one prepared batch through the ONNX Runtime call.
     first = decode_image(encoded[0])

@@ -1,0 +1,55 @@
+"""Overlap the CPU work around the model call: decode the next batch and finish the previous one
+while ONNX Runtime runs the current one.
+
+ONNX Runtime's convolutions leave gaps on a 2-core CPU (serial operators between the parallel
+ones, threads waking up); OpenCV's decoding, smoothing and PNG encoding release the GIL and fill
+them. Measured on the 2-core AVX2 machine (docs/results.md): 5-10% more boards a second than doing
+the three stages one after the other. One worker thread, so at most one batch is decoded ahead
+and one is being finished: memory stays bounded, and results come out in input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Loaded = TypeVar("Loaded")
+Ran = TypeVar("Ran")
+Done = TypeVar("Done")
+
+
+def overlapped(items: Iterable[Item], load: Callable[[Item], Loaded], run: Callable[[Loaded], Ran],
+               finish: Callable[[Ran], Done]) -> Iterator[Done]:
+    """finish(run(load(item))) for each item, in order; `run` on the caller's thread, the others on a worker.
+
+    An exception from any stage reaches the caller at that item, after every earlier item has been
+    delivered and once the worker has ended what it had started, so nothing runs on behind an error.
+    """
+    queue = iter(items)
+    try:
+        current = next(queue)
+    except StopIteration:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="overlap") as worker:
+        loading: Future[Loaded] = worker.submit(load, current)
+        finishing: Future[Done] | None = None
+        more = True
+        while more:
+            try:
+                loaded = loading.result()
+                try:
+                    loading = worker.submit(load, next(queue))
+                except StopIteration:
+                    more = False
+                ran = run(loaded)
+            except BaseException:
+                if finishing is not None:  # the item before the failing one is still delivered
+                    yield finishing.result()
+                raise
+            if finishing is not None:
+                yield finishing.result()
+            finishing = worker.submit(finish, ran)
+        assert finishing is not None
+        yield finishing.result()
