@@ -35,7 +35,7 @@ from inspector.bundle.tensors import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME
 from inspector.config import InspectConfig
 from inspector.core import scoring, selftest
 from inspector.core.atlas import Atlas
-from inspector.core.interface import Analysis
+from inspector.core.interface import Analysis, PreparedBoard
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
 from inspector.core.registration import Registration, RegistrationError, RegistrationSpec
 from inspector.core.results import InspectionResult
@@ -240,9 +240,12 @@ class Inspector:
 
     def analyse(self, images: Sequence[np.ndarray]) -> list[Analysis]:
         """Preprocess, run the model (grouping same-size images), raw smoothed error maps."""
-        prepared: list[tuple[np.ndarray, tuple[int, int]]] = []
-        timings: list[dict[str, float]] = []
-        warps: list[np.ndarray | None] = []
+        return self.analyse_prepared(self.prepare(images))
+
+    def prepare(self, images: Sequence[np.ndarray]) -> list[PreparedBoard]:
+        """Align, light-normalise, scale and pad each board (RegistrationError, with the board's index in
+        a batch, when one cannot be aligned). Apart from the model call so it can run beside it."""
+        prepared: list[PreparedBoard] = []
         for index, image in enumerate(images):
             start = time.perf_counter()
             timing: dict[str, float] = {}
@@ -254,11 +257,16 @@ class Inspector:
                     exc.index = index  # type: ignore[attr-defined]  # which board of the batch
                 raise
             padded, working = pad_to_multiple(tensor, self.spec.pad_multiple)
-            prepared.append((padded, working))
             fixture_ms = timing.get("register", 0.0) + timing.get("photometric", 0.0)
             timing["preprocess"] = (time.perf_counter() - start) * 1e3 - fixture_ms
-            timings.append(timing)
-            warps.append(record.get("warp"))
+            prepared.append(PreparedBoard(image.shape[:2], padded, working, timing, record.get("warp")))
+        return prepared
+
+    def analyse_prepared(self, boards: Sequence[PreparedBoard]) -> list[Analysis]:
+        """The model call (same-size boards in one batch) and the raw smoothed error maps."""
+        prepared = [(board.tensor, board.working) for board in boards]
+        timings = [board.timings for board in boards]
+        warps = [board.warp for board in boards]
         reconstructions: list[np.ndarray | None] = [None] * len(prepared)
         graph_errors: list[np.ndarray | None] = [None] * len(prepared)
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -277,7 +285,7 @@ class Inspector:
                 graph_errors[i] = error
                 timings[i]["inference"] = share
         analyses = []
-        for image, (padded, (height, width)), recon, error, timing, warp in zip(images, prepared, reconstructions,
+        for board, (padded, (height, width)), recon, error, timing, warp in zip(boards, prepared, reconstructions,
                                                                               graph_errors, timings, warps):
             start = time.perf_counter()
             assert recon is not None
@@ -288,7 +296,7 @@ class Inspector:
                 raw = scoring.error_map(padded[:, :height, :width], np.ascontiguousarray(recon), self.scoring)
             smoothed = self._judge(scoring.smooth(raw, self.scoring.smooth_sigma), timing, warp)
             timing["postprocess"] = (time.perf_counter() - start) * 1e3
-            analyses.append(Analysis(image.shape[:2], smoothed, recon, timing, warp))
+            analyses.append(Analysis(board.input_shape, smoothed, recon, timing, warp))
         return analyses
 
     def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None) -> np.ndarray:

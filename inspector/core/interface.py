@@ -32,6 +32,17 @@ class Analysis:
     warp: np.ndarray | None = None
 
 
+@dataclass
+class PreparedBoard:
+    """One board as the model will take it: aligned, light-normalised, scaled and padded."""
+
+    input_shape: tuple[int, int]  # height, width of the original image
+    tensor: np.ndarray  # CxHxW float32, padded to the model's multiple
+    working: tuple[int, int]  # height, width of the board inside `tensor`
+    timings: dict[str, float]
+    warp: np.ndarray | None = None  # as in Analysis
+
+
 class Engine(Protocol):
     """What a feed (folder, camera) needs: verdicts for boards, and QA's threshold applied."""
 

@@ -3,9 +3,9 @@
 Figures (all printed as a table and written as JSON with `--out`):
 
 * per-stage times (decode, preprocess, inference, post-processing): median and p90 ms per image;
-* end-to-end images/s (encoded bytes -> verdict with regions, the next batch decoding and the last
-  one being scored beside the model call, as `inspector inspect` runs) and model-only images/s (the
-  ONNX Runtime call alone on a prepared batch);
+* end-to-end images/s (encoded bytes -> verdict with regions; the next batch is decoded and
+  prepared, and the last one scored, beside the model call) and model-only images/s (the ONNX
+  Runtime call alone on a prepared batch);
 * torch eager vs ONNX Runtime on the same batch (torch is imported here, lazily, only if the
   training extra is installed and the bundle has its checkpoint; otherwise "not available");
 * MACs per image counted from the ONNX graph (Conv, ConvTranspose, MatMul, Gemm with shapes from
@@ -33,6 +33,7 @@ from rich.table import Table
 
 from inspector.config import InspectConfig
 from inspector.core.imageio import decode_image, is_image_file
+from inspector.core.interface import PreparedBoard
 from inspector.core.overlap import overlapped
 from inspector.core.preprocess import pad_to_multiple, prepare_board, to_channels
 from inspector.errors import InspectorError
@@ -186,24 +187,24 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     encoded, source = bench_images(images, engine.spec.channels, reference)
     batch = max(1, batch)
 
-    # Stages, end to end: bytes -> pixels -> verdict, `batch` images per engine call, the way
-    # `inspector inspect` runs them: the next batch decodes and the last one is finished (score,
-    # regions) while the model runs (core/overlap.py).
+    # Stages, end to end: bytes -> pixels -> verdict, `batch` images per engine call; the next batch
+    # is decoded and prepared (aligned, light-normalised) and the last one scored while the model
+    # runs (core/overlap.py).
     stages: dict[str, list[float]] = {"decode": [], "preprocess": [], "inference": [], "postprocess": []}
     engine.inspect_batch([decode_image(data) for data in encoded[:batch]])  # warm-up
 
-    def decode_batch(chunk: list[bytes]) -> list[np.ndarray]:
+    def decode_and_prepare(chunk: list[bytes]) -> list[PreparedBoard]:
         pixels = []
         for data in chunk:
             decode_start = time.perf_counter()
             pixels.append(decode_image(data, max_pixels=config.max_pixels))
             stages["decode"].append((time.perf_counter() - decode_start) * 1e3)
-        return pixels
+        return engine.prepare(pixels)
 
     chunks = [encoded[start:start + batch] for _ in range(ITERATIONS) for start in range(0, len(encoded), batch)]
     processed = 0
     began = time.perf_counter()
-    for results in tqdm(overlapped(chunks, decode_batch, engine.analyse, engine.results), total=len(chunks),
+    for results in tqdm(overlapped(chunks, decode_and_prepare, engine.analyse_prepared, engine.results), total=len(chunks),
                         desc="bench", unit="batch"):
         processed += len(results)
         for result in results:
