@@ -10,7 +10,7 @@ and one is being finished: memory stays bounded, and results come out in input o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -53,3 +53,22 @@ def overlapped(items: Iterable[Item], load: Callable[[Item], Loaded], run: Calla
             finishing = worker.submit(finish, ran)
         assert finishing is not None
         yield finishing.result()
+
+
+def computed_ahead(items: Sequence[Item], compute: Callable[[Item], Ran]) -> Iterator[tuple[Item, Future[Ran]]]:
+    """(item, future of compute(item)) in order, with compute(next item) already running on a worker
+    while the caller handles this one.
+
+    For a caller that must do its own part on its own thread (the folder runner stores and moves
+    each board where its store session lives) while the model runs on the next boards. Computations
+    run one at a time, in order; leaving the loop early waits for the one in flight.
+    """
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ahead") as worker:
+        following = worker.submit(compute, items[0])
+        for index, item in enumerate(items):
+            current = following
+            if index + 1 < len(items):
+                following = worker.submit(compute, items[index + 1])  # starts as soon as `current` is done
+            yield item, current

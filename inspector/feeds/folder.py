@@ -22,6 +22,8 @@ from typing import TextIO
 from inspector.atomic import fsync_dir
 from inspector.config import InspectConfig, RunnerConfig
 from inspector.core.interface import Engine
+from inspector.core.overlap import computed_ahead
+from inspector.core.results import InspectionResult
 from inspector.errors import InspectorError, StoreError, StoreUnavailable
 from inspector.feeds.attempts import AttemptJournal
 from inspector.feeds.backoff import STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff
@@ -215,21 +217,33 @@ class FolderRunner:
                  inspection_id)
 
     def _inspect(self, items: list[Claimed]) -> None:
-        images = [item.image for item in items]
-        try:
-            results = self.processor.inspect(images)  # type: ignore[arg-type]
-        except StoreError:
-            raise  # the store, not the image: the batch stays in processing/ for the outage handling
-        except Exception as exc:  # noqa: BLE001 - InspectorError, or anything else an odd image causes
-            # An image the model itself refuses (e.g. smaller than its patch) must not stop the line
-            # or, left in processing/, crash every restart: find it alone, quarantine it, go on.
-            if len(items) > 1:
-                for item in items:
-                    self._inspect([item])
-                return
-            self._quarantine(items[0], f"{items[0].shown}: the model cannot inspect this image ({describe(exc)})")
-            items[0].image = None
-            return
+        self.processor.refresh_threshold()  # here: the store is used on this thread only
+        size = max(1, self.inspect_config.batch_size)
+        parts = [items[start:start + size] for start in range(0, len(items), size)]
+        # The model runs on the next part while this one is drawn, stored and moved here, in order.
+        for part, inspected in computed_ahead(parts, self._run_model):
+            try:
+                results = inspected.result()
+            except StoreError:
+                raise  # the store, not the image: the batch stays in processing/ for the outage handling
+            except Exception as exc:  # noqa: BLE001 - InspectorError, or anything else an odd image causes
+                # An image the model itself refuses (e.g. smaller than its patch) must not stop the line
+                # or, left in processing/, crash every restart: find it alone, quarantine it, go on.
+                if len(part) > 1:
+                    for item in part:
+                        self._inspect([item])
+                    continue
+                self._quarantine(part[0], f"{part[0].shown}: the model cannot inspect this image ({describe(exc)})")
+                part[0].image = None
+                continue
+            self._settle_inspected(part, results)
+        self.store.set_station_state(self.config.station, "running", last_image=items[-1].shown)
+
+    def _run_model(self, part: list[Claimed]) -> list[InspectionResult]:
+        return self.processor.engine.inspect_batch([item.image for item in part])  # type: ignore[misc]  # decoded in _process
+
+    def _settle_inspected(self, items: list[Claimed], results: list[InspectionResult]) -> None:
+        """Pictures, the stored row, then the move to done/: in that order, board by board."""
         for item, result in zip(items, results, strict=True):
             target = final_path(self.folders.done, item.shown, item.digest)
             try:  # before the commit: whatever drawing this board raises quarantines it
@@ -248,7 +262,6 @@ class FolderRunner:
             if verdict.verdict in ("fail", "review"):
                 self.stats.flagged += 1
             item.image = None
-        self.store.set_station_state(self.config.station, "running", last_image=items[-1].shown)
 
     # --------------------------------------------------------------------- loop
     def run(self, once: bool = False) -> RunnerStats:

@@ -572,3 +572,43 @@ def test_an_image_the_model_refuses_is_quarantined_and_the_batch_goes_on(dirs: t
     assert list((data / "processing").iterdir()) == []
     rows = {row.source_name: row for row in Store.open(data).list_inspections()}
     assert rows["tiny.png"].verdict == "error" and "smaller than the model" in (rows["tiny.png"].error or "")
+
+
+class CountsCalls(FakeEngine):
+    """Says when the model has been called on the runner's second part of a batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.second_call = threading.Event()
+
+    def inspect_batch(self, images):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls == 2:
+            self.second_call.set()
+        return super().inspect_batch(images)
+
+
+def test_the_model_runs_on_the_next_boards_while_the_last_ones_are_stored(dirs: tuple[Path, Path],
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspector.feeds.processor import Processor
+
+    inbox, data = dirs
+    for index in range(8):  # one claim of 8 boards, two model calls of 4
+        board(str(inbox / f"b{index}.png"), 60 + index, seed=index)
+    engine = CountsCalls()
+    model_busy_while_drawing: list[bool] = []
+    draw = Processor.save_images
+
+    def save_images(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # Board 1's pictures wait for the model to take boards 5-8: only an overlap lets that happen.
+        model_busy_while_drawing.append(engine.second_call.wait(10.0))
+        return draw(self, *args, **kwargs)
+
+    monkeypatch.setattr(Processor, "save_images", save_images)
+    stats = run_folder(inbox, engine, config(data, max_batch=8), InspectConfig(batch_size=4), once=True)
+    assert stats.processed == 8 and engine.calls == 2
+    assert model_busy_while_drawing[0] is True
+    rows = Store.open(data).list_inspections()
+    assert sorted(row.source_name for row in rows) == [f"b{index}.png" for index in range(8)]
+    assert list((data / "processing").iterdir()) == []

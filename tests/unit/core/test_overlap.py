@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from inspector.core.overlap import overlapped
+from inspector.core.overlap import computed_ahead, overlapped
 
 WAIT_S = 10.0  # generous: only a broken overlap ever waits this long
 
@@ -72,3 +72,39 @@ def test_an_error_in_any_stage_reaches_the_caller_at_that_item(failing: str) -> 
         for value in overlapped(range(5), stage("load"), stage("run"), stage("finish")):
             got.append(value)
     assert got == [0, 1]
+
+
+def test_computed_ahead_runs_the_next_computation_while_the_caller_handles_this_one() -> None:
+    caller = threading.get_ident()
+    second_started = threading.Event()
+    computed_on: set[int] = set()
+    handled: list[tuple[int, int, bool]] = []
+
+    def compute(item: int) -> int:
+        computed_on.add(threading.get_ident())
+        if item == 1:
+            second_started.set()
+        return item * item
+
+    for item, future in computed_ahead([0, 1, 2], compute):
+        result = future.result()
+        # while item 0 is handled here, item 1 is computed on the worker
+        handled.append((item, result, second_started.wait(WAIT_S) if item == 0 else True))
+    assert handled == [(0, 0, True), (1, 1, True), (2, 4, True)]
+    assert caller not in computed_on
+
+
+def test_computed_ahead_gives_each_error_with_its_item_and_goes_on() -> None:
+    def compute(item: int) -> int:
+        if item == 1:
+            raise ValueError("model refused 1")
+        return item
+
+    outcomes: list[int | str] = []
+    for _item, future in computed_ahead([0, 1, 2], compute):
+        try:
+            outcomes.append(future.result())
+        except ValueError as error:
+            outcomes.append(str(error))
+    assert outcomes == [0, "model refused 1", 2]
+    assert list(computed_ahead([], compute)) == []
