@@ -79,10 +79,15 @@ class TrainConfig:
     # Reconstructions averaged over 1, 2 or 4 views of the board (in the ONNX graph): "flip" mirrors
     # the board (measured best on bare boards: recall 0.90 vs 0.86 for "shift"); "shift" moves it by part
     # of the model's stride and suits boards whose mirror image is implausible (printed text, polarity marks).
-    # 2 views: 1.1 GMAC a 640x640 board at width 16, so a 2-core AVX2-only CPU keeps 20 boards/s;
-    # 4 views measured +0.005 recall on DeepPCB at twice the cost (docs/results.md, issue 17).
-    views: int = 2
-    view_kind: str = "flip"
+    # 0 / "auto" choose from the training boards (training/fixture.py `choose_views`):
+    # - boards of one fixtured design (registered): 1 view, "shift" (a fixtured board is never mirrored, and
+    #   its per-position model absorbs what a second view averaged out: the sample boards scored the same
+    #   with 1 and 2 views, and a 640x640 colour board's model call halves);
+    # - otherwise (bare-board scans, several designs): 2 views, "flip": 1.1 GMAC a 640x640 board at
+    #   width 16, so a 2-core AVX2-only CPU keeps 20 boards/s; 4 views measured +0.005 recall on DeepPCB
+    #   at twice the cost (docs/results.md, issue 17).
+    views: int = 0
+    view_kind: str = "auto"
     # "int8": static quantisation calibrated on good boards (1.6x faster on CPU, checked against
     # float32 at export); "float32" keeps the graph as trained.
     precision: str = "int8"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,21 @@ def parse_roi(text: str, height: int, width: int) -> np.ndarray | None:
     if not mask.any():
         raise ConfigError(f"{path}: the inspection area mask is empty")
     return mask
+
+
+AUTO_VIEWS = {True: (1, "shift"), False: (2, "flip")}  # registered design -> (views, view_kind); see TrainConfig
+
+
+def choose_views(config: TrainConfig, registered: bool) -> tuple[TrainConfig, str]:
+    """The config with `views = 0` / `view_kind = "auto"` made concrete for these boards, and why."""
+    views, kind = AUTO_VIEWS[registered]
+    chosen = replace(config, views=config.views or views,
+                     view_kind=kind if config.view_kind == "auto" else config.view_kind)
+    if (config.views, config.view_kind) == (chosen.views, chosen.view_kind):
+        return chosen, f"{chosen.views} {chosen.view_kind} view(s), as configured"
+    why = ("one fixtured design: never mirrored, the per-position model absorbs view-to-view variation"
+           if registered else "boards not registered")
+    return chosen, f"{chosen.views} {chosen.view_kind} view(s), chosen from the data ({why})"
 
 
 def decide_fixture(config: TrainConfig, boards: Sequence[np.ndarray]) -> tuple[Registration | None, dict[str, Any]]:
@@ -136,4 +152,6 @@ def model_card_lines(checkpoint: Checkpoint, atlas: Atlas | None) -> list[str]:
     roi = roi_of(checkpoint)
     lines.append("- Inspection area: whole image" if roi is None else
                  f"- Inspection area: {int((roi > 0).sum())} of {roi.size} pixels (roi.png)")
+    if "views" in fixture:  # checkpoints from before views were chosen from the data lack it
+        lines.append(f"- Views: {fixture['views']}")
     return lines

@@ -25,7 +25,7 @@ from training.checkpoint import Checkpoint, EpochRecord, load_checkpoint
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop, window_origin
 from training.export import write_bundle
-from training.fixture import decide_fixture
+from training.fixture import choose_views, decide_fixture
 from training.loop import FitState, fit, lr_factor
 from training.losses import LOSSES
 from training.model import Architecture, ConvAutoencoder, count_parameters
@@ -105,7 +105,8 @@ def _check_config(config: TrainConfig) -> None:
     if config.stem_stride not in (2, 4) or config.depth <= config.stem_stride.bit_length() - 1:
         raise ConfigError(f"stem_stride must be 2 or 4 and smaller than 2**depth, got stem_stride "
                           f"{config.stem_stride} with depth {config.depth}")
-    views_for(config.views, config.view_kind, 2**config.depth)  # before any image is loaded
+    if config.views and config.view_kind != "auto":  # else chosen from the boards once they are loaded
+        views_for(config.views, config.view_kind, 2**config.depth)
 
 
 def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None = None) -> dict:
@@ -124,7 +125,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     if config.method == "pca":
         if resume is not None:
             raise ConfigError(f"{resume}: a patch PCA is fitted in one pass; there is nothing to resume")
-        return train_pca_bundle(Path(data), Path(out), config)
+        return train_pca_bundle(Path(data), Path(out), choose_views(config, registered=False)[0])
     _check_config(config)
     seed_everything(config.seed)
     torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
@@ -141,6 +142,8 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         registration, fixture = registration_of(previous), previous["fixture"]
     else:
         registration, fixture = decide_fixture(config, images.train)
+    config, fixture["views"] = choose_views(config, registered=registration is not None)
+    views_for(config.views, config.view_kind, 2**config.depth)
     if registration is not None:
         # The model learns (and validates on) boards as the runtime hands them over: aligned to the
         # reference and light-normalised; calibration gets the raw boards, the engine aligns them.

@@ -47,6 +47,16 @@ def test_good_boards_of_one_design_get_registration_and_an_atlas(fixtured_bundle
     assert "Registration: on" in card and "Per-position model of good boards: on" in card
     metrics = json.loads((fixtured_bundle / "metrics.json").read_text())
     assert metrics["fixture"]["registration"]["registration"] == "on"
+    # A fixtured board is never mirrored and its per-position model takes what a second view averaged.
+    assert (engine.scoring.views, engine.scoring.view_kind) == (1, "shift")
+    assert "Views: 1 shift view(s), chosen from the data (one fixtured design" in card
+
+
+def test_unregistered_boards_keep_two_mirrored_views(tiny_bundle: Path) -> None:
+    engine = Inspector.load(tiny_bundle)
+    assert engine.registration is None
+    assert (engine.scoring.views, engine.scoring.view_kind) == (2, "flip")
+    assert "Views: 2 flip view(s), chosen from the data (boards not registered)" in (tiny_bundle / "MODEL_CARD.md").read_text()
 
 
 def test_shifted_and_rotated_board_scores_like_the_unshifted_one(fixtured_bundle: Path, sample_root: Path) -> None:

@@ -48,3 +48,17 @@ def test_importing_training_does_not_reach_the_network() -> None:
              "print(len(calls))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "0", done.stdout + done.stderr
+
+
+def test_views_chosen_from_the_data_unless_configured() -> None:
+    from training.fixture import choose_views
+
+    fixtured, why = choose_views(TrainConfig(), registered=True)
+    assert (fixtured.views, fixtured.view_kind) == (1, "shift") and "chosen from the data" in why
+    loose, _ = choose_views(TrainConfig(), registered=False)
+    assert (loose.views, loose.view_kind) == (2, "flip")
+    mine, why = choose_views(TrainConfig(views=4, view_kind="flip"), registered=True)
+    assert (mine.views, mine.view_kind) == (4, "flip") and why.endswith("as configured")
+    half, _ = choose_views(TrainConfig(views=2), registered=True)  # a count given, the kind still chosen
+    assert (half.views, half.view_kind) == (2, "shift")
+    assert flips(fixtured) == [] and flips(loose) == ["HorizontalFlip"]  # no mirrored boards on a fixtured design
