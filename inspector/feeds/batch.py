@@ -21,16 +21,18 @@ from tqdm import tqdm
 
 from inspector.config import InspectConfig
 from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.core.interface import PreparedBoard
 from inspector.core.overlap import overlapped
+from inspector.core.registration import RegistrationError
 from inspector.core.render import heatmap_image, overlay, save_png
 from inspector.core.results import InspectionResult
 from inspector.errors import ImageLoadError, InspectorError
 
-# A chunk of input paths as read (path, pixels, decode ms) with the records of those that could not be,
-# then the same with the engine's outcome for each read board.
-ReadChunk = tuple[Sequence[Path], list[tuple[Path, np.ndarray, float]], dict[Path, dict[str, Any]]]
-InspectedChunk = tuple[Sequence[Path], list[tuple[Path, np.ndarray, float]], dict[Path, dict[str, Any]],
-                       list[InspectionResult | InspectorError]]
+# A chunk of input paths as read and prepared for the model (path, pixels, decode ms, board) with the
+# records of those that could not be (unreadable, or not aligned), then the same with the results.
+ReadChunk = tuple[Sequence[Path], list[tuple[Path, np.ndarray, float, PreparedBoard]], dict[Path, dict[str, Any]]]
+InspectedChunk = tuple[Sequence[Path], list[tuple[Path, np.ndarray, float, PreparedBoard]],
+                       dict[Path, dict[str, Any]], list[InspectionResult]]
 
 RESULTS_FILE = "results.jsonl"
 OVERLAY_DIR = "overlays"
@@ -105,7 +107,7 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
     names = _OutputNames()
 
     def load(chunk: Sequence[Path]) -> ReadChunk:
-        loaded: list[tuple[Path, np.ndarray, float]] = []
+        loaded: list[tuple[Path, np.ndarray, float, PreparedBoard]] = []
         chunk_records: dict[Path, dict[str, Any]] = {}
         for image_path in chunk:
             start = time.perf_counter()
@@ -114,21 +116,24 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
             except ImageLoadError as exc:
                 chunk_records[image_path] = error_record(image_path, exc.reason)
                 continue
-            loaded.append((image_path, pixels, (time.perf_counter() - start) * 1e3))
+            decode_ms = (time.perf_counter() - start) * 1e3
+            try:
+                [board] = engine.prepare([pixels])
+            except RegistrationError as exc:  # cannot be aligned to the reference board: no score
+                chunk_records[image_path] = error_record(image_path, f"board not aligned: {exc}")
+                continue
+            loaded.append((image_path, pixels, decode_ms, board))
         return chunk, loaded, chunk_records
 
     def run(batch: ReadChunk) -> InspectedChunk:
         chunk, loaded, chunk_records = batch
-        results: list[InspectionResult | InspectorError] = (
-            list(engine.inspect_each([pixels for _, pixels, _ in loaded])) if loaded else [])
+        boards = [board for _, _, _, board in loaded]
+        results = engine.results(engine.analyse_prepared(boards)) if boards else []
         return chunk, loaded, chunk_records, results
 
     def finish(batch: InspectedChunk) -> list[dict[str, Any]]:
         chunk, loaded, chunk_records, results = batch
-        for (image_path, pixels, decode_ms), result in zip(loaded, results):
-            if isinstance(result, InspectorError):  # cannot be aligned to the reference board: no score
-                chunk_records[image_path] = error_record(image_path, f"board not aligned: {result}")
-                continue
+        for (image_path, pixels, decode_ms, _), result in zip(loaded, results, strict=True):
             result.pixel_threshold = engine.pixel_threshold
             start = time.perf_counter()
             name = names(image_path)
@@ -145,7 +150,7 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
     records: list[dict[str, Any]] = []
     with open(out / RESULTS_FILE, "w", encoding="utf-8") as sink, \
             tqdm(total=len(images), desc="inspect", unit="img") as progress:
-        # The next chunk is read and the last one drawn while the model runs (core/overlap.py).
+        # The next chunk is read and prepared, and the last one drawn, while the model runs (core/overlap.py).
         for chunk_records in overlapped(_chunks(images, max(1, config.batch_size)), load, run, finish):
             for record in chunk_records:
                 sink.write(json.dumps(record) + "\n")

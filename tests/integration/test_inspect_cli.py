@@ -69,6 +69,27 @@ def test_fail_on_defect_sets_the_exit_code(fixtured_bundle: Path, sample_root: P
     assert strict.returncode == 1
 
 
+def test_a_board_that_cannot_be_aligned_gets_an_error_record_and_the_others_are_inspected(
+        fixtured_bundle: Path, sample_root: Path, tmp_path: Path) -> None:
+    from inspector.config import InspectConfig
+    from inspector.feeds.batch import inspect_paths
+
+    good = sorted((sample_root / "test" / "good").iterdir())
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(good[0], folder / "a-good.png")
+    blank = cv2.imread(str(good[0]))
+    blank[:] = 90  # no board in front of the camera: nothing to align
+    cv2.imwrite(str(folder / "b-empty.png"), blank)
+    shutil.copy(good[1], folder / "c-good.png")
+    records = inspect_paths(fixtured_bundle, [folder], tmp_path / "out", InspectConfig(batch_size=4))
+    assert [Path(r["image"]).name for r in records] == ["a-good.png", "b-empty.png", "c-good.png"]
+    assert records[1]["verdict"] == "error" and records[1]["error"].startswith("board not aligned")
+    assert records[1]["score"] is None and records[1]["overlay"] is None
+    assert [records[i]["verdict"] for i in (0, 2)] == ["pass", "pass"]
+    assert all((tmp_path / "out" / records[i]["overlay"]).is_file() for i in (0, 2))
+
+
 def test_evaluate_writes_metrics_and_plots(tiny_bundle: Path, sample_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     result = run_cli("evaluate", "--model", str(tiny_bundle), "--data", str(sample_root), "--out", str(out))
