@@ -264,39 +264,36 @@ class Inspector:
 
     def analyse_prepared(self, boards: Sequence[PreparedBoard]) -> list[Analysis]:
         """The model call (same-size boards in one batch) and the raw smoothed error maps."""
-        prepared = [(board.tensor, board.working) for board in boards]
-        timings = [board.timings for board in boards]
-        warps = [board.warp for board in boards]
-        reconstructions: list[np.ndarray | None] = [None] * len(prepared)
-        graph_errors: list[np.ndarray | None] = [None] * len(prepared)
+        reconstructions: list[np.ndarray | None] = [None] * len(boards)
+        graph_errors: list[np.ndarray | None] = [None] * len(boards)
         groups: dict[tuple[int, ...], list[int]] = {}
-        for index, (padded, _) in enumerate(prepared):
-            groups.setdefault(padded.shape, []).append(index)
+        for index, board in enumerate(boards):
+            groups.setdefault(board.tensor.shape, []).append(index)
         for indices in groups.values():
             start = time.perf_counter()
             if self.spec.tile_size:  # stitched reconstructions; the map is computed below, on the CPU
                 outputs: list[tuple[np.ndarray, np.ndarray | None]] = [
-                    (self._reconstruct_tiled(prepared[i][0]), None) for i in indices]
+                    (self._reconstruct_tiled(boards[i].tensor), None) for i in indices]
             else:
-                outputs = self._run_chunks(np.stack([prepared[i][0] for i in indices]))
+                outputs = self._run_chunks(np.stack([boards[i].tensor for i in indices]))
             share = (time.perf_counter() - start) * 1e3 / len(indices)
             for i, (output, error) in zip(indices, outputs):
                 reconstructions[i] = output
                 graph_errors[i] = error
-                timings[i]["inference"] = share
+                boards[i].timings["inference"] = share
         analyses = []
-        for board, (padded, (height, width)), recon, error, timing, warp in zip(boards, prepared, reconstructions,
-                                                                              graph_errors, timings, warps):
+        for board, recon, error in zip(boards, reconstructions, graph_errors):
             start = time.perf_counter()
             assert recon is not None
+            height, width = board.working
             recon = recon[:, :height, :width]
             if error is not None:
                 raw = np.ascontiguousarray(error[0, :height, :width])
             else:
-                raw = scoring.error_map(padded[:, :height, :width], np.ascontiguousarray(recon), self.scoring)
-            smoothed = self._judge(scoring.smooth(raw, self.scoring.smooth_sigma), timing, warp)
-            timing["postprocess"] = (time.perf_counter() - start) * 1e3
-            analyses.append(Analysis(board.input_shape, smoothed, recon, timing, warp))
+                raw = scoring.error_map(board.tensor[:, :height, :width], np.ascontiguousarray(recon), self.scoring)
+            smoothed = self._judge(scoring.smooth(raw, self.scoring.smooth_sigma), board.timings, board.warp)
+            board.timings["postprocess"] = (time.perf_counter() - start) * 1e3
+            analyses.append(Analysis(board.input_shape, smoothed, recon, board.timings, board.warp))
         return analyses
 
     def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None) -> np.ndarray:
