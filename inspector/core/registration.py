@@ -119,6 +119,10 @@ def _unclipped(small: np.ndarray) -> np.ndarray:
     return (small < CLIPPED).astype(np.uint8)
 
 
+def _standardised(small: np.ndarray) -> np.ndarray:
+    return (small - small.mean()) / (float(small.std()) + 1e-6)
+
+
 def _reduce(grey: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1.0:
         return grey.astype(np.float32)
@@ -147,6 +151,7 @@ class Registration:
         self.channels = 1 if reference.ndim == 2 else 3
         self.factor = min(1.0, spec.work_side / max(self.height, self.width))
         self._ref_small = _reduce(_grey(reference), self.factor)
+        self._ref_standard = _standardised(self._ref_small)  # what each board's outlier check compares with
         small_h, small_w = self._ref_small.shape
         self._window = cv2.createHanningWindow((small_w, small_h), cv2.CV_32F)
         # The lighting grid: reference per channel, averaged into LIGHT_GRID x LIGHT_GRID cells.
@@ -224,9 +229,7 @@ class Registration:
         aligned = cv2.warpAffine(small, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                  borderMode=cv2.BORDER_REFLECT_101)
         # ECC matches up to gain and offset: compare standardised images
-        board = (aligned - aligned.mean()) / (float(aligned.std()) + 1e-6)
-        reference = (self._ref_small - self._ref_small.mean()) / (float(self._ref_small.std()) + 1e-6)
-        residual = cv2.GaussianBlur(cv2.absdiff(board, reference), (0, 0), OUTLIER_SMOOTH)
+        residual = cv2.GaussianBlur(cv2.absdiff(_standardised(aligned), self._ref_standard), (0, 0), OUTLIER_SMOOTH)
         sample = residual[::2, ::2]  # the statistics from a quarter of the pixels: same line, half the cost
         median = float(np.median(sample))
         spread = 1.4826 * float(np.median(np.abs(sample - median)))
