@@ -1,11 +1,17 @@
-"""Overlap the CPU work around the model call: decode the next batch and finish the previous one
-while ONNX Runtime runs the current one.
+"""Overlap the CPU work around the model call with the model call itself.
 
 ONNX Runtime's convolutions leave gaps on a 2-core CPU (serial operators between the parallel
-ones, threads waking up); OpenCV's decoding, smoothing and PNG encoding release the GIL and fill
-them. Measured on the 2-core AVX2 machine (docs/results.md): 5-10% more boards a second than doing
-the three stages one after the other. One worker thread, so at most one batch is decoded ahead
-and one is being finished: memory stays bounded, and results come out in input order.
+ones, threads waking up); OpenCV's decoding, alignment, smoothing and PNG encoding release the
+GIL and fill them. Measured on the 2-core AVX2 machine (docs/results.md): 4-13% more boards a
+second than doing the stages one after the other.
+
+- `overlapped`: the model on the caller's thread; loading (decode, preparation) of the next batch
+  and finishing (scoring) of the last one on one worker thread (`inspector inspect`, `bench`).
+- `computed_ahead`: the model on a worker; the caller handles the last part on its own thread
+  (the folder runner, whose store lives there).
+
+One worker thread each, so at most one batch is loaded ahead and one is being finished: memory
+stays bounded, and results come out in input order.
 """
 
 from __future__ import annotations
