@@ -57,7 +57,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     early_stopping_patience: int = 40  # epochs; validation loss on a few dozen boards is noisy, and the LR still anneals
     seed: int = 0
-    loss: str = "l2"  # "l2", "l1", "ssim" or "mix"
+    loss: str = "l2"  # "l2", "ssim" or "mix"
     ssim_weight: float = 0.5  # share of SSIM in "mix"
     # denoising autoencoder: corrupt inputs, learn to restore the clean board
     denoising: bool = True

@@ -1,4 +1,4 @@
-"""Reconstruction losses: L2, L1, SSIM (small own implementation with a Gaussian window) or a mix."""
+"""Reconstruction losses: L2, SSIM (small own implementation with a Gaussian window) or a mix."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from inspector.errors import ConfigError
 
-LOSSES = ("l2", "l1", "ssim", "mix")
+LOSSES = ("l2", "ssim", "mix")
 
 
 def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -41,8 +41,6 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str, ss
                         data_range: float = 1.0) -> torch.Tensor:
     if kind not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {kind!r}")
-    if kind == "l1":  # the median rather than the mean of what a board could show: sharper edges
-        return F.l1_loss(recon, target)
     l2 = F.mse_loss(recon, target)
     if kind == "l2":
         return l2

@@ -153,10 +153,8 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     stride = 2**config.depth
     spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=stride,
                           tile_size=config.tile_size, tile_overlap=config.tile_overlap)
-    # Score with the error the model was trained to minimise; an L1-trained model keeps the squared
-    # error map (per pixel the same order, and the graph's shift-tolerant map is built on it).
-    error = "l2" if config.loss == "l1" else config.loss
-    scoring_spec = ScoringSpec.from_train_config(config, error=error, channels=images.channels)
+    # Score with the error the model was trained to minimise.
+    scoring_spec = ScoringSpec.from_train_config(config, error=config.loss, channels=images.channels)
     arch = Architecture(in_channels=images.channels, width=config.width, depth=config.depth,
                         latent_channels=config.latent_channels, stem_stride=config.stem_stride,
                         output_sigmoid=spec.mean == 0.0 and spec.std == 1.0)
