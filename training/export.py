@@ -231,7 +231,7 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
             META_DATA_HASH: checkpoint["data"]["sha256"],
             META_ARCH: json.dumps(checkpoint["architecture"], sort_keys=True),
         }
-        export_onnx(model, temp / MODEL_FILE, metadata)
+        export_onnx(model.for_onnx(), temp / MODEL_FILE, metadata)
         parity_images = [image.numpy() for image in checkpoint["parity_images"]]
         parity = check_parity(model, temp / MODEL_FILE, parity_images, spec, registration)
         precision = config.get("precision", "float32")  # checkpoints from before INT8 existed

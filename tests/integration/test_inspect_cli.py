@@ -145,11 +145,11 @@ def test_bench_prints_table_and_writes_figures(tiny_bundle: Path, sample_root: P
 
 
 def torch_macs(bundle: Path, shape: tuple[int, int, int, int]) -> int:
-    """Independent count with forward hooks on the torch model the graph was exported from (network
-    and view averaging): the ONNX-graph count must agree."""
+    """Independent count with forward hooks on the torch model the graph was exported from (network,
+    view averaging and the sub-pixel shuffle in its ONNX form): the ONNX-graph count must agree."""
     from training.checkpoint import load_checkpoint
     from training.export import build_exported_model
     from training.model import count_macs
 
     batch, _, height, width = shape
-    return batch * count_macs(build_exported_model(load_checkpoint(bundle / "checkpoint.pt")), height, width)
+    return batch * count_macs(build_exported_model(load_checkpoint(bundle / "checkpoint.pt")).for_onnx(), height, width)

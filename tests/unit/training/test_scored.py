@@ -129,3 +129,20 @@ def test_mirrored_views_averaged_before_the_sub_pixel_shuffle_match_the_plain_av
         expected = total * (1.0 / views)
     assert torch.equal(folded, expected)
     assert not torch.allclose(folded, outputs[0], atol=1e-4)  # the mirrored views really differ
+
+
+@pytest.mark.parametrize("channels,views,kind,stem", [(1, 1, "flip", 4), (3, 1, "shift", 4), (1, 2, "flip", 4),
+                                                      (3, 2, "shift", 2), (3, 4, "flip", 2)])
+def test_the_onnx_form_of_the_sub_pixel_shuffle_gives_the_same_numbers(channels: int, views: int, kind: str,
+                                                                        stem: int) -> None:
+    """`for_onnx` writes the shuffle as a one-hot transposed convolution: the reconstruction and the
+    error map must not change by a bit, whatever the views."""
+    torch.manual_seed(0)
+    model = ConvAutoencoder(Architecture(in_channels=channels, width=8, depth=3, latent_channels=4,
+                                         stem_stride=stem)).eval()
+    spec = ScoringSpec(views=views, view_kind=kind, shift_tolerance=1)
+    x = torch.rand(2, channels, 32, 48)
+    with torch.no_grad():
+        plain = ScoredModel(model, spec, stride=model.arch.total_stride)(x)
+        onnx_form = ScoredModel(model, spec, stride=model.arch.total_stride).for_onnx()(x)
+    assert torch.equal(plain[0], onnx_form[0]) and torch.equal(plain[1], onnx_form[1])
