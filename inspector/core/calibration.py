@@ -38,6 +38,7 @@ from inspector.bundle.calibration import new_version, read_calibration, write_ca
 from inspector.bundle.files import CALIBRATION_FILE, SELFTEST_FILE, write_manifest
 from inspector.core import selftest
 from inspector.core.bundleswap import staged_bundle, switch_folders
+from inspector.core.edges import fit_edge_allowance
 from inspector.core.imageio import good_image_paths, load_image
 from inspector.core.interface import Analyser
 from inspector.errors import ConfigError
@@ -70,11 +71,12 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
 
 def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_alarm_rate: float,
               region_false_alarm_rate: float | None = None, pixel_scale: float | None = None,
-              batch_size: int = 4) -> dict[str, Any]:
+              batch_size: int = 4, edge_allowance: bool = True) -> dict[str, Any]:
     """Thresholds and statistics from good images run through the engine (an `Inspector`).
 
     `pixel_scale=None` derives the map scale from these images (first calibration); later
-    calibrations pass the bundle's existing scale.
+    calibrations pass the bundle's existing scale. The edge allowance (`inspector.core.edges`) is
+    fitted on these images too, for engines without a per-position model.
     """
     if len(images) == 0:
         raise ConfigError("calibration needs at least one good image")
@@ -84,12 +86,16 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
             chunk = images[start:start + batch_size]
             analyses.extend(engine.analyse(chunk))
             progress.update(len(chunk))
+    edges = None
+    if edge_allowance and not engine.judged_per_position:
+        edges = fit_edge_allowance([a.smoothed for a in analyses])
     if pixel_scale is None:
-        pooled = np.concatenate([a.smoothed.ravel() for a in analyses])
+        pooled = np.concatenate([(a.smoothed if edges is None else edges.apply(a.smoothed)).ravel()
+                                 for a in analyses])
         pixel_scale = max(float(np.quantile(pooled, POOLED_SCALE_QUANTILE)), 1e-12)
     from inspector.core import scoring
 
-    maps = [engine.anomaly_map(a, pixel_scale) for a in analyses]
+    maps = [engine.anomaly_map(a, pixel_scale, edges) for a in analyses]
     maxima = np.array([float(m.max()) for m in maps])
     scores = np.array([scoring.image_score(m, engine.scoring) for m in maps])
     if region_false_alarm_rate is None:
@@ -97,7 +103,7 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
     pixel_threshold, pixel_rule = threshold_for(maxima, region_false_alarm_rate)
     image_threshold, image_rule = threshold_for(scores, target_false_alarm_rate)
     pooled_normalised = np.concatenate([m.ravel() for m in maps])
-    return {
+    figures: dict[str, Any] = {
         "target_false_alarm_rate": target_false_alarm_rate,
         "region_false_alarm_rate": region_false_alarm_rate,
         "image_threshold": image_threshold,
@@ -115,6 +121,9 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
             "image_threshold_rule": image_rule,
         },
     }
+    if edges is not None:
+        figures["edge_allowance"] = edges.to_record()
+    return figures
 
 
 def recalibrate(bundle: str | Path, data: str | Path, *, target_false_alarm_rate: float, reason: str,

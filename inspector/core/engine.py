@@ -35,6 +35,7 @@ from inspector.bundle.tensors import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME
 from inspector.config import InspectConfig
 from inspector.core import scoring, selftest
 from inspector.core.atlas import Atlas
+from inspector.core.edges import EdgeAllowance
 from inspector.core.interface import Analysis, PreparedBoard
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
 from inspector.core.registration import Registration, RegistrationError, RegistrationSpec
@@ -88,6 +89,10 @@ class Inspector:
         self.image_threshold = float(calibration["image_threshold"]) if calibration else math.inf
         self.pixel_threshold = float(calibration["pixel_threshold"]) if calibration else math.inf
         self.pixel_scale = float(calibration["normaliser"]["pixel_scale"]) if calibration else 1.0
+        try:  # calibrations from before the edge allowance have none
+            self.edges = EdgeAllowance.from_record(calibration.get("edge_allowance")) if calibration else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{source}: the calibration's edge allowance is unreadable ({exc})") from exc
         self.graph_error = ERROR_OUTPUT in {output.name for output in session.get_outputs()}
         self._outputs = [OUTPUT_NAME, ERROR_OUTPUT] if self.graph_error else [OUTPUT_NAME]
 
@@ -296,9 +301,16 @@ class Inspector:
             analyses.append(Analysis(board.input_shape, smoothed, recon, board.timings, board.warp))
         return analyses
 
-    def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None) -> np.ndarray:
-        """Calibrated-scale map at the input resolution."""
-        normalised = scoring.normalise(analysis.smoothed, pixel_scale or self.pixel_scale)
+    @property
+    def judged_per_position(self) -> bool:
+        return self.atlas is not None or self.registration is not None
+
+    def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None,
+                    edges: EdgeAllowance | None = None) -> np.ndarray:
+        """Calibrated-scale map at the input resolution (`edges`: the edge allowance to divide out;
+        the bundle's own is `self.edges`)."""
+        smoothed = analysis.smoothed if edges is None else edges.apply(analysis.smoothed)
+        normalised = scoring.normalise(smoothed, pixel_scale or self.pixel_scale)
         height, width = analysis.input_shape
         if normalised.shape != (height, width):
             normalised = cv2.resize(normalised, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -320,7 +332,7 @@ class Inspector:
         if self.calibration is None:
             raise BundleError(f"{self.source}: the model is not calibrated; it cannot give verdicts")
         start = time.perf_counter()
-        amap = self.anomaly_map(analysis)
+        amap = self.anomaly_map(analysis, edges=self.edges)
         score = scoring.image_score(amap, self.scoring)
         regions = scoring.find_regions(amap, self.pixel_threshold, self.config.min_region_area,
                                        self.pixel_threshold * self.scoring.grow_fraction)

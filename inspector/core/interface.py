@@ -16,6 +16,7 @@ import numpy as np
 from inspector.core.results import InspectionResult
 
 if TYPE_CHECKING:
+    from inspector.core.edges import EdgeAllowance
     from inspector.core.scoring import ScoringSpec
 
 
@@ -64,4 +65,10 @@ class Analyser(Protocol):
 
     def analyse(self, images: Sequence[np.ndarray]) -> list[Analysis]: ...
 
-    def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None) -> np.ndarray: ...
+    @property
+    def judged_per_position(self) -> bool:
+        """Whether a per-position model of good boards judges each position (then no edge allowance)."""
+        ...
+
+    def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None,
+                    edges: EdgeAllowance | None = None) -> np.ndarray: ...

@@ -170,6 +170,9 @@ def test_recalibrate_appends_a_version(tiny_bundle: Path, sample_root: Path, tmp
     after = Inspector.load(bundle)
     assert after.calibration_version == 2 and after.image_threshold == version["image_threshold"]
     assert after.pixel_scale == before.pixel_scale  # one scale across versions
+    # the edge allowance belongs to the calibration, and only where no per-position model judges the board
+    assert ("edge_allowance" in version) == (not before.judged_per_position)
+    assert (after.edges is None) == before.judged_per_position
     with pytest.raises(ConfigError, match="reason"):
         recalibrate(bundle, sample_root, target_false_alarm_rate=0.05, reason=" ", author="x")
 

@@ -1,0 +1,97 @@
+"""Edge allowance: how much more error good boards show near the image border, divided out of the map.
+
+A convolutional autoencoder sees only part of its context within a few pixels of the image border,
+so it redraws good boards worse there, on every design. On DeepPCB (dev split, default bundle) 31%
+of the false regions on good test boards sat within 24 px of the border, a tenth of the board's
+area, and on board groups the model had not seen the region line was set by such border spots on
+the held-back boards. Calibration measures, for each distance from the border up to `REACH_PX`,
+how far the held-back good boards' high quantile there exceeds the interior's, and the map is
+divided by that ratio (never by less than 1), so a region near the border must stand out from what
+good boards show near the border. Measured on the cached maps of the dev split: recall 0.856 ->
+0.879 at 0.46 -> 0.51 false regions a good board; on unseen groups 0.697 -> 0.840 at about the same
+false regions (1.02 -> 1.07).
+
+It is part of a calibration version (`edge_allowance` in calibration.json), refitted by every
+`inspector calibrate`, and used only by bundles without a per-position model: a registered
+bundle's per-position model already judges each position, the border included, against good boards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+REACH_PX = 32  # working-resolution pixels from the border that get their own allowance
+QUANTILE = 0.9999  # of the good boards' map values, per distance and in the interior
+MAX_FACTOR = 8.0  # a bound, so a border the network never learned cannot hide everything there
+
+
+def _distances(shape: tuple[int, int]) -> np.ndarray:
+    """Distance of each pixel to the nearest image border (0 on the border)."""
+    height, width = shape
+    rows = np.minimum(np.arange(height), np.arange(height)[::-1])[:, None]
+    columns = np.minimum(np.arange(width), np.arange(width)[::-1])[None, :]
+    return np.minimum(rows, columns)
+
+
+@dataclass(frozen=True)
+class EdgeAllowance:
+    """Divisors (>= 1) of the map at distance 0, 1, ... from the border; 1 beyond them."""
+
+    factors: tuple[float, ...]
+    _weights: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    def weights(self, shape: tuple[int, int]) -> np.ndarray:
+        """float32 multipliers (1 / factor) for a map of `shape`, built once per shape."""
+        shape = (int(shape[0]), int(shape[1]))
+        if shape not in self._weights:
+            distance = _distances(shape)
+            inverse = np.ones(len(self.factors) + 1, np.float32)
+            inverse[:-1] = 1.0 / np.asarray(self.factors, np.float32)
+            self._weights[shape] = inverse[np.minimum(distance, len(self.factors))]
+        return self._weights[shape]
+
+    def apply(self, smoothed: np.ndarray) -> np.ndarray:
+        return cv2.multiply(smoothed, self.weights(smoothed.shape[:2]), dtype=cv2.CV_32F)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"factors": [round(value, 6) for value in self.factors], "reach_px": len(self.factors),
+                "quantile": QUANTILE, "rule": "map / (good boards' quantile at this distance from the border / "
+                                              "the interior's), never below 1"}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any] | None) -> EdgeAllowance | None:
+        if not record:
+            return None
+        factors = tuple(float(value) for value in record["factors"])
+        if not factors or not all(np.isfinite(value) and value >= 1.0 for value in factors):
+            raise ValueError(f"edge allowance factors must be finite and >= 1, got {record['factors']!r}")
+        return cls(factors)
+
+
+def fit_edge_allowance(maps: Sequence[np.ndarray], reach: int = REACH_PX, quantile: float = QUANTILE
+                       ) -> EdgeAllowance | None:
+    """The allowance good boards' raw smoothed maps call for; None when the maps are too small to
+    have an interior, or show no error in it (nothing to compare the border with)."""
+    by_distance: list[list[np.ndarray]] = [[] for _ in range(reach)]
+    interior: list[np.ndarray] = []
+    for smoothed in maps:
+        distance = _distances(smoothed.shape[:2])
+        inside = distance >= reach
+        if not inside.any():
+            return None
+        interior.append(smoothed[inside])
+        for step in range(reach):
+            by_distance[step].append(smoothed[distance == step])
+    if not interior:
+        return None
+    level = float(np.quantile(np.concatenate(interior), quantile))
+    if not level > 0.0:
+        return None
+    factors = [min(MAX_FACTOR, max(1.0, float(np.quantile(np.concatenate(values), quantile)) / level))
+               for values in by_distance]
+    return EdgeAllowance(tuple(factors))
