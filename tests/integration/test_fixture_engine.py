@@ -232,13 +232,15 @@ def test_bundle_from_before_registration_loads_and_behaves_as_before(legacy_bund
     assert engine.registration is None and engine.atlas is None and engine.roi is None
     board = load_image(sorted((sample_root / "test" / "good").iterdir())[0])
     result = engine.inspect(board)
-    # the map is exactly the path of before: preprocess -> model -> error -> smooth -> one scale
+    # the map is exactly the path of before: preprocess -> model -> error -> smooth -> one scale, with
+    # the edge allowance this calibration (made today, without a per-position model) carries
+    assert engine.edges is not None
     tensor, (height, width) = pad_to_multiple(preprocess(board, engine.spec), engine.spec.pad_multiple)
     reconstruction, error = engine.run_model(tensor[None])
     raw = error[0, 0, :height, :width] if error is not None else scoring.error_map(
         tensor[:, :height, :width], reconstruction[0, :, :height, :width], engine.scoring)
-    expected = scoring.normalise(scoring.smooth(np.ascontiguousarray(raw), engine.scoring.smooth_sigma),
-                                 engine.pixel_scale)
+    smoothed = scoring.smooth(np.ascontiguousarray(raw), engine.scoring.smooth_sigma)
+    expected = scoring.normalise(engine.edges.apply(smoothed), engine.pixel_scale)
     np.testing.assert_allclose(result.anomaly_map, expected, rtol=1e-5, atol=1e-6)
     assert "register" not in result.timings_ms
     # an unalignable-looking image is simply scored, as before: there is no reference to refuse it
