@@ -119,12 +119,17 @@ class ScoredModel(nn.Module):
             return F.pixel_shuffle(low, self._factor)
         return self._shuffle_conv(low)
 
+    def _low(self, x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+        """The autoencoder's output before the shuffle (its sigmoid, if any, applied: it commutes
+        with the shuffle), the last convolution being `conv`."""
+        low = conv(self._trunk(x))
+        return torch.sigmoid(low) if self._sigmoid else low
+
     def _network(self, x: torch.Tensor) -> torch.Tensor:
         """The autoencoder, with the shuffle as `_shuffle` does it."""
         if not self._split or self._shuffle_conv is None:
             return self.model(x)
-        low = self._conv(self._trunk(x))
-        return self._shuffle(torch.sigmoid(low) if self._sigmoid else low)
+        return self._shuffle(self._low(x, self._conv))
 
     def _flip(self, x: torch.Tensor, view: View) -> torch.Tensor:
         dims = [d for d, on in ((-2, view.flip_rows), (-1, view.flip_columns)) if on]
@@ -134,10 +139,7 @@ class ScoredModel(nn.Module):
         """Mirrored views averaged at the sub-pixel layout, shuffled once (see the module docstring)."""
         total: torch.Tensor | None = None
         for view, tail in zip(self.views, self._tails):
-            low = tail(self._trunk(self._flip(x, view)))
-            if self._sigmoid:
-                low = torch.sigmoid(low)
-            low = self._flip(low, view)
+            low = self._flip(self._low(self._flip(x, view), tail), view)
             total = low if total is None else total + low
         assert total is not None
         return self._shuffle(total * (1.0 / len(self.views)))

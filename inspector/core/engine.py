@@ -303,6 +303,8 @@ class Inspector:
 
     @property
     def judged_per_position(self) -> bool:
+        """Registered boards get no edge allowance: their per-position model judges the border too,
+        and the strip alignment makes up at the border is cleared (`_judge`)."""
         return self.atlas is not None or self.registration is not None
 
     def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None,
