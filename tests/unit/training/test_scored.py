@@ -31,6 +31,28 @@ def test_graph_error_equals_reference(channels: int, tolerance: int, reduce: str
         assert np.allclose(error[index, 0].numpy(), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels,tolerance,reduce", [(1, 1, "max"), (3, 1, "max"), (3, 2, "mean"), (1, 2, "mean")])
+def test_the_graphs_tolerant_error_is_the_plain_formula_bit_for_bit(channels: int, tolerance: int, reduce: str) -> None:
+    """The graph writes relu(x - upper) + relu(lower - x), squared, with fewer passes; the numbers must
+    not move at all, or re-exported bundles would need recalibrating."""
+    spec = ScoringSpec(shift_tolerance=tolerance, views=1, channel_reduce=reduce)
+    scored = ScoredModel(_model(channels), spec, stride=8)
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(3, channels, 37, 45, generator=generator)
+    reconstruction = torch.rand(3, channels, 37, 45, generator=generator)
+    x[0] = reconstruction[0]  # exact agreement: the map must be exactly 0 there
+    size = 2 * tolerance + 1
+    upper = torch.nn.functional.max_pool2d(reconstruction, size, stride=1, padding=tolerance)
+    lower = -torch.nn.functional.max_pool2d(-reconstruction, size, stride=1, padding=tolerance)
+    difference = torch.relu(x - upper) + torch.relu(lower - x)
+    squared = difference * difference
+    if channels > 1:
+        squared = squared.amax(dim=1, keepdim=True) if reduce == "max" else squared.mean(dim=1, keepdim=True)
+    error = scored.error(x, reconstruction)
+    assert torch.equal(error, squared)
+    assert float(error[0].max()) == 0.0 and float(error[1:].max()) > 0.01
+
+
 def test_shift_tolerance_forgives_a_one_pixel_shift_in_the_graph() -> None:
     """An input that is its reconstruction moved by a pixel scores (almost) nothing at tolerance 1."""
     class Shifter(torch.nn.Module):
