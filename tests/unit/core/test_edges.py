@@ -55,6 +55,21 @@ def test_fit_finds_the_border_band_and_leaves_the_interior_alone() -> None:
     assert edges.apply(flat)[3, 80] == pytest.approx(1 / edges.factors[3])
 
 
+def test_a_few_hot_interior_spots_do_not_hide_a_border_band_on_every_board() -> None:
+    """What a second DeepPCB training run showed: every board a little hotter near the border, and
+    a few boards with one bright spot inside. The allowance is fitted on the band, not on the spots."""
+    rng = np.random.default_rng(2)
+    maps = [_good_map(rng) for _ in range(40)]
+    for index in range(0, 40, 10):  # 4 boards, one 9x9 spot each, far above anything at the border
+        maps[index][70:79, 70:79] = 20.0
+    edges = fit_edge_allowance(maps)
+    assert edges is not None and edges.quantile == pytest.approx(0.999)
+    assert all(factor > 2.0 for factor in edges.factors[:8])
+    # The previous, more extreme quantile rested on those spots and found no allowance at all.
+    extreme = fit_edge_allowance(maps, quantile=0.9999)
+    assert extreme is not None and max(extreme.factors) == 1.0
+
+
 def test_no_allowance_without_an_interior_or_without_error_in_it() -> None:
     assert fit_edge_allowance([np.ones((2 * REACH_PX - 1, 200), np.float32)]) is None
     assert fit_edge_allowance([np.zeros((SIZE, SIZE), np.float32)]) is None
@@ -63,6 +78,7 @@ def test_no_allowance_without_an_interior_or_without_error_in_it() -> None:
 def test_records_round_trip_and_bad_factors_are_refused() -> None:
     edges = EdgeAllowance((2.5, 1.5, 1.0))
     assert EdgeAllowance.from_record(edges.to_record()) == edges
+    assert EdgeAllowance.from_record({"factors": [2.0]}) == EdgeAllowance((2.0,), 0.9999)  # records of before
     assert EdgeAllowance.from_record(None) is None
     with pytest.raises(ValueError):
         EdgeAllowance.from_record({"factors": [0.5, 1.0]})
