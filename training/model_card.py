@@ -113,6 +113,17 @@ def _precision_line(metrics: dict[str, Any]) -> str:
     return f"- Precision: float32 (int8 refused, scheme {quantisation.get('scheme', 'u8s8')}: {quantisation['refused']})"
 
 
+def _edge_line(calibration: dict[str, Any]) -> list[str]:
+    """QA should know how much more a defect at the border must show than one in the middle."""
+    edges = calibration.get("edge_allowance")
+    if not edges:
+        return []
+    factors = edges["factors"]
+    return [f"- Edge allowance (part of the calibration): the map is divided by up to {max(factors):.2f} within "
+            f"{edges['reach_px']} px of the image border ({factors[0]:.2f} at the border; good boards' "
+            f"q{edges['quantile']:g} there against the interior's)"]
+
+
 def model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dict[str, Any],
                 atlas: Any = None) -> str:
     data = checkpoint["data"]
@@ -134,6 +145,7 @@ def model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dic
         f"image threshold {calibration['image_threshold']:.4f}, pixel threshold {calibration['pixel_threshold']:.4f}, "
         f"target false-alarm rate {calibration['target_false_alarm_rate']:g} "
         f"({calibration['stats']['image_threshold_rule']})",
+        *_edge_line(calibration),
         "",
         "Detection quality on labelled boards: run `inspector evaluate`.",
         "",

@@ -50,6 +50,7 @@ def test_good_boards_of_one_design_get_registration_and_an_atlas(fixtured_bundle
     # A fixtured board is never mirrored and its per-position model takes what a second view averaged.
     assert (engine.scoring.views, engine.scoring.view_kind) == (1, "shift")
     assert "Views: 1 shift view(s), chosen from the data (one fixtured design" in card
+    assert "Edge allowance" not in card  # judged per position: the border included
 
 
 def test_unregistered_boards_keep_two_mirrored_views(tiny_bundle: Path) -> None:
@@ -235,6 +236,8 @@ def test_bundle_from_before_registration_loads_and_behaves_as_before(legacy_bund
     # the map is exactly the path of before: preprocess -> model -> error -> smooth -> one scale, with
     # the edge allowance this calibration (made today, without a per-position model) carries
     assert engine.edges is not None
+    card = (legacy_bundle / "MODEL_CARD.md").read_text()
+    assert f"divided by up to {max(engine.edges.factors):.2f} within {len(engine.edges.factors)} px" in card
     tensor, (height, width) = pad_to_multiple(preprocess(board, engine.spec), engine.spec.pad_multiple)
     reconstruction, error = engine.run_model(tensor[None])
     raw = error[0, 0, :height, :width] if error is not None else scoring.error_map(
