@@ -74,7 +74,7 @@ def samples(
                                             help="Good boards for test/good (default: good/4, at least 4)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same images."),
     size: str = typer.Option("384x384", "--size", help="Image size WIDTHxHEIGHT."),
-    station: bool = typer.Option(False, "--station", help="Boards lie in a fixture the camera sees around them "
+    fixture: bool = typer.Option(False, "--fixture", help="Boards lie in a fixture the camera sees around them "
                                  "(plate, locating pins, clamps over the board's edges) under a lamp whose glare clips."),
 ) -> None:
     """Generate synthetic populated-board images with pixel-accurate defect masks."""
@@ -82,7 +82,7 @@ def samples(
     from inspector.synth.dataset import generate_dataset
 
     summary = generate_dataset(out, good=good, defective=defective, test_good=test_good, seed=seed,
-                               size=dimensions, station=station)
+                               size=dimensions, fixture=fixture)
     typer.echo(summary.describe())
 
 

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import torch
 
-from inspector.bundle.files import REFERENCE_FILE, REGISTRATION_FILE, ROI_FILE, STATION_FILE
+from inspector.bundle.files import REFERENCE_FILE, REGISTRATION_FILE, ROI_FILE, SURROUND_FILE
 from inspector.config import TrainConfig
 from inspector.core.atlas import Atlas, fit_atlas
-from inspector.core.registration import Registration, RegistrationSpec, Station, decide
+from inspector.core.registration import Registration, RegistrationSpec, Surround, decide
 from inspector.errors import ConfigError
 from training.checkpoint import Checkpoint
 
@@ -90,9 +90,9 @@ def decide_fixture(config: TrainConfig, boards: Sequence[np.ndarray]) -> tuple[R
     if registration is not None:
         fixture["registration"] = registration.spec.to_json()
         fixture["reference"] = torch.from_numpy(np.ascontiguousarray(registration.reference))
-        if registration.station is not None:
-            fixture["station"] = {"camera": torch.from_numpy(np.ascontiguousarray(registration.station.camera)),
-                                  "hidden": torch.from_numpy(np.ascontiguousarray(registration.station.hidden))}
+        if registration.surround is not None:
+            fixture["surround"] = {"camera": torch.from_numpy(np.ascontiguousarray(registration.surround.camera)),
+                                  "hidden": torch.from_numpy(np.ascontiguousarray(registration.surround.hidden))}
     if roi is not None:
         fixture["roi"] = torch.from_numpy(roi)
     return registration, fixture
@@ -102,9 +102,9 @@ def registration_of(checkpoint: Checkpoint) -> Registration | None:
     fixture = checkpoint.get("fixture") or {}
     if "registration" not in fixture:
         return None  # checkpoints from before registration existed, or boards that are not one design
-    station = (Station(camera=fixture["station"]["camera"].numpy(), hidden=fixture["station"]["hidden"].numpy())
-               if "station" in fixture else None)
-    return Registration(RegistrationSpec.from_json(fixture["registration"]), fixture["reference"].numpy(), station)
+    surround = (Surround(camera=fixture["surround"]["camera"].numpy(), hidden=fixture["surround"]["hidden"].numpy())
+               if "surround" in fixture else None)
+    return Registration(RegistrationSpec.from_json(fixture["registration"]), fixture["reference"].numpy(), surround)
 
 
 def roi_of(checkpoint: Checkpoint) -> np.ndarray | None:
@@ -122,8 +122,8 @@ def write_fixture_files(checkpoint: Checkpoint, folder: Path) -> None:
         (folder / REGISTRATION_FILE).write_text(registration.spec.to_json() + "\n")
         if not cv2.imwrite(str(folder / REFERENCE_FILE), registration.reference):
             raise ConfigError(f"{folder / REFERENCE_FILE}: cannot write the reference board")
-        if registration.station is not None:
-            registration.station.save(folder / STATION_FILE)
+        if registration.surround is not None:
+            registration.surround.save(folder / SURROUND_FILE)
     roi = roi_of(checkpoint)
     if roi is not None and not cv2.imwrite(str(folder / ROI_FILE), roi):
         raise ConfigError(f"{folder / ROI_FILE}: cannot write the inspection area")

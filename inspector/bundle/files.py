@@ -44,7 +44,7 @@ REGISTRATION_FILE = "registration.json"
 REFERENCE_FILE = "reference.png"
 ATLAS_FILE = "atlas.npz"
 ROI_FILE = "roi.png"
-STATION_FILE = "station.npz"  # masks of the station around/over the board (registration)
+SURROUND_FILE = "surround.npz"  # masks of the surround around/over the board (registration)
 
 # Files without which a bundle cannot run on the line.
 RUNTIME_FILES = (MODEL_FILE, CALIBRATION_FILE)

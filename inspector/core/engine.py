@@ -28,7 +28,7 @@ from inspector.bundle.files import (
     REGISTRATION_FILE,
     ROI_FILE,
     SELFTEST_FILE,
-    STATION_FILE,
+    SURROUND_FILE,
     check_metadata,
     verify_bundle,
 )
@@ -39,7 +39,7 @@ from inspector.core.atlas import Atlas
 from inspector.core.edges import EdgeAllowance
 from inspector.core.interface import Analysis, PreparedBoard
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
-from inspector.core.registration import Registration, RegistrationError, RegistrationSpec, Station
+from inspector.core.registration import Registration, RegistrationError, RegistrationSpec, Surround
 from inspector.core.results import InspectionResult
 from inspector.core.session import open_session
 from inspector.errors import BundleError, ConfigError, InspectorError
@@ -399,11 +399,11 @@ def load_fixture(bundle: Path, manifest: dict[str, Any]
         if reference is None:
             raise BundleError(f"{bundle / REFERENCE_FILE}: unreadable reference board")
         try:
-            station = None
-            if STATION_FILE in listed:
-                verify_bundle(bundle, files=(STATION_FILE,))
-                station = Station.load(bundle / STATION_FILE)
-            registration = Registration(spec, reference, station)
+            surround = None
+            if SURROUND_FILE in listed:
+                verify_bundle(bundle, files=(SURROUND_FILE,))
+                surround = Surround.load(bundle / SURROUND_FILE)
+            registration = Registration(spec, reference, surround)
         except ConfigError as exc:
             raise BundleError(f"{bundle}: {exc}") from exc
     if ATLAS_FILE in listed:

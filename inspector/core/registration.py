@@ -58,23 +58,23 @@ OUTLIER_MADS = 6.0
 OUTLIER_SMOOTH = 2.0  # px of the reduced board
 OUTLIER_SHARE_MARGIN = 2.0  # the line: this many times the largest blob of the good training boards...
 OUTLIER_SHARE_MIN = 0.01  # ...and never under this share of the reduced board
-# The station: what the camera sees at the same place on every board while the board moves under it
+# The surround: what the camera sees at the same place on every board while the board moves under it
 # (a fixture clamp over the board's edge, locating pins, the plate around the board, the lamp's
 # glare). After alignment it moves by the fixture play, so good boards differ there by whatever the
 # board happened to show beside it, and no per-position model can learn it from the few boards
-# training has. Found on the training boards in the camera's frame: a pixel belongs to the station
-# when the aligned boards differ from the reference there by more than STATION_MIN_RESIDUAL of the
+# training has. Found on the training boards in the camera's frame: a pixel belongs to the surround
+# when the aligned boards differ from the reference there by more than SURROUND_MIN_RESIDUAL of the
 # board's median brightness on most boards (median over boards), while the raw photos agree with
-# each other at least 1 / STATION_STABLE_RATIO times better. Board texture is the other way round
+# each other at least 1 / SURROUND_STABLE_RATIO times better. Board texture is the other way round
 # (it moves in the photo, stays put after alignment); flat board areas agree in both and stay judged.
-# Measured on sample boards without a station: no pixel; with clamps, pins and glare: 2.2% of the frame.
-STATION_MIN_RESIDUAL = 0.1
-STATION_STABLE_RATIO = 2.0
-STATION_MIN_PIECE_SHARE = 0.0002  # of the frame (52 px at 512x512)...
-STATION_MIN_PIECE_PX = 8  # ...and never fewer pixels
-STATION_CLOSE_PX = 3  # joins the pieces of the station's outline
-STATION_HULL_RATIO = 2.0
-STATION_GROW_PX = 6  # blur and the model's smoothing carry its edge this far onto the board
+# Measured on sample boards without a surround: no pixel; with clamps, pins and glare: 2.2% of the frame.
+SURROUND_MIN_RESIDUAL = 0.1
+SURROUND_STABLE_RATIO = 2.0
+SURROUND_MIN_PIECE_SHARE = 0.0002  # of the frame (52 px at 512x512)...
+SURROUND_MIN_PIECE_PX = 8  # ...and never fewer pixels
+SURROUND_CLOSE_PX = 3  # joins the pieces of the surround's outline
+SURROUND_HULL_RATIO = 2.0
+SURROUND_GROW_PX = 6  # blur and the model's smoothing carry its edge this far onto the board
 
 
 class RegistrationError(InspectorError):
@@ -174,8 +174,8 @@ def _light_basis(height: int, width: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Station:
-    """The station (see STATION_MIN_RESIDUAL): `camera`, uint8 255 where the camera sees it on every
+class Surround:
+    """The surround (see SURROUND_MIN_RESIDUAL): `camera`, uint8 255 where the camera sees it on every
     board; `hidden`, uint8 255 where it covered the board on every training board, in the reference's
     frame (the reference shows no board there, so a board moved further than those never is judged there)."""
 
@@ -188,12 +188,12 @@ class Station:
         Path(path).write_bytes(buffer.getvalue())
 
     @classmethod
-    def load(cls, path: Path) -> Station:
+    def load(cls, path: Path) -> Surround:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return cls(camera=np.asarray(data["camera"], np.uint8), hidden=np.asarray(data["hidden"], np.uint8))
         except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise ConfigError(f"{path}: unreadable station masks ({exc})") from exc
+            raise ConfigError(f"{path}: unreadable surround masks ({exc})") from exc
 
     @property
     def share(self) -> float:
@@ -203,19 +203,19 @@ class Station:
 class Registration:
     """A reference board and the rules to align and normalise boards onto it."""
 
-    def __init__(self, spec: RegistrationSpec, reference: np.ndarray, station: Station | None = None) -> None:
-        """`station`: what the camera sees of the station (never judged), or None (nothing found on
+    def __init__(self, spec: RegistrationSpec, reference: np.ndarray, surround: Surround | None = None) -> None:
+        """`surround`: what the camera sees of the surround (never judged), or None (nothing found on
         the training boards, or bundles from before it existed)."""
         if reference.dtype != np.uint8 or reference.ndim not in (2, 3):
             raise ConfigError(f"the reference board must be a uint8 image, got {reference.dtype} {reference.shape}")
-        if station is not None:
-            for name, mask in (("camera", station.camera), ("hidden", station.hidden)):
+        if surround is not None:
+            for name, mask in (("camera", surround.camera), ("hidden", surround.hidden)):
                 if mask.dtype != np.uint8 or mask.shape != reference.shape[:2]:
-                    raise ConfigError(f"the station's {name} mask must be a uint8 image of the reference's size "
+                    raise ConfigError(f"the surround's {name} mask must be a uint8 image of the reference's size "
                                       f"{reference.shape[1]}x{reference.shape[0]}, got {mask.dtype} {mask.shape}")
         self.spec = spec
         self.reference = reference
-        self.station = station
+        self.surround = surround
         self.height, self.width = reference.shape[:2]
         self.channels = 1 if reference.ndim == 2 else 3
         self.factor = min(1.0, spec.work_side / max(self.height, self.width))
@@ -383,30 +383,30 @@ class Registration:
 
     def observed(self, full: np.ndarray, margin: int) -> np.ndarray:
         """float32 mask of the reference frame: 1 where the aligned board shows pixels the camera saw
-        of the board (at least `margin` px inside the photo, off the station), 0 where alignment had to
-        make them up at the border or the station covers them on this board."""
+        of the board (at least `margin` px inside the photo, off the surround), 0 where alignment had to
+        make them up at the border or the surround covers them on this board."""
         inside = np.zeros((self.height, self.width), np.uint8)
         inside[margin:self.height - margin, margin:self.width - margin] = 1
-        if self.station is not None:
-            inside[self.station.camera > 0] = 0
+        if self.surround is not None:
+            inside[self.surround.camera > 0] = 0
         seen = cv2.warpAffine(inside, full.astype(np.float32), (self.width, self.height),
                               flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=0)
-        if self.station is not None:
-            seen[self.station.hidden > 0] = 0
+        if self.surround is not None:
+            seen[self.surround.hidden > 0] = 0
         edge = self.spec.edge_px
         if edge > 0:
             seen[:edge], seen[-edge:], seen[:, :edge], seen[:, -edge:] = 0, 0, 0, 0
         return seen.astype(np.float32)
 
-    def station_on_reference(self, full: np.ndarray) -> np.ndarray | None:
-        """uint8 mask of the reference frame (255) where the station lies on this board, or None."""
-        if self.station is None:
+    def surround_on_reference(self, full: np.ndarray) -> np.ndarray | None:
+        """uint8 mask of the reference frame (255) where the surround lies on this board, or None."""
+        if self.surround is None:
             return None
-        on_board = cv2.warpAffine(self.station.camera, full.astype(np.float32), (self.width, self.height),
+        on_board = cv2.warpAffine(self.surround.camera, full.astype(np.float32), (self.width, self.height),
                                   flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                                   borderValue=0)
-        return cv2.bitwise_or(on_board, self.station.hidden)
+        return cv2.bitwise_or(on_board, self.surround.hidden)
 
     def warp(self, image: np.ndarray, full: np.ndarray) -> np.ndarray:
         return cv2.warpAffine(image, full.astype(np.float32), (self.width, self.height),
@@ -446,21 +446,21 @@ class Registration:
         before the reference is subtracted (training augments the board first)."""
         start = time.perf_counter()
         out = image
-        station = None
+        surround = None
         if self.spec.align:
             full, alignment = self.locate(image)
             out = self.warp(image, full)
-            station = self.station_on_reference(full)
+            surround = self.surround_on_reference(full)
             if record is not None:
                 record["warp"], record["alignment"] = full, alignment
         middle = time.perf_counter()
         if self.spec.photometric:
             out = self.normalise_light(out)
-        if station is not None:
-            # The station is no board: the model sees the reference there (no difference), so a clamp
+        if surround is not None:
+            # The surround is no board: the model sees the reference there (no difference), so a clamp
             # or a glare that sits elsewhere on each board cannot spread error onto the board beside it.
             out = out.copy() if out is image else out
-            cv2.copyTo(self.reference, station, out)
+            cv2.copyTo(self.reference, surround, out)
         if self.spec.residual if residual is None else residual:
             out = self.residual_of(out)
         if timings is not None:
@@ -476,9 +476,9 @@ def _brightness_units(image: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(grey / max(float(np.median(grey)), 1.0), (0, 0), 1.0)
 
 
-def fit_station(images: Sequence[np.ndarray], registration: Registration) -> np.ndarray | None:
-    """The station mask (camera frame, uint8 255 = station) the good boards show, or None when they
-    show none (see STATION_MIN_RESIDUAL). Boards that cannot be aligned are left out."""
+def fit_surround(images: Sequence[np.ndarray], registration: Registration) -> np.ndarray | None:
+    """The surround mask (camera frame, uint8 255 = surround) the good boards show, or None when they
+    show none (see SURROUND_MIN_RESIDUAL). Boards that cannot be aligned are left out."""
     reference = _brightness_units(registration.reference)
     size = (registration.width, registration.height)
     photos, residuals = [], []
@@ -497,25 +497,25 @@ def fit_station(images: Sequence[np.ndarray], registration: Registration) -> np.
     stack = np.stack(photos)
     spread_in_photo = np.median(np.abs(stack - np.median(stack, axis=0)), axis=0)
     residual = np.median(np.stack(residuals), axis=0)
-    station = ((residual > STATION_MIN_RESIDUAL) & (spread_in_photo * STATION_STABLE_RATIO < residual)).astype(np.uint8)
-    # Single pixels pass the test on boards without a station (a via's rim under blur); a clamp, a pin
+    surround = ((residual > SURROUND_MIN_RESIDUAL) & (spread_in_photo * SURROUND_STABLE_RATIO < residual)).astype(np.uint8)
+    # Single pixels pass the test on boards without a surround (a via's rim under blur); a clamp, a pin
     # or a glare is a piece of hundreds of pixels at 512 px.
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(station, connectivity=8)
-    smallest = max(STATION_MIN_PIECE_PX, int(STATION_MIN_PIECE_SHARE * station.size))
-    station = np.isin(labels, np.flatnonzero(stats[1:count, cv2.CC_STAT_AREA] >= smallest) + 1).astype(np.uint8)
-    if not station.any():
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(surround, connectivity=8)
+    smallest = max(SURROUND_MIN_PIECE_PX, int(SURROUND_MIN_PIECE_SHARE * surround.size))
+    surround = np.isin(labels, np.flatnonzero(stats[1:count, cv2.CC_STAT_AREA] >= smallest) + 1).astype(np.uint8)
+    if not surround.any():
         return None
-    close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * STATION_CLOSE_PX + 1,) * 2)
-    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * STATION_GROW_PX + 1,) * 2)
-    station = cv2.morphologyEx(station, cv2.MORPH_CLOSE, close)
+    close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SURROUND_CLOSE_PX + 1,) * 2)
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SURROUND_GROW_PX + 1,) * 2)
+    surround = cv2.morphologyEx(surround, cv2.MORPH_CLOSE, close)
     # Its outline is what moves; the inside of a clamp or a clipped glare core is no board either. A
     # compact piece is filled to its convex hull; a long one (a plate around the board) only inside.
-    outlines, _ = cv2.findContours(station, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outlines, _ = cv2.findContours(surround, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     for outline in outlines:
         hull = cv2.convexHull(outline)
-        compact = cv2.contourArea(hull) <= STATION_HULL_RATIO * max(cv2.contourArea(outline), 1.0)
-        cv2.drawContours(station, [hull if compact else outline], -1, 1, thickness=cv2.FILLED)
-    return cv2.dilate(station, grow) * np.uint8(255)
+        compact = cv2.contourArea(hull) <= SURROUND_HULL_RATIO * max(cv2.contourArea(outline), 1.0)
+        cv2.drawContours(surround, [hull if compact else outline], -1, 1, thickness=cv2.FILLED)
+    return cv2.dilate(surround, grow) * np.uint8(255)
 
 
 def build_reference(images: Sequence[np.ndarray], spec: RegistrationSpec, rounds: int = 2
@@ -548,11 +548,11 @@ def build_reference(images: Sequence[np.ndarray], spec: RegistrationSpec, rounds
     return reference, alignments
 
 
-def reference_without_station(images: Sequence[np.ndarray], registration: Registration, camera: np.ndarray
-                               ) -> tuple[np.ndarray, Station]:
+def reference_without_surround(images: Sequence[np.ndarray], registration: Registration, camera: np.ndarray
+                               ) -> tuple[np.ndarray, Surround]:
     """The reference again, each pixel the median over the boards that show the board there (not the
-    station: a clamp or glare that sat over a pixel on most boards would otherwise stay in the
-    reference, and every board showing its own copper there would differ from it), and the station
+    surround: a clamp or glare that sat over a pixel on most boards would otherwise stay in the
+    reference, and every board showing its own copper there would differ from it), and the surround
     with the pixels no board showed."""
     stack, covered = [], []
     for image in images:
@@ -573,7 +573,7 @@ def reference_without_station(images: Sequence[np.ndarray], registration: Regist
             warnings.simplefilter("ignore", RuntimeWarning)  # pixels every board hides: kept as they were
             median = np.nanmedian(boards, axis=0)
         reference = np.clip(np.rint(np.where(np.isnan(median), reference, median)), 0, 255).astype(np.uint8)
-    return reference, Station(camera=camera, hidden=hidden_everywhere.astype(np.uint8) * np.uint8(255))
+    return reference, Surround(camera=camera, hidden=hidden_everywhere.astype(np.uint8) * np.uint8(255))
 
 
 def fixture_report(alignments: Sequence[Alignment]) -> dict[str, float]:
@@ -619,11 +619,11 @@ def decide(images: Sequence[np.ndarray], setting: str, photometric: str = "auto"
     probe = Registration(spec, reference)
     report["outlier_share_max"] = round(max(probe.outlier_share(image) for image in sample), 5)
     # Limits: what the good boards showed with room to spare, never tighter than 5% of the side / 2 degrees.
-    camera = fit_station(sample, probe)
-    station = None
+    camera = fit_surround(sample, probe)
+    surround = None
     if camera is not None:
-        reference, station = reference_without_station(sample, probe, camera)
-    report["station_share"] = round(station.share, 5) if station is not None else 0.0
+        reference, surround = reference_without_surround(sample, probe, camera)
+    report["surround_share"] = round(surround.share, 5) if surround is not None else 0.0
     spec = RegistrationSpec(
         align=True, photometric=photometric != "off", work_side=work_side,
         max_shift_px=round(max(2.0 * report["shift_px_max"] + 2.0, 0.05 * max(height, width)), 1),
@@ -632,6 +632,6 @@ def decide(images: Sequence[np.ndarray], setting: str, photometric: str = "auto"
         residual=residual, edge_px=int(math.ceil(report["shift_px_max"])),
         outlier_blob_share=round(max(OUTLIER_SHARE_MIN, OUTLIER_SHARE_MARGIN * report["outlier_share_max"]), 5),
         stats=report)
-    return Registration(spec, reference, station), {"registration": "on", "reason": (
+    return Registration(spec, reference, surround), {"registration": "on", "reason": (
         f"good boards are one fixtured design (median correlation {report['correlation_median']:.2f} onto "
         f"their median)") if setting == "auto" else "turned on in the training settings", "fit": report}

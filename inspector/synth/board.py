@@ -59,7 +59,7 @@ def _placements(rng: np.random.Generator, out_unit: float) -> dict[str, Placemen
     return placements
 
 
-# Two lighting set-ups of the station (as seen on real line frames: the board's mean colour moved
+# Two lighting set-ups of the line (as seen on real line frames: the board's mean colour moved
 # from about (B, G, R) = (150, 145, 38) to (122, 142, 55) between them): per-channel gains.
 LIGHTING_SETUPS = ((1.0, 1.0, 1.0), (0.84, 0.98, 1.3))
 
@@ -93,13 +93,13 @@ def _draw(width: int, height: int, placements: dict, plan: DefectPlan | None) ->
     return image
 
 
-# A station: the board fills this share of the frame and lies in a fixture that the camera sees
+# In a fixture the board fills this share of the frame, and the camera sees the fixture
 # around it (the fixture stays put while the board moves in it by the fixture play).
-STATION_BOARD_SCALE = 0.88
+FIXTURE_BOARD_SCALE = 0.88
 
 
 @functools.lru_cache(maxsize=4)
-def _station(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fixture_parts(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(fixture plate around the board, float32 HxWx3; clamp layer; clamp coverage 0-1), fixed in the
     camera's frame: anodised plate with brushed texture and locating pins, two clamps that overlap the
     board's left and right edges."""
@@ -109,7 +109,7 @@ def _station(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     brushed = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), sigmaX=12.0, sigmaY=0.6)
     plate += (brushed * 40.0)[..., None]
     side = min(width, height)
-    margin = (1.0 - STATION_BOARD_SCALE) / 2
+    margin = (1.0 - FIXTURE_BOARD_SCALE) / 2
     for fx, fy in ((margin * 0.5, margin * 0.5), (1 - margin * 0.5, margin * 0.5), (margin * 0.5, 1 - margin * 0.5),
                    (1 - margin * 0.5, 1 - margin * 0.5)):
         centre = (int(round(fx * width)), int(round(fy * height)))
@@ -127,34 +127,34 @@ def _station(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return plate, clamps, cv2.GaussianBlur(cover, (0, 0), 0.6)[..., None]
 
 
-def _optics(drawn: np.ndarray, width: int, height: int, shot: CameraShot, station: bool = False) -> np.ndarray:
+def _optics(drawn: np.ndarray, width: int, height: int, shot: CameraShot, fixture: bool = False) -> np.ndarray:
     """Downscale to the sensor and apply the fixture's shift and rotation (uint8 in, float32 out). In
-    a station the board is smaller than the frame and composited into the fixture around it."""
+    a fixture the board is smaller than the frame and composited into the fixture around it."""
     if drawn.shape[1] != width or drawn.shape[0] != height:
         drawn = cv2.resize(drawn, (width, height), interpolation=cv2.INTER_AREA)
-    scale = STATION_BOARD_SCALE if station else 1.0
+    scale = FIXTURE_BOARD_SCALE if fixture else 1.0
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), shot.angle, scale)
     matrix[:, 2] += shot.shift
-    if not station:
+    if not fixture:
         return cv2.warpAffine(drawn.astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT_101)
     board = cv2.warpAffine(drawn.astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT)
     inside = cv2.warpAffine(np.ones((height, width), np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT)[..., None]
-    plate, clamps, cover = _station(width, height)
+    plate, clamps, cover = _fixture_parts(width, height)
     framed = board * inside + plate * (1.0 - inside)
     return framed * (1.0 - cover) + clamps * cover
 
 
-def _sensor(image: np.ndarray, shot: CameraShot, rng: np.random.Generator, station: bool = False) -> np.ndarray:
-    """Lighting gradient, exposure, (in a station) the lamp's glare, lens blur and sensor noise -> uint8."""
+def _sensor(image: np.ndarray, shot: CameraShot, rng: np.random.Generator, fixture: bool = False) -> np.ndarray:
+    """Lighting gradient, exposure, (in a fixture) the lamp's glare, lens blur and sensor noise -> uint8."""
     height, width = image.shape[:2]
     ys = (np.arange(height, dtype=np.float32) / max(1, height - 1) - 0.5)[:, None]
     xs = (np.arange(width, dtype=np.float32) / max(1, width - 1) - 0.5)[None, :]
     light = shot.gain * (1 + shot.gradient[0] * xs + shot.gradient[1] * ys - shot.vignette * (xs * xs + ys * ys))
     lit = image * (light[..., None] * np.asarray(shot.white_balance, np.float32)) + shot.offset
-    if station:
+    if fixture:
         # The lamp's reflection: fixed in the frame, so the board moves under it; its core is
         # overexposed (clipped), its strength follows the exposure.
         radius = 0.03 * min(width, height)
@@ -169,12 +169,12 @@ def _sensor(image: np.ndarray, shot: CameraShot, rng: np.random.Generator, stati
 
 
 def render_board(size: tuple[int, int], key: Sequence[int], defect: str | None = None, *,
-                 size_class: str | None = None, with_defect: bool = True, station: bool = False) -> RenderedBoard:
+                 size_class: str | None = None, with_defect: bool = True, fixture: bool = False) -> RenderedBoard:
     """Render board `key` (e.g. (seed, split, index)) at `size` = (width, height).
 
     With `defect`, the board carries one defect of that type (size class drawn from the key unless
     given) and its mask; `with_defect=False` renders the very same board without it (for checks).
-    `station`: the board lies in a fixture the camera sees around it, under a lamp whose glare clips.
+    `fixture`: the board lies in a fixture the camera sees around it, under a lamp whose glare clips.
     """
     width, height = size
     if defect is not None and defect not in DEFECT_TYPES:
@@ -187,9 +187,9 @@ def render_board(size: tuple[int, int], key: Sequence[int], defect: str | None =
     out_unit = min(width, height) / BOARD_UNITS
     placements = _placements(np.random.default_rng(placement_seq), out_unit)
     shot = _camera_shot(np.random.default_rng(camera_seq), width, height)
-    clean = _optics(_draw(draw_w, draw_h, placements, None), width, height, shot, station)
+    clean = _optics(_draw(draw_w, draw_h, placements, None), width, height, shot, fixture)
     if defect is None:
-        return RenderedBoard(_sensor(clean, shot, np.random.default_rng(noise_seq), station), None, None)
+        return RenderedBoard(_sensor(clean, shot, np.random.default_rng(noise_seq), fixture), None, None)
 
     defect_rng = np.random.default_rng(defect_seq)
     chosen_class = size_class or SIZE_CLASSES[int(defect_rng.integers(len(SIZE_CLASSES)))]
@@ -198,7 +198,7 @@ def render_board(size: tuple[int, int], key: Sequence[int], defect: str | None =
             # a few pixels is below what some boards can show (a tiny break under blur): go one size up
             chosen_class = SIZE_CLASSES[SIZE_CLASSES.index(chosen_class) + 1]
         plan = plan_defect(defect, board_design(DESIGN_SEED), defect_rng, chosen_class, out_unit, placements)
-        changed = _optics(_draw(draw_w, draw_h, placements, plan), width, height, shot, station)
+        changed = _optics(_draw(draw_w, draw_h, placements, plan), width, height, shot, fixture)
         mask = (np.abs(changed - clean).max(axis=2) > MASK_THRESHOLD).astype(np.uint8) * 255
         if cv2.countNonZero(mask) >= MIN_MASK_AREA:
             break
@@ -207,6 +207,6 @@ def render_board(size: tuple[int, int], key: Sequence[int], defect: str | None =
     mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
     x, y, w, h = cv2.boundingRect(mask)
     shown = changed if with_defect else clean
-    image = _sensor(shown, shot, np.random.default_rng(noise_seq), station)
+    image = _sensor(shown, shot, np.random.default_rng(noise_seq), fixture)
     return RenderedBoard(image, mask, defect, chosen_class, (int(x), int(y), int(w), int(h)),
                          {**plan.detail, "mask_area": int(cv2.countNonZero(mask))})

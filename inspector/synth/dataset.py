@@ -105,12 +105,12 @@ def _rounded(detail: dict) -> dict:
 
 
 def generate_dataset(out: Path, *, good: int, defective: int, test_good: int | None = None, seed: int = 0,
-                     size: tuple[int, int] = (384, 384), station: bool = False) -> SampleSummary:
+                     size: tuple[int, int] = (384, 384), fixture: bool = False) -> SampleSummary:
     """Render `good` training boards, `test_good` good test boards and `defective` boards.
 
     Defective boards go round-robin over the defect types; their size class (small, medium,
     large) rotates too, so every type appears in several sizes once there are enough boards.
-    `test_good=None` means max(4, good // 4). `station`: boards in a fixture seen around them, under
+    `test_good=None` means max(4, good // 4). `fixture`: boards in a fixture seen around them, under
     a lamp whose glare clips (see `render_board`).
     """
     test_good = _validate(good, defective, test_good, size)
@@ -134,7 +134,7 @@ def generate_dataset(out: Path, *, good: int, defective: int, test_good: int | N
         number = per_folder.get(folder, 0)
         per_folder[folder] = number + 1
         (out / folder).mkdir(parents=True, exist_ok=True)
-        board = render_board(size, (seed, split, index), kind, size_class=size_class, station=station)
+        board = render_board(size, (seed, split, index), kind, size_class=size_class, fixture=fixture)
         relative = f"{folder}/{number:03d}.png"
         _write_png(out / relative, board.image)
         entry: dict = {"path": relative, "split": folder.split("/")[0], "defect": kind}
@@ -149,7 +149,7 @@ def generate_dataset(out: Path, *, good: int, defective: int, test_good: int | N
     counts = {"train/good": good, "test/good": test_good,
               **{f"test/{kind}": per_folder.get(f"test/{kind}", 0) for kind in DEFECT_TYPES}}
     manifest = {"generator": "board-inspector synth", "version": GENERATOR_VERSION, "design_seed": DESIGN_SEED,
-                "seed": seed, "size": list(size), "station": station, "counts": counts, "defect_types": list(DEFECT_TYPES),
+                "seed": seed, "size": list(size), "fixture": fixture, "counts": counts, "defect_types": list(DEFECT_TYPES),
                 "images": images}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return SampleSummary(out, tuple(size), seed, good, test_good,  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from inspector.bundle.files import (
     REGISTRATION_FILE,
     ROI_FILE,
     SELFTEST_FILE,
-    STATION_FILE,
+    SURROUND_FILE,
     write_manifest,
 )
 from inspector.config import InspectConfig, TrainConfig
@@ -206,38 +206,38 @@ def test_atlas_lowers_a_good_boards_hard_structure_not_a_defect(fixtured_bundle:
 
 
 @pytest.fixture(scope="module")
-def station_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def surround_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Boards lying in a fixture the camera sees: plate, pins, clamps over the board's edges, glare."""
     from inspector.synth.dataset import generate_dataset
 
-    root = tmp_path_factory.mktemp("station")
-    generate_dataset(root, good=12, defective=0, test_good=3, seed=5, size=(160, 160), station=True)
+    root = tmp_path_factory.mktemp("surround")
+    generate_dataset(root, good=12, defective=0, test_good=3, seed=5, size=(160, 160), fixture=True)
     return root
 
 
-def test_a_station_travels_in_the_bundle_and_is_never_judged(station_data: Path, fixtured_bundle: Path,
+def test_a_surround_travels_in_the_bundle_and_is_never_judged(surround_data: Path, fixtured_bundle: Path,
                                                              tmp_path: Path) -> None:
     from training.train import train_bundle
 
-    bundle = tmp_path / "station"
-    train_bundle(station_data, bundle, TrainConfig(
+    bundle = tmp_path / "surround"
+    train_bundle(surround_data, bundle, TrainConfig(
         epochs=3, max_minutes=1.0, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
         crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1))
-    assert STATION_FILE in json.loads((bundle / MANIFEST_FILE).read_text())["files"]
-    assert STATION_FILE not in json.loads((fixtured_bundle / MANIFEST_FILE).read_text())["files"]  # plain boards
+    assert SURROUND_FILE in json.loads((bundle / MANIFEST_FILE).read_text())["files"]
+    assert SURROUND_FILE not in json.loads((fixtured_bundle / MANIFEST_FILE).read_text())["files"]  # plain boards
     engine = Inspector.load(bundle)
-    assert engine.registration is not None and engine.registration.station is not None
-    assert '"station_share": 0.' in (bundle / "MODEL_CARD.md").read_text()
-    for path in sorted((station_data / "test" / "good").iterdir()):
+    assert engine.registration is not None and engine.registration.surround is not None
+    assert '"surround_share": 0.' in (bundle / "MODEL_CARD.md").read_text()
+    for path in sorted((surround_data / "test" / "good").iterdir()):
         board = load_image(path)
         analysis = engine.analyse([board])[0]
         assert analysis.warp is not None
-        covered = engine.registration.station_on_reference(analysis.warp)
+        covered = engine.registration.surround_on_reference(analysis.warp)
         assert covered is not None and covered.any()
         assert not analysis.smoothed[covered > 0].any()
-    # A bundle whose station file was damaged is refused with the file named.
-    (bundle / STATION_FILE).write_bytes(b"damaged")
-    with pytest.raises(Exception, match=STATION_FILE):
+    # A bundle whose surround file was damaged is refused with the file named.
+    (bundle / SURROUND_FILE).write_bytes(b"damaged")
+    with pytest.raises(Exception, match=SURROUND_FILE):
         Inspector.load(bundle)
 
 

@@ -13,12 +13,12 @@ from inspector.core.registration import (
     Registration,
     RegistrationError,
     RegistrationSpec,
-    Station,
+    Surround,
     build_reference,
     decide,
 )
 from inspector.errors import ConfigError
-from inspector.synth.board import STATION_BOARD_SCALE, render_board
+from inspector.synth.board import FIXTURE_BOARD_SCALE, render_board
 
 SIZE = (160, 160)
 
@@ -150,63 +150,63 @@ def test_light_normalisation_takes_out_exposure_white_balance_and_gradient(regis
 
 
 @pytest.fixture(scope="module")
-def station_registration() -> Registration:
+def surround_registration() -> Registration:
     """Boards lying in a fixture the camera sees around them: plate, pins, clamps over the board's
     left and right edges, a lamp whose glare clips (all fixed in the frame while the board moves)."""
-    found, decision = decide([render_board(SIZE, (11, 0, index), station=True).image for index in range(10)], "auto")
+    found, decision = decide([render_board(SIZE, (11, 0, index), fixture=True).image for index in range(10)], "auto")
     assert found is not None, decision
     return found
 
 
-def test_the_station_is_found_where_a_fixture_covers_the_board_and_nowhere_on_plain_boards(
-        registration: Registration, station_registration: Registration) -> None:
-    assert registration.station is None and registration.spec.stats["station_share"] == 0.0
-    station = station_registration.station
-    assert station is not None
-    camera = station.camera > 0
+def test_the_surround_is_found_where_a_fixture_covers_the_board_and_nowhere_on_plain_boards(
+        registration: Registration, surround_registration: Registration) -> None:
+    assert registration.surround is None and registration.spec.stats["surround_share"] == 0.0
+    surround = surround_registration.surround
+    assert surround is not None
+    camera = surround.camera > 0
     width, height = SIZE
-    margin = (1.0 - STATION_BOARD_SCALE) / 2
+    margin = (1.0 - FIXTURE_BOARD_SCALE) / 2
     # the clamps' centres (inspector/synth/board.py: 5.5% of the side wide, overlapping the board by 1.4%)
     left = int(margin * width - 0.055 * width / 2 + 0.014 * width)
     right = int((1.0 - margin) * width - 0.014 * width + 0.055 * width / 2)
     assert camera[height // 2, left] and camera[height // 2, right]
     # the board itself (below the lamp's glare, which is at 62% across, 30% down)
     assert not camera[int(0.6 * height):int(0.8 * height), int(0.3 * width):int(0.55 * width)].any()
-    assert 0.01 < station.share < 0.2
-    assert station_registration.spec.stats["station_share"] == pytest.approx(station.share, abs=1e-5)
-    # What no training board showed beside the clamps is a small part of what the station covers.
-    assert np.count_nonzero(station.hidden) < np.count_nonzero(station.camera)
+    assert 0.01 < surround.share < 0.2
+    assert surround_registration.spec.stats["surround_share"] == pytest.approx(surround.share, abs=1e-5)
+    # What no training board showed beside the clamps is a small part of what the surround covers.
+    assert np.count_nonzero(surround.hidden) < np.count_nonzero(surround.camera)
 
 
-def test_the_model_sees_the_reference_where_the_station_lies_and_it_is_never_judged(
-        station_registration: Registration) -> None:
-    board = render_board(SIZE, (11, 5, 0), station=True).image  # a board training never saw
+def test_the_model_sees_the_reference_where_the_surround_lies_and_it_is_never_judged(
+        surround_registration: Registration) -> None:
+    board = render_board(SIZE, (11, 5, 0), fixture=True).image  # a board training never saw
     record: dict = {}
-    fed = station_registration.apply(board, record=record, residual=False)
-    covered = station_registration.station_on_reference(record["warp"])
+    fed = surround_registration.apply(board, record=record, residual=False)
+    covered = surround_registration.surround_on_reference(record["warp"])
     assert covered is not None and covered.any()
-    np.testing.assert_array_equal(fed[covered > 0], station_registration.reference[covered > 0])
-    seen = station_registration.observed(record["warp"], 0)
+    np.testing.assert_array_equal(fed[covered > 0], surround_registration.reference[covered > 0])
+    seen = surround_registration.observed(record["warp"], 0)
     assert not seen[covered > 0].any()
     assert seen[int(0.7 * SIZE[1]), int(0.4 * SIZE[0])] == 1.0
-    # In residual mode the station is no difference at all.
-    residual = station_registration.apply(board, residual=True)
+    # In residual mode the surround is no difference at all.
+    residual = surround_registration.apply(board, residual=True)
     assert (residual[covered > 0] == 128).all()
 
 
-def test_station_masks_round_trip_and_must_match_the_reference(tmp_path, station_registration: Registration) -> None:
-    station = station_registration.station
-    assert station is not None
-    station.save(tmp_path / "station.npz")
-    again = Station.load(tmp_path / "station.npz")
-    np.testing.assert_array_equal(again.camera, station.camera)
-    np.testing.assert_array_equal(again.hidden, station.hidden)
-    small = Station(camera=station.camera[:10, :10], hidden=station.hidden[:10, :10])
-    with pytest.raises(ConfigError, match="station's camera mask"):
-        Registration(station_registration.spec, station_registration.reference, small)
+def test_surround_masks_round_trip_and_must_match_the_reference(tmp_path, surround_registration: Registration) -> None:
+    surround = surround_registration.surround
+    assert surround is not None
+    surround.save(tmp_path / "surround.npz")
+    again = Surround.load(tmp_path / "surround.npz")
+    np.testing.assert_array_equal(again.camera, surround.camera)
+    np.testing.assert_array_equal(again.hidden, surround.hidden)
+    small = Surround(camera=surround.camera[:10, :10], hidden=surround.hidden[:10, :10])
+    with pytest.raises(ConfigError, match="surround's camera mask"):
+        Registration(surround_registration.spec, surround_registration.reference, small)
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
-    with pytest.raises(ConfigError, match="unreadable station masks"):
-        Station.load(tmp_path / "broken.npz")
+    with pytest.raises(ConfigError, match="unreadable surround masks"):
+        Surround.load(tmp_path / "broken.npz")
 
 
 def test_reference_is_the_median_of_aligned_boards(boards: list[np.ndarray]) -> None:
