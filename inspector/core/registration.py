@@ -67,7 +67,8 @@ OUTLIER_SHARE_MIN = 0.01  # ...and never under this share of the reduced board
 # board's median brightness on most boards (median over boards), while the raw photos agree with
 # each other at least 1 / SURROUND_STABLE_RATIO times better. Board texture is the other way round
 # (it moves in the photo, stays put after alignment); flat board areas agree in both and stay judged.
-# Measured on sample boards without a surround: no pixel; with clamps, pins and glare: 2.2% of the frame.
+# Measured at 512 px: boards without a surround, no pixel; with clamps, pins and glare, 5-6% of the
+# frame once filled and grown (`inspector samples --fixture`).
 SURROUND_MIN_RESIDUAL = 0.1
 SURROUND_STABLE_RATIO = 2.0
 SURROUND_MIN_PIECE_SHARE = 0.0002  # of the frame (52 px at 512x512)...
@@ -618,12 +619,12 @@ def decide(images: Sequence[np.ndarray], setting: str, photometric: str = "auto"
     # The second ECC pass's line: larger blobs than any good board showed (see OUTLIER_MADS).
     probe = Registration(spec, reference)
     report["outlier_share_max"] = round(max(probe.outlier_share(image) for image in sample), 5)
-    # Limits: what the good boards showed with room to spare, never tighter than 5% of the side / 2 degrees.
     camera = fit_surround(sample, probe)
     surround = None
     if camera is not None:
         reference, surround = reference_without_surround(sample, probe, camera)
     report["surround_share"] = round(surround.share, 5) if surround is not None else 0.0
+    # Limits: what the good boards showed with room to spare, never tighter than 5% of the side / 2 degrees.
     spec = RegistrationSpec(
         align=True, photometric=photometric != "off", work_side=work_side,
         max_shift_px=round(max(2.0 * report["shift_px_max"] + 2.0, 0.05 * max(height, width)), 1),
