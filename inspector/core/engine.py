@@ -227,14 +227,26 @@ class Inspector:
         return smoothed
 
     def _area_on_board(self, analysis: Analysis) -> np.ndarray | None:
-        """The inspection area on the board as photographed (for overlays), or None (whole image)."""
-        if self.roi is None:
+        """The inspection area on the board as photographed (for overlays): the bundle's area, less the
+        surround the camera sees (fixture parts, clamps, glare: never judged); None for the whole image."""
+        surround = None
+        if analysis.warp is not None and self.registration is not None and self.registration.surround is not None:
+            surround = self.registration.surround.camera
+        if self.roi is None and surround is None:
             return None
         height, width = analysis.input_shape
-        area = self.roi if self.roi.shape == (height, width) else cv2.resize(self.roi, (width, height),
-                                                                              interpolation=cv2.INTER_NEAREST)
-        if analysis.warp is not None:
-            area = cv2.warpAffine(area, analysis.warp.astype(np.float32), (width, height), flags=cv2.INTER_NEAREST)
+        if self.roi is None:
+            area = np.full((height, width), 255, np.uint8)
+        else:
+            area = self.roi if self.roi.shape == (height, width) else cv2.resize(self.roi, (width, height),
+                                                                                  interpolation=cv2.INTER_NEAREST)
+            if analysis.warp is not None:
+                area = cv2.warpAffine(area, analysis.warp.astype(np.float32), (width, height),
+                                      flags=cv2.INTER_NEAREST)
+        if surround is not None:  # already where the camera sees it
+            if surround.shape != (height, width):
+                surround = cv2.resize(surround, (width, height), interpolation=cv2.INTER_NEAREST)
+            area = cv2.bitwise_and(area, cv2.bitwise_not(surround))
         return area
 
     def _roi_at(self, shape: tuple[int, ...]) -> np.ndarray:

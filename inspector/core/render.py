@@ -93,7 +93,8 @@ def overlay(image: np.ndarray, result: InspectionResult, *, opacity: float = 0.5
     thickness = max(1, int(round(scale * 2)))
     area = getattr(result, "inspection_area", None)
     if area is not None and area.shape == canvas.shape[:2]:  # the inspection area, outlined in white
-        contours, _ = cv2.findContours((area > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        # every outline, holes included: the surround (a clamp, a glare) inside the area is not inspected
+        contours, _ = cv2.findContours((area > 127).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(canvas, contours, -1, (255, 255, 255), 1)
     for region in result.regions:
         x1, y1, x2, y2 = region.bbox

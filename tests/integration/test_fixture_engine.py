@@ -235,6 +235,11 @@ def test_a_surround_travels_in_the_bundle_and_is_never_judged(surround_data: Pat
         covered = engine.registration.surround_on_reference(analysis.warp)
         assert covered is not None and covered.any()
         assert not analysis.smoothed[covered > 0].any()
+        # overlays show it: the inspection area on the photo leaves the surround out
+        area = engine.inspect(board).inspection_area
+        assert area is not None and area.shape == board.shape[:2]
+        assert not area[engine.registration.surround.camera > 0].any()
+        assert area[int(0.7 * area.shape[0]), int(0.4 * area.shape[1])] == 255
     # A bundle whose surround file was damaged is refused with the file named.
     (bundle / SURROUND_FILE).write_bytes(b"damaged")
     with pytest.raises(Exception, match=SURROUND_FILE):
