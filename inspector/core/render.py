@@ -31,9 +31,20 @@ def red_at(result: InspectionResult) -> float:
 
 
 def heatmap_image(result: InspectionResult) -> np.ndarray:
-    """The anomaly map alone as BGR colours on the fixed scale (0 blue, pixel threshold red)."""
+    """The anomaly map as BGR colours on the fixed scale (0 blue, pixel threshold red), with what is
+    not inspected outlined (the dashboard shows this picture blended over the board)."""
     scaled = np.clip(result.anomaly_map.astype(np.float32) * (255.0 / red_at(result)), 0, 255)
-    return cv2.applyColorMap(scaled.astype(np.uint8), COLORMAP)
+    return _outline_inspection_area(cv2.applyColorMap(scaled.astype(np.uint8), COLORMAP), result)
+
+
+def _outline_inspection_area(canvas: np.ndarray, result: InspectionResult) -> np.ndarray:
+    """The inspection area outlined in white, holes included: outside a QA-drawn area, and the
+    surround (a clamp, a glare) inside it, are not inspected."""
+    area = getattr(result, "inspection_area", None)
+    if area is not None and area.shape == canvas.shape[:2]:
+        contours, _ = cv2.findContours((area > 127).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(canvas, contours, -1, (255, 255, 255), 1)
+    return canvas
 
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
@@ -91,11 +102,7 @@ def overlay(image: np.ndarray, result: InspectionResult, *, opacity: float = 0.5
     canvas = cv2.addWeighted(base, 1.0 - opacity, heatmap_image(result), opacity, 0.0)
     scale = max(0.35, min(1.0, min(canvas.shape[:2]) / 800))
     thickness = max(1, int(round(scale * 2)))
-    area = getattr(result, "inspection_area", None)
-    if area is not None and area.shape == canvas.shape[:2]:  # the inspection area, outlined in white
-        # every outline, holes included: the surround (a clamp, a glare) inside the area is not inspected
-        contours, _ = cv2.findContours((area > 127).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(canvas, contours, -1, (255, 255, 255), 1)
+    _outline_inspection_area(canvas, result)
     for region in result.regions:
         x1, y1, x2, y2 = region.bbox
         cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), BOX_COLOUR, thickness)

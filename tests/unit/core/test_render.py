@@ -52,6 +52,21 @@ def test_overlay_draws_boxes_and_keeps_size() -> None:
     assert plain[50, 10].tolist() == [90, 90, 90]  # opacity 0 leaves pixels away from the legend untouched
 
 
+def test_what_is_not_inspected_is_outlined_on_the_heatmap_and_the_overlay() -> None:
+    anomaly = np.zeros((40, 40), np.float32)
+    plain = result_with(anomaly)
+    white = lambda picture: (picture == 255).all(axis=2)  # noqa: E731
+    assert not white(heatmap_image(plain)).any()
+    area = np.full((40, 40), 255, np.uint8)
+    area[10:20, 10:20] = 0  # a clamp inside the inspected board
+    outlined = result_with(anomaly)
+    outlined.inspection_area = area
+    heat = heatmap_image(outlined)
+    assert white(heat)[9, 15] or white(heat)[10, 15]  # the hole's edge
+    assert not white(heat)[30:35, 30:35].any()  # not inside the inspected board
+    assert white(overlay(np.zeros((40, 40), np.uint8), outlined, opacity=0.5))[10:20, 9:21].any()
+
+
 def test_overlay_refuses_mismatched_sizes() -> None:
     with pytest.raises(Exception, match="differ in size"):
         overlay(np.zeros((10, 10), np.uint8), result_with(np.zeros((12, 12))))
