@@ -390,9 +390,7 @@ class Registration:
         inside[margin:self.height - margin, margin:self.width - margin] = 1
         if self.surround is not None:
             inside[self.surround.camera > 0] = 0
-        seen = cv2.warpAffine(inside, full.astype(np.float32), (self.width, self.height),
-                              flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=0)
+        seen = self.mask_on_reference(inside, full)
         if self.surround is not None:
             seen[self.surround.hidden > 0] = 0
         edge = self.spec.edge_px
@@ -400,14 +398,17 @@ class Registration:
             seen[:edge], seen[-edge:], seen[:, :edge], seen[:, -edge:] = 0, 0, 0, 0
         return seen.astype(np.float32)
 
+    def mask_on_reference(self, mask: np.ndarray, full: np.ndarray) -> np.ndarray:
+        """A mask in the photo's frame moved onto the reference frame for this board (nearest, 0 outside)."""
+        return cv2.warpAffine(mask, full.astype(np.float32), (self.width, self.height),
+                              flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
+
     def surround_on_reference(self, full: np.ndarray) -> np.ndarray | None:
         """uint8 mask of the reference frame (255) where the surround lies on this board, or None."""
         if self.surround is None:
             return None
-        on_board = cv2.warpAffine(self.surround.camera, full.astype(np.float32), (self.width, self.height),
-                                  flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                                  borderValue=0)
-        return cv2.bitwise_or(on_board, self.surround.hidden)
+        return cv2.bitwise_or(self.mask_on_reference(self.surround.camera, full), self.surround.hidden)
 
     def warp(self, image: np.ndarray, full: np.ndarray) -> np.ndarray:
         return cv2.warpAffine(image, full.astype(np.float32), (self.width, self.height),
@@ -477,21 +478,29 @@ def _brightness_units(image: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(grey / max(float(np.median(grey)), 1.0), (0, 0), 1.0)
 
 
-def fit_surround(images: Sequence[np.ndarray], registration: Registration) -> np.ndarray | None:
-    """The surround mask (camera frame, uint8 255 = surround) the good boards show, or None when they
-    show none (see SURROUND_MIN_RESIDUAL). Boards that cannot be aligned are left out."""
-    reference = _brightness_units(registration.reference)
-    size = (registration.width, registration.height)
-    photos, residuals = [], []
+def _placed(images: Sequence[np.ndarray], registration: Registration) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(photo, warp, aligned board) for each board that aligns; the others are left out."""
+    placed = []
     for image in images:
         try:
             full, _ = registration.locate(image)
         except RegistrationError:
             continue
-        aligned = _brightness_units(registration.warp(image, full))
+        placed.append((image, full, registration.warp(image, full)))
+    return placed
+
+
+def fit_surround(placed: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], registration: Registration
+                 ) -> np.ndarray | None:
+    """The surround mask (camera frame, uint8 255 = surround) the good boards (`_placed`) show, or None
+    when they show none (see SURROUND_MIN_RESIDUAL)."""
+    reference = _brightness_units(registration.reference)
+    size = (registration.width, registration.height)
+    photos, residuals = [], []
+    for image, full, aligned in placed:
         # the residual of the aligned board, carried back to where the camera saw it
-        residuals.append(cv2.warpAffine(np.abs(aligned - reference), full.astype(np.float32), size,
-                                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
+        residuals.append(cv2.warpAffine(np.abs(_brightness_units(aligned) - reference), full.astype(np.float32),
+                                        size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
         photos.append(_brightness_units(image))
     if len(photos) < 3:
         return None
@@ -549,22 +558,14 @@ def build_reference(images: Sequence[np.ndarray], spec: RegistrationSpec, rounds
     return reference, alignments
 
 
-def reference_without_surround(images: Sequence[np.ndarray], registration: Registration, camera: np.ndarray
-                               ) -> tuple[np.ndarray, Surround]:
-    """The reference again, each pixel the median over the boards that show the board there (not the
-    surround: a clamp or glare that sat over a pixel on most boards would otherwise stay in the
-    reference, and every board showing its own copper there would differ from it), and the surround
-    with the pixels no board showed."""
-    stack, covered = [], []
-    for image in images:
-        try:
-            full, _ = registration.locate(image)
-        except RegistrationError:
-            continue
-        stack.append(registration.warp(image, full))
-        covered.append(cv2.warpAffine(camera, full.astype(np.float32), (registration.width, registration.height),
-                                      flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                                      borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0)
+def reference_without_surround(placed: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                               registration: Registration, camera: np.ndarray) -> tuple[np.ndarray, Surround]:
+    """The reference again, each pixel the median over the boards (`_placed`) that show the board there
+    (not the surround: a clamp or glare that sat over a pixel on most boards would otherwise stay in
+    the reference, and every board showing its own copper there would differ from it), and the
+    surround with the pixels no board showed."""
+    stack = [aligned for _, _, aligned in placed]
+    covered = [registration.mask_on_reference(camera, full) > 0 for _, full, _ in placed]
     hidden_everywhere = np.logical_and.reduce(covered) if covered else np.zeros(camera.shape, bool)
     reference = registration.reference
     if stack:
@@ -619,10 +620,11 @@ def decide(images: Sequence[np.ndarray], setting: str, photometric: str = "auto"
     # The second ECC pass's line: larger blobs than any good board showed (see OUTLIER_MADS).
     probe = Registration(spec, reference)
     report["outlier_share_max"] = round(max(probe.outlier_share(image) for image in sample), 5)
-    camera = fit_surround(sample, probe)
+    placed = _placed(sample, probe)  # aligned once for both fits below
+    camera = fit_surround(placed, probe)
     surround = None
     if camera is not None:
-        reference, surround = reference_without_surround(sample, probe, camera)
+        reference, surround = reference_without_surround(placed, probe, camera)
     report["surround_share"] = round(surround.share, 5) if surround is not None else 0.0
     # Limits: what the good boards showed with room to spare, never tighter than 5% of the side / 2 degrees.
     spec = RegistrationSpec(
