@@ -73,7 +73,14 @@ class TrainConfig:
     tile_overlap: int = 32
     # scoring (recorded in the bundle) and calibration
     smooth_sigma: float = 1.0  # Gaussian smoothing of the error map, working-resolution pixels
-    top_k_fraction: float = 0.00015  # image score = mean of the top fraction of map pixels (at least 16; ~60 at 640x640)
+    # Image score = mean of the hottest k map pixels, k = top_k_fraction of the pixels, at least
+    # top_k_min. 0 = chosen from the training boards (training/fixture.py `choose_score`):
+    # - one fixtured design (registered, judged per position): 0.003%, at least 4 (8 at 512x512): the
+    #   per-position model has already taken out what good boards show, so a small defect (a turned
+    #   0603 part, a 37 px burn) is judged by its own few pixels, not averaged with its surroundings;
+    # - otherwise (bare-board scans): 0.015%, at least 16 (about 60 at 640x640; tuned on DeepPCB).
+    top_k_fraction: float = 0.0
+    top_k_min: int = 0
     shift_tolerance: int = 1  # px: error only where the input leaves its reconstruction's local range
     grow_fraction: float = 0.5  # hysteresis: regions seeded at the pixel threshold, grown down to this share
     # Reconstructions averaged over 1, 2 or 4 views of the board (in the ONNX graph): "flip" mirrors

@@ -25,7 +25,7 @@ from training.checkpoint import Checkpoint, EpochRecord, load_checkpoint
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop, window_origin
 from training.export import write_bundle
-from training.fixture import choose_views, decide_fixture
+from training.fixture import choose_score, choose_views, decide_fixture
 from training.loop import FitState, fit, lr_factor
 from training.losses import LOSSES
 from training.model import Architecture, ConvAutoencoder, count_parameters
@@ -105,6 +105,9 @@ def _check_config(config: TrainConfig) -> None:
     if config.stem_stride not in (2, 4) or config.depth <= config.stem_stride.bit_length() - 1:
         raise ConfigError(f"stem_stride must be 2 or 4 and smaller than 2**depth, got stem_stride "
                           f"{config.stem_stride} with depth {config.depth}")
+    if config.top_k_fraction < 0 or config.top_k_min < 0:  # 0: chosen from the boards once they are loaded
+        raise ConfigError(f"top_k_fraction and top_k_min must be 0 (from the data) or positive, got "
+                          f"{config.top_k_fraction} and {config.top_k_min}")
     if config.views and config.view_kind != "auto":  # else chosen from the boards once they are loaded
         views_for(config.views, config.view_kind, 2**config.depth)
 
@@ -125,7 +128,8 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     if config.method == "pca":
         if resume is not None:
             raise ConfigError(f"{resume}: a patch PCA is fitted in one pass; there is nothing to resume")
-        return train_pca_bundle(Path(data), Path(out), choose_views(config, registered=False)[0])
+        return train_pca_bundle(Path(data), Path(out),
+                                choose_score(choose_views(config, registered=False)[0], registered=False)[0])
     _check_config(config)
     seed_everything(config.seed)
     torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
@@ -143,6 +147,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     else:
         registration, fixture = decide_fixture(config, images.train)
     config, fixture["views"] = choose_views(config, registered=registration is not None)
+    config, fixture["score"] = choose_score(config, registered=registration is not None)
     views_for(config.views, config.view_kind, 2**config.depth)
     if registration is not None:
         # The model learns (and validates on) boards as the runtime hands them over: aligned to the

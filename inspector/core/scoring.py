@@ -114,7 +114,8 @@ class ScoringSpec:
         if reduce == "auto":  # measured on the colour sample boards: worst channel, see docs/results.md
             reduce = "max" if channels == 3 else "mean"
         return cls(error=error, ssim_weight=config.ssim_weight, smooth_sigma=config.smooth_sigma,
-                   top_k_fraction=config.top_k_fraction, shift_tolerance=config.shift_tolerance,
+                   top_k_fraction=config.top_k_fraction, top_k_min=config.top_k_min,
+                   shift_tolerance=config.shift_tolerance,
                    grow_fraction=config.grow_fraction, views=config.views,
                    view_kind=config.view_kind, channel_reduce=reduce)
 

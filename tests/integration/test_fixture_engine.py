@@ -52,12 +52,16 @@ def test_good_boards_of_one_design_get_registration_and_an_atlas(fixtured_bundle
     assert (engine.scoring.views, engine.scoring.view_kind) == (1, "shift")
     assert "Views: 1 shift view(s), chosen from the data (one fixtured design" in card
     assert "Edge allowance" not in card  # judged per position: the border included
+    # ...and its image score is the mean of its few hottest pixels: a small defect is not averaged away.
+    assert (engine.scoring.top_k_fraction, engine.scoring.top_k_min) == (0.00003, 4)
+    assert "Image score: mean of the hottest 0.003% of the map's pixels, at least 4, chosen from the data" in card
 
 
 def test_unregistered_boards_keep_two_mirrored_views(tiny_bundle: Path) -> None:
     engine = Inspector.load(tiny_bundle)
     assert engine.registration is None
     assert (engine.scoring.views, engine.scoring.view_kind) == (2, "flip")
+    assert (engine.scoring.top_k_fraction, engine.scoring.top_k_min) == (0.00015, 16)  # bare-board scans
     assert "Views: 2 flip view(s), chosen from the data (boards not registered)" in (tiny_bundle / "MODEL_CARD.md").read_text()
 
 
