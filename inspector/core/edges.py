@@ -33,6 +33,7 @@ import numpy as np
 REACH_PX = 32  # working-resolution pixels from the border that get their own allowance
 QUANTILE = 0.999  # of the good boards' map values, per distance and in the interior
 MAX_FACTOR = 8.0  # a bound, so a border the network never learned cannot hide everything there
+FIRST_QUANTILE = 0.9999  # what the first edge allowances were fitted at; their records do not say
 
 
 def _distances(shape: tuple[int, int]) -> np.ndarray:
@@ -48,7 +49,7 @@ class EdgeAllowance:
     """Divisors (>= 1) of the map at distance 0, 1, ... from the border; 1 beyond them."""
 
     factors: tuple[float, ...]
-    quantile: float = QUANTILE  # the one it was fitted at (calibrations of before fitted at 0.9999)
+    quantile: float = QUANTILE  # the one it was fitted at (FIRST_QUANTILE in records that lack it)
     _weights: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     def weights(self, shape: tuple[int, int]) -> np.ndarray:
@@ -76,7 +77,7 @@ class EdgeAllowance:
         factors = tuple(float(value) for value in record["factors"])
         if not factors or not all(np.isfinite(value) and value >= 1.0 for value in factors):
             raise ValueError(f"edge allowance factors must be finite and >= 1, got {record['factors']!r}")
-        return cls(factors, float(record.get("quantile", 0.9999)))
+        return cls(factors, float(record.get("quantile", FIRST_QUANTILE)))
 
 
 def fit_edge_allowance(maps: Sequence[np.ndarray], reach: int = REACH_PX, quantile: float = QUANTILE
