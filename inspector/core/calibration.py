@@ -28,6 +28,7 @@ a handful of boards says little about the tail.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +90,15 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
     edges = None
     if edge_allowance and not engine.judged_per_position:
         edges = fit_edge_allowance([a.smoothed for a in analyses])
+    if edges is not None:  # divided out once here, for the scale and the maps alike
+        allowance = edges
+        analyses = [replace(a, smoothed=allowance.apply(a.smoothed)) for a in analyses]
     if pixel_scale is None:
-        pooled = np.concatenate([(a.smoothed if edges is None else edges.apply(a.smoothed)).ravel()
-                                 for a in analyses])
+        pooled = np.concatenate([a.smoothed.ravel() for a in analyses])
         pixel_scale = max(float(np.quantile(pooled, POOLED_SCALE_QUANTILE)), 1e-12)
     from inspector.core import scoring
 
-    maps = [engine.anomaly_map(a, pixel_scale, edges) for a in analyses]
+    maps = [engine.anomaly_map(a, pixel_scale) for a in analyses]
     maxima = np.array([float(m.max()) for m in maps])
     scores = np.array([scoring.image_score(m, engine.scoring) for m in maps])
     if region_false_alarm_rate is None:
