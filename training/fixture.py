@@ -72,15 +72,21 @@ def choose_views(config: TrainConfig, registered: bool) -> tuple[TrainConfig, st
 # registered design -> (top_k_fraction, top_k_min) of the image score; see TrainConfig. Measured on
 # the sample boards and generated fixture boards (docs/results.md): image AUROC 0.96 -> 0.98 (demo),
 # 0.96 -> 0.99 (42 more defective boards), 0.71-0.83 -> 0.85-0.91 (fixture sets) against the bare-board k.
-AUTO_SCORE = {True: (0.00003, 4), False: (0.00015, 16)}
+# ... and the peak (x the region line) that keeps a region smaller than the runner's minimum area.
+AUTO_SCORE = {True: (0.00003, 4, 1.5), False: (0.00015, 16, 0.0)}
 
 
 def choose_score(config: TrainConfig, registered: bool) -> tuple[TrainConfig, str]:
-    """The config with `top_k_fraction = 0` / `top_k_min = 0` made concrete for these boards, and why."""
-    fraction, least = AUTO_SCORE[registered]
-    chosen = replace(config, top_k_fraction=config.top_k_fraction or fraction, top_k_min=config.top_k_min or least)
-    what = f"mean of the hottest {chosen.top_k_fraction:.3%} of the map's pixels, at least {chosen.top_k_min}"
-    if (config.top_k_fraction, config.top_k_min) == (chosen.top_k_fraction, chosen.top_k_min):
+    """The config with `top_k_fraction = 0` / `top_k_min = 0` / `small_region_peak = -1` made concrete
+    for these boards, and why."""
+    fraction, least, peak = AUTO_SCORE[registered]
+    chosen = replace(config, top_k_fraction=config.top_k_fraction or fraction, top_k_min=config.top_k_min or least,
+                     small_region_peak=peak if config.small_region_peak < 0 else config.small_region_peak)
+    what = (f"mean of the hottest {chosen.top_k_fraction:.3%} of the map's pixels, at least {chosen.top_k_min}; "
+            + (f"regions under the minimum area kept from {chosen.small_region_peak:g}x the region line"
+               if chosen.small_region_peak > 0 else "regions under the minimum area dropped"))
+    if (config.top_k_fraction, config.top_k_min, config.small_region_peak) == (
+            chosen.top_k_fraction, chosen.top_k_min, chosen.small_region_peak):
         return chosen, f"{what}, as configured"
     why = ("one fixtured design: its per-position model already judges what good boards show, so a small "
            "defect counts by its own pixels" if registered else "boards not registered")

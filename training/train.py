@@ -105,6 +105,9 @@ def _check_config(config: TrainConfig) -> None:
     if config.stem_stride not in (2, 4) or config.depth <= config.stem_stride.bit_length() - 1:
         raise ConfigError(f"stem_stride must be 2 or 4 and smaller than 2**depth, got stem_stride "
                           f"{config.stem_stride} with depth {config.depth}")
+    if config.small_region_peak not in (-1.0, 0.0) and config.small_region_peak < 1.0:
+        raise ConfigError(f"small_region_peak must be -1 (from the data), 0 (never) or at least 1, got "
+                          f"{config.small_region_peak}")
     if config.top_k_fraction < 0 or config.top_k_min < 0:  # 0: chosen from the boards once they are loaded
         raise ConfigError(f"top_k_fraction and top_k_min must be 0 (from the data) or positive, got "
                           f"{config.top_k_fraction} and {config.top_k_min}")

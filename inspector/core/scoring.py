@@ -92,6 +92,11 @@ class ScoringSpec:
     # Colour boards: per pixel, the squared error of the channels' "mean" (bundles before this field)
     # or of the worst channel ("max"): a stain that changes mostly red counts in full.
     channel_reduce: str = "mean"
+    # A region smaller than the runner's minimum area is still kept when its peak reaches this multiple
+    # of the region line: the minimum drops specks that just cross the line, not a small defect far
+    # above it. 0 = never (bundles before this field, and bare-board scans, where such specks are good
+    # board texture). See TrainConfig.small_region_peak.
+    small_region_peak: float = 0.0
 
     def __post_init__(self) -> None:
         if self.channel_reduce not in CHANNEL_REDUCTIONS:
@@ -100,6 +105,8 @@ class ScoringSpec:
             raise ConfigError(f"scoring error must be one of {', '.join(ERROR_KINDS)}, got {self.error!r}")
         if self.smooth_sigma < 0 or self.top_k_fraction <= 0 or self.top_k_min < 1:
             raise ConfigError(f"invalid scoring settings {self}")
+        if self.small_region_peak != 0.0 and self.small_region_peak < 1.0:
+            raise ConfigError(f"small_region_peak must be 0 (never) or at least 1, got {self.small_region_peak}")
         if not 0 <= self.shift_tolerance <= 8 or not 0.0 < self.grow_fraction <= 1.0:
             raise ConfigError(f"shift_tolerance must be in [0, 8] and grow_fraction in (0, 1], got {self}")
         check_views(self.views, self.view_kind)
@@ -116,7 +123,7 @@ class ScoringSpec:
         return cls(error=error, ssim_weight=config.ssim_weight, smooth_sigma=config.smooth_sigma,
                    top_k_fraction=config.top_k_fraction, top_k_min=config.top_k_min,
                    shift_tolerance=config.shift_tolerance,
-                   grow_fraction=config.grow_fraction, views=config.views,
+                   grow_fraction=config.grow_fraction, small_region_peak=config.small_region_peak, views=config.views,
                    view_kind=config.view_kind, channel_reduce=reduce)
 
     @classmethod
@@ -216,10 +223,10 @@ def image_score(anomaly_map: np.ndarray, spec: ScoringSpec) -> float:
 
 
 def find_regions(anomaly_map: np.ndarray, pixel_threshold: float, min_area: int,
-                 grow_threshold: float | None = None) -> list[Region]:
+                 grow_threshold: float | None = None, small_peak: float | None = None) -> list[Region]:
     """Connected components of map >= grow_threshold that reach pixel_threshold somewhere (hysteresis;
-    without grow_threshold, plain components of map >= pixel_threshold), largest peak first; small
-    ones dropped."""
+    without grow_threshold, plain components of map >= pixel_threshold), largest peak first; those
+    smaller than `min_area` dropped, unless their peak reaches `small_peak`."""
     # Most boards are clean: one pass for the maximum spares them the labelling (~1 ms at 640x640).
     if cv2.minMaxLoc(anomaly_map)[1] < pixel_threshold:
         return []
@@ -232,11 +239,13 @@ def find_regions(anomaly_map: np.ndarray, pixel_threshold: float, min_area: int,
     regions = []
     for label in range(1, count):
         area = int(stats[label, cv2.CC_STAT_AREA])
-        if area < min_area or not seeded[label]:
+        if not seeded[label] or (area < min_area and small_peak is None):
             continue
         x, y = int(stats[label, cv2.CC_STAT_LEFT]), int(stats[label, cv2.CC_STAT_TOP])
         w, h = int(stats[label, cv2.CC_STAT_WIDTH]), int(stats[label, cv2.CC_STAT_HEIGHT])
         values = anomaly_map[y:y + h, x:x + w][labels[y:y + h, x:x + w] == label]
+        if area < min_area and (small_peak is None or float(values.max()) < small_peak):
+            continue
         regions.append(Region(
             bbox=(x, y, x + w, y + h), area=area, peak=float(values.max()), mean=float(values.mean()),
             centroid=(float(centroids[label][0]), float(centroids[label][1])),

@@ -54,7 +54,9 @@ def test_good_boards_of_one_design_get_registration_and_an_atlas(fixtured_bundle
     assert "Edge allowance" not in card  # judged per position: the border included
     # ...and its image score is the mean of its few hottest pixels: a small defect is not averaged away.
     assert (engine.scoring.top_k_fraction, engine.scoring.top_k_min) == (0.00003, 4)
-    assert "Image score: mean of the hottest 0.003% of the map's pixels, at least 4, chosen from the data" in card
+    assert engine.scoring.small_region_peak == 1.5  # a small region far above the line is kept
+    assert ("Image score: mean of the hottest 0.003% of the map's pixels, at least 4; regions under the minimum "
+            "area kept from 1.5x the region line, chosen from the data") in card
 
 
 def test_unregistered_boards_keep_two_mirrored_views(tiny_bundle: Path) -> None:
@@ -62,6 +64,7 @@ def test_unregistered_boards_keep_two_mirrored_views(tiny_bundle: Path) -> None:
     assert engine.registration is None
     assert (engine.scoring.views, engine.scoring.view_kind) == (2, "flip")
     assert (engine.scoring.top_k_fraction, engine.scoring.top_k_min) == (0.00015, 16)  # bare-board scans
+    assert engine.scoring.small_region_peak == 0.0
     assert "Views: 2 flip view(s), chosen from the data (boards not registered)" in (tiny_bundle / "MODEL_CARD.md").read_text()
 
 

@@ -57,6 +57,17 @@ def test_min_area_drops_specks() -> None:
     assert len(regions) == 1 and regions[0].area == 36
 
 
+def test_a_small_region_far_above_the_line_is_kept_and_a_speck_at_it_is_not() -> None:
+    amap = np.zeros((40, 40), np.float32)
+    amap[5:8, 5:8] = 1.6  # 9 px, 1.6x the line: a small defect (the sample boards' burn: 14 px at 1.6x)
+    amap[30:33, 30:33] = 1.1  # 9 px just over the line: a speck
+    assert find_regions(amap, 1.0, min_area=16) == []
+    kept = find_regions(amap, 1.0, min_area=16, small_peak=1.5)
+    assert [(r.bbox, r.area) for r in kept] == [((5, 5, 8, 8), 9)]
+    with pytest.raises(ConfigError, match="small_region_peak"):
+        ScoringSpec(small_region_peak=0.5)
+
+
 def test_verdicts_fail_review_pass() -> None:
     region = find_regions(np.pad(np.full((5, 5), 2.0, np.float32), 5), 1.0, min_area=1)
     assert decide_verdict(3.0, 2.0, region, review_band=0.0) == "fail"
