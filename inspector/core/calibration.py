@@ -87,12 +87,10 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
             chunk = images[start:start + batch_size]
             analyses.extend(engine.analyse(chunk))
             progress.update(len(chunk))
-    edges = None
-    if edge_allowance and not engine.judged_per_position:
-        edges = fit_edge_allowance([a.smoothed for a in analyses])
+    edges = (fit_edge_allowance([a.smoothed for a in analyses])
+             if edge_allowance and not engine.judged_per_position else None)
     if edges is not None:  # divided out once here, for the scale and the maps alike
-        allowance = edges
-        analyses = [replace(a, smoothed=allowance.apply(a.smoothed)) for a in analyses]
+        analyses = [replace(a, smoothed=edges.apply(a.smoothed)) for a in analyses]
     if pixel_scale is None:
         pooled = np.concatenate([a.smoothed.ravel() for a in analyses])
         pixel_scale = max(float(np.quantile(pooled, POOLED_SCALE_QUANTILE)), 1e-12)
