@@ -57,6 +57,14 @@ class TrainConfig:
     weight_decay: float = 1e-4
     early_stopping_patience: int = 40  # epochs; validation loss on a few dozen boards is noisy, and the LR still anneals
     seed: int = 0
+    # Hard crops (training/hard_crops.py): this share of each epoch's crops is placed over the hottest 1%
+    # of the model's own error on its training boards, rescored every `hard_crop_every` epochs from
+    # epoch `hard_crop_start` on; 0 = every crop random; -1 = chosen from the data (training/fixture.py
+    # `choose_crops`): 0.5 on boards that are not registered (DeepPCB: more recall at the same false
+    # regions, docs/results.md), 0 on one fixtured design. Residual training never takes hard crops.
+    hard_crop_share: float = -1.0
+    hard_crop_every: int = 20
+    hard_crop_start: int = 10
     loss: str = "l2"  # "l2", "ssim" or "mix"
     ssim_weight: float = 0.5  # share of SSIM in "mix"
     # denoising autoencoder: corrupt inputs, learn to restore the clean board

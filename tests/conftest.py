@@ -54,6 +54,7 @@ def tiny_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     config = TrainConfig(
         epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
         crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1, registration="off",
+        hard_crop_start=2, hard_crop_every=2,  # hard crops (chosen for unregistered boards) within 6 epochs
     )
     train_bundle(sample_root, out, config)
     return out

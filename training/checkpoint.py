@@ -58,6 +58,7 @@ class Checkpoint(TypedDict, total=False):
     train_seconds: float
     stopped_reason: str
     fit: dict[str, Any]  # patch PCA only: the fit's figures
+    hard_crops: list[dict[str, float]]  # each rescoring for hard crops: epoch, hot cells, seconds
     fixture: dict[str, Any]  # registration / inspection-area / per-position decisions (training/fixture.py)
     cap_forecast: dict[str, Any]  # set when the wall-clock cap was forecast to end the run early
 

@@ -93,6 +93,25 @@ def choose_score(config: TrainConfig, registered: bool) -> tuple[TrainConfig, st
     return chosen, f"{what}, chosen from the data ({why})"
 
 
+# registered design -> share of hard crops (training/hard_crops.py). Measured on DeepPCB (boards not
+# registered; docs/results.md); on a fixtured design the per-position model already takes out what good
+# boards show at each place, and hard crops were not measured there.
+AUTO_HARD_CROPS = {True: 0.0, False: 0.5}
+
+
+def choose_crops(config: TrainConfig, registered: bool) -> tuple[TrainConfig, str]:
+    """The config with `hard_crop_share = -1` made concrete for these boards, and why."""
+    chosen = replace(config, hard_crop_share=AUTO_HARD_CROPS[registered] if config.hard_crop_share < 0
+                     else config.hard_crop_share)
+    what = (f"{chosen.hard_crop_share:.0%} of the crops over the model's worst-drawn cells of its training boards "
+            f"(rescored every {chosen.hard_crop_every} epochs from epoch {chosen.hard_crop_start}), the rest random"
+            if chosen.hard_crop_share > 0 else "all random")
+    if chosen.hard_crop_share == config.hard_crop_share:
+        return chosen, f"{what}, as configured"
+    why = "one fixtured design, not measured there" if registered else "boards not registered"
+    return chosen, f"{what}, chosen from the data ({why})"
+
+
 def decide_fixture(config: TrainConfig, boards: Sequence[np.ndarray]) -> tuple[Registration | None, dict[str, Any]]:
     """Registration for these training boards, and the checkpoint's "fixture" record."""
     registration, decision = decide(boards, config.registration, config.photometric, residual=config.residual)
@@ -187,4 +206,6 @@ def model_card_lines(checkpoint: Checkpoint, atlas: Atlas | None) -> list[str]:
         lines.append(f"- Views: {fixture['views']}")
     if "score" in fixture:  # likewise the image score's k
         lines.append(f"- Image score: {fixture['score']}")
+    if "crops" in fixture:  # and the hard crops
+        lines.append(f"- Training crops: {fixture['crops']}")
     return lines

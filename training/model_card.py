@@ -84,7 +84,16 @@ def _model_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
         f"(stopped: {metrics['stopped_reason']}); best validation loss {metrics['best_val_loss']:.6f} "
         f"at epoch {metrics['best_epoch']}",
         *cap_lines(checkpoint, metrics),
+        *_hard_crop_lines(checkpoint),
     ]
+
+
+def _hard_crop_lines(checkpoint: Checkpoint) -> list[str]:
+    log = checkpoint.get("hard_crops")
+    if not log:
+        return []
+    return [f"- Hard crops: training boards rescored at epoch(s) {', '.join(str(int(r['epoch'])) for r in log)} "
+            f"({sum(r['seconds'] for r in log):.0f} s in all; {int(log[-1]['hot_cells'])} hot cells at the last)"]
 
 
 def cap_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:

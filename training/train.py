@@ -25,7 +25,8 @@ from training.checkpoint import Checkpoint, EpochRecord, load_checkpoint
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop, window_origin
 from training.export import write_bundle
-from training.fixture import choose_score, choose_views, decide_fixture
+from training.fixture import choose_crops, choose_score, choose_views, decide_fixture
+from training.hard_crops import HardCropSampler
 from training.loop import FitState, fit, lr_factor
 from training.losses import LOSSES
 from training.model import Architecture, ConvAutoencoder, count_parameters
@@ -61,12 +62,13 @@ def fitted_crop_size(config: TrainConfig, images: GoodImages, spec: PreprocessSp
 
 
 def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop: int,
-            epoch: int, registered: bool = False, registration: Registration | None = None
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            epoch: int, registered: bool = False, registration: Registration | None = None,
+            hard_crops: HardCropSampler | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(input, target) batches of random augmented crops; seeded per epoch so resume is repeatable.
     `registered`: the boards are already aligned, so augmentation moves them only by what registration
     leaves. `registration` in residual mode: each augmented board window becomes its difference from
-    the same window of the reference (the camera's variation acts on the board, not on the difference)."""
+    the same window of the reference (the camera's variation acts on the board, not on the difference).
+    `hard_crops`: a share of the crops goes where the model last redrew its training boards worst."""
     rng = np.random.default_rng([config.seed, epoch])
     augment_config = config
     if registered:
@@ -85,7 +87,12 @@ def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop:
                 window = registration.residual_of(board, registration.reference[y:y + side, x:x + side])
                 target = to_model_crop(window, crop, spec)
             else:
-                window = random_window(images.train[index], side, rng)
+                hard = hard_crops.draw(rng, side) if hard_crops is not None else None
+                if hard is None:
+                    window = random_window(images.train[index], side, rng)
+                else:
+                    board, y, x = hard
+                    window = images.train[board][y:y + side, x:x + side]
                 target = to_model_crop(augment(image=window)["image"], crop, spec)
             targets.append(target)
             inputs.append(corrupt(target, rng) if config.denoising else target)
@@ -105,6 +112,11 @@ def _check_config(config: TrainConfig) -> None:
     if config.stem_stride not in (2, 4) or config.depth <= config.stem_stride.bit_length() - 1:
         raise ConfigError(f"stem_stride must be 2 or 4 and smaller than 2**depth, got stem_stride "
                           f"{config.stem_stride} with depth {config.depth}")
+    share_ok = 0.0 <= config.hard_crop_share <= 1.0 or config.hard_crop_share == -1.0  # -1: from the data
+    if not share_ok or config.hard_crop_every < 1 or config.hard_crop_start < 0:
+        raise ConfigError(f"hard crops: share must lie in [0, 1] (or -1: from the data), every >= 1 and start >= 0 "
+                          f"epochs, got share {config.hard_crop_share}, every {config.hard_crop_every}, "
+                          f"start {config.hard_crop_start}")
     if config.small_region_peak not in (-1.0, 0.0) and config.small_region_peak < 1.0:
         raise ConfigError(f"small_region_peak must be -1 (from the data), 0 (never) or at least 1, got "
                           f"{config.small_region_peak}")
@@ -151,6 +163,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         registration, fixture = decide_fixture(config, images.train)
     config, fixture["views"] = choose_views(config, registered=registration is not None)
     config, fixture["score"] = choose_score(config, registered=registration is not None)
+    config, fixture["crops"] = choose_crops(config, registered=registration is not None)
     views_for(config.views, config.view_kind, 2**config.depth)
     if registration is not None:
         # The model learns (and validates on) boards as the runtime hands them over: aligned to the
@@ -219,8 +232,17 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
                       "best_val_loss": previous["best_val_loss"], "best_epoch": previous["best_epoch"]})
     residual = registration if registration is not None and registration.spec.residual else None
 
+    hard_crops = None
+    if config.hard_crop_share > 0 and residual is None:
+        hard_crops = HardCropSampler(images.train, spec, scoring_spec, share=config.hard_crop_share,
+                                     every=config.hard_crop_every, start=config.hard_crop_start)
+
     def make_batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        return batches(images, config, spec, crop, epoch, registered=registration is not None, registration=residual)
+        if hard_crops is not None and hard_crops.due(epoch):
+            hard_crops.refresh(model, device, epoch)
+            state["hard_crops"] = hard_crops.log  # saved with the epoch's checkpoint
+        return batches(images, config, spec, crop, epoch, registered=registration is not None, registration=residual,
+                       hard_crops=hard_crops)
 
     fit_state = FitState(start_epoch, history, best_val, best_epoch, best_state, train_seconds_before)
     stopped = fit(model, optimizer, scheduler, schedule, make_batches,

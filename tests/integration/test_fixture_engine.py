@@ -57,6 +57,8 @@ def test_good_boards_of_one_design_get_registration_and_an_atlas(fixtured_bundle
     assert engine.scoring.small_region_peak == 1.5  # a small region far above the line is kept
     assert ("Image score: mean of the hottest 0.003% of the map's pixels, at least 4; regions under the minimum "
             "area kept from 1.5x the region line, chosen from the data") in card
+    assert "Training crops: all random, chosen from the data (one fixtured design" in card
+    assert "Hard crops:" not in card
 
 
 def test_unregistered_boards_keep_two_mirrored_views(tiny_bundle: Path) -> None:
@@ -65,7 +67,12 @@ def test_unregistered_boards_keep_two_mirrored_views(tiny_bundle: Path) -> None:
     assert (engine.scoring.views, engine.scoring.view_kind) == (2, "flip")
     assert (engine.scoring.top_k_fraction, engine.scoring.top_k_min) == (0.00015, 16)  # bare-board scans
     assert engine.scoring.small_region_peak == 0.0
-    assert "Views: 2 flip view(s), chosen from the data (boards not registered)" in (tiny_bundle / "MODEL_CARD.md").read_text()
+    card = (tiny_bundle / "MODEL_CARD.md").read_text()
+    assert "Views: 2 flip view(s), chosen from the data (boards not registered)" in card
+    # bare boards train half their crops where the model draws them worst, rescored during training
+    assert "Training crops: 50% of the crops over the model's worst-drawn cells" in card
+    assert "chosen from the data (boards not registered)" in card
+    assert "Hard crops: training boards rescored at epoch(s) 2, 4 (" in card
 
 
 def test_shifted_and_rotated_board_scores_like_the_unshifted_one(fixtured_bundle: Path, sample_root: Path) -> None:
