@@ -45,7 +45,7 @@ class TrainConfig:
     pca_max_patches: int = 100_000  # patches sampled evenly from the training boards for the fit
     # optimisation
     # The amount of work, the same on every machine, so the model a user gets does not depend on how fast
-    # their CPU is: 110 epochs took 10.9 minutes on a 2-core AVX2-only CPU (11.5 with export); a CPU with
+    # their CPU is: 110 epochs took 12.1 minutes on a 2-core AVX2-only CPU with hard crops (12.6 with export); a CPU with
     # VNNI, about 3x faster, should need about 4.
     epochs: int = 110
     # A safety cap, not the plan: a slower machine is told at epoch 2 where the cap will stop it, and the

@@ -236,6 +236,9 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     if config.hard_crop_share > 0 and residual is None:
         hard_crops = HardCropSampler(images.train, spec, scoring_spec, share=config.hard_crop_share,
                                      every=config.hard_crop_every, start=config.hard_crop_start)
+        if previous is not None:  # a resumed run rescores at once and keeps the record of the earlier ones
+            hard_crops.log = list(previous.get("hard_crops", []))
+            state["hard_crops"] = hard_crops.log
 
     def make_batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if hard_crops is not None and hard_crops.due(epoch):
