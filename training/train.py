@@ -233,6 +233,8 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     residual = registration if registration is not None and registration.spec.residual else None
 
     hard_crops = None
+    if config.hard_crop_share > 0 and residual is not None:  # only when asked for: the choice gives 0 here
+        fixture["crops"] = "all random (hard crops are not drawn for residual training, which needs the reference)"
     if config.hard_crop_share > 0 and residual is None:
         hard_crops = HardCropSampler(images.train, spec, scoring_spec, share=config.hard_crop_share,
                                      every=config.hard_crop_every, start=config.hard_crop_start)
