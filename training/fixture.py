@@ -99,8 +99,12 @@ def choose_score(config: TrainConfig, registered: bool) -> tuple[TrainConfig, st
 AUTO_HARD_CROPS = {True: 0.0, False: 0.5}
 
 
-def choose_crops(config: TrainConfig, registered: bool) -> tuple[TrainConfig, str]:
-    """The config with `hard_crop_share = -1` made concrete for these boards, and why."""
+def choose_crops(config: TrainConfig, registered: bool, residual: bool) -> tuple[TrainConfig, str]:
+    """The config with `hard_crop_share = -1` made concrete for these boards, and why. Residual
+    training (board - reference) never takes hard crops, even when asked for."""
+    if residual and config.hard_crop_share > 0:
+        return (replace(config, hard_crop_share=0.0),
+                "all random (hard crops are not drawn for residual training, which needs the reference)")
     chosen = replace(config, hard_crop_share=AUTO_HARD_CROPS[registered] if config.hard_crop_share < 0
                      else config.hard_crop_share)
     what = (f"{chosen.hard_crop_share:.0%} of the crops over the model's worst-drawn cells of its training boards "

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
-from inspector.core.scoring import ScoringSpec
+from inspector.core.scoring import ScoringSpec, error_map
 from training.model import ConvAutoencoder
 from training.scored import ScoredModel
 
@@ -66,8 +66,10 @@ class HardCropSampler:
                     output = scored(x)
                     if isinstance(output, tuple):
                         error = output[1][:, :, :height, :width]
-                    else:  # SSIM scoring: the graph returns the reconstruction only
-                        error = ((output - x) ** 2).mean(1, keepdim=True)[:, :, :height, :width]
+                    else:  # SSIM scoring: the graph returns the reconstruction; the runtime's map is error_map
+                        error = torch.from_numpy(np.stack([
+                            error_map(board[:, :height, :width], drawn[:, :height, :width], self.scoring)
+                            for board, drawn in zip(x.cpu().numpy(), output.cpu().numpy())]))[:, None]
                     grids.extend(grid[0] for grid in F.max_pool2d(error, CELL, ceil_mode=True).cpu().numpy())
         model.train(was_training)
         values = np.concatenate([grid.ravel() for grid in grids])

@@ -163,7 +163,8 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         registration, fixture = decide_fixture(config, images.train)
     config, fixture["views"] = choose_views(config, registered=registration is not None)
     config, fixture["score"] = choose_score(config, registered=registration is not None)
-    config, fixture["crops"] = choose_crops(config, registered=registration is not None)
+    residual = registration if registration is not None and registration.spec.residual else None
+    config, fixture["crops"] = choose_crops(config, registered=registration is not None, residual=residual is not None)
     views_for(config.views, config.view_kind, 2**config.depth)
     if registration is not None:
         # The model learns (and validates on) boards as the runtime hands them over: aligned to the
@@ -230,12 +231,9 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
                       "optimizer_state": previous["optimizer_state"], "scheduler_state": previous["scheduler_state"],
                       "epoch": previous["epoch"], "history": previous["history"],
                       "best_val_loss": previous["best_val_loss"], "best_epoch": previous["best_epoch"]})
-    residual = registration if registration is not None and registration.spec.residual else None
 
     hard_crops = None
-    if config.hard_crop_share > 0 and residual is not None:  # only when asked for: the choice gives 0 here
-        fixture["crops"] = "all random (hard crops are not drawn for residual training, which needs the reference)"
-    if config.hard_crop_share > 0 and residual is None:
+    if config.hard_crop_share > 0:  # never for residual training (`choose_crops`)
         hard_crops = HardCropSampler(images.train, spec, scoring_spec, share=config.hard_crop_share,
                                      every=config.hard_crop_every, start=config.hard_crop_start)
         if previous is not None:  # a resumed run rescores at once and keeps the record of the earlier ones

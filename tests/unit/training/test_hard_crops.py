@@ -13,6 +13,7 @@ from inspector.config import TrainConfig
 from inspector.core.preprocess import PreprocessSpec
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import ConfigError
+from training.data import GoodImages
 from training.hard_crops import HardCropSampler
 from training.model import Architecture
 from training.train import batches, train_bundle
@@ -62,6 +63,18 @@ def test_hard_crops_cover_the_structure_the_model_redraws_worst() -> None:
         assert y < y0 + side and y + 128 > y0 and x < x0 + side and x + 128 > x0
 
 
+def test_ssim_scored_bundles_rescore_with_the_runtimes_error_map() -> None:
+    # the SSIM graph returns only the reconstruction: the hot cells come from scoring.error_map
+    hard = HardCropSampler(boards(), PreprocessSpec(channels=1, pad_multiple=16), ScoringSpec(error="ssim"),
+                           share=1.0, every=20, start=10)
+    hard.refresh(FlatModel(), torch.device("cpu"), epoch=10)
+    assert hard.hot is not None and set(hard.hot[:, 0]) == {1}  # only the board with the square
+    y0, x0, side = SQUARE
+    rows, columns = hard.hot[:, 1] * 8, hard.hot[:, 2] * 8  # cells within the SSIM window's reach of it
+    assert rows.min() >= y0 - 16 and rows.max() < y0 + side + 16
+    assert columns.min() >= x0 - 16 and columns.max() < x0 + side + 16
+
+
 def test_a_perfect_model_and_share_zero_leave_every_crop_random() -> None:
     images = [np.full((256, 256), 128, np.uint8) for _ in range(2)]
     hard = sampler(images)
@@ -74,8 +87,6 @@ def test_a_perfect_model_and_share_zero_leave_every_crop_random() -> None:
 
 
 def test_training_batches_take_their_hard_share_from_the_hot_board() -> None:
-    from training.data import GoodImages
-
     images = boards()
     good = GoodImages(channels=1, train=images, holdout=[], train_paths=[], holdout_paths=[], data_sha256="x",
                       source=Path("."))
