@@ -2,7 +2,8 @@
 
 A capture thread reads continuously and keeps only the newest frame (with its capture time and a
 sequence number), so a trigger always inspects what the camera sees now. A video file is paced at
-its own frame rate (it stands in for a camera).
+its own frame rate (it stands in for a camera) but never runs ahead of the loop: a replayed recording
+gives every machine, fast or loaded, the same frames.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -87,6 +88,10 @@ class FrameGrabber:
         self.failed = False
         self.ended = False  # end of a video file
         self.retired = threading.Event()
+        # A file is not a live camera: the next frame waits until the loop has looked at this one, so a
+        # slow loop (a store outage, a loaded machine) pauses the recording instead of skipping boards.
+        self._seen = threading.Event()
+        self._waiting_for_loop = False
         self.thread = threading.Thread(target=self._run, name="camera-grabber", daemon=True)
 
     def start(self) -> FrameGrabber:
@@ -94,7 +99,7 @@ class FrameGrabber:
         return self
 
     def _run(self) -> None:
-        started = time.monotonic()
+        due = time.monotonic()  # when the next frame of a file is due
         while not self.retired.is_set():
             try:
                 ok, image = self.capture.read()
@@ -114,18 +119,35 @@ class FrameGrabber:
                 self._seq += 1
                 self._latest = Frame(image, self._seq, now)
                 self.last_read_at = now
+                self._seen.clear()
             if self.pace_fps:
-                # A file has no real-time clock of its own: play it at its frame rate.
-                delay = started + self._seq / self.pace_fps - time.monotonic()
+                # A file has no real-time clock of its own: play it at its frame rate, and no faster than
+                # the loop looks at its frames.
+                with self._lock:
+                    self._waiting_for_loop = True
+                while not self._seen.wait(0.05):
+                    if self.retired.is_set():
+                        return
+                with self._lock:
+                    self._waiting_for_loop = False
+                    self.last_read_at = self.clock()
+                due = max(due + 1.0 / self.pace_fps, time.monotonic())
+                delay = due - time.monotonic()
                 if delay > 0:
                     self.retired.wait(delay)
 
     def latest(self) -> Frame | None:
         with self._lock:
+            if self.pace_fps and self._latest is not None and not self._seen.is_set():
+                # A file's frame is captured when it is played to the loop, not when it was decoded ahead.
+                self._latest = replace(self._latest, captured_at=self.clock())
+            self._seen.set()
             return self._latest
 
     def seconds_since_read(self) -> float:
         with self._lock:
+            if self._waiting_for_loop:  # a file waiting for the loop is not a hung read
+                return 0.0
             return self.clock() - self.last_read_at
 
     def retire(self) -> None:

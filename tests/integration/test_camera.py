@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from inspector.config import CameraConfig, RunnerConfig
+from inspector.core.results import InspectionResult
 from inspector.errors import CameraError, ConfigError
 from inspector.feeds.backoff import Backoff
 from inspector.feeds.camera import Trigger, frame_problem, run_camera_with_engine
@@ -228,16 +230,31 @@ def test_video_file_is_inspected_frame_by_frame_until_its_end(tmp_path: Path) ->
     write_video(video, [b1, b1, np.zeros_like(b1), b2, np.full_like(b1, 128), b3], fps=5.0)
     engine = FakeEngine()
     data = tmp_path / "data"
-    # Staleness has its own test; here a frame waiting behind a slow store on a loaded machine (it
-    # happened once: one frame of three scored) must still be inspected.
     stats = run_camera_with_engine(str(video), engine, RunnerConfig(station="cam", data_dir=str(data),
-                                                                      json_lines=False),
-                                   camera_config(stale_frame_seconds=60.0))
+                                                                      json_lines=False), camera_config())
     assert stats.processed == 3  # b1 once, b2, b3; the black, blank and repeated frames never scored
     assert [round(score, 1) for score in engine.inspected] == [round(b.mean() / 100, 1) for b in (b1, b2, b3)]
     assert len(list((data / "camera").glob("*.png"))) == 3
     store = Store.open(data)
     assert [e.kind for e in reversed(store.events())] == ["start", "stop"]
+
+
+class SlowEngine(FakeEngine):
+    """Half a second a board: two and a half frame periods of a 5 fps recording."""
+
+    def inspect_batch(self, images: Sequence[np.ndarray]) -> list[InspectionResult]:
+        time.sleep(0.5)
+        return super().inspect_batch(images)
+
+
+def test_a_recording_waits_for_a_slow_loop_instead_of_skipping_boards(tmp_path: Path) -> None:
+    engine = SlowEngine()
+    stats = run_camera_with_engine(str(three_board_video(tmp_path)), engine,
+                                   RunnerConfig(station="cam", data_dir=str(tmp_path / "data"), json_lines=False),
+                                   camera_config())  # staleness 1 s: a frame played late is not stale
+    assert stats.processed == 3
+    boards = [textured(70, 11, 96), textured(160, 12, 96), textured(100, 13, 96)]  # as in three_board_video
+    assert [round(score, 1) for score in engine.inspected] == [round(b.mean() / 100, 1) for b in boards]
 
 
 def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> dict[str, int]:
@@ -274,11 +291,8 @@ def test_frames_the_store_never_takes_are_parked_for_the_folder_runner(
 
     failing_store(monkeypatch, failures=10_000)
     data = tmp_path / "data"
-    # Staleness has its own test; here a frame waiting behind the failing store's retries on a loaded
-    # machine (it happened once in a CI dry run: two frames of three parked) must still be parked.
     stats = run_camera_with_engine(str(three_board_video(tmp_path)), FakeEngine(),
-                                   RunnerConfig(station="cam", data_dir=str(data), json_lines=False),
-                                   camera_config(stale_frame_seconds=60.0))
+                                   RunnerConfig(station="cam", data_dir=str(data), json_lines=False), camera_config())
     assert stats.processed == 0
     parked = sorted((data / "camera-unstored").glob("*.png"))
     assert len(parked) == 3 and not list((data / "camera").glob("*.png"))
