@@ -352,7 +352,8 @@ class Inspector:
         small_peak = self.scoring.small_region_peak
         regions = scoring.find_regions(amap, self.pixel_threshold, self.config.min_region_area,
                                        self.pixel_threshold * self.scoring.grow_fraction,
-                                       self.pixel_threshold * small_peak if small_peak > 0 else None)
+                                       self.pixel_threshold * small_peak if small_peak > 0 else None,
+                                       self.scoring.region_merge_px)
         verdict = scoring.decide_verdict(score, self.image_threshold, regions, self.config.review_band)
         recon = self._reconstruction_image(analysis) if self.config.save_reconstruction else None
         timings = dict(analysis.timings)

@@ -68,6 +68,27 @@ def test_a_small_region_far_above_the_line_is_kept_and_a_speck_at_it_is_not() ->
         ScoringSpec(small_region_peak=0.5)
 
 
+def test_fragments_of_one_flaw_are_one_region_and_a_distant_one_stays_apart() -> None:
+    amap = np.zeros((80, 80), np.float32)
+    amap[10:15, 10:15] = 2.0  # a trace the map draws in two pieces, 6 px apart...
+    amap[10:15, 21:26] = 1.5
+    amap[60:63, 60:63] = 1.2  # ...two specks too small alone (9 px), 4 px apart
+    amap[60:63, 67:70] = 1.2
+    amap[10:15, 60:65] = 1.8  # a flaw 34 px from the first
+    plain = find_regions(amap, 1.0, min_area=16)
+    merged = find_regions(amap, 1.0, min_area=16, merge_px=8)
+    assert [r.bbox for r in plain] == [(10, 10, 15, 15), (60, 10, 65, 15), (21, 10, 26, 15)]
+    assert [(r.bbox, r.area, r.peak) for r in merged] == [
+        ((10, 10, 26, 15), 50, 2.0),  # one box; its area is the map's own pixels, not the gap
+        ((60, 10, 65, 15), 25, pytest.approx(1.8)),
+        ((60, 60, 70, 63), 18, pytest.approx(1.2)),  # together the specks reach the minimum area
+    ]
+    assert merged[0].centroid == pytest.approx((17.5, 12.0))
+    assert ScoringSpec.from_json('{"error": "l2"}').region_merge_px == 0  # bundles before it: unchanged
+    with pytest.raises(ConfigError, match="region_merge_px"):
+        ScoringSpec(region_merge_px=-1)
+
+
 def test_verdicts_fail_review_pass() -> None:
     region = find_regions(np.pad(np.full((5, 5), 2.0, np.float32), 5), 1.0, min_area=1)
     assert decide_verdict(3.0, 2.0, region, review_band=0.0) == "fail"
