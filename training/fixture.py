@@ -69,24 +69,29 @@ def choose_views(config: TrainConfig, registered: bool) -> tuple[TrainConfig, st
     return chosen, f"{chosen.views} {chosen.view_kind} view(s), chosen from the data ({why})"
 
 
-# registered design -> (top_k_fraction, top_k_min, small_region_peak); see TrainConfig. Measured on the
-# sample boards and generated fixture boards (docs/results.md): the smaller k, image AUROC 0.96 -> 0.98
-# (demo), 0.96 -> 0.99 (42 more defective boards), 0.71-0.83 -> 0.85-0.91 (fixture sets); the small
-# regions, demo region recall 0.86 -> 0.93 at the same false regions (DeepPCB: nothing more found).
-AUTO_SCORE = {True: (0.00003, 4, 1.5), False: (0.00015, 16, 0.0)}
+# registered design -> (top_k_fraction, top_k_min, small_region_peak, region_merge_px); see TrainConfig.
+# Measured on the sample boards and generated fixture boards (docs/results.md): the smaller k, image AUROC
+# 0.96 -> 0.98 (demo), 0.96 -> 0.99 (42 more defective boards), 0.71-0.83 -> 0.85-0.91 (fixture sets); the
+# small regions, demo region recall 0.86 -> 0.93 at the same false regions (DeepPCB: nothing more found).
+# Region merging was measured on DeepPCB only (about 10% fewer false regions); a fixtured design's
+# per-position model draws a defect in one piece, and on its small boards 8 px would join a defect with
+# its neighbours into one box, so it keeps plain components there.
+AUTO_SCORE = {True: (0.00003, 4, 1.5, 0), False: (0.00015, 16, 0.0, 8)}
 
 
 def choose_score(config: TrainConfig, registered: bool) -> tuple[TrainConfig, str]:
-    """The config with `top_k_fraction = 0` / `top_k_min = 0` / `small_region_peak = -1` made concrete
-    for these boards, and why."""
-    fraction, least, peak = AUTO_SCORE[registered]
+    """The config with `top_k_fraction = 0` / `top_k_min = 0` / `small_region_peak = -1` /
+    `region_merge_px = -1` made concrete for these boards, and why."""
+    fraction, least, peak, merge = AUTO_SCORE[registered]
     chosen = replace(config, top_k_fraction=config.top_k_fraction or fraction, top_k_min=config.top_k_min or least,
-                     small_region_peak=peak if config.small_region_peak < 0 else config.small_region_peak)
+                     small_region_peak=peak if config.small_region_peak < 0 else config.small_region_peak,
+                     region_merge_px=merge if config.region_merge_px < 0 else config.region_merge_px)
     what = (f"mean of the hottest {chosen.top_k_fraction:.3%} of the map's pixels, at least {chosen.top_k_min}; "
             + (f"regions under the minimum area kept from {chosen.small_region_peak:g}x the region line"
-               if chosen.small_region_peak > 0 else "regions under the minimum area dropped"))
-    if (config.top_k_fraction, config.top_k_min, config.small_region_peak) == (
-            chosen.top_k_fraction, chosen.top_k_min, chosen.small_region_peak):
+               if chosen.small_region_peak > 0 else "regions under the minimum area dropped")
+            + (f"; parts within {chosen.region_merge_px} px one region" if chosen.region_merge_px > 0 else ""))
+    if (config.top_k_fraction, config.top_k_min, config.small_region_peak, config.region_merge_px) == (
+            chosen.top_k_fraction, chosen.top_k_min, chosen.small_region_peak, chosen.region_merge_px):
         return chosen, f"{what}, as configured"
     why = ("one fixtured design: its per-position model already judges what good boards show, so a small "
            "defect counts by its own pixels" if registered else "boards not registered")

@@ -120,8 +120,9 @@ def _check_config(config: TrainConfig) -> None:
     if config.small_region_peak not in (-1.0, 0.0) and config.small_region_peak < 1.0:
         raise ConfigError(f"small_region_peak must be -1 (from the data), 0 (never) or at least 1, got "
                           f"{config.small_region_peak}")
-    if not 0 <= config.region_merge_px <= MAX_REGION_MERGE_PX:  # checked here, not at export after the training
-        raise ConfigError(f"region_merge_px must be in [0, {MAX_REGION_MERGE_PX}] pixels, got {config.region_merge_px}")
+    if not -1 <= config.region_merge_px <= MAX_REGION_MERGE_PX:  # checked here, not at export after the training
+        raise ConfigError(f"region_merge_px must be -1 (from the data) or in [0, {MAX_REGION_MERGE_PX}] pixels, got "
+                          f"{config.region_merge_px}")
     if config.top_k_fraction < 0 or config.top_k_min < 0:  # 0: chosen from the boards once they are loaded
         raise ConfigError(f"top_k_fraction and top_k_min must be 0 (from the data) or positive, got "
                           f"{config.top_k_fraction} and {config.top_k_min}")

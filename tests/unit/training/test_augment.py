@@ -62,3 +62,19 @@ def test_views_chosen_from_the_data_unless_configured() -> None:
     half, _ = choose_views(TrainConfig(views=2), registered=True)  # a count given, the kind still chosen
     assert (half.views, half.view_kind) == (2, "shift")
     assert flips(fixtured) == [] and flips(loose) == ["HorizontalFlip"]  # no mirrored boards on a fixtured design
+
+
+def test_region_merging_chosen_from_the_data_and_recorded_in_the_scoring() -> None:
+    from dataclasses import replace
+
+    from inspector.core.scoring import ScoringSpec
+    from training.fixture import choose_score
+
+    loose, why = choose_score(TrainConfig(), registered=False)
+    assert loose.region_merge_px == 8 and "parts within 8 px one region" in why
+    fixtured, why = choose_score(TrainConfig(), registered=True)
+    assert fixtured.region_merge_px == 0 and "px one region" not in why
+    mine, why = choose_score(TrainConfig(region_merge_px=3, top_k_fraction=0.001, top_k_min=4, small_region_peak=0.0),
+                             registered=True)
+    assert mine.region_merge_px == 3 and why.endswith("as configured")
+    assert ScoringSpec.from_train_config(replace(loose, views=2, view_kind="flip"), error="l2").region_merge_px == 8
