@@ -247,19 +247,15 @@ def find_regions(anomaly_map: np.ndarray, pixel_threshold: float, min_area: int,
     count, labels, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
     seeds = cv2.findNonZero(cv2.compare(anomaly_map, pixel_threshold, cv2.CMP_GE)).reshape(-1, 2)  # (x, y) rows
     seeded = np.zeros(count, bool)
-    seeded[labels[seeds[:, 1], seeds[:, 0]]] = True
+    seeded[labels[seeds[:, 1], seeds[:, 0]]] = True  # a seed reaches the line, so it is never background (0)
     regions = []
     for label in np.flatnonzero(seeded):
-        if label == 0:
-            continue
         x, y = int(stats[label, cv2.CC_STAT_LEFT]), int(stats[label, cv2.CC_STAT_TOP])
         w, h = int(stats[label, cv2.CC_STAT_WIDTH]), int(stats[label, cv2.CC_STAT_HEIGHT])
         own = labels[y:y + h, x:x + w] == label
         if merge_px > 0:  # the dilated group's own pixels: what the map really drew
             own &= binary[y:y + h, x:x + w] > 0
         area = int(np.count_nonzero(own))
-        if area < min_area and small_peak is None:
-            continue
         values = anomaly_map[y:y + h, x:x + w][own]
         if area < min_area and (small_peak is None or float(values.max()) < small_peak):
             continue

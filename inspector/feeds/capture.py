@@ -90,8 +90,9 @@ class FrameGrabber:
         self.retired = threading.Event()
         # A file is not a live camera: the next frame waits until the loop has looked at this one, so a
         # slow loop (a store outage, a loaded machine) pauses the recording instead of skipping boards.
+        # Set while no frame waits for the loop (so before the first read too).
         self._seen = threading.Event()
-        self._waiting_for_loop = False
+        self._seen.set()
         self.thread = threading.Thread(target=self._run, name="camera-grabber", daemon=True)
 
     def start(self) -> FrameGrabber:
@@ -123,14 +124,9 @@ class FrameGrabber:
             if self.pace_fps:
                 # A file has no real-time clock of its own: play it at its frame rate, and no faster than
                 # the loop looks at its frames.
-                with self._lock:
-                    self._waiting_for_loop = True
                 while not self._seen.wait(0.05):
                     if self.retired.is_set():
                         return
-                with self._lock:
-                    self._waiting_for_loop = False
-                    self.last_read_at = self.clock()
                 due = max(due + 1.0 / self.pace_fps, time.monotonic())
                 delay = due - time.monotonic()
                 if delay > 0:
@@ -139,14 +135,17 @@ class FrameGrabber:
     def latest(self) -> Frame | None:
         with self._lock:
             if self.pace_fps and self._latest is not None and not self._seen.is_set():
-                # A file's frame is captured when it is played to the loop, not when it was decoded ahead.
-                self._latest = replace(self._latest, captured_at=self.clock())
+                # A file's frame is read and captured when it is played to the loop, not when it was
+                # decoded ahead: the wait is neither staleness nor a hung read.
+                now = self.clock()
+                self._latest = replace(self._latest, captured_at=now)
+                self.last_read_at = now
             self._seen.set()
             return self._latest
 
     def seconds_since_read(self) -> float:
         with self._lock:
-            if self._waiting_for_loop:  # a file waiting for the loop is not a hung read
+            if self.pace_fps and not self._seen.is_set():  # a file's frame waiting for the loop is not a hung read
                 return 0.0
             return self.clock() - self.last_read_at
 

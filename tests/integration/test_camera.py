@@ -253,8 +253,7 @@ def test_a_recording_waits_for_a_slow_loop_instead_of_skipping_boards(tmp_path: 
                                    RunnerConfig(station="cam", data_dir=str(tmp_path / "data"), json_lines=False),
                                    camera_config())  # staleness 1 s: a frame played late is not stale
     assert stats.processed == 3
-    boards = [textured(70, 11, 96), textured(160, 12, 96), textured(100, 13, 96)]  # as in three_board_video
-    assert [round(score, 1) for score in engine.inspected] == [round(b.mean() / 100, 1) for b in boards]
+    assert [round(score, 1) for score in engine.inspected] == [round(b.mean() / 100, 1) for b in three_boards()]
 
 
 def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> dict[str, int]:
@@ -265,9 +264,13 @@ def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> dict[str, i
     return unreachable_on(monkeypatch, ["record_inspection"], lambda n: n <= failures, "record inspection failed")
 
 
+def three_boards() -> list[np.ndarray]:
+    return [textured(70, 11, 96), textured(160, 12, 96), textured(100, 13, 96)]
+
+
 def three_board_video(tmp_path: Path) -> Path:
     video = tmp_path / "line.avi"
-    write_video(video, [textured(70, 11, 96), textured(160, 12, 96), textured(100, 13, 96)], fps=5.0)
+    write_video(video, three_boards(), fps=5.0)
     return video
 
 
