@@ -6,8 +6,9 @@ Figures (all printed as a table and written as JSON with `--out`):
 * end-to-end images/s (encoded bytes -> verdict with regions; the next batch is decoded and
   prepared, and the last one scored, beside the model call) and model-only images/s (the ONNX
   Runtime call alone on a prepared batch);
-* torch eager vs ONNX Runtime on the same batch (torch is imported here, lazily, only if the
-  training extra is installed and the bundle has its checkpoint; otherwise "not available");
+* torch eager vs ONNX Runtime on the same batch, timed in alternating blocks so that a shared
+  machine's changing speed falls on both (torch is imported here, lazily, only if the training
+  extra is installed and the bundle has its checkpoint; otherwise "not available");
 * MACs per image counted from the ONNX graph (Conv, ConvTranspose, MatMul, Gemm with shapes from
   ONNX shape inference), FLOPs = 2 x MACs;
 * the machine's measured float32 peak (numpy 2048x2048 matmul, all cores) and the share of it the
@@ -50,6 +51,8 @@ ITERATIONS = 5  # passes over the image set for the stage timings, at least...
 MIN_BOARDS = 160  # ...this many boards end to end: the first batch's preparation and the last one's
 # scoring cannot overlap a model call, and over 40 boards that ramp alone cost about 8% of the rate.
 MODEL_ITERATIONS = 10
+COMPARE_ROUNDS = 8  # torch eager against ONNX Runtime: rounds of...
+COMPARE_BLOCK = 3  # ...this many timed calls a side
 PEAK_SIZE = 2048
 
 
@@ -148,8 +151,26 @@ def measure_peak_gflops(size: int = PEAK_SIZE, repeats: int = 10) -> dict[str, A
             f"best of {repeats}", "cpu_count": os.cpu_count()}
 
 
-def torch_comparison(bundle: Path, batch: np.ndarray, ort_times: list[float], ort_output: np.ndarray) -> dict[str, Any]:
-    """Torch eager on the same batch as ONNX Runtime, or the reason it cannot run."""
+def alternated_times(calls: dict[str, Callable[[], Any]], rounds: int = COMPARE_ROUNDS,
+                     block: int = COMPARE_BLOCK) -> dict[str, list[list[float]]]:
+    """Call times (ms) of several calls measured in alternating blocks, the order turned each round.
+
+    On a machine shared with other jobs the speed changes from minute to minute; timing one side
+    after the other puts that change into their ratio (1.4-2.7x for the same bundle in three benches
+    minutes apart). Each round times a block of every call back to back, after one untimed call that
+    wakes its thread pool, so both sides of every round see the same load.
+    """
+    names = list(calls)
+    times: dict[str, list[list[float]]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        for name in names if round_index % 2 == 0 else names[::-1]:
+            times[name].append(_time_calls(calls[name], block, warmup=1))
+    return times
+
+
+def torch_comparison(bundle: Path, batch: np.ndarray, ort_call: Callable[[], np.ndarray],
+                     ort_output: np.ndarray) -> dict[str, Any]:
+    """Torch eager against ONNX Runtime on the same batch, alternated, or the reason torch cannot run."""
     checkpoint = Path(bundle) / "checkpoint.pt"
     if not checkpoint.is_file():
         return {"available": False, "reason": f"{checkpoint} not in the bundle"}
@@ -166,13 +187,18 @@ def torch_comparison(bundle: Path, batch: np.ndarray, ort_times: list[float], or
         return {"available": False, "reason": f"cannot build the model from {checkpoint} ({exc})"}
     tensor = torch.from_numpy(batch)
     with torch.inference_mode():
-        times = _time_calls(lambda: model(tensor), MODEL_ITERATIONS)
         output = model(tensor)
         output = (output[0] if isinstance(output, tuple) else output).numpy()
-    torch_ms = float(np.median(times))
-    ort_ms = float(np.median(ort_times))
+        times = alternated_times({"torch": lambda: model(tensor), "onnxruntime": ort_call})
+    torch_ms = float(np.median(np.concatenate(times["torch"])))
+    ort_ms = float(np.median(np.concatenate(times["onnxruntime"])))
+    per_round = np.array([np.median(t) / np.median(o) for t, o in zip(times["torch"], times["onnxruntime"])])
     return {"available": True, "torch_eager_ms_per_batch": round(torch_ms, 3),
             "onnxruntime_ms_per_batch": round(ort_ms, 3), "onnxruntime_speedup": round(torch_ms / ort_ms, 3),
+            "speedup_per_round": {"min": round(float(per_round.min()), 3),
+                                  "median": round(float(np.median(per_round)), 3),
+                                  "max": round(float(per_round.max()), 3)},
+            "method": f"alternated: {COMPARE_ROUNDS} rounds of {COMPARE_BLOCK} calls a side, order turned each round",
             "max_abs_difference": float(np.abs(output - ort_output).max()),
             "mean_abs_difference": float(np.abs(output - ort_output).mean()), "torch_threads": torch.get_num_threads()}
 
@@ -225,8 +251,11 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     first = decode_image(encoded[0])
     tensor, _ = pad_to_multiple(prepare_board(first, engine.spec, engine.registration), engine.spec.pad_multiple)
     model_batch = np.ascontiguousarray(np.repeat(tensor[None], batch, axis=0), dtype=np.float32)
-    model_times = _time_calls(lambda: engine.reconstruct(model_batch), MODEL_ITERATIONS)
-    ort_output = engine.reconstruct(model_batch)
+    def model_call() -> np.ndarray:
+        return engine.reconstruct(model_batch)
+
+    model_times = _time_calls(model_call, MODEL_ITERATIONS)
+    ort_output = model_call()
     model_rate = batch / (float(np.median(model_times)) / 1e3)
 
     macs = count_macs(Path(bundle) / MODEL_FILE, tuple(model_batch.shape))
@@ -249,7 +278,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         "model_only_ms_per_batch": _percentiles(model_times),
         "flops": macs,
         "cpu_peak": peak,
-        "torch_vs_onnxruntime": torch_comparison(bundle, model_batch, model_times, ort_output),
+        "torch_vs_onnxruntime": torch_comparison(bundle, model_batch, model_call, ort_output),
     }
     if macs.get("available"):
         achieved = 2 * macs["macs_per_image"] * model_rate / 1e9
@@ -309,7 +338,9 @@ def print_table(figures: dict[str, Any], console: Console | None = None) -> None
     if comparison["available"]:
         table.add_row("torch eager (float32) ms/batch", f"{comparison['torch_eager_ms_per_batch']:.2f}")
         table.add_row("ONNX Runtime ms/batch", f"{comparison['onnxruntime_ms_per_batch']:.2f}")
-        table.add_row("ORT speed-up over torch", f"{comparison['onnxruntime_speedup']:.2f}x")
+        spread = comparison["speedup_per_round"]
+        table.add_row("ORT speed-up over torch (alternated; rounds min-max)",
+                      f"{comparison['onnxruntime_speedup']:.2f}x ({spread['min']:.2f}-{spread['max']:.2f}x)")
     else:
         table.add_row("torch vs ONNX Runtime", f"not available: {comparison['reason']}")
     runner = figures.get("runner")

@@ -166,9 +166,11 @@ def test_bench_compares_torch_and_onnxruntime(pca_bundle: Path, sample_root: Pat
     engine = Inspector.load(pca_bundle)
     batch = pad_to_multiple(preprocess(good_board(sample_root), engine.spec), 8)[0][None]
     output = engine.reconstruct(batch)
-    comparison = torch_comparison(pca_bundle, batch, [1.0], output)
+    comparison = torch_comparison(pca_bundle, batch, lambda: engine.reconstruct(batch), output)
     assert comparison["available"], comparison
     assert comparison["max_abs_difference"] < 1e-4
+    spread = comparison["speedup_per_round"]
+    assert 0 < spread["min"] <= spread["median"] <= spread["max"]
 
 
 def test_resume_is_refused_for_pca(pca_bundle: Path, sample_root: Path, tmp_path: Path) -> None:
