@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from training.losses import reconstruction_loss
 from training.model import ConvAutoencoder
 
 MIN_LR_FRACTION = 0.05
-FORECAST_AFTER_EPOCHS = 2  # epochs timed before the run says whether the wall-clock cap will cut it short
+FORECAST_AFTER_EPOCHS = 2  # epochs timed before the run says whether the wall-clock cap will cut it short...
+FORECAST_RECHECK_EPOCHS = 10  # ...and how often it looks again, on the pace of this many latest epochs
 Batches = Iterator[tuple[np.ndarray, np.ndarray]]
 
 
@@ -52,24 +54,46 @@ def train_epoch(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, batche
     return losses, False
 
 
-def cap_forecast(history: list[EpochRecord], config: TrainConfig, elapsed: float) -> dict[str, float | int] | None:
+def cap_forecast(history: list[EpochRecord], config: TrainConfig, elapsed: float,
+                 recent: int | None = None) -> dict[str, float | int | bool] | None:
     """Whether the wall-clock cap will end the run before its planned epochs, judged on the epochs so far.
 
     The default trains a fixed number of epochs (known to reach the quality targets); the cap is a
     safety limit. On a slow CPU it ends the run early and the model is weaker than the default's
-    measured quality: say so at the start, not only at the end.
+    measured quality: say so at the start, not only at the end. `recent` judges the pace on the
+    latest epochs only, so a slow first epoch (caches filling, another job finishing) does not
+    decide the forecast for the whole run.
     """
     if not history:
         return None
-    seconds_per_epoch = sum(h["seconds"] for h in history) / len(history)
+    timed = history[-recent:] if recent else history
+    seconds_per_epoch = sum(h["seconds"] for h in timed) / len(timed)
     remaining = config.epochs - history[-1]["epoch"]
     projected = elapsed + seconds_per_epoch * remaining
     budget = config.max_minutes * 60.0
-    if projected <= budget:
-        return None
     reachable = history[-1]["epoch"] + int(max(0.0, budget - elapsed) // seconds_per_epoch)
     return {"seconds_per_epoch": round(seconds_per_epoch, 2), "planned_epochs": config.epochs,
-            "expected_epochs": min(reachable, config.epochs), "minutes_needed": round(projected / 60.0, 1)}
+            "expected_epochs": min(reachable, config.epochs), "minutes_needed": round(projected / 60.0, 1),
+            "cuts_run": projected > budget}
+
+
+def forecast_message(previous: dict[str, Any] | None, forecast: dict[str, Any], max_minutes: float) -> str | None:
+    """What to tell the user about the cap: the first forecast that it will cut the run, and later changes.
+
+    Silent while the verdict stands (the epoch estimate moving by a few epochs is not news).
+    """
+    pace = f"training: {forecast['seconds_per_epoch']:.1f} s per epoch on this machine"
+    if forecast["cuts_run"]:
+        if previous and previous.get("cuts_run", True) and abs(previous["expected_epochs"] - forecast["expected_epochs"]) < 5:
+            return None
+        return (f"{pace}; the {max_minutes:g}-minute cap will stop the run near epoch {forecast['expected_epochs']} "
+                f"of {forecast['planned_epochs']} (all epochs need about {forecast['minutes_needed']:g} min). "
+                "The default's quality figures were measured on the full run: expect lower recall, "
+                "or raise --max-minutes.")
+    if previous and previous.get("cuts_run", True):  # checkpoints before 2026-12 kept only forecasts that cut
+        return (f"{pace} now; the {max_minutes:g}-minute cap is no longer expected to cut the run: all "
+                f"{forecast['planned_epochs']} epochs should end after about {forecast['minutes_needed']:g} min.")
+    return None
 
 
 def validation_loss(model: ConvAutoencoder, tensors: list[np.ndarray], config: TrainConfig,
@@ -134,15 +158,14 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
         else:
             patience_left -= 1
         progress.set_postfix(train=f"{history[-1]['train_loss']:.5f}", val=f"{val:.5f}")
-        if epoch + 1 - progress_state.start_epoch == FORECAST_AFTER_EPOCHS:
-            forecast = cap_forecast(history, config, time.monotonic() - started)
+        done = epoch + 1 - progress_state.start_epoch
+        if done == FORECAST_AFTER_EPOCHS or (done > FORECAST_AFTER_EPOCHS and done % FORECAST_RECHECK_EPOCHS == 0):
+            forecast = cap_forecast(history, config, time.monotonic() - started, recent=FORECAST_RECHECK_EPOCHS)
             if forecast is not None:
+                message = forecast_message(state.get("cap_forecast"), forecast, config.max_minutes)
                 state["cap_forecast"] = forecast
-                tqdm.write(f"training: {forecast['seconds_per_epoch']:.1f} s per epoch on this machine; the "
-                           f"{config.max_minutes:g}-minute cap will stop the run near epoch {forecast['expected_epochs']} "
-                           f"of {forecast['planned_epochs']} (all epochs need about {forecast['minutes_needed']:g} min). "
-                           "The default's quality figures were measured on the full run: expect lower recall, "
-                           "or raise --max-minutes.")
+                if message:
+                    tqdm.write(message)
         state.update({
             "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer_state": optimizer.state_dict(),

@@ -99,9 +99,12 @@ def _hard_crop_lines(checkpoint: Checkpoint) -> list[str]:
 def cap_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
     """Whether the wall-clock cap cut the run short of its planned epochs, for the model card."""
     planned = int(checkpoint["config"].get("epochs", metrics["epochs"]))
+    cap = checkpoint["config"].get("max_minutes")
     if metrics["stopped_reason"] != "time budget" or metrics["epochs"] >= planned:
-        return []
-    line = (f"- Time cap: the {checkpoint['config'].get('max_minutes'):g}-minute cap ended training at epoch "
+        if metrics["stopped_reason"] == "early stopping" or cap is None:
+            return []
+        return [f"- Time cap: not reached; all {planned} planned epochs ran (the {cap:g}-minute cap is a safety limit)"]
+    line = (f"- Time cap: the {cap:g}-minute cap ended training at epoch "
             f"{metrics['epochs']} of the {planned} planned")
     forecast = checkpoint.get("cap_forecast")
     if forecast:
