@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from inspector.core.scoring import ScoringSpec, View, error_map, views_for
 from inspector.errors import ConfigError
@@ -166,5 +167,11 @@ def test_the_onnx_form_of_the_sub_pixel_shuffle_gives_the_same_numbers(channels:
     x = torch.rand(2, channels, 32, 48)
     with torch.no_grad():
         plain = ScoredModel(model, spec, stride=model.arch.total_stride)(x)
-        onnx_form = ScoredModel(model, spec, stride=model.arch.total_stride).for_onnx()(x)
+        scored = ScoredModel(model, spec, stride=model.arch.total_stride)
+        exported = scored.for_onnx()
+        onnx_form = exported(x)
     assert torch.equal(plain[0], onnx_form[0]) and torch.equal(plain[1], onnx_form[1])
+    # the upsamplings are transposed convolutions in the copy only; the trained model is untouched
+    assert not any(isinstance(m, nn.Upsample) for m in exported.modules())
+    assert sum(isinstance(m, nn.ConvTranspose2d) for m in exported.modules()) >= 2
+    assert any(isinstance(m, nn.Upsample) for m in model.modules()) and scored._shuffle_conv is None
