@@ -9,6 +9,8 @@ Figures (all printed as a table and written as JSON with `--out`):
 * torch eager vs ONNX Runtime on the same batch, timed in alternating blocks so that a shared
   machine's changing speed falls on both (torch is imported here, lazily, only if the training
   extra is installed and the bundle has its checkpoint; otherwise "not available");
+* the share of CPU time the hypervisor took (steal, from /proc/stat) during the end-to-end loop
+  and the torch comparison: on a shared virtual machine it explains figures that move between runs;
 * MACs per image counted from the ONNX graph (Conv, ConvTranspose, MatMul, Gemm with shapes from
   ONNX shape inference), FLOPs = 2 x MACs;
 * the machine's measured float32 peak (numpy 2048x2048 matmul, all cores) and the share of it the
@@ -39,7 +41,7 @@ from inspector.core.interface import PreparedBoard
 from inspector.core.overlap import overlapped
 from inspector.core.preprocess import pad_to_multiple, prepare_board, to_channels
 from inspector.errors import InspectorError
-from inspector.quality.cpu import cpu_features, describe
+from inspector.quality.cpu import cpu_features, cpu_ticks, describe, stolen_share
 
 FIXTURE_STAGES = ("register", "photometric", "atlas")
 
@@ -54,6 +56,7 @@ MODEL_ITERATIONS = 10
 COMPARE_ROUNDS = 8  # torch eager against ONNX Runtime: rounds of...
 COMPARE_BLOCK = 3  # ...this many timed calls a side
 PEAK_SIZE = 2048
+STEAL_WARNING = 0.05  # share of CPU time the hypervisor took during a phase before the table warns
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -233,6 +236,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     passes = max(ITERATIONS, -(-MIN_BOARDS // len(encoded)))
     chunks = [encoded[start:start + batch] for _ in range(passes) for start in range(0, len(encoded), batch)]
     processed = 0
+    ticks_before = cpu_ticks()
     began = time.perf_counter()
     for results in tqdm(overlapped(chunks, decode_and_prepare, engine.analyse_prepared, engine.results), total=len(chunks),
                         desc="bench", unit="batch"):
@@ -246,6 +250,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
                 if stage in result.timings_ms:
                     stages.setdefault(stage, []).append(result.timings_ms[stage])
     wall = time.perf_counter() - began
+    stolen = {"end_to_end": stolen_share(ticks_before, cpu_ticks())}
 
     # Model only: one prepared batch through the ONNX Runtime call.
     first = decode_image(encoded[0])
@@ -278,8 +283,11 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         "model_only_ms_per_batch": _percentiles(model_times),
         "flops": macs,
         "cpu_peak": peak,
-        "torch_vs_onnxruntime": torch_comparison(bundle, model_batch, model_call, ort_output),
     }
+    ticks_before = cpu_ticks()
+    figures["torch_vs_onnxruntime"] = torch_comparison(bundle, model_batch, model_call, ort_output)
+    stolen["torch_comparison"] = stolen_share(ticks_before, cpu_ticks())
+    figures["stolen_cpu_share"] = stolen
     if macs.get("available"):
         achieved = 2 * macs["macs_per_image"] * model_rate / 1e9
         figures["inference_gflops"] = round(achieved, 3)
@@ -343,6 +351,13 @@ def print_table(figures: dict[str, Any], console: Console | None = None) -> None
                       f"{comparison['onnxruntime_speedup']:.2f}x ({spread['min']:.2f}-{spread['max']:.2f}x)")
     else:
         table.add_row("torch vs ONNX Runtime", f"not available: {comparison['reason']}")
+    stolen = {phase: share for phase, share in figures.get("stolen_cpu_share", {}).items() if share is not None}
+    if stolen:
+        table.add_row("CPU taken by the hypervisor (steal)",
+                      ", ".join(f"{phase.replace('_', ' ')} {share:.1%}" for phase, share in stolen.items()))
+        if max(stolen.values()) > STEAL_WARNING:
+            table.add_row("note", "this virtual machine lost CPU time while measuring: "
+                                  "the figures above are low and vary; repeat on a quiet machine")
     runner = figures.get("runner")
     if runner is not None:
         if runner.get("available"):

@@ -63,3 +63,27 @@ def describe(features: dict[str, Any]) -> str:
     """One line: 'x86_64, AMD EPYC ..., avx2 fma (int8: avx2 ...)'."""
     isa = " ".join(features["isa"]) or "no SIMD flags found"
     return f"{features['machine']}, {features['model']}, {isa}; int8: {features['int8_dot_product']}"
+
+
+def cpu_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """(all, stolen) CPU time since boot in clock ticks, from /proc/stat; None where it cannot be read.
+
+    On a virtual machine the hypervisor can take the CPU away from this guest ("steal"): timings
+    taken meanwhile are slow for a reason that is not the code, so the bench reports the share.
+    """
+    try:
+        fields = stat.read_text().splitlines()[0].split()
+        if fields[0] != "cpu" or len(fields) < 9:
+            return None
+        # user nice system idle iowait irq softirq steal (guest time is already inside user)
+        ticks = [int(value) for value in fields[1:9]]
+    except (OSError, IndexError, ValueError):
+        return None
+    return sum(ticks), ticks[7]
+
+
+def stolen_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of CPU time the hypervisor took between two `cpu_ticks` readings."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round((after[1] - before[1]) / (after[0] - before[0]), 4)

@@ -142,6 +142,10 @@ def test_bench_prints_table_and_writes_figures(tiny_bundle: Path, sample_root: P
     assert figures["precision"] == "int8" and "model precision" in result.stdout
     assert comparison["available"] and 0 < comparison["mean_abs_difference"] <= MAX_MEAN_ABS_DIFF
     assert figures["flops"]["macs_per_image"] == torch_macs(tiny_bundle, (1, 3, 160, 160))
+    # steal from /proc/stat, a share per phase (Linux: always readable here)
+    assert set(figures["stolen_cpu_share"]) == {"end_to_end", "torch_comparison"}
+    assert all(0 <= share <= 1 for share in figures["stolen_cpu_share"].values())
+    assert "CPU taken by the hypervisor" in result.stdout
 
 
 def torch_macs(bundle: Path, shape: tuple[int, int, int, int]) -> int:
