@@ -142,7 +142,11 @@ def calibrate(
                                                   help="Share of good boards allowed to be flagged."),
     region_false_alarm_rate: Optional[float] = typer.Option(
         None, "--region-far", min=0.0, max=0.9,
-        help="Share of good boards allowed to show a region (sent to review); default: keep the bundle's."),
+        help="Share of good boards allowed to show a region (sent to review); default: keep the bundle's rule."),
+    false_regions_per_board: Optional[float] = typer.Option(
+        None, "--regions-per-board", min=0.0,
+        help="Set the region line where the good boards show this many regions a board on average "
+             "(instead of --region-far); default: keep the bundle's rule."),
     reason: str = typer.Option(..., "--reason", help="Why the thresholds change (kept in the audit trail)."),
     author: str = typer.Option("cli", "--author", help="Who recalibrates."),
 ) -> None:
@@ -150,7 +154,7 @@ def calibrate(
     from inspector.core.calibration import recalibrate
 
     result = recalibrate(model, data, target_false_alarm_rate=target_false_alarm_rate, reason=reason, author=author,
-                         region_false_alarm_rate=region_false_alarm_rate)
+                         region_false_alarm_rate=region_false_alarm_rate, false_regions_per_board=false_regions_per_board)
     typer.echo(f"calibration version {result['version']}: image threshold {result['image_threshold']:.4f}, "
                f"pixel threshold {result['pixel_threshold']:.4f}")
 

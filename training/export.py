@@ -261,10 +261,15 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
                                   "the thresholds carried over were set on judged maps: restore the boards to re-export")
         if calibration_images:
             region_rate = config.get("region_false_alarm_rate")
-            if registration is not None and "registered_region_false_alarm_rate" in config:
-                region_rate = config["registered_region_false_alarm_rate"]
+            # Checkpoints from before the count rule (and 0) keep the share line; so do registered
+            # designs, whose line was measured as a share (registered_region_false_alarm_rate).
+            regions_per_board = config.get("false_regions_per_board") or None
+            if registration is not None:
+                regions_per_board = None
+                region_rate = config.get("registered_region_false_alarm_rate", region_rate)
             figures = calibrate(engine, calibration_images, target_false_alarm_rate=config["target_false_alarm_rate"],
-                                region_false_alarm_rate=region_rate)
+                                region_false_alarm_rate=region_rate, false_regions_per_board=regions_per_board,
+                                min_region_area=engine.config.min_region_area)
             figures["stats"]["data"] = checkpoint["data"]["path"]
             versions = [new_version([], figures, reason="initial calibration on held-back good boards at training",
                                     author="training")]

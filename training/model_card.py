@@ -156,7 +156,8 @@ def model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dic
         f"- Calibration v{calibration['version']} on {calibration['stats']['images']} held-back good boards: "
         f"image threshold {calibration['image_threshold']:.4f}, pixel threshold {calibration['pixel_threshold']:.4f}, "
         f"target false-alarm rate {calibration['target_false_alarm_rate']:g} "
-        f"({calibration['stats']['image_threshold_rule']})",
+        f"({calibration['stats']['image_threshold_rule']}); region line: "
+        f"{calibration['stats'].get('pixel_threshold_rule', 'not recorded')}",
         *_edge_line(calibration),
         "",
         "Detection quality on labelled boards: run `inspector evaluate`.",

@@ -109,6 +109,8 @@ def _check_config(config: TrainConfig) -> None:
             raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
     if config.max_minutes <= 0:
         raise ConfigError(f"max_minutes must be positive, got {config.max_minutes}")
+    if config.false_regions_per_board < 0:
+        raise ConfigError(f"false_regions_per_board must be >= 0 (0: the share line), got {config.false_regions_per_board}")
     if config.stem_stride not in (2, 4) or config.depth <= config.stem_stride.bit_length() - 1:
         raise ConfigError(f"stem_stride must be 2 or 4 and smaller than 2**depth, got stem_stride "
                           f"{config.stem_stride} with depth {config.depth}")

@@ -349,11 +349,7 @@ class Inspector:
         start = time.perf_counter()
         amap = self.anomaly_map(analysis, edges=self.edges)
         score = scoring.image_score(amap, self.scoring)
-        small_peak = self.scoring.small_region_peak
-        regions = scoring.find_regions(amap, self.pixel_threshold, self.config.min_region_area,
-                                       self.pixel_threshold * self.scoring.grow_fraction,
-                                       self.pixel_threshold * small_peak if small_peak > 0 else None,
-                                       self.scoring.region_merge_px)
+        regions = scoring.regions_at(amap, self.pixel_threshold, self.scoring, self.config.min_region_area)
         verdict = scoring.decide_verdict(score, self.image_threshold, regions, self.config.review_band)
         recon = self._reconstruction_image(analysis) if self.config.save_reconstruction else None
         timings = dict(analysis.timings)

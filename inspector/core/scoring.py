@@ -269,6 +269,14 @@ def find_regions(anomaly_map: np.ndarray, pixel_threshold: float, min_area: int,
     return regions
 
 
+def regions_at(anomaly_map: np.ndarray, pixel_threshold: float, spec: ScoringSpec, min_area: int) -> list[Region]:
+    """The regions a board shows at a region line, with the bundle's growing, small-peak and merging
+    rules: what inspection reports, and what calibration counts on good boards."""
+    small_peak = spec.small_region_peak
+    return find_regions(anomaly_map, pixel_threshold, min_area, pixel_threshold * spec.grow_fraction,
+                        pixel_threshold * small_peak if small_peak > 0 else None, spec.region_merge_px)
+
+
 def decide_verdict(score: float, image_threshold: float, regions: list[Region], review_band: float) -> Verdict:
     if score >= image_threshold:
         return "fail"

@@ -51,11 +51,12 @@ def gray_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for index in range(16):
         cv2.imwrite(str(data / f"{index:02d}.png"), designed_board(rng))
     out = tmp_path_factory.mktemp("gray") / "bundle"
-    # Four held-back boards cannot show a 30% region line (the default would flag one clean board in
-    # three by design): the region line here is the few-boards rule, above every good board.
+    # Four held-back boards cannot show a region line that lets some good boards through (the
+    # default, 0.7 regions a board, would flag clean boards by design): the region line here is the
+    # share rule at 0, whose few-boards form sits above every good board.
     config = TrainConfig(channels="gray", epochs=30, max_minutes=3.0, width=16, depth=3, latent_channels=4, stem_stride=2,
                          crop_size=64, batch_size=8, crops_per_image=8, holdout_fraction=0.25, seed=3, threads=1,
-                         region_false_alarm_rate=0.0, registration="off")
+                         region_false_alarm_rate=0.0, false_regions_per_board=0.0, registration="off")
     train_bundle(data, out, config)
     return out
 
@@ -175,6 +176,27 @@ def test_recalibrate_appends_a_version(tiny_bundle: Path, sample_root: Path, tmp
     assert (after.edges is None) == before.judged_per_position
     with pytest.raises(ConfigError, match="reason"):
         recalibrate(bundle, sample_root, target_false_alarm_rate=0.05, reason=" ", author="x")
+
+
+def test_recalibration_keeps_the_region_lines_rule_unless_qa_gives_the_other(tiny_bundle: Path, sample_root: Path,
+                                                                             tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    first = json.loads((bundle / CALIBRATION_FILE).read_text())["versions"][0]
+    assert first["false_regions_per_board"] == TrainConfig().false_regions_per_board  # trained unregistered
+    assert "come down to at most 0.7 regions a board" in first["stats"]["pixel_threshold_rule"]
+    kept = recalibrate(bundle, sample_root, target_false_alarm_rate=0.05, reason="new lighting", author="qa")
+    assert kept["false_regions_per_board"] == 0.7 and kept["stats"]["at_region_line"]["regions_per_board"] <= 0.7
+    tighter = recalibrate(bundle, sample_root, target_false_alarm_rate=0.05, reason="operators flooded", author="qa",
+                          false_regions_per_board=0.0)
+    assert tighter["stats"]["at_region_line"]["regions_per_board"] == 0.0
+    assert tighter["pixel_threshold"] >= kept["pixel_threshold"]
+    share = recalibrate(bundle, sample_root, target_false_alarm_rate=0.05, reason="back to a share", author="qa",
+                        region_false_alarm_rate=0.5)
+    assert "false_regions_per_board" not in share and "quantile 0.5" in share["stats"]["pixel_threshold_rule"]
+    # and the share rule is then the one kept
+    assert "false_regions_per_board" not in recalibrate(bundle, sample_root, target_false_alarm_rate=0.05,
+                                                        reason="again", author="qa")
 
 
 def test_runtime_does_not_import_torch(tiny_bundle: Path, sample_root: Path) -> None:

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.core.calibration import threshold_for
-from inspector.core.scoring import ScoringSpec, decide_verdict, error_map, find_regions, image_score, smooth, top_k
+from inspector.core.calibration import line_for_regions_per_board, threshold_for
+from inspector.core.scoring import ScoringSpec, decide_verdict, error_map, find_regions, image_score, regions_at, smooth, top_k
 from inspector.errors import ConfigError
 
 
@@ -105,6 +105,35 @@ def test_thresholds_come_from_good_boards_only() -> None:
     assert fail_line > region_line and np.mean(maxima >= fail_line) <= 0.01
     few_line, few_rule = threshold_for(maxima[:20], 0.01)  # 20 boards cannot show a 1% tail
     assert few_line > maxima[:20].max() and "too few" in few_rule
+
+
+def good_board_maps() -> list[np.ndarray]:
+    """Ten good boards' maps: board i shows i // 3 spots (0, 0, 0, 1, 1, 1, 2, 2, 2, 3), spot j of
+    peak 2 + j, and one speck under the minimum area at 9 on every board."""
+    maps = []
+    for index in range(10):
+        amap = np.zeros((64, 64), np.float32)
+        for spot in range(index // 3):
+            amap[4 + 15 * spot:10 + 15 * spot, 4:10] = 2.0 + spot
+        amap[60, 60] = 9.0
+        maps.append(amap)
+    return maps
+
+
+def test_the_region_line_on_a_count_keeps_the_boards_under_it_and_a_lower_line_would_not() -> None:
+    maps, spec = good_board_maps(), ScoringSpec()
+    # 12 spots on 10 boards: 1.2 a board at lines up to 2, 0.5 up to 3 (peaks 3 and 4), 0.1 up to 4, then none
+    for target, expected_count in ((1.2, 1.2), (0.7, 0.5), (0.5, 0.5), (0.1, 0.1), (0.0, 0.0)):
+        line, rule, shown = line_for_regions_per_board(maps, spec, 16, target)
+        counts = [len(regions_at(m, line, spec, 16)) for m in maps]
+        assert np.mean(counts) == pytest.approx(expected_count) == pytest.approx(shown["regions_per_board"])
+        assert f"at most {target:g} regions a board" in rule
+        if target < 1.2:  # where the count crosses the target: just below the line it is over it
+            assert np.mean([len(regions_at(m, line * 0.999, spec, 16)) for m in maps]) > target
+    # the speck's 9 never counts (under the minimum area), so no line has to clear it
+    assert line_for_regions_per_board(maps, spec, 16, 0.0)[0] == pytest.approx(4.0)
+    with pytest.raises(ConfigError):
+        line_for_regions_per_board(maps, spec, 16, -0.1)
 
 
 def test_smoothing_keeps_scale_and_spec_validation() -> None:
