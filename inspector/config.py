@@ -127,9 +127,9 @@ class TrainConfig:
     # 0.81 / 0.48 / 0.73, and 0.42 lost the 0.90 recall on one seed (docs/results.md, issue 17).
     region_false_alarm_rate: float = 0.44
     # The region line on a count instead (not for registered bundles, which keep the share below): the
-    # lowest line at which the held-back good boards show this many regions a board on average; 0 turns
+    # line where the held-back good boards come down to this many regions a board on average; 0 turns
     # it off (the share above then sets the line). 0.7 on DeepPCB dev: two trainings of the same seed
-    # gave recall 0.908 / 0.915 at 0.35 / 0.45 false regions a good board, where the 44% share gave
+    # gave recall 0.908 / 0.913 at 0.35 / 0.44 false regions a good board, where the 44% share gave
     # 0.906 / 0.926 at 0.34 / 0.56 (docs/results.md, issue 17).
     false_regions_per_board: float = 0.7
     # Boards of one fixtured design (inspector/core/registration.py, inspector/core/atlas.py): "auto" turns

@@ -25,7 +25,8 @@ inspection counts them (growing, small peaks, merging, minimum area). False regi
 is what operators live with and what the quality target is stated in; a share of boards reaching
 the line says nothing of how many regions each shows, and that number moves with the model. On
 DeepPCB dev, two trainings of the same seed gave 0.34 and 0.56 false regions a good board at the
-44% share line, and 0.35 and 0.45 at 0.7 regions a held-back board (recall 0.908 / 0.915).
+44% share line, and 0.35 and 0.44 at 0.7 regions a held-back board (recall 0.908 / 0.913);
+seeds 1 and 2 0.49 and 0.45 (docs/results.md).
 
 Rule: with n good boards and n * FAR >= 1 the threshold sits just above the (1 - FAR) quantile
 ("higher" interpolation). With fewer boards the quantile cannot be estimated, so the conservative
