@@ -11,7 +11,7 @@ from torch import nn
 from inspector.core.scoring import ScoringSpec, View, error_map, views_for
 from inspector.errors import ConfigError
 from training.model import Architecture, ConvAutoencoder
-from training.scored import ScoredModel
+from training.scored import ScoredModel, _mirrored_layer
 
 
 def _model(channels: int = 1) -> ConvAutoencoder:
@@ -168,10 +168,75 @@ def test_the_onnx_form_of_the_sub_pixel_shuffle_gives_the_same_numbers(channels:
     with torch.no_grad():
         plain = ScoredModel(model, spec, stride=model.arch.total_stride)(x)
         scored = ScoredModel(model, spec, stride=model.arch.total_stride)
-        exported = scored.for_onnx()
+        exported = scored.for_onnx(mirrored_weights=False)  # the mirrored copies: the next tests
         onnx_form = exported(x)
     assert torch.equal(plain[0], onnx_form[0]) and torch.equal(plain[1], onnx_form[1])
     # the upsamplings are transposed convolutions in the copy only; the trained model is untouched
     assert not any(isinstance(m, nn.Upsample) for m in exported.modules())
     assert sum(isinstance(m, nn.ConvTranspose2d) for m in exported.modules()) >= 2
     assert any(isinstance(m, nn.Upsample) for m in model.modules()) and scored._shuffle_conv is None
+
+
+@pytest.mark.parametrize("kernel,stride,padding,axes", [
+    (3, 1, 1, (3,)), (3, 2, 1, (3,)), (3, 2, 1, (2, 3)), (4, 2, 1, (3,)), (6, 4, 1, (2, 3)), (1, 1, 0, (2,)),
+    (5, 2, 2, (2,))])
+def test_a_mirrored_layer_computes_the_mirrored_boards_result(kernel: int, stride: int, padding: int,
+                                                              axes: tuple[int, ...]) -> None:
+    """On a board whose sides are multiples of the stride, the mirrored copy of a convolution gives
+    what the layer gives on the mirrored board, mirrored back; a 3-wide stride-2 window starts one
+    pixel later there, so its copy gets a zero tap in front."""
+    torch.manual_seed(1)
+    layer = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding).eval()
+    mirrored = _mirrored_layer(layer, axes)
+    assert isinstance(mirrored, nn.Conv2d)
+    x = torch.rand(2, 3, 8 * stride, 12 * stride)
+    dims = list(axes)
+    with torch.no_grad():
+        expected = torch.flip(layer(torch.flip(x, dims)), dims)
+        got = mirrored(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-6)
+    widened = kernel % 2 == 1 and stride == 2
+    assert all(mirrored.kernel_size[axis - 2] == kernel + widened for axis in axes)
+    if widened:  # the wrong start would be a one-pixel shift: far from the mirrored result
+        shifted = nn.Conv2d(3, 5, kernel, stride=stride, padding=padding)
+        with torch.no_grad():
+            shifted.weight.copy_(layer.weight.flip(dims))
+            shifted.bias.copy_(layer.bias)
+            assert not torch.allclose(shifted(x), expected, atol=1e-3)
+
+
+def test_layers_whose_mirror_is_unknown_are_refused() -> None:
+    assert _mirrored_layer(nn.Conv2d(1, 1, 3, stride=3, padding=1), (3,)) is None
+    assert _mirrored_layer(nn.Conv2d(1, 1, 3, padding=2, dilation=2), (3,)) is None
+    assert _mirrored_layer(nn.Upsample(scale_factor=2, mode="bilinear"), (3,)) is None
+    assert _mirrored_layer(nn.BatchNorm2d(4), (3,)) is None
+    transposed = nn.ConvTranspose2d(2, 2, 2, stride=2)
+    assert isinstance(_mirrored_layer(transposed, (3,)), nn.ConvTranspose2d)
+    assert _mirrored_layer(nn.ConvTranspose2d(2, 2, 3, stride=2), (3,)) is None
+
+
+@pytest.mark.parametrize("channels,views,stem", [(1, 2, 2), (3, 2, 2), (1, 4, 2), (3, 4, 4)])
+def test_the_onnx_form_runs_mirrored_views_on_mirrored_weights_without_flips(
+        channels: int, views: int, stem: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`for_onnx` gives each mirrored view a mirrored copy of the network, so the graph flips neither
+    the board nor the output; float sums then run in another order, so equal to 1e-6, not bit for bit."""
+    torch.manual_seed(0)
+    model = ConvAutoencoder(Architecture(in_channels=channels, width=8, depth=3, latent_channels=4,
+                                         stem_stride=stem)).eval()
+    spec = ScoringSpec(views=views, view_kind="flip", shift_tolerance=1)
+    scored = ScoredModel(model, spec, stride=model.arch.total_stride)
+    exported = scored.for_onnx()
+    assert exported._unflipped is not None and len(exported._unflipped) == views
+    x = torch.rand(2, channels, 32, 48)
+    with torch.no_grad():
+        plain = scored(x)
+        flipped: list[list[int]] = []
+        original_flip = torch.flip
+        monkeypatch.setattr(torch, "flip", lambda tensor, dims: flipped.append(dims) or original_flip(tensor, dims))
+        onnx_form = exported(x)
+        monkeypatch.undo()
+    assert not flipped
+    for ours, theirs in zip(onnx_form, plain):
+        assert torch.allclose(ours, theirs, atol=1e-6)
+    assert not torch.allclose(onnx_form[0], model(x), atol=1e-4)  # still an average of different views
