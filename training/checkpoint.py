@@ -61,6 +61,7 @@ class Checkpoint(TypedDict, total=False):
     hard_crops: list[dict[str, float]]  # each rescoring for hard crops: epoch, hot cells, seconds
     fixture: dict[str, Any]  # registration / inspection-area / per-position decisions (training/fixture.py)
     cap_forecast: dict[str, Any]  # set when the wall-clock cap was forecast to end the run early
+    weight_average: dict[str, Any]  # the moving average of the weights (decay, steps, weights), when kept
 
 
 # What every checkpoint needs to be exported again (a resumed or re-exported run reads these).

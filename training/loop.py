@@ -7,6 +7,7 @@ so a run can be resumed.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -34,8 +35,41 @@ def lr_factor(progress: float) -> float:
     return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights, updated after every optimiser step.
+
+    The weights of any one step carry that step's noise (a batch of 16 crops); their average over the
+    last thousand or so steps draws good boards more evenly, so fewer of them light up. The decay
+    ramps up over the first steps, (1 + n) / (10 + n), so the average does not start from the
+    random initial weights."""
+
+    def __init__(self, model: ConvAutoencoder, decay: float, steps: int = 0) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"weight average decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.steps = steps
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: ConvAutoencoder) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for average, current in zip(self.model.parameters(), model.parameters()):
+            average.lerp_(current.detach(), 1.0 - decay)
+
+    def state(self) -> dict[str, Any]:
+        return {"decay": self.decay, "steps": self.steps,
+                "weights": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.model.load_state_dict(state["weights"])
+
+
 def train_epoch(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, batches: Batches, config: TrainConfig,
-                device: torch.device, deadline: float) -> tuple[list[float], bool]:
+                device: torch.device, deadline: float,
+                average: WeightAverage | None = None) -> tuple[list[float], bool]:
     """One pass over the epoch's batches; (batch losses, whether the wall-clock deadline cut it short)."""
     model.train()
     losses: list[float] = []
@@ -48,6 +82,8 @@ def train_epoch(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, batche
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update(model)
         losses.append(float(loss.detach()))
         if time.monotonic() > deadline:
             return losses, True
@@ -118,6 +154,7 @@ class FitState:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     train_seconds_before: float = 0.0
+    average: WeightAverage | None = None
 
 
 def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
@@ -144,16 +181,19 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
         if history and epoch_start - started + history[-1]["seconds"] > budget:
             stopped = "time budget"  # the next epoch would not fit in what is left
             break
-        losses, out_of_time = train_epoch(model, optimizer, make_batches(epoch), config, device, started + budget)
+        average = progress_state.average
+        losses, out_of_time = train_epoch(model, optimizer, make_batches(epoch), config, device, started + budget,
+                                          average)
         schedule["fraction"] = max((epoch + 1) / config.epochs, (time.monotonic() - started) / budget)
         scheduler.step()
-        val = validation_loss(model, validation, config, device)
+        judged = model if average is None else average.model  # the weights that would be exported
+        val = validation_loss(judged, validation, config, device)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_start,
                         "complete": not out_of_time})
         if val < best_val:
             best_val, best_epoch = val, epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}
             patience_left = config.early_stopping_patience
         else:
             patience_left -= 1
@@ -176,6 +216,8 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
         })
         if best_state is not None:
             state["best_state"] = best_state
+        if average is not None:
+            state["weight_average"] = average.state()
         save_checkpoint(state, checkpoint_path)
         if out_of_time:
             stopped = "time budget"

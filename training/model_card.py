@@ -85,7 +85,16 @@ def _model_lines(checkpoint: Checkpoint, metrics: dict[str, Any]) -> list[str]:
         f"at epoch {metrics['best_epoch']}",
         *cap_lines(checkpoint, metrics),
         *_hard_crop_lines(checkpoint),
+        *_average_lines(checkpoint),
     ]
+
+
+def _average_lines(checkpoint: Checkpoint) -> list[str]:
+    kept = checkpoint.get("weight_average")
+    if not kept:
+        return []
+    return [f"- Weights: moving average of the training steps' weights (decay {kept['decay']:g}, "
+            f"{int(kept['steps'])} steps); validation, the best epoch and the exported model use it"]
 
 
 def _hard_crop_lines(checkpoint: Checkpoint) -> list[str]:

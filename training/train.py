@@ -27,7 +27,7 @@ from training.data import GoodImages, load_good_images, random_window, source_cr
 from training.export import write_bundle
 from training.fixture import choose_crops, choose_score, choose_views, decide_fixture
 from training.hard_crops import HardCropSampler
-from training.loop import FitState, fit, lr_factor
+from training.loop import FitState, WeightAverage, fit, lr_factor
 from training.losses import LOSSES
 from training.model import Architecture, ConvAutoencoder, count_parameters
 from training.pca_fit import train_pca_bundle
@@ -252,7 +252,12 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         return batches(images, config, spec, crop, epoch, registered=registration is not None, registration=residual,
                        hard_crops=hard_crops)
 
-    fit_state = FitState(start_epoch, history, best_val, best_epoch, best_state, train_seconds_before)
+    average = None
+    if config.weight_average_decay > 0:
+        average = WeightAverage(model, config.weight_average_decay)
+        if previous is not None and "weight_average" in previous:
+            average.load(previous["weight_average"])  # else it starts from the resumed weights
+    fit_state = FitState(start_epoch, history, best_val, best_epoch, best_state, train_seconds_before, average)
     stopped = fit(model, optimizer, scheduler, schedule, make_batches,
                   validation, config, device, state, fit_state, work / "checkpoint.pt", started)
     if "epoch" not in state:

@@ -57,3 +57,33 @@ def test_model_card_says_when_the_cap_cut_the_run() -> None:
     full = cap_lines(checkpoint, {"epochs": 300, "stopped_reason": "epochs"})  # type: ignore[arg-type]
     assert len(full) == 1 and "not reached; all 300 planned epochs ran" in full[0]
     assert cap_lines(checkpoint, {"epochs": 40, "stopped_reason": "early stopping"}) == []  # type: ignore[arg-type]
+
+
+def test_the_weight_average_trails_the_weights_by_its_decay() -> None:
+    import pytest
+    import torch
+
+    from training.loop import WeightAverage
+    from training.model import Architecture, ConvAutoencoder
+
+    model = ConvAutoencoder(Architecture(width=4, depth=2, stem_stride=2, latent_channels=4))
+    start = [p.detach().clone() for p in model.parameters()]
+    average = WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update(model)  # first step: the ramp's decay (1 + 1) / (10 + 1), not 0.9
+    ramp = 2 / 11
+    for before, now in zip(start, average.model.parameters()):
+        assert torch.allclose(now, before + (1 - ramp), atol=1e-6)
+    for _ in range(200):  # the weights stand still: the average closes in on them
+        average.update(model)
+    for before, now in zip(start, average.model.parameters()):
+        assert torch.allclose(now, before + 1.0, atol=1e-5)
+    assert not any(p.requires_grad for p in average.model.parameters())
+    restored = WeightAverage(model, decay=0.9)
+    restored.load(average.state())
+    assert restored.steps == 201
+    assert all(torch.equal(a, b) for a, b in zip(restored.model.parameters(), average.model.parameters()))
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)

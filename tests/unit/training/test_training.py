@@ -261,3 +261,24 @@ def test_model_without_metadata_is_refused(bundle_copy: Path) -> None:
     write_manifest(bundle_copy)  # a consistent manifest: only the metadata check can catch it
     with pytest.raises(BundleError, match="metadata"):
         Inspector.load(bundle_copy)
+
+
+def test_the_averaged_weights_are_judged_and_exported_and_resume_carries_on(sample_root: Path, tmp_path: Path) -> None:
+    import torch
+
+    first = tmp_path / "averaged"
+    train_bundle(sample_root, first, quick_config(weight_average_decay=0.99))
+    saved = load_checkpoint(first / CHECKPOINT_FILE)
+    kept = saved["weight_average"]
+    steps_per_epoch = kept["steps"] // 2
+    assert kept["decay"] == 0.99 and kept["steps"] == 2 * steps_per_epoch > 0
+    live, averaged, best = saved["model_state"], kept["weights"], saved["best_state"]
+    assert any(not torch.equal(live[k], averaged[k]) for k in live)  # the average trails the live weights
+    assert saved["best_epoch"] == saved["epoch"] == 2  # the average improves on its first epoch's
+    assert all(torch.equal(best[k], averaged[k]) for k in best)  # what is exported is the average
+    train_bundle(sample_root, tmp_path / "resumed", quick_config(epochs=3, weight_average_decay=0.99),
+                 resume=first / CHECKPOINT_FILE)
+    resumed = load_checkpoint(tmp_path / "resumed" / CHECKPOINT_FILE)
+    assert resumed["weight_average"]["steps"] == 3 * steps_per_epoch  # counted on, not restarted
+    card = (tmp_path / "resumed" / "MODEL_CARD.md").read_text()
+    assert f"moving average of the training steps' weights (decay 0.99, {3 * steps_per_epoch} steps)" in card
