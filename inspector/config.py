@@ -58,9 +58,10 @@ class TrainConfig:
     early_stopping_patience: int = 40  # epochs; validation loss on a few dozen boards is noisy, and the LR still anneals
     # Exponential moving average of the weights (training/loop.py WeightAverage): validation, the best
     # epoch and the exported model use the average of about the last 1000 steps (11 epochs on DeepPCB).
-    # Three seeds on DeepPCB at the same calibration rule: false regions a good board 0.54 / 0.49 /
-    # 0.45 -> 0.37 / 0.45 / 0.44, recall 0.902 / 0.919 / 0.920 -> 0.900 / 0.915 / 0.912; at 0.5 false
-    # regions 0.917-0.921 recall in all three, where plain runs spread over 0.897-0.92 (docs/results.md). 0 = off.
+    # Four seeds on DeepPCB at the same calibration rule: false regions a good board 0.54 / 0.49 / 0.45 /
+    # 0.65 -> 0.37 / 0.45 / 0.44 / 0.54, recall 0.902 / 0.919 / 0.920 / 0.928 -> 0.900 / 0.915 / 0.912 /
+    # 0.921; at 0.5 false regions 0.917-0.921 recall in seeds 0-2, where plain runs spread over
+    # 0.897-0.92 (docs/results.md). 0 = off.
     weight_average_decay: float = 0.999
     seed: int = 0
     # Hard crops (training/hard_crops.py): this share of each epoch's crops is placed over the hottest 1%
