@@ -69,6 +69,11 @@ REQUIRED_KEYS = ("model_state", "best_state", "architecture", "preprocess_spec",
                  "history", "epoch", "parity_images")
 
 
+def weights_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights on the CPU that later steps cannot change (best epoch, checkpoint)."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def save_checkpoint(state: Checkpoint, path: Path) -> None:
     """Write then rename, so an interrupted save never destroys the previous epoch's checkpoint."""
     atomic_write(path, lambda stream: torch.save(dict(state), stream))

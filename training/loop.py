@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from inspector.config import TrainConfig
-from training.checkpoint import Checkpoint, EpochRecord, save_checkpoint
+from training.checkpoint import Checkpoint, EpochRecord, save_checkpoint, weights_on_cpu
 from training.losses import reconstruction_loss
 from training.model import ConvAutoencoder
 
@@ -43,11 +43,11 @@ class WeightAverage:
     ramps up over the first steps, (1 + n) / (10 + n), so the average does not start from the
     random initial weights."""
 
-    def __init__(self, model: ConvAutoencoder, decay: float, steps: int = 0) -> None:
+    def __init__(self, model: ConvAutoencoder, decay: float) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"weight average decay must be in (0, 1), got {decay}")
         self.decay = decay
-        self.steps = steps
+        self.steps = 0
         self.model = copy.deepcopy(model)
         self.model.requires_grad_(False)
 
@@ -59,8 +59,7 @@ class WeightAverage:
             average.lerp_(current.detach(), 1.0 - decay)
 
     def state(self) -> dict[str, Any]:
-        return {"decay": self.decay, "steps": self.steps,
-                "weights": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
+        return {"decay": self.decay, "steps": self.steps, "weights": weights_on_cpu(self.model)}
 
     def load(self, state: dict[str, Any]) -> None:
         self.steps = int(state["steps"])
@@ -170,6 +169,7 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
     budget = config.max_minutes * 60.0
     history = progress_state.history
     best_val, best_epoch, best_state = progress_state.best_val, progress_state.best_epoch, progress_state.best_state
+    average = progress_state.average
     stopped = "epochs"
     patience_left = config.early_stopping_patience
     if best_epoch and history:
@@ -181,7 +181,6 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
         if history and epoch_start - started + history[-1]["seconds"] > budget:
             stopped = "time budget"  # the next epoch would not fit in what is left
             break
-        average = progress_state.average
         losses, out_of_time = train_epoch(model, optimizer, make_batches(epoch), config, device, started + budget,
                                           average)
         schedule["fraction"] = max((epoch + 1) / config.epochs, (time.monotonic() - started) / budget)
@@ -193,7 +192,7 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
                         "complete": not out_of_time})
         if val < best_val:
             best_val, best_epoch = val, epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in judged.state_dict().items()}
+            best_state = weights_on_cpu(judged)
             patience_left = config.early_stopping_patience
         else:
             patience_left -= 1

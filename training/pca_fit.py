@@ -20,7 +20,7 @@ from inspector.core.preprocess import PreprocessSpec
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import ConfigError
 from training.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from training.checkpoint import Checkpoint
+from training.checkpoint import Checkpoint, weights_on_cpu
 from training.data import GoodImages, load_good_images
 from training.export import write_bundle
 from training.pca import PARITY_IMAGES, PatchPCAArchitecture, fit_patch_pca, reconstruction_mse
@@ -51,7 +51,7 @@ def train_pca_bundle(data: Path, out: Path, config: TrainConfig) -> dict[str, An
     fit["fit_seconds"] = time.monotonic() - started
     fit["train_mse"] = reconstruction_mse(model, images.train[:PARITY_IMAGES * 4], spec)
     val_mse = reconstruction_mse(model, images.holdout, spec)
-    weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    weights = weights_on_cpu(model)
     state: Checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "architecture": arch.to_dict(),
