@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
+from inspector.synth import webcam
 from inspector.synth.defects import DEFECT_TYPES, SIZE_CLASSES, DefectPlan, plan_defect
 from inspector.synth.draw import Canvas, Placement, bare_board, draw_components
 from inspector.synth.layout import BOARD_UNITS, DESIGN_SEED, board_design
@@ -81,15 +82,24 @@ def _camera_shot(rng: np.random.Generator, width: int, height: int) -> CameraSho
     )
 
 
-def _draw(width: int, height: int, placements: dict, plan: DefectPlan | None) -> np.ndarray:
+def _draw(width: int, height: int, placements: dict, plan: DefectPlan | None,
+          cam: webcam.WebcamShot | None = None) -> np.ndarray:
+    """The board at the drawing resolution: uint8, or for the webcam float32 radiance (glints and
+    overexposed white parts above 255, clipped by the sensor)."""
     canvas = Canvas(width, height)
     board, _ = bare_board(width, height)
     image = board.copy()
     if plan is not None:
         placements = {**placements, **plan.placements}
+    if cam is not None:
+        webcam.draw_footprints(image, canvas)
     draw_components(image, canvas, board_design(DESIGN_SEED), placements)
+    if cam is not None:
+        webcam.draw_parts(image, canvas, placements, cam.light_azimuth)
     if plan is not None and plan.paint is not None:
         plan.paint(image, canvas)
+    if cam is not None:
+        return webcam.light_up(image, canvas, placements, cam)
     return image
 
 
@@ -127,14 +137,26 @@ def _fixture_parts(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.
     return plate, clamps, cv2.GaussianBlur(cover, (0, 0), 0.6)[..., None]
 
 
-def _optics(drawn: np.ndarray, width: int, height: int, shot: CameraShot, fixture: bool = False) -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def _webcam_surround(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fixture parts with the bench showing past the plate's edge (the webcam's frame)."""
+    plate, clamps, cover = _fixture_parts(width, height)
+    return webcam.with_bench(plate), clamps, cover
+
+
+def _optics(drawn: np.ndarray, width: int, height: int, shot: CameraShot, fixture: bool = False,
+            cam: webcam.WebcamShot | None = None) -> np.ndarray:
     """Downscale to the sensor and apply the fixture's shift and rotation (uint8 in, float32 out). In
-    a fixture the board is smaller than the frame and composited into the fixture around it."""
+    a fixture the board is smaller than the frame and composited into the fixture around it. A webcam
+    (`cam`) also sits a little differently over the fixture, board and fixture alike."""
     if drawn.shape[1] != width or drawn.shape[0] != height:
         drawn = cv2.resize(drawn, (width, height), interpolation=cv2.INTER_AREA)
     scale = FIXTURE_BOARD_SCALE if fixture else 1.0
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), shot.angle, scale)
     matrix[:, 2] += shot.shift
+    if cam is not None:
+        shake = webcam.shake_matrix(cam, width, height)
+        matrix = shake @ np.vstack([matrix, (0.0, 0.0, 1.0)])
     if not fixture:
         return cv2.warpAffine(drawn.astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT_101)
@@ -142,7 +164,15 @@ def _optics(drawn: np.ndarray, width: int, height: int, shot: CameraShot, fixtur
                            borderMode=cv2.BORDER_CONSTANT)
     inside = cv2.warpAffine(np.ones((height, width), np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT)[..., None]
-    plate, clamps, cover = _fixture_parts(width, height)
+    if cam is None:
+        plate, clamps, cover = _fixture_parts(width, height)
+    else:
+        plate, clamps, cover = _webcam_surround(width, height)
+        shake = webcam.shake_matrix(cam, width, height)
+        plate = cv2.warpAffine(plate, shake, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        clamps = cv2.warpAffine(clamps, shake, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        cover = cv2.warpAffine(cover, shake, (width, height), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT)[..., None]
     framed = board * inside + plate * (1.0 - inside)
     return framed * (1.0 - cover) + clamps * cover
 
@@ -168,28 +198,60 @@ def _sensor(image: np.ndarray, shot: CameraShot, rng: np.random.Generator, fixtu
     return np.clip(np.rint(lit), 0, 255).astype(np.uint8)
 
 
+def _webcam_shot(root: np.random.SeedSequence, shot: CameraShot, width: int,
+                 height: int) -> tuple[dict[str, Placement], webcam.WebcamShot, CameraShot]:
+    """The webcam's own draws (from a fifth stream of the board's seed, so the line camera's four
+    are untouched): the leaning parts, the light and glints, the camera's pose and its sensor."""
+    lean_seq, light_seq = root.spawn(1)[0].spawn(2)
+    balance = np.asarray(shot.white_balance)
+    setup = int(np.argmin([np.abs(balance - np.asarray(s)).sum() for s in LIGHTING_SETUPS]))
+    cam = webcam.webcam_shot(np.random.default_rng(light_seq), setup, width, height)
+    return webcam.leans(np.random.default_rng(lean_seq)), cam, replace(shot, blur_sigma=cam.blur_sigma,
+                                                                       noise_std=cam.noise_std)
+
+
+def _finish(image: np.ndarray, shot: CameraShot, rng: np.random.Generator, fixture: bool,
+            cam: webcam.WebcamShot | None) -> np.ndarray:
+    """The sensor, and for a webcam its JPEG compression."""
+    pixels = _sensor(image, shot, rng, fixture)
+    return pixels if cam is None else webcam.jpeg(pixels, cam.jpeg_quality)
+
+
 def render_board(size: tuple[int, int], key: Sequence[int], defect: str | None = None, *,
-                 size_class: str | None = None, with_defect: bool = True, fixture: bool = False) -> RenderedBoard:
+                 size_class: str | None = None, with_defect: bool = True, fixture: bool = False,
+                 camera: str = "line") -> RenderedBoard:
     """Render board `key` (e.g. (seed, split, index)) at `size` = (width, height).
 
     With `defect`, the board carries one defect of that type (size class drawn from the key unless
     given) and its mask; `with_defect=False` renders the very same board without it (for checks).
     `fixture`: the board lies in a fixture the camera sees around it, under a lamp whose glare clips.
+    `camera`: "line" (the fixed line camera) or "webcam" (implies `fixture`; inspector/synth/webcam.py:
+    glints, leaning through-hole parts, clipping white parts, camera pose, bench, noise, JPEG).
     """
     width, height = size
     if defect is not None and defect not in DEFECT_TYPES:
         raise ValueError(f"unknown defect type {defect!r}; known: {', '.join(DEFECT_TYPES)}")
     if size_class is not None and size_class not in SIZE_CLASSES:
         raise ValueError(f"unknown size class {size_class!r}; known: {', '.join(SIZE_CLASSES)}")
-    placement_seq, camera_seq, noise_seq, defect_seq = np.random.SeedSequence(list(key)).spawn(4)
+    if camera not in webcam.CAMERAS:
+        raise ValueError(f"unknown camera {camera!r}; known: {', '.join(webcam.CAMERAS)}")
+    root = np.random.SeedSequence(list(key))
+    placement_seq, camera_seq, noise_seq, defect_seq = root.spawn(4)
     factor = 2 if max(width, height) <= SUPERSAMPLE_UP_TO else 1
     draw_w, draw_h = width * factor, height * factor
     out_unit = min(width, height) / BOARD_UNITS
     placements = _placements(np.random.default_rng(placement_seq), out_unit)
     shot = _camera_shot(np.random.default_rng(camera_seq), width, height)
-    clean = _optics(_draw(draw_w, draw_h, placements, None), width, height, shot, fixture)
+    cam = None
+    design = board_design(DESIGN_SEED)
+    if camera == "webcam":
+        fixture = True
+        leaning, cam, shot = _webcam_shot(root, shot, width, height)
+        placements = {**placements, **leaning}
+        design = webcam.webcam_design(DESIGN_SEED)
+    clean = _optics(_draw(draw_w, draw_h, placements, None, cam), width, height, shot, fixture, cam)
     if defect is None:
-        return RenderedBoard(_sensor(clean, shot, np.random.default_rng(noise_seq), fixture), None, None)
+        return RenderedBoard(_finish(clean, shot, np.random.default_rng(noise_seq), fixture, cam), None, None)
 
     defect_rng = np.random.default_rng(defect_seq)
     chosen_class = size_class or SIZE_CLASSES[int(defect_rng.integers(len(SIZE_CLASSES)))]
@@ -197,8 +259,8 @@ def render_board(size: tuple[int, int], key: Sequence[int], defect: str | None =
         if attempt == 6 and chosen_class != SIZE_CLASSES[-1]:
             # a few pixels is below what some boards can show (a tiny break under blur): go one size up
             chosen_class = SIZE_CLASSES[SIZE_CLASSES.index(chosen_class) + 1]
-        plan = plan_defect(defect, board_design(DESIGN_SEED), defect_rng, chosen_class, out_unit, placements)
-        changed = _optics(_draw(draw_w, draw_h, placements, plan), width, height, shot, fixture)
+        plan = plan_defect(defect, design, defect_rng, chosen_class, out_unit, placements)
+        changed = _optics(_draw(draw_w, draw_h, placements, plan, cam), width, height, shot, fixture, cam)
         mask = (np.abs(changed - clean).max(axis=2) > MASK_THRESHOLD).astype(np.uint8) * 255
         if cv2.countNonZero(mask) >= MIN_MASK_AREA:
             break
@@ -207,6 +269,6 @@ def render_board(size: tuple[int, int], key: Sequence[int], defect: str | None =
     mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
     x, y, w, h = cv2.boundingRect(mask)
     shown = changed if with_defect else clean
-    image = _sensor(shown, shot, np.random.default_rng(noise_seq), fixture)
+    image = _finish(shown, shot, np.random.default_rng(noise_seq), fixture, cam)
     return RenderedBoard(image, mask, defect, chosen_class, (int(x), int(y), int(w), int(h)),
                          {**plan.detail, "mask_area": int(cv2.countNonZero(mask))})

@@ -21,6 +21,7 @@ from inspector.errors import ConfigError, InspectorError
 from inspector.synth.board import render_board
 from inspector.synth.defects import DEFECT_TYPES, SIZE_CLASSES
 from inspector.synth.layout import DESIGN_SEED
+from inspector.synth.webcam import CAMERAS, WEBCAM
 
 GENERATOR_VERSION = "1.3"
 MANIFEST = "dataset.json"
@@ -105,15 +106,19 @@ def _rounded(detail: dict) -> dict:
 
 
 def generate_dataset(out: Path, *, good: int, defective: int, test_good: int | None = None, seed: int = 0,
-                     size: tuple[int, int] = (384, 384), fixture: bool = False) -> SampleSummary:
+                     size: tuple[int, int] = (384, 384), fixture: bool = False, camera: str = "line") -> SampleSummary:
     """Render `good` training boards, `test_good` good test boards and `defective` boards.
 
     Defective boards go round-robin over the defect types; their size class (small, medium,
     large) rotates too, so every type appears in several sizes once there are enough boards.
     `test_good=None` means max(4, good // 4). `fixture`: boards in a fixture seen around them, under
-    a lamp whose glare clips (see `render_board`).
+    a lamp whose glare clips (see `render_board`). `camera="webcam"`: boards in the fixture as a webcam
+    sees them (implies `fixture`; inspector/synth/webcam.py); dataset.json records its parameters.
     """
     test_good = _validate(good, defective, test_good, size)
+    if camera not in CAMERAS:
+        raise ConfigError(f"samples: camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
+    fixture = fixture or camera == "webcam"
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
@@ -134,7 +139,7 @@ def generate_dataset(out: Path, *, good: int, defective: int, test_good: int | N
         number = per_folder.get(folder, 0)
         per_folder[folder] = number + 1
         (out / folder).mkdir(parents=True, exist_ok=True)
-        board = render_board(size, (seed, split, index), kind, size_class=size_class, fixture=fixture)
+        board = render_board(size, (seed, split, index), kind, size_class=size_class, fixture=fixture, camera=camera)
         relative = f"{folder}/{number:03d}.png"
         _write_png(out / relative, board.image)
         entry: dict = {"path": relative, "split": folder.split("/")[0], "defect": kind}
@@ -151,6 +156,9 @@ def generate_dataset(out: Path, *, good: int, defective: int, test_good: int | N
     manifest = {"generator": "board-inspector synth", "version": GENERATOR_VERSION, "design_seed": DESIGN_SEED,
                 "seed": seed, "size": list(size), "fixture": fixture, "counts": counts, "defect_types": list(DEFECT_TYPES),
                 "images": images}
+    if camera != "line":  # the line camera's manifest stays as it was (byte-identical sets)
+        manifest = {**{k: v for k, v in manifest.items() if k != "images"}, "camera": WEBCAM.describe(),
+                    "images": images}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return SampleSummary(out, tuple(size), seed, good, test_good,  # type: ignore[arg-type]
                          {kind: per_folder.get(f"test/{kind}", 0) for kind in DEFECT_TYPES},

@@ -45,8 +45,11 @@ def _span(rng: np.random.Generator, size_class: str, small: tuple[float, float],
 
 
 def _missing(design: Design, rng, size_class: str, out_unit: float, placements) -> DefectPlan:
-    kinds = {"small": ("chip_r", "chip_c", "sot23"), "medium": ("chip_r", "chip_c", "sot23", "electrolytic"),
-             "large": ("soic", "electrolytic", "qfp")}[size_class]
+    # radial / disc / coil: the webcam design's through-hole parts (absent from the line's design, so
+    # its choices are unchanged); whole parts gone change far more than their lean on good boards
+    kinds = {"small": ("chip_r", "chip_c", "sot23"),
+             "medium": ("chip_r", "chip_c", "sot23", "electrolytic", "radial", "disc"),
+             "large": ("soic", "electrolytic", "qfp", "coil")}[size_class]
     comp = _pick(rng, [c for c in design.components if c.kind in kinds])
     return DefectPlan("missing_component", size_class, {comp.ref: None}, detail={"component": comp.ref})
 
