@@ -76,13 +76,15 @@ def samples(
     size: str = typer.Option("384x384", "--size", help="Image size WIDTHxHEIGHT."),
     fixture: bool = typer.Option(False, "--fixture", help="Boards lie in a fixture the camera sees around them "
                                  "(plate, locating pins, clamps over the board's edges) under a lamp whose glare clips."),
+    camera: str = typer.Option("line", "--camera", help="line (a fixed line camera) or webcam: the fixture as a webcam "
+                               "sees it (implies --fixture): glints, leaning through-hole parts, clipping, JPEG."),
 ) -> None:
     """Generate synthetic populated-board images with pixel-accurate defect masks."""
     dimensions = _parse_size(size)
     from inspector.synth.dataset import generate_dataset
 
     summary = generate_dataset(out, good=good, defective=defective, test_good=test_good, seed=seed,
-                               size=dimensions, fixture=fixture)
+                               size=dimensions, fixture=fixture, camera=camera)
     typer.echo(summary.describe())
 
 
@@ -167,6 +169,8 @@ def inspect(
     fail_on_defect: bool = typer.Option(False, "--fail-on-defect", help="Exit 1 if any board fails."),
     batch: int = typer.Option(4, "--batch", min=1, help="Images per ONNX Runtime call."),
     min_region_area: Optional[int] = typer.Option(None, "--min-region-area", min=1, help="Drop smaller regions."),
+    no_network: bool = typer.Option(False, "--no-network", help="Replace the network's output by the board's good "
+                                    "expectation (the reference comparison, fixtured designs only): the network's gain."),
 ) -> None:
     """Inspect board images and write verdicts, overlays and heatmaps."""
     from inspector.config import InspectConfig
@@ -175,7 +179,7 @@ def inspect(
     cfg = InspectConfig(batch_size=batch)
     if min_region_area is not None:
         cfg.min_region_area = min_region_area
-    records = inspect_paths(model, paths, out, cfg)
+    records = inspect_paths(model, paths, out, cfg, network=not no_network)
     if fail_on_defect and any(record.get("verdict") == "fail" for record in records):
         raise typer.Exit(1)
 
@@ -185,12 +189,14 @@ def evaluate(
     model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
     data: Path = typer.Option(..., "--data", help="MVTec-AD root with test/ and ground_truth/.", **EXISTING_DIR),
     out: Path = typer.Option(..., "--out", help="Output folder for metrics.json and plots."),
+    no_network: bool = typer.Option(False, "--no-network", help="Replace the network's output by the board's good "
+                                    "expectation (the reference comparison, fixtured designs only): the network's gain."),
 ) -> None:
     """Measure detection quality (AUROC, AUPRO, region recall, false regions, F1) on labelled boards."""
     from inspector.config import InspectConfig
     from inspector.quality.evaluate import evaluate as run_evaluate
 
-    run_evaluate(model, data, out, InspectConfig())
+    run_evaluate(model, data, out, InspectConfig(), network=not no_network)
 
 
 @app.command()

@@ -53,6 +53,14 @@ class TrainConfig:
     max_minutes: float = 20.0
     batch_size: int = 16
     crops_per_image: int = 4
+    # An epoch draws at least this many crops (else crops_per_image per board), so training is sized in
+    # optimiser steps, not passes over the boards: a station's first 30 boards get as many steps an epoch
+    # (1392 / batch_size = 87) as DeepPCB's 348 training boards at 4 crops each, where 30 boards at 4 crops
+    # made 8 steps an epoch and the network never left its initial weights (issue 18). 0 = crops_per_image only.
+    epoch_crops: int = 1392
+    # Epochs before this share of the planned ones never count as the best, nor for early stopping: the
+    # weight average must have seen enough steps that the exported network is the trained one.
+    warmup_fraction: float = 0.1
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     early_stopping_patience: int = 40  # epochs; validation loss on a few dozen boards is noisy, and the LR still anneals
@@ -146,6 +154,10 @@ class TrainConfig:
     photometric: str = "auto"  # light normalisation against the reference (with registration)
     channel_error: str = "auto"  # colour boards: "max" (worst channel) or "mean" of the channels' error; auto = max
     residual: bool = True  # with registration: the model sees board - reference (+128), see registration.py
+    # With registration and `residual`: the network also sees the reference board at the same place
+    # (training/model.py ReferenceInput), so it can learn what good boards' differences look like where
+    # (a sub-pixel shift along the design's edges, a leaning part, glints on its metal). One view only.
+    reference_input: bool = True
     atlas: str = "auto"
     atlas_quantile: float = 0.9  # per position: this quantile of good boards' smoothed error...
     atlas_dilate_px: int = 3  # ...dilated by this many working-resolution pixels (placement tolerance)
@@ -155,6 +167,10 @@ class TrainConfig:
     # of held-back boards allowed to reach the line is lower (measured on the sample boards: 0.5 gave
     # 0.75 false regions per good board, 0.3 none; docs/results.md).
     registered_region_false_alarm_rate: float = 0.3
+    # One fixtured design: the lines are set on the held-back boards and on every training board judged
+    # out of fold (k folds: reference and per-position model fitted without the board's fold;
+    # training/folds.py), so a station's 35 boards set them instead of its 5 held back. 0 = held-back only.
+    calibration_folds: int = 5
     registered_shift_px: int = 1
     registered_rotate_deg: float = 0.2
     roi: str = ""  # inspection area: "x,y,w,h" on the reference board or a mask image; "" = whole image

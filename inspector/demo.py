@@ -37,7 +37,7 @@ def _sample_root(workdir: Path) -> Path:
 
 # A fixed amount of work, as for every training: 29 small boards make an epoch of 8 steps, so the
 # sample boards need more epochs than the default's (sized for a few hundred 640 px boards).
-DEMO_EPOCHS = 300
+DEMO_EPOCHS = 30
 
 
 def demo_train_config(minutes: float) -> TrainConfig:

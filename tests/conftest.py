@@ -51,7 +51,7 @@ def tiny_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("bundle") / "tiny"
     # The engine's generic behaviour (batches of mixed sizes, tiles, CLI, runner): no registration,
     # which would refuse boards of another size than its reference (fixtured_bundle has it).
-    config = TrainConfig(
+    config = TrainConfig(epoch_crops=0,
         epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
         crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1, registration="off",
         hard_crop_start=2, hard_crop_every=2,  # hard crops (chosen for unregistered boards) within 6 epochs
@@ -68,7 +68,7 @@ def fixtured_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory)
     from training.train import train_bundle
 
     out = tmp_path_factory.mktemp("fixtured") / "tiny"
-    config = TrainConfig(
+    config = TrainConfig(epoch_crops=0,
         epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
         crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1,
     )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from tqdm import tqdm
 
 from inspector import __version__
 from inspector.bundle.calibration import new_version, read_calibration, write_calibration
@@ -35,6 +36,8 @@ from inspector.bundle.files import (
     METRICS_FILE,
     MODEL_CARD_FILE,
     MODEL_FILE,
+    REFERENCE_ATLAS_FILE,
+    REFERENCE_CALIBRATION_FILE,
     SELFTEST_FILE,
     recorded_precision,
     write_manifest,
@@ -42,7 +45,7 @@ from inspector.bundle.files import (
 from inspector.bundle.tensors import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME
 from inspector.config import InspectConfig
 from inspector.core import selftest
-from inspector.core.calibration import calibrate
+from inspector.core.calibration import calibrate_analyses
 from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
@@ -50,9 +53,11 @@ from inspector.core.registration import Registration
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import BundleError
 from inspector.quality.cpu import cpu_features, describe
+from inspector.quality.gain import network_gain
 from training.checkpoint import Checkpoint, StateKey, load_checkpoint
 from training.fixture import atlas_wanted, fit_bundle_atlas, registration_of, roi_of, write_fixture_files
-from training.model import Architecture, ConvAutoencoder
+from training.folds import out_of_fold_analyses
+from training.model import Architecture, ConvAutoencoder, ReferenceInput, set_reference
 from training.model_card import loss_plot, model_card, variance_plot
 from training.pca import FAMILY as PCA_FAMILY
 from training.pca import PatchPCA, build_patch_pca
@@ -82,11 +87,16 @@ def export_onnx(model: ExportedModel, path: Path, metadata: dict[str, str]) -> N
     batch = torch.export.Dim("batch", min=1, max=4096)
     height = torch.export.Dim("height_blocks", min=min_blocks, max=16384 // stride)
     width = torch.export.Dim("width_blocks", min=min_blocks, max=16384 // stride)
+    shapes: dict[int, Any] = {0: batch, 2: stride * height, 3: stride * width}
+    reference = next((m for m in model.modules() if isinstance(m, ReferenceInput)), None)
+    if reference is not None:  # the reference is a constant of the graph: boards are always its size
+        example = torch.rand(1, arch.in_channels, *reference.reference.shape[2:])
+        shapes = {0: batch}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=ONNX_OPSET,
                           input_names=[INPUT_NAME], output_names=_output_names(model), verbose=False,
-                          dynamic_shapes={"x": {0: batch, 2: stride * height, 3: stride * width}})
+                          dynamic_shapes={"x": shapes})
     graph = onnx.load(str(path))
     del graph.metadata_props[:]
     for key, value in metadata.items():
@@ -114,6 +124,8 @@ def check_parity(model: ExportedModel, onnx_path: Path, images: list[np.ndarray]
     h = max(stride, (first.shape[1] // 2) // stride * stride)
     w = max(stride, (first.shape[2] * 3 // 4) // stride * stride)
     other = np.stack([first[:, :h, :w], first[:, -h:, -w:]])
+    if any(isinstance(m, ReferenceInput) for m in model.modules()):  # boards are always the reference's size
+        other = np.stack([first, inputs[-1]])
     worst = 0.0
     model = model.cpu().eval()
     with torch.no_grad():
@@ -192,6 +204,11 @@ def build_model(checkpoint: Checkpoint, state_key: StateKey = "best_state") -> C
         return build_patch_pca(checkpoint, state_key)
     model = ConvAutoencoder(Architecture.from_dict(checkpoint["architecture"]))
     model.load_state_dict(checkpoint[state_key])
+    if model.reference_input is not None:
+        registration = registration_of(checkpoint)
+        if registration is None:
+            raise BundleError("the network takes the reference board beside each board, but the checkpoint has none")
+        set_reference(model, registration, PreprocessSpec.from_json(checkpoint["preprocess_spec"]))
     return model.eval()
 
 
@@ -200,6 +217,39 @@ def build_exported_model(checkpoint: Checkpoint, state_key: StateKey = "best_sta
     model = build_model(checkpoint, state_key)
     spec = ScoringSpec.from_json(checkpoint["scoring"], "checkpoint scoring")
     return ScoredModel(model, spec, model.arch.total_stride).eval()
+
+
+def _judge_and_calibrate(engine: Inspector, checkpoint: Checkpoint, atlas_images: list[np.ndarray] | None,
+                         calibration_images: list[np.ndarray] | None, atlas_path: Path
+                         ) -> tuple[Any, dict[str, Any] | None]:
+    """The per-position model (fitted on `atlas_images`, the good training boards, through `engine`, and
+    set on it) and the thresholds on `calibration_images` (None without them)."""
+    config = checkpoint["config"]
+    atlas = None
+    if atlas_wanted(checkpoint) and atlas_images:  # the thresholds below are set on maps judged by it
+        atlas = fit_bundle_atlas(engine, atlas_images, checkpoint, atlas_path)
+        engine.atlas = atlas
+    if not calibration_images:
+        return atlas, None
+    region_rate = config.get("region_false_alarm_rate")
+    # Checkpoints from before the count rule (and 0) keep the share line; so do registered
+    # designs, whose line was measured as a share (registered_region_false_alarm_rate).
+    regions_per_board = config.get("false_regions_per_board") or None
+    if engine.registration is not None:
+        regions_per_board = None
+        region_rate = config.get("registered_region_false_alarm_rate", region_rate)
+    analyses = [analysis for start in range(0, len(calibration_images), 4)
+                for analysis in engine.analyse(calibration_images[start:start + 4])]
+    folds = int(config.get("calibration_folds", 0))  # checkpoints from before out-of-fold lines: held-back only
+    out_of_fold = []
+    if folds >= 2 and engine.registration is not None and atlas_images:
+        out_of_fold = out_of_fold_analyses(engine, atlas_images, checkpoint["fixture"]["atlas"] if atlas else None,
+                                           folds=folds)
+    figures = calibrate_analyses(engine, analyses + out_of_fold, target_false_alarm_rate=config["target_false_alarm_rate"],
+                                 region_false_alarm_rate=region_rate, false_regions_per_board=regions_per_board,
+                                 min_region_area=engine.config.min_region_area, out_of_fold=len(out_of_fold))
+    figures["stats"]["data"] = checkpoint["data"]["path"]
+    return atlas, figures
 
 
 def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[np.ndarray] | None,
@@ -249,34 +299,33 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
         engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"), registration=registration,
                                         roi=roi)
         write_fixture_files(checkpoint, temp)
-        atlas = None
-        if atlas_wanted(checkpoint):
-            if atlas_images is None:
-                atlas_images = _recorded_training_boards(checkpoint, spec.channels)
-            if atlas_images:  # the thresholds below are set on maps judged by it
-                atlas = fit_bundle_atlas(engine, atlas_images, checkpoint, temp / ATLAS_FILE)
-                engine.atlas = atlas
-            elif previous_calibration:
-                raise BundleError("the training boards this model's per-position model was fitted on are gone, and "
-                                  "the thresholds carried over were set on judged maps: restore the boards to re-export")
-        if calibration_images:
-            region_rate = config.get("region_false_alarm_rate")
-            # Checkpoints from before the count rule (and 0) keep the share line; so do registered
-            # designs, whose line was measured as a share (registered_region_false_alarm_rate).
-            regions_per_board = config.get("false_regions_per_board") or None
-            if registration is not None:
-                regions_per_board = None
-                region_rate = config.get("registered_region_false_alarm_rate", region_rate)
-            figures = calibrate(engine, calibration_images, target_false_alarm_rate=config["target_false_alarm_rate"],
-                                region_false_alarm_rate=region_rate, false_regions_per_board=regions_per_board,
-                                min_region_area=engine.config.min_region_area)
-            figures["stats"]["data"] = checkpoint["data"]["path"]
+        if atlas_wanted(checkpoint) and atlas_images is None:
+            atlas_images = _recorded_training_boards(checkpoint, spec.channels)
+        if atlas_wanted(checkpoint) and not atlas_images and previous_calibration:
+            raise BundleError("the training boards this model's per-position model was fitted on are gone, and "
+                              "the thresholds carried over were set on judged maps: restore the boards to re-export")
+        atlas, figures = _judge_and_calibrate(engine, checkpoint, atlas_images, calibration_images, temp / ATLAS_FILE)
+        gain = None
+        if figures is not None:
             versions = [new_version([], figures, reason="initial calibration on held-back good boards at training",
                                     author="training")]
         elif previous_calibration:
             versions = previous_calibration
         else:
             raise BundleError("no held-back images and no previous calibration.json: cannot calibrate the bundle")
+        if engine.expectation_kind is not None and calibration_images:
+            # The same pipeline with the network's output replaced by the good expectation: its own per-position
+            # model and lines, so `--no-network` is the reference comparison done as well as it can be.
+            plain = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"), registration=registration,
+                                           roi=roi)
+            plain.use_network(False)
+            _, plain_figures = _judge_and_calibrate(plain, checkpoint, atlas_images, calibration_images,
+                                                    temp / REFERENCE_ATLAS_FILE)
+            assert plain_figures is not None
+            write_calibration(temp / REFERENCE_CALIBRATION_FILE, [new_version(
+                [], plain_figures, reason="reference comparison (no network), set at training", author="training")])
+            gain = network_gain(engine, calibration_images)
+            tqdm.write(f"export: {gain.sentence()}")
         write_calibration(temp / CALIBRATION_FILE, versions)
         latest = versions[-1]
         # The maps the thresholds were set on, for the line PC to compute again when it loads the bundle.
@@ -299,6 +348,7 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
             "history": history,
             **({"fit": {key: value for key, value in checkpoint["fit"].items() if key != "explained_variance_ratio"}}
                if "fit" in checkpoint else {}),
+            **({"network_gain": gain.to_record()} if gain is not None else {}),
             "calibration": {key: latest[key] for key in ("version", "image_threshold", "pixel_threshold",
                                                          "target_false_alarm_rate")},
             "calibration_stats": {key: latest["stats"][key] for key in

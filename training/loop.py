@@ -143,6 +143,11 @@ def validation_loss(model: ConvAutoencoder, tensors: list[np.ndarray], config: T
     return total / len(tensors)
 
 
+def warmup_epochs(config: TrainConfig) -> int:
+    """Epochs that never count as the best one (nor against early stopping): `warmup_fraction` of the plan."""
+    return int(config.epochs * config.warmup_fraction)
+
+
 @dataclass
 class FitState:
     """Where a run stands: continued from a checkpoint on resume, advanced by every epoch."""
@@ -190,7 +195,12 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_start,
                         "complete": not out_of_time})
-        if val < best_val:
+        warming_up = epoch + 1 <= warmup_epochs(config)
+        if warming_up:  # the average is still close to where training started: never the best
+            patience_left = config.early_stopping_patience
+            if best_val == math.inf:  # exported only if the run ends (time cap) before the warm-up does
+                best_epoch, best_state = epoch + 1, weights_on_cpu(judged)
+        elif val < best_val:
             best_val, best_epoch = val, epoch + 1
             best_state = weights_on_cpu(judged)
             patience_left = config.early_stopping_patience

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +33,10 @@ class Architecture:
     stem_stride: int = 2  # 2 or 4
     output_sigmoid: bool = True  # inputs in [0, 1] (mean 0, std 1 spec) -> outputs in [0, 1]
     family: str = "conv_autoencoder"
+    # Channels of the reference board fed beside the board (one fixtured design; `ReferenceInput`): the
+    # network sees where the design has edges, pins and glare-prone metal, so it can redraw what good
+    # boards show there (a sub-pixel shift, a leaning part, a glint) and not what no good board shows.
+    reference_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.stem_stride not in (2, 4):
@@ -60,8 +65,41 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, data: dict) -> Architecture:
-        known = {"in_channels", "width", "depth", "latent_channels", "stem_stride", "output_sigmoid", "family"}
+        known = {"in_channels", "width", "depth", "latent_channels", "stem_stride", "output_sigmoid", "family",
+                 "reference_channels"}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+class ReferenceInput(nn.Module):
+    """Appends the reference board's pixels at the same place to the board's (conditioning).
+
+    On the line and in validation the board is the whole aligned frame, and the reference is a
+    constant of the network (`set_reference`; a constant of the ONNX graph, so the runtime feeds the
+    board alone). Training crops arrive with their reference crop already appended (2x the board's
+    channels) and pass through unchanged."""
+
+    def __init__(self, board_channels: int, reference_channels: int) -> None:
+        super().__init__()
+        self.board_channels = board_channels
+        self.reference_channels = reference_channels
+        # Not saved with the weights: it is the bundle's reference board, set from it after loading.
+        self.reference: torch.Tensor
+        self.register_buffer("reference", torch.zeros(1, reference_channels, 0, 0), persistent=False)
+
+    def set_reference(self, tensor: torch.Tensor) -> None:
+        """The preprocessed reference board, CxHxW, padded like the boards the network will see."""
+        if tensor.ndim != 3 or tensor.shape[0] != self.reference_channels:
+            raise ValueError(f"reference must be {self.reference_channels}xHxW, got {tuple(tensor.shape)}")
+        self.reference = tensor[None].to(self.reference.device, torch.float32).contiguous()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == self.board_channels + self.reference_channels:
+            return x  # a training crop with its reference crop
+        if self.reference.numel() == 0:  # no board yet (counting MACs): zeros stand in
+            return torch.cat([x, x.new_zeros(x.shape[0], self.reference_channels, x.shape[2], x.shape[3])], 1)
+        if tuple(x.shape[2:]) != tuple(self.reference.shape[2:]):
+            raise ValueError(f"a board of {tuple(x.shape[2:])} does not match the reference {tuple(self.reference.shape[2:])}")
+        return torch.cat([x, self.reference.expand(x.shape[0], -1, -1, -1)], 1)
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -87,8 +125,11 @@ class ConvAutoencoder(nn.Module):
         channels = arch.stage_channels()
         s = arch.stem_stride
         encoder: list[nn.Module] = [
-            nn.Conv2d(arch.in_channels, channels[0], s + 2, stride=s, padding=1), nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(arch.in_channels + arch.reference_channels, channels[0], s + 2, stride=s, padding=1),
+            nn.LeakyReLU(0.1, inplace=True),
         ]
+        if arch.reference_channels:
+            encoder.insert(0, ReferenceInput(arch.in_channels, arch.reference_channels))
         for cin, cout in zip(channels[:-1], channels[1:]):
             encoder += [_conv(cin, cout, stride=2), _conv(cout, cout)]
         encoder.append(nn.Conv2d(channels[-1], arch.latent_channels, 1))  # the bottleneck: no activation
@@ -106,8 +147,25 @@ class ConvAutoencoder(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
+    @property
+    def reference_input(self) -> ReferenceInput | None:
+        first = self.encoder[0]
+        return first if isinstance(first, ReferenceInput) else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
+
+
+def set_reference(model: ConvAutoencoder, registration: Any, spec: Any) -> None:
+    """Give a network that takes the reference beside the board (`ReferenceInput`) the bundle's reference
+    board, preprocessed and padded as every board is (registration: `inspector.core.registration.Registration`)."""
+    from inspector.core.preprocess import pad_to_multiple, preprocess
+
+    reference_input = model.reference_input
+    if reference_input is None:
+        return
+    tensor, _ = pad_to_multiple(preprocess(registration.reference, spec), spec.pad_multiple)
+    reference_input.set_reference(torch.from_numpy(np.ascontiguousarray(tensor)))
 
 
 def count_macs(model: Any, height: int, width: int) -> int:

@@ -145,6 +145,16 @@ def _edge_line(calibration: dict[str, Any]) -> list[str]:
             f"q{edges['quantile']:g} there against the interior's)"]
 
 
+def _gain_lines(metrics: dict[str, Any]) -> list[str]:
+    """What the network adds over the plain reference comparison (fixtured designs; inspector/quality/gain.py)."""
+    gain = metrics.get("network_gain")
+    if not gain:
+        return []
+    return [f"- What the network adds: {gain['sentence']} (error tail {gain['reference_tail']:.3g} -> "
+            f"{gain['network_tail']:.3g}); `inspector evaluate --no-network` measures the reference comparison "
+            "with its own per-position model and lines"]
+
+
 def model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dict[str, Any],
                 atlas: Any = None) -> str:
     data = checkpoint["data"]
@@ -168,6 +178,7 @@ def model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dic
         f"({calibration['stats']['image_threshold_rule']}); region line: "
         f"{calibration['stats'].get('pixel_threshold_rule', 'not recorded')}",
         *_edge_line(calibration),
+        *_gain_lines(metrics),
         "",
         "Detection quality on labelled boards: run `inspector evaluate`.",
         "",

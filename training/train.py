@@ -29,10 +29,12 @@ from training.fixture import choose_crops, choose_score, choose_views, decide_fi
 from training.hard_crops import HardCropSampler
 from training.loop import FitState, WeightAverage, fit, lr_factor
 from training.losses import LOSSES
-from training.model import Architecture, ConvAutoencoder, count_parameters
+from training.model import Architecture, ConvAutoencoder, count_parameters, set_reference
 from training.pca_fit import train_pca_bundle
 from training.quantize import check_int8_scheme, check_precision
 
+RESIDUAL_MEAN = 128.0 / 255.0  # no difference from the reference
+RESIDUAL_STD = 0.05  # about the spread of augmented good residuals in [0, 1] units (0.05-0.08 on the sample boards)
 MAX_VALIDATION_IMAGES = 32  # bounds the per-epoch validation cost on big hold-outs
 PARITY_IMAGES = 2
 
@@ -61,14 +63,29 @@ def fitted_crop_size(config: TrainConfig, images: GoodImages, spec: PreprocessSp
     return crop
 
 
+def crops_per_epoch(boards: int, config: TrainConfig) -> int:
+    """Crops an epoch draws: crops_per_image a board, and at least epoch_crops (training sized in steps)."""
+    return max(boards * config.crops_per_image, config.epoch_crops)
+
+
+def crop_order(boards: int, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """Which board each of an epoch's crops comes from: every board equally often (to within one crop)."""
+    total = crops_per_epoch(boards, config)
+    order = np.resize(np.arange(boards), total)
+    rng.shuffle(order)
+    return order
+
+
 def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop: int,
             epoch: int, registered: bool = False, registration: Registration | None = None,
-            hard_crops: HardCropSampler | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            hard_crops: HardCropSampler | None = None,
+            reference_input: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(input, target) batches of random augmented crops; seeded per epoch so resume is repeatable.
     `registered`: the boards are already aligned, so augmentation moves them only by what registration
     leaves. `registration` in residual mode: each augmented board window becomes its difference from
     the same window of the reference (the camera's variation acts on the board, not on the difference).
-    `hard_crops`: a share of the crops goes where the model last redrew its training boards worst."""
+    `hard_crops`: a share of the crops goes where the model last redrew its training boards worst.
+    `reference_input` (residual mode): each input crop carries the reference's crop as extra channels."""
     rng = np.random.default_rng([config.seed, epoch])
     augment_config = config
     if registered:
@@ -76,16 +93,18 @@ def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop:
                                         "rotate_deg": config.registered_rotate_deg})
     augment = camera_augmentation(augment_config, seed=config.seed * 100_003 + epoch)
     side = source_crop_size(crop, spec)
-    order = np.repeat(np.arange(len(images.train)), config.crops_per_image)
-    rng.shuffle(order)
+    order = crop_order(len(images.train), config, rng)
     for start in range(0, len(order), config.batch_size):
         targets, inputs = [], []
         for index in order[start:start + config.batch_size]:
+            reference_crop = None
             if registration is not None:
                 y, x = window_origin(images.train[index], side, rng)
                 board = augment(image=images.train[index][y:y + side, x:x + side])["image"]
                 window = registration.residual_of(board, registration.reference[y:y + side, x:x + side])
                 target = to_model_crop(window, crop, spec)
+                if reference_input:
+                    reference_crop = to_model_crop(registration.reference[y:y + side, x:x + side], crop, spec)
             else:
                 hard = hard_crops.draw(rng, side) if hard_crops is not None else None
                 if hard is None:
@@ -95,7 +114,8 @@ def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop:
                     window = images.train[board][y:y + side, x:x + side]
                 target = to_model_crop(augment(image=window)["image"], crop, spec)
             targets.append(target)
-            inputs.append(corrupt(target, rng) if config.denoising else target)
+            board_input = corrupt(target, rng) if config.denoising else target
+            inputs.append(board_input if reference_crop is None else np.concatenate([board_input, reference_crop]))
         yield np.stack(inputs), np.stack(targets)
 
 
@@ -107,6 +127,9 @@ def _check_config(config: TrainConfig) -> None:
     for name in ("crop_size", "width", "depth", "latent_channels", "epochs", "batch_size", "crops_per_image"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+    if config.epoch_crops < 0 or not 0.0 <= config.warmup_fraction < 1.0:
+        raise ConfigError(f"epoch_crops must be >= 0 and warmup_fraction in [0, 1), got {config.epoch_crops} and "
+                          f"{config.warmup_fraction}")
     if config.max_minutes <= 0:
         raise ConfigError(f"max_minutes must be positive, got {config.max_minutes}")
     if config.false_regions_per_board < 0:
@@ -178,13 +201,21 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         images.train = [registration.apply(image, residual=False) for image in images.train]
         images.holdout = [registration.apply(image) for image in images.holdout]
     stride = 2**config.depth
-    spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=stride,
+    # Residual boards (board - reference + 128) are standardised: their good variation spans a few grey
+    # levels around 128, and in [0, 1] the network's first layers saw a constant and it never left its
+    # initial output (a flat 0.5 map, training loss flat; issue 18). Standardised, it learns in tens of steps.
+    mean, std = (RESIDUAL_MEAN, RESIDUAL_STD) if residual is not None else (0.0, 1.0)
+    spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=stride, mean=mean, std=std,
                           tile_size=config.tile_size, tile_overlap=config.tile_overlap)
     # Score with the error the model was trained to minimise.
     scoring_spec = ScoringSpec.from_train_config(config, error=config.loss, channels=images.channels)
+    reference_input = residual is not None and config.reference_input
+    if reference_input and config.views != 1:
+        raise ConfigError(f"the reference beside the board (reference_input) needs one view, got views = {config.views}")
     arch = Architecture(in_channels=images.channels, width=config.width, depth=config.depth,
                         latent_channels=config.latent_channels, stem_stride=config.stem_stride,
-                        output_sigmoid=spec.mean == 0.0 and spec.std == 1.0)
+                        output_sigmoid=spec.mean == 0.0 and spec.std == 1.0,
+                        reference_channels=images.channels if reference_input else 0)
     crop = fitted_crop_size(config, images, spec)
     if previous is not None:
         if previous["data"]["sha256"] != images.data_sha256:
@@ -193,6 +224,8 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
             raise BundleError(f"{resume}: its architecture differs from the current settings")
 
     model = ConvAutoencoder(arch).to(device).to(memory_format=torch.channels_last)  # see loop.train_epoch
+    if residual is not None and model.reference_input is not None:
+        set_reference(model, residual, spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     # Progress is the larger of epochs done and time budget spent, so a run that the budget ends
     # early (the usual case for the 12-minute default) still anneals instead of stopping at full rate.
@@ -250,7 +283,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
             hard_crops.refresh(model, device, epoch)
             state["hard_crops"] = hard_crops.log  # saved with the epoch's checkpoint
         return batches(images, config, spec, crop, epoch, registered=registration is not None, registration=residual,
-                       hard_crops=hard_crops)
+                       hard_crops=hard_crops, reference_input=reference_input)
 
     average = None
     if config.weight_average_decay > 0:

@@ -15,6 +15,9 @@ Layout (file names are constants here so that writer and reader cannot disagree)
     reference.png     the reference board every board is aligned to (median of aligned good boards)
     atlas.npz         the per-position model of good variation (inspector/core/atlas.py), optional
     roi.png           the inspection area (255 = inspected), reference frame, optional
+    reference_comparison.json  thresholds of the same pipeline with the network's output replaced by the
+                      board's good expectation (`--no-network`), set at export like calibration.json
+    reference_atlas.npz  the per-position model fitted on those maps (bundles with an atlas)
     manifest.json     sha256 and size of every other file
 
 This module is torch-free and onnx-free: the runtime verifies bundles with hashlib and reads
@@ -45,6 +48,8 @@ REFERENCE_FILE = "reference.png"
 ATLAS_FILE = "atlas.npz"
 ROI_FILE = "roi.png"
 SURROUND_FILE = "surround.npz"  # masks of the surround around/over the board (registration)
+REFERENCE_CALIBRATION_FILE = "reference_comparison.json"  # `--no-network`: its thresholds...
+REFERENCE_ATLAS_FILE = "reference_atlas.npz"  # ...and its per-position model
 
 # Files without which a bundle cannot run on the line.
 RUNTIME_FILES = (MODEL_FILE, CALIBRATION_FILE)

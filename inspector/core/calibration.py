@@ -52,7 +52,7 @@ from inspector.core import scoring, selftest
 from inspector.core.bundleswap import staged_bundle, switch_folders
 from inspector.core.edges import fit_edge_allowance
 from inspector.core.imageio import good_image_paths, load_image
-from inspector.core.interface import Analyser
+from inspector.core.interface import Analyser, Analysis
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import ConfigError
 
@@ -111,6 +111,26 @@ def line_for_regions_per_board(maps: Sequence[np.ndarray], spec: ScoringSpec, mi
         {"regions_per_board": float(shown.mean()), "share_with_regions": float((shown > 0).mean())}
 
 
+BOOTSTRAP_ROUNDS = 400
+
+
+def line_spread(maxima: np.ndarray, scores: np.ndarray, region_rate: float, image_rate: float,
+                seed: int = 0) -> dict[str, Any]:
+    """How uncertain the lines of a small station are: the region line (a share of the boards' maxima)
+    and the fail line, recomputed on boards drawn again with replacement from the same good boards,
+    as the 10th and 90th percentiles (the lines another set of as many good boards could have given),
+    and the hottest good boards (the tail the lines stand on)."""
+    rng = np.random.default_rng(seed)
+    region, image = [], []
+    for _ in range(BOOTSTRAP_ROUNDS):
+        drawn = rng.integers(0, len(maxima), len(maxima))
+        region.append(threshold_for(maxima[drawn], region_rate)[0])
+        image.append(threshold_for(scores[drawn], image_rate)[0])
+    return {"boards": len(maxima), "region_line_p10_p90": [float(np.percentile(region, 10)), float(np.percentile(region, 90))],
+            "image_line_p10_p90": [float(np.percentile(image, 10)), float(np.percentile(image, 90))],
+            "hottest_maxima": sorted((float(v) for v in maxima), reverse=True)[:5]}
+
+
 def _quantiles(values: np.ndarray) -> dict[str, float]:
     return {f"q{q:g}": float(np.quantile(values, q)) for q in REPORTED_QUANTILES}
 
@@ -137,6 +157,20 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
             chunk = images[start:start + batch_size]
             analyses.extend(engine.analyse(chunk))
             progress.update(len(chunk))
+    return calibrate_analyses(engine, analyses, target_false_alarm_rate=target_false_alarm_rate,
+                              region_false_alarm_rate=region_false_alarm_rate, pixel_scale=pixel_scale,
+                              edge_allowance=edge_allowance, false_regions_per_board=false_regions_per_board,
+                              min_region_area=min_region_area)
+
+
+def calibrate_analyses(engine: Analyser, analyses: Sequence[Analysis], *, target_false_alarm_rate: float,
+                       region_false_alarm_rate: float | None = None, pixel_scale: float | None = None,
+                       edge_allowance: bool = True, false_regions_per_board: float | None = None,
+                       min_region_area: int = MIN_REGION_AREA, out_of_fold: int = 0) -> dict[str, Any]:
+    """`calibrate` on good boards' analyses already made (the held-back boards by `engine`, and
+    `out_of_fold` more: training boards judged by engines fitted without them, training/folds.py)."""
+    if len(analyses) == 0:
+        raise ConfigError("calibration needs at least one good image")
     edges = (fit_edge_allowance([a.smoothed for a in analyses])
              if edge_allowance and not engine.judged_per_position else None)
     if edges is not None:  # divided out once here, for the scale and the maps alike
@@ -166,7 +200,10 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
         "normaliser": {"pixel_scale": pixel_scale,
                        "rule": f"raw smoothed error / q{POOLED_SCALE_QUANTILE:g} of pooled good pixels"},
         "stats": {
-            "images": len(images),
+            "images": len(analyses),
+            **({"out_of_fold_images": out_of_fold} if out_of_fold else {}),
+            "line_spread": line_spread(maxima, scores, region_false_alarm_rate, target_false_alarm_rate)
+            if false_regions_per_board is None else None,
             "pixel_quantiles": _quantiles(pooled_normalised),
             "image_maxima": maxima.tolist(),
             "image_maxima_quantiles": _quantiles(maxima),

@@ -24,6 +24,8 @@ from inspector.bundle.files import (
     META_PREPROCESS,
     META_SCORING,
     MODEL_FILE,
+    REFERENCE_ATLAS_FILE,
+    REFERENCE_CALIBRATION_FILE,
     REFERENCE_FILE,
     REGISTRATION_FILE,
     ROI_FILE,
@@ -96,10 +98,64 @@ class Inspector:
             raise BundleError(f"{source}: the calibration's edge allowance is unreadable ({exc})") from exc
         self.graph_error = ERROR_OUTPUT in {output.name for output in session.get_outputs()}
         self._outputs = [OUTPUT_NAME, ERROR_OUTPUT] if self.graph_error else [OUTPUT_NAME]
+        # False: the network's output is replaced by the board's good expectation (`use_network`).
+        self.network = True
+        self._expected: np.ndarray | None = None
+
+    # ---------------------------------------------------------------- the good expectation
+    @property
+    def expectation_kind(self) -> str | None:
+        """What a good board is expected to look like without the network: "no difference" when the model
+        sees the board minus the reference, "the reference" when it sees the aligned board, None for boards
+        that are not registered (no expectation exists: each board is its own design)."""
+        if self.registration is None:
+            return None
+        return "no difference from the reference" if self.registration.spec.residual else "the reference board"
+
+    def expectation(self, tensor: np.ndarray) -> np.ndarray:
+        """The good expectation of a prepared board (CxHxW, padded): what `--no-network` puts in the
+        network's place, so the map is the plain reference comparison."""
+        self.expectation_kind_or_error()
+        assert self.registration is not None
+        if self._expected is None or self._expected.shape != tensor.shape:
+            from inspector.core.preprocess import preprocess
+
+            reference = self.registration.reference
+            board = (np.full(reference.shape, 128, np.uint8) if self.registration.spec.residual else reference)
+            expected, _ = pad_to_multiple(preprocess(board, self.spec), self.spec.pad_multiple)
+            if expected.shape != tensor.shape:
+                raise InspectorError(f"{self.source}: a board of working size {tensor.shape[1:]} does not match the "
+                                     f"reference ({expected.shape[1:]})")
+            self._expected = np.ascontiguousarray(expected, dtype=np.float32)
+        return self._expected
+
+    def use_network(self, on: bool, calibration: dict[str, Any] | None = None, atlas: Atlas | None = None) -> None:
+        """Switch the network off (its output replaced by the good expectation) or on, with the thresholds
+        and per-position model set on that pipeline's own maps (`calibration` None: uncalibrated)."""
+        if not on:
+            self.expectation_kind_or_error()
+        self.network = on
+        self.atlas = atlas
+        self.calibration = calibration
+        self.calibration_version = int(calibration["version"]) if calibration else 0
+        self.image_threshold = float(calibration["image_threshold"]) if calibration else math.inf
+        self.pixel_threshold = float(calibration["pixel_threshold"]) if calibration else math.inf
+        self.pixel_scale = float(calibration["normaliser"]["pixel_scale"]) if calibration else 1.0
+        self.edges = EdgeAllowance.from_record(calibration.get("edge_allowance")) if calibration else None
+
+    def expectation_kind_or_error(self) -> str:
+        kind = self.expectation_kind
+        if kind is None:
+            raise ConfigError(f"{self.source}: boards of this bundle are not registered to a reference, so there is "
+                              "no good expectation to compare with: --no-network needs a bundle of one fixtured design")
+        return kind
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def load(cls, bundle: str | Path, config: InspectConfig | None = None) -> Inspector:
+    def load(cls, bundle: str | Path, config: InspectConfig | None = None, *, network: bool = True) -> Inspector:
+        """A verified bundle. `network=False`: the same pipeline with the network's output replaced by the
+        board's good expectation, judged with the per-position model and thresholds export set on that
+        pipeline's own maps (a reference comparison; `--no-network`)."""
         bundle = Path(bundle)
         config = config or InspectConfig()
         manifest = verify_bundle(bundle, files=(MODEL_FILE, CALIBRATION_FILE))
@@ -107,6 +163,18 @@ class Inspector:
         registration, atlas, roi = load_fixture(bundle, manifest)
         engine = cls._open(bundle / MODEL_FILE, manifest["files"][MODEL_FILE]["sha256"], versions[-1], config,
                            registration=registration, atlas=atlas, roi=roi)
+        if not network:
+            engine.expectation_kind_or_error()
+            if REFERENCE_CALIBRATION_FILE not in manifest["files"]:
+                raise BundleError(f"{bundle}: exported before the reference comparison was recorded; re-export it "
+                                  "(inspector export --checkpoint ...) to run it without the network")
+            verify_bundle(bundle, files=(REFERENCE_CALIBRATION_FILE,))
+            reference_atlas = None
+            if REFERENCE_ATLAS_FILE in manifest["files"]:
+                verify_bundle(bundle, files=(REFERENCE_ATLAS_FILE,))
+                reference_atlas = Atlas.load(bundle / REFERENCE_ATLAS_FILE)
+            engine.use_network(False, read_calibration(bundle / REFERENCE_CALIBRATION_FILE)[-1], reference_atlas)
+            return engine  # the self-test records the network's maps
         # Bundles from before the self-test existed have none: they load as before.
         if config.selftest and SELFTEST_FILE in manifest["files"]:
             verify_bundle(bundle, files=(SELFTEST_FILE,))
@@ -289,8 +357,11 @@ class Inspector:
             groups.setdefault(board.tensor.shape, []).append(index)
         for indices in groups.values():
             start = time.perf_counter()
-            if self.spec.tile_size:  # stitched reconstructions; the map is computed below, on the CPU
-                outputs: list[tuple[np.ndarray, np.ndarray | None]] = [
+            outputs: list[tuple[np.ndarray, np.ndarray | None]]
+            if not self.network:  # the reference comparison: the map is computed below, on the CPU
+                outputs = [(self.expectation(boards[i].tensor), None) for i in indices]
+            elif self.spec.tile_size:  # stitched reconstructions; the map is computed below, on the CPU
+                outputs = [
                     (self._reconstruct_tiled(boards[i].tensor), None) for i in indices]
             else:
                 outputs = self._run_chunks(np.stack([boards[i].tensor for i in indices]))

@@ -92,15 +92,17 @@ def result_record(image: Path, result: InspectionResult, overlay_path: str, heat
     return record
 
 
-def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectConfig) -> list[dict[str, Any]]:
+def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectConfig, *,
+                  network: bool = True) -> list[dict[str, Any]]:
     """Inspect every image under `paths` with the bundle; write DIR/results.jsonl and pictures.
+    `network=False`: the reference comparison (see `Inspector.load`).
 
     Returns the records (one per image, in input order) as written to results.jsonl.
     """
     from inspector.core.engine import Inspector  # the engine pulls in ONNX Runtime; keep `--help` instant
 
     images = expand_paths(paths)
-    engine = Inspector.load(bundle, config)
+    engine = Inspector.load(bundle, config, network=network)
     out = Path(out)
     for folder in (out, out / OVERLAY_DIR, out / HEATMAP_DIR):
         folder.mkdir(parents=True, exist_ok=True)

@@ -234,7 +234,7 @@ def test_a_surround_travels_in_the_bundle_and_is_never_judged(surround_data: Pat
     from training.train import train_bundle
 
     bundle = tmp_path / "surround"
-    train_bundle(surround_data, bundle, TrainConfig(
+    train_bundle(surround_data, bundle, TrainConfig(epoch_crops=0,
         epochs=3, max_minutes=1.0, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
         crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1))
     assert SURROUND_FILE in json.loads((bundle / MANIFEST_FILE).read_text())["files"]
@@ -270,7 +270,7 @@ def legacy_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     from training.train import train_bundle
 
     first = tmp_path_factory.mktemp("legacy") / "first"
-    train_bundle(sample_root, first, TrainConfig(
+    train_bundle(sample_root, first, TrainConfig(epoch_crops=0,
         epochs=2, max_minutes=1.0, width=8, depth=3, latent_channels=8, crop_size=64, batch_size=8, crops_per_image=1,
         holdout_fraction=0.25, seed=4, threads=1, registration="off", atlas="off", channel_error="mean"))
     checkpoint = torch.load(first / CHECKPOINT_FILE, map_location="cpu", weights_only=True)

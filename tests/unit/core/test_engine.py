@@ -54,7 +54,8 @@ def gray_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Four held-back boards cannot show a region line that lets some good boards through (the
     # default, 0.7 regions a board, would flag clean boards by design): the region line here is the
     # share rule at 0, whose few-boards form sits above every good board.
-    config = TrainConfig(channels="gray", epochs=30, max_minutes=3.0, width=16, depth=3, latent_channels=4, stem_stride=2,
+    config = TrainConfig(epoch_crops=0,
+                         channels="gray", epochs=30, max_minutes=3.0, width=16, depth=3, latent_channels=4, stem_stride=2,
                          crop_size=64, batch_size=8, crops_per_image=8, holdout_fraction=0.25, seed=3, threads=1,
                          region_false_alarm_rate=0.0, false_regions_per_board=0.0, registration="off")
     train_bundle(data, out, config)

@@ -92,7 +92,7 @@ def test_training_batches_take_their_hard_share_from_the_hot_board() -> None:
                       source=Path("."))
     hard = sampler(images, share=1.0)
     hard.refresh(FlatModel(), torch.device("cpu"), epoch=10)
-    config = TrainConfig(batch_size=6, crops_per_image=2, denoising=False, views=1, view_kind="shift", shift_px=0,
+    config = TrainConfig(epoch_crops=0, batch_size=6, crops_per_image=2, denoising=False, views=1, view_kind="shift", shift_px=0,
                          rotate_deg=0.0, brightness=0.0, contrast=0.0, noise_std=0.0, blur_prob=0.0)
     spec = PreprocessSpec(channels=1, pad_multiple=16)
     _, targets = next(batches(good, config, spec, 64, epoch=10, hard_crops=hard))
@@ -104,12 +104,13 @@ def test_training_batches_take_their_hard_share_from_the_hot_board() -> None:
 
 def test_hard_crop_settings_are_checked(sample_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="hard crops"):
-        train_bundle(sample_root, tmp_path / "b", TrainConfig(hard_crop_share=1.5, epochs=1))
+        train_bundle(sample_root, tmp_path / "b", TrainConfig(epoch_crops=0, hard_crop_share=1.5, epochs=1))
 
 
 def test_residual_training_says_it_keeps_random_crops(sample_root: Path, tmp_path: Path) -> None:
     # one fixtured design trains on board - reference: a hard crop asked for there is not drawn, and the card says so
-    config = TrainConfig(epochs=1, max_minutes=1.0, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
+    config = TrainConfig(epoch_crops=0,
+                         epochs=1, max_minutes=1.0, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
                          crops_per_image=1, holdout_fraction=0.25, seed=3, threads=1, hard_crop_share=0.5,
                          hard_crop_start=0)
     train_bundle(sample_root, tmp_path / "b", config)

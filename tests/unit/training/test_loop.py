@@ -13,7 +13,7 @@ def epochs(count: int, seconds: float) -> list:
 
 
 def test_a_slow_machine_is_told_where_the_cap_will_stop_it() -> None:
-    config = TrainConfig(epochs=300, max_minutes=12)
+    config = TrainConfig(epoch_crops=0, epochs=300, max_minutes=12)
     forecast = cap_forecast(epochs(2, 10.0), config, elapsed=25.0)  # an AVX2 machine: 10 s per epoch
     assert forecast is not None
     assert forecast["planned_epochs"] == 300
@@ -24,7 +24,7 @@ def test_a_slow_machine_is_told_where_the_cap_will_stop_it() -> None:
 
 
 def test_a_fast_machine_is_told_nothing() -> None:
-    config = TrainConfig(epochs=300, max_minutes=12)
+    config = TrainConfig(epoch_crops=0, epochs=300, max_minutes=12)
     forecast = cap_forecast(epochs(2, 2.0), config, elapsed=5.0)  # 2 s x 298 < 720 s
     assert forecast is not None and not forecast["cuts_run"]
     assert forecast_message(None, forecast, config.max_minutes) is None
@@ -32,7 +32,7 @@ def test_a_fast_machine_is_told_nothing() -> None:
 
 
 def test_the_forecast_follows_the_latest_pace_and_says_when_its_verdict_changes() -> None:
-    config = TrainConfig(epochs=110, max_minutes=20)
+    config = TrainConfig(epoch_crops=0, epochs=110, max_minutes=20)
     # two slow first epochs (another job on the machine), then 5 s epochs
     history = epochs(2, 16.0) + [{**record, "epoch": record["epoch"] + 2} for record in epochs(8, 5.0)]
     first = cap_forecast(history[:2], config, elapsed=33.0, recent=10)
