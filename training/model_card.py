@@ -145,6 +145,23 @@ def _edge_line(calibration: dict[str, Any]) -> list[str]:
             f"q{edges['quantile']:g} there against the interior's)"]
 
 
+def _line_lines(calibration: dict[str, Any]) -> list[str]:
+    """Which boards set the lines, and how far another set of as many good boards could move them."""
+    stats = calibration["stats"]
+    lines = []
+    if stats.get("out_of_fold_images"):
+        lines.append(f"- Lines set on {stats['images']} good boards: {stats['images'] - stats['out_of_fold_images']} "
+                     f"held back and {stats['out_of_fold_images']} training boards judged out of fold (reference and "
+                     "per-position model fitted without each board's fold)")
+    spread = stats.get("line_spread")
+    if spread:
+        region, image = spread["region_line_p10_p90"], spread["image_line_p10_p90"]
+        lines.append(f"- How uncertain the lines are ({spread['boards']} boards drawn again 400 times, 10th-90th "
+                     f"percentile): region line {region[0]:.3g}-{region[1]:.3g}, fail line {image[0]:.3g}-{image[1]:.3g}; "
+                     f"hottest good boards' maxima {', '.join(f'{v:.3g}' for v in spread['hottest_maxima'])}")
+    return lines
+
+
 def _gain_lines(metrics: dict[str, Any]) -> list[str]:
     """What the network adds over the plain reference comparison (fixtured designs; inspector/quality/gain.py)."""
     gain = metrics.get("network_gain")
@@ -178,6 +195,7 @@ def model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dic
         f"({calibration['stats']['image_threshold_rule']}); region line: "
         f"{calibration['stats'].get('pixel_threshold_rule', 'not recorded')}",
         *_edge_line(calibration),
+        *_line_lines(calibration),
         *_gain_lines(metrics),
         "",
         "Detection quality on labelled boards: run `inspector evaluate`.",
