@@ -35,8 +35,10 @@ def _sample_root(workdir: Path) -> Path:
     return root
 
 
-# A fixed amount of work, as for every training: 29 small boards make an epoch of 8 steps, so the
-# sample boards need more epochs than the default's (sized for a few hundred 640 px boards).
+# A fixed amount of work, as for every training: an epoch is at least 87 steps however few the boards
+# (TrainConfig.epoch_crops), and 30 of them (2610 steps, about 2 minutes on a 2-core VNNI CPU) take the
+# sample boards' network from its initial flat output to redrawing about half of the good boards' error
+# tail (issue 18; 300 epochs of 8 steps before, 2400 steps, in which it never left the flat output).
 DEMO_EPOCHS = 30
 
 

@@ -36,6 +36,7 @@ from inspector.bundle.files import (
     METRICS_FILE,
     MODEL_CARD_FILE,
     MODEL_FILE,
+    NETWORK_FIGURE_FILE,
     REFERENCE_ATLAS_FILE,
     REFERENCE_CALIBRATION_FILE,
     SELFTEST_FILE,
@@ -58,7 +59,7 @@ from training.checkpoint import Checkpoint, StateKey, load_checkpoint
 from training.fixture import atlas_wanted, fit_bundle_atlas, registration_of, roi_of, write_fixture_files
 from training.folds import out_of_fold_analyses
 from training.model import Architecture, ConvAutoencoder, ReferenceInput, set_reference
-from training.model_card import loss_plot, model_card, variance_plot
+from training.model_card import loss_plot, model_card, network_figure, variance_plot
 from training.pca import FAMILY as PCA_FAMILY
 from training.pca import PatchPCA, build_patch_pca
 from training.quantize import CALIBRATION_TENSORS, MAX_MEAN_ABS_DIFF, agreement, check_precision, quantize_int8
@@ -326,6 +327,7 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
                 [], plain_figures, reason="reference comparison (no network), set at training", author="training")])
             gain = network_gain(engine, calibration_images)
             tqdm.write(f"export: {gain.sentence()}")
+            network_figure(engine, calibration_images[0], temp / NETWORK_FIGURE_FILE)
         write_calibration(temp / CALIBRATION_FILE, versions)
         latest = versions[-1]
         # The maps the thresholds were set on, for the line PC to compute again when it loads the bundle.

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from inspector.config import InspectConfig
-from inspector.core.atlas import fit_atlas
 from inspector.core.engine import Inspector
 from inspector.core.interface import Analysis
 from inspector.core.registration import Registration, RegistrationError, reference_without_surround
+from training.fixture import atlas_of_groups, group_count
 
 DEFAULT_FOLDS = 5
 MIN_BOARDS_PER_FOLD_TRAINING = 4  # a reference and a per-position model from fewer boards mean little
@@ -55,7 +56,20 @@ def fold_registration(boards: Sequence[np.ndarray], registration: Registration) 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             reference = np.median(np.stack([aligned for _, _, aligned in placed]), axis=0).astype(np.uint8)
-    return Registration(registration.spec, reference, registration.surround)
+    groups = registration.groups
+    if groups is not None:  # each group's reference again, from the fold's boards of that group
+        normalised: dict[int, list[np.ndarray]] = {}
+        for board, _, _ in placed:
+            record: dict = {}
+            try:
+                board_normalised = registration.apply(board, residual=False, record=record)
+            except RegistrationError:
+                continue
+            normalised.setdefault(int(record["group"]), []).append(board_normalised)
+        references = np.stack([np.median(np.stack(normalised[g]), axis=0).astype(np.uint8)
+                               if len(normalised.get(g, [])) >= 2 else groups.references[g] for g in range(groups.count)])
+        groups = replace(groups, references=references)
+    return Registration(registration.spec, reference, registration.surround, groups)
 
 
 def _analyse(engine: Inspector, boards: Sequence[np.ndarray]) -> list[Analysis]:
@@ -86,9 +100,8 @@ def out_of_fold_analyses(engine: Inspector, boards: Sequence[np.ndarray], atlas_
                                 registration=fold_registration(inside, engine.registration), roi=engine.roi)
         fold_engine.network = engine.network
         if atlas_settings is not None:
-            fold_engine.atlas = fit_atlas([a.smoothed for a in _analyse(fold_engine, inside)],
-                                          quantile=float(atlas_settings["quantile"]),
-                                          dilate_px=int(atlas_settings["dilate_px"]))
+            fold_engine.atlas = atlas_of_groups(_analyse(fold_engine, inside), atlas_settings,
+                                                group_count(engine.registration))
         for board in held:
             try:
                 analyses += fold_engine.analyse([board])

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from inspector import __version__
+from inspector.bundle.files import NETWORK_FIGURE_FILE
 from inspector.quality.cpu import cpu_features, describe
 from training.checkpoint import Checkpoint
 from training.fixture import model_card_lines
@@ -35,6 +36,43 @@ def loss_plot(history: Sequence[Mapping[str, Any]], path: Path) -> None:
     axis.set_yscale("log")
     axis.legend()
     axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def network_figure(engine: Any, board: np.ndarray, path: Path) -> None:
+    """What the network adds on one held-back good board of a fixtured design, for people: the board as
+    the network sees it (aligned, light-normalised), its difference from the reference (what the plain
+    reference comparison judges), what the network redrew of that difference, and the error left (what
+    is judged instead). Same colour scale for the three differences."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from inspector.core.preprocess import to_channels
+    from inspector.core.scoring import error_map
+
+    prepared = engine.prepare([board])[0]
+    height, width = prepared.working
+    expected = engine.expectation(prepared.tensor)[:, :height, :width]
+    tensor = prepared.tensor[:, :height, :width]
+    reconstruction = engine.run_model(prepared.tensor[None])[0][0][:, :height, :width]
+    difference = np.abs(tensor - expected).max(axis=0)
+    redrawn = np.abs(reconstruction - expected).max(axis=0)
+    left = np.sqrt(error_map(np.ascontiguousarray(tensor), np.ascontiguousarray(reconstruction), engine.scoring))
+    aligned = engine.registration.apply(to_channels(board, engine.spec.channels), residual=False)
+    top = float(np.quantile(difference, 0.999)) or 1.0
+    figure, axes = plt.subplots(1, 4, figsize=(16, 4.4), dpi=90)
+    panels = [(aligned[..., ::-1] if aligned.ndim == 3 else aligned, "board (aligned, light-normalised)", None),
+              (difference, "difference from the reference\n(what the reference comparison judges)", top),
+              (redrawn, "what the network redrew of it\n(good variation it expects here)", top),
+              (left, "error left (what is judged)", top)]
+    for axis, (image, title, scale) in zip(axes, panels):
+        axis.imshow(image, cmap=None if scale is None else "inferno", vmin=0, vmax=scale)
+        axis.set_title(title, fontsize=10)
+        axis.axis("off")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -168,8 +206,8 @@ def _gain_lines(metrics: dict[str, Any]) -> list[str]:
     if not gain:
         return []
     return [f"- What the network adds: {gain['sentence']} (error tail {gain['reference_tail']:.3g} -> "
-            f"{gain['network_tail']:.3g}); `inspector evaluate --no-network` measures the reference comparison "
-            "with its own per-position model and lines"]
+            f"{gain['network_tail']:.3g}; {NETWORK_FIGURE_FILE} shows one board); `inspector evaluate --no-network` "
+            "measures the reference comparison with its own per-position model and lines"]
 
 
 def model_card(checkpoint: Checkpoint, metrics: dict[str, Any], calibration: dict[str, Any],

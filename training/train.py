@@ -7,7 +7,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -79,13 +79,14 @@ def crop_order(boards: int, config: TrainConfig, rng: np.random.Generator) -> np
 def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop: int,
             epoch: int, registered: bool = False, registration: Registration | None = None,
             hard_crops: HardCropSampler | None = None,
-            reference_input: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            reference_input: bool = False, groups: Sequence[int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(input, target) batches of random augmented crops; seeded per epoch so resume is repeatable.
     `registered`: the boards are already aligned, so augmentation moves them only by what registration
     leaves. `registration` in residual mode: each augmented board window becomes its difference from
     the same window of the reference (the camera's variation acts on the board, not on the difference).
     `hard_crops`: a share of the crops goes where the model last redrew its training boards worst.
-    `reference_input` (residual mode): each input crop carries the reference's crop as extra channels."""
+    `reference_input` (residual mode): each input crop carries the reference's crop as extra channels.
+    `groups`: each training board's group of good boards, whose reference its difference is taken from."""
     rng = np.random.default_rng([config.seed, epoch])
     augment_config = config
     if registered:
@@ -101,7 +102,8 @@ def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop:
             if registration is not None:
                 y, x = window_origin(images.train[index], side, rng)
                 board = augment(image=images.train[index][y:y + side, x:x + side])["image"]
-                window = registration.residual_of(board, registration.reference[y:y + side, x:x + side])
+                group = groups[index] if groups is not None else 0  # its group's reference (core/groups.py)
+                window = registration.residual_of(board, registration.reference_for(group)[y:y + side, x:x + side])
                 target = to_model_crop(window, crop, spec)
                 if reference_input:
                     reference_crop = to_model_crop(registration.reference[y:y + side, x:x + side], crop, spec)
@@ -194,11 +196,15 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     residual = registration if registration is not None and registration.spec.residual else None
     config, fixture["crops"] = choose_crops(config, registered=registration is not None, residual=residual is not None)
     views_for(config.views, config.view_kind, 2**config.depth)
+    train_groups: list[int] | None = None
     if registration is not None:
         # The model learns (and validates on) boards as the runtime hands them over: aligned to the
         # reference and light-normalised; calibration gets the raw boards, the engine aligns them.
         # (In residual mode the training boards stop before the subtraction: see `batches`.)
-        images.train = [registration.apply(image, residual=False) for image in images.train]
+        records: list[dict] = [{} for _ in images.train]
+        images.train = [registration.apply(image, residual=False, record=record)
+                        for image, record in zip(images.train, records)]
+        train_groups = [int(record.get("group", 0)) for record in records]
         images.holdout = [registration.apply(image) for image in images.holdout]
     stride = 2**config.depth
     # Residual boards (board - reference + 128) are standardised: their good variation spans a few grey
@@ -283,7 +289,7 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
             hard_crops.refresh(model, device, epoch)
             state["hard_crops"] = hard_crops.log  # saved with the epoch's checkpoint
         return batches(images, config, spec, crop, epoch, registered=registration is not None, registration=residual,
-                       hard_crops=hard_crops, reference_input=reference_input)
+                       hard_crops=hard_crops, reference_input=reference_input, groups=train_groups)
 
     average = None
     if config.weight_average_decay > 0:

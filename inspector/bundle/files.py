@@ -8,6 +8,8 @@ Layout (file names are constants here so that writer and reader cannot disagree)
     config.json       the full resolved training config
     metrics.json      training/validation figures
     loss.png          the loss curve
+    network.png       one fixtured design: a held-back board, its difference from the reference, what the
+                      network redrew of it and the error left
     MODEL_CARD.md     data, date, settings, validation figures, for people
     selftest.npz      two held-back boards and the maps export computed on them (inspector/core/selftest.py)
     registration.json registration + light normalisation settings (inspector/core/registration.py); only
@@ -15,6 +17,7 @@ Layout (file names are constants here so that writer and reader cannot disagree)
     reference.png     the reference board every board is aligned to (median of aligned good boards)
     atlas.npz         the per-position model of good variation (inspector/core/atlas.py), optional
     roi.png           the inspection area (255 = inspected), reference frame, optional
+    groups.npz        groups of good boards (lighting set-ups) with a reference each, optional (registration)
     reference_comparison.json  thresholds of the same pipeline with the network's output replaced by the
                       board's good expectation (`--no-network`), set at export like calibration.json
     reference_atlas.npz  the per-position model fitted on those maps (bundles with an atlas)
@@ -40,6 +43,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 LOSS_PLOT_FILE = "loss.png"
+NETWORK_FIGURE_FILE = "network.png"  # fixtured designs: board, difference, what the network redrew, error left
 MODEL_CARD_FILE = "MODEL_CARD.md"
 MANIFEST_FILE = "manifest.json"
 SELFTEST_FILE = "selftest.npz"
@@ -48,6 +52,7 @@ REFERENCE_FILE = "reference.png"
 ATLAS_FILE = "atlas.npz"
 ROI_FILE = "roi.png"
 SURROUND_FILE = "surround.npz"  # masks of the surround around/over the board (registration)
+GROUPS_FILE = "groups.npz"  # groups of good boards (lighting set-ups) and their references (registration)
 REFERENCE_CALIBRATION_FILE = "reference_comparison.json"  # `--no-network`: its thresholds...
 REFERENCE_ATLAS_FILE = "reference_atlas.npz"  # ...and its per-position model
 

@@ -24,6 +24,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,8 +36,10 @@ MAX_MAPS = 64  # maps used for the fit (the quantile settles long before; bounds
 
 @dataclass
 class Atlas:
-    level: np.ndarray  # float32 HxW, working resolution, reference frame
-    floor: float
+    # float32 HxW, working resolution, reference frame; GxHxW with groups of good boards (inspector/core/groups.py),
+    # one level (and floor) per group
+    level: np.ndarray
+    floor: float | np.ndarray
     quantile: float
     dilate_px: int
     boards: int
@@ -44,20 +47,38 @@ class Atlas:
 
     def __post_init__(self) -> None:
         self.level = np.ascontiguousarray(self.level, dtype=np.float32)
-        self._divisor = (np.float32(self.strength) * self.level + np.float32(self.floor)).astype(np.float32)
-        self._inverse = (1.0 / self._divisor).astype(np.float32)
+        levels = self.level if self.level.ndim == 3 else self.level[None]
+        floors = np.broadcast_to(np.asarray(self.floor, np.float32).reshape(-1), (len(levels),))
+        self._inverses = [(1.0 / (np.float32(self.strength) * level + floor)).astype(np.float32)
+                          for level, floor in zip(levels, floors)]
 
-    def judge(self, smoothed: np.ndarray) -> np.ndarray:
-        """A board's smoothed error map divided by what good boards show at each position."""
-        if smoothed.shape != self.level.shape:
+    @property
+    def groups(self) -> int:
+        return len(self._inverses)
+
+    def judge(self, smoothed: np.ndarray, group: int = 0) -> np.ndarray:
+        """A board's smoothed error map divided by what good boards (of its group) show at each position."""
+        inverse = self._inverses[group if 0 <= group < len(self._inverses) else 0]
+        if smoothed.shape != inverse.shape:
             raise InspectorError(f"error map {smoothed.shape[1]}x{smoothed.shape[0]} does not match the per-position "
-                                 f"model of good boards ({self.level.shape[1]}x{self.level.shape[0]})")
-        return cv2.multiply(smoothed, self._inverse)
+                                 f"model of good boards ({inverse.shape[1]}x{inverse.shape[0]})")
+        return cv2.multiply(smoothed, inverse)
+
+    @classmethod
+    def of_groups(cls, atlases: Sequence[Atlas]) -> Atlas:
+        """One atlas holding each group's level and floor (same settings)."""
+        first = atlases[0]
+        if len(atlases) == 1:
+            return first
+        return cls(level=np.stack([a.level for a in atlases]), floor=np.array([float(a.floor) for a in atlases], np.float32),
+                   quantile=first.quantile, dilate_px=first.dilate_px, boards=sum(a.boards for a in atlases),
+                   strength=first.strength)
 
     # ------------------------------------------------------------------ files
     def save(self, path: Path) -> None:
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, level=self.level, floor=np.float32(self.floor), quantile=np.float32(self.quantile),
+        np.savez_compressed(buffer, level=self.level, floor=np.asarray(self.floor, np.float32),
+                            quantile=np.float32(self.quantile),
                             dilate_px=np.int32(self.dilate_px), boards=np.int32(self.boards),
                             strength=np.float32(self.strength))
         Path(path).write_bytes(buffer.getvalue())
@@ -66,16 +87,25 @@ class Atlas:
     def load(cls, path: Path) -> Atlas:
         try:
             with np.load(path, allow_pickle=False) as data:
-                return cls(level=data["level"], floor=float(data["floor"]), quantile=float(data["quantile"]),
+                floor = np.asarray(data["floor"], np.float32)
+                return cls(level=data["level"], floor=float(floor) if floor.ndim == 0 else floor,
+                           quantile=float(data["quantile"]),
                            dilate_px=int(data["dilate_px"]), boards=int(data["boards"]),
                            strength=float(data["strength"]) if "strength" in data else 1.0)
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise BundleError(f"{path}: unreadable per-position model ({exc})") from exc
 
-    def describe(self) -> dict[str, float]:
-        return {"boards": self.boards, "quantile": self.quantile, "dilate_px": self.dilate_px, "floor": self.floor,
-                "strength": self.strength,
-                "level_max_over_floor": float(self.level.max() / self.floor)}
+    def describe(self) -> dict[str, Any]:
+        floors = np.asarray(self.floor, np.float32).reshape(-1)
+        levels = self.level if self.level.ndim == 3 else self.level[None]
+        described: dict[str, Any] = {
+            "boards": self.boards, "quantile": self.quantile, "dilate_px": self.dilate_px,
+            "floor": float(floors[0]) if floors.size == 1 else [float(f) for f in floors], "strength": self.strength,
+            "level_max_over_floor": max(float(level.max() / floor) for level, floor in
+                                        zip(levels, np.broadcast_to(floors, (len(levels),))))}
+        if self.groups > 1:
+            described["groups"] = self.groups
+        return described
 
 
 def fit_atlas(maps: Sequence[np.ndarray], *, quantile: float = 0.9, dilate_px: int = 3,

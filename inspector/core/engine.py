@@ -21,6 +21,7 @@ from inspector.bundle.calibration import read_calibration
 from inspector.bundle.files import (
     ATLAS_FILE,
     CALIBRATION_FILE,
+    GROUPS_FILE,
     META_PREPROCESS,
     META_SCORING,
     MODEL_FILE,
@@ -39,6 +40,7 @@ from inspector.config import InspectConfig
 from inspector.core import scoring, selftest
 from inspector.core.atlas import Atlas
 from inspector.core.edges import EdgeAllowance
+from inspector.core.groups import LightGroups
 from inspector.core.interface import Analysis, PreparedBoard
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
 from inspector.core.registration import Registration, RegistrationError, RegistrationSpec, Surround
@@ -276,7 +278,8 @@ class Inspector:
 
         return self.registration.apply(to_channels(image, self.spec.channels))
 
-    def _judge(self, smoothed: np.ndarray, timing: dict[str, float], warp: np.ndarray | None = None) -> np.ndarray:
+    def _judge(self, smoothed: np.ndarray, timing: dict[str, float], warp: np.ndarray | None = None,
+               group: int = 0) -> np.ndarray:
         """The per-position model and the inspection area, applied to a smoothed map; on registered
         boards, the strip alignment had to make up at the border (the camera did not see it) is cleared."""
         if self.atlas is None and self.roi is None and warp is None:
@@ -288,7 +291,7 @@ class Inspector:
                 seen = cv2.resize(seen, (smoothed.shape[1], smoothed.shape[0]), interpolation=cv2.INTER_NEAREST)
             smoothed = cv2.multiply(smoothed, seen)
         if self.atlas is not None:
-            smoothed = self.atlas.judge(smoothed)
+            smoothed = self.atlas.judge(smoothed, group)
         if self.roi is not None:
             smoothed = cv2.multiply(smoothed, self._roi_at(smoothed.shape))
         timing["atlas"] = (time.perf_counter() - start) * 1e3
@@ -345,7 +348,8 @@ class Inspector:
             padded, working = pad_to_multiple(tensor, self.spec.pad_multiple)
             fixture_ms = timing.get("register", 0.0) + timing.get("photometric", 0.0)
             timing["preprocess"] = (time.perf_counter() - start) * 1e3 - fixture_ms
-            prepared.append(PreparedBoard(image.shape[:2], padded, working, timing, record.get("warp")))
+            prepared.append(PreparedBoard(image.shape[:2], padded, working, timing, record.get("warp"),
+                                          int(record.get("group", 0))))
         return prepared
 
     def analyse_prepared(self, boards: Sequence[PreparedBoard]) -> list[Analysis]:
@@ -380,9 +384,9 @@ class Inspector:
                 raw = np.ascontiguousarray(error[0, :height, :width])
             else:
                 raw = scoring.error_map(board.tensor[:, :height, :width], np.ascontiguousarray(recon), self.scoring)
-            smoothed = self._judge(scoring.smooth(raw, self.scoring.smooth_sigma), board.timings, board.warp)
+            smoothed = self._judge(scoring.smooth(raw, self.scoring.smooth_sigma), board.timings, board.warp, board.group)
             board.timings["postprocess"] = (time.perf_counter() - start) * 1e3
-            analyses.append(Analysis(board.input_shape, smoothed, recon, board.timings, board.warp))
+            analyses.append(Analysis(board.input_shape, smoothed, recon, board.timings, board.warp, board.group))
         return analyses
 
     @property
@@ -481,11 +485,14 @@ def load_fixture(bundle: Path, manifest: dict[str, Any]
         if reference is None:
             raise BundleError(f"{bundle / REFERENCE_FILE}: unreadable reference board")
         try:
-            surround = None
+            surround = groups = None
             if SURROUND_FILE in listed:
                 verify_bundle(bundle, files=(SURROUND_FILE,))
                 surround = Surround.load(bundle / SURROUND_FILE)
-            registration = Registration(spec, reference, surround)
+            if GROUPS_FILE in listed:
+                verify_bundle(bundle, files=(GROUPS_FILE,))
+                groups = LightGroups.load(bundle / GROUPS_FILE)
+            registration = Registration(spec, reference, surround, groups)
         except ConfigError as exc:
             raise BundleError(f"{bundle}: {exc}") from exc
     if ATLAS_FILE in listed:

@@ -31,6 +31,7 @@ class Analysis:
     # Registered boards: 2x3 warp from reference coordinates to the board's own (input pixels); the
     # maps above are in the reference frame, the anomaly map is moved back onto the board.
     warp: np.ndarray | None = None
+    group: int = 0  # the group of good boards it was judged against (inspector/core/groups.py)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class PreparedBoard:
     working: tuple[int, int]  # height, width of the board inside `tensor`
     timings: dict[str, float]
     warp: np.ndarray | None = None  # as in Analysis
+    group: int = 0  # as in Analysis
 
 
 class Engine(Protocol):

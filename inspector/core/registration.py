@@ -36,6 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.core.groups import LightGroups, choose_groups, fit_groups, light_feature
 from inspector.errors import ConfigError, InspectorError
 
 BLANK_STD = 2.0  # grey levels: a reduced board flatter than this has nothing to align
@@ -204,9 +205,11 @@ class Surround:
 class Registration:
     """A reference board and the rules to align and normalise boards onto it."""
 
-    def __init__(self, spec: RegistrationSpec, reference: np.ndarray, surround: Surround | None = None) -> None:
+    def __init__(self, spec: RegistrationSpec, reference: np.ndarray, surround: Surround | None = None,
+                 groups: LightGroups | None = None) -> None:
         """`surround`: what the camera sees of the surround (never judged), or None (nothing found on
-        the training boards, or bundles from before it existed)."""
+        the training boards, or bundles from before it existed). `groups`: the ways good boards look
+        (lighting set-ups; inspector/core/groups.py), each with its own reference for the difference."""
         if reference.dtype != np.uint8 or reference.ndim not in (2, 3):
             raise ConfigError(f"the reference board must be a uint8 image, got {reference.dtype} {reference.shape}")
         if surround is not None:
@@ -214,9 +217,13 @@ class Registration:
                 if mask.dtype != np.uint8 or mask.shape != reference.shape[:2]:
                     raise ConfigError(f"the surround's {name} mask must be a uint8 image of the reference's size "
                                       f"{reference.shape[1]}x{reference.shape[0]}, got {mask.dtype} {mask.shape}")
+        if groups is not None and groups.references.shape[1:] != reference.shape:
+            raise ConfigError(f"the groups' references {groups.references.shape[1:]} differ from the reference "
+                              f"{reference.shape}")
         self.spec = spec
         self.reference = reference
         self.surround = surround
+        self.groups = groups
         self.height, self.width = reference.shape[:2]
         self.channels = 1 if reference.ndim == 2 else 3
         self.factor = min(1.0, spec.work_side / max(self.height, self.width))
@@ -437,6 +444,28 @@ class Registration:
         return cv2.divide(shifted, field_full, dtype=cv2.CV_8U)
 
     # ------------------------------------------------------------------ the step
+    def reference_for(self, group: int) -> np.ndarray:
+        """The reference a board of `group` is compared with (the one reference without groups)."""
+        return self.groups.references[group] if self.groups is not None and group >= 0 else self.reference
+
+    def group_of(self, aligned: np.ndarray) -> int:
+        """The group of good boards an aligned (not yet light-normalised) board belongs to: 0 without groups;
+        RegistrationError when it fits none (lit unlike every group seen in training)."""
+        if self.groups is None:
+            return 0
+        feature = light_feature(aligned, self.reference)
+        group, distance = self.groups.group_of(feature)
+        if group < 0:
+            nearest = int(np.argmin(self.groups.distances(feature)))
+            seen, centre = (", ".join(f"{v:+.3f}" for v in values) for values in (feature, self.groups.centres[nearest]))
+            raise RegistrationError(
+                f"the board is lit unlike every group of good boards seen in training ({self.groups.count} lighting "
+                f"set-ups): {distance:.1f} spreads from the nearest, whose boards lie within "
+                f"{float(self.groups.radii[nearest]):.1f} (white balance / exposure "
+                f"{seen} against {centre}):"
+                " a new lamp or camera setting needs boards of its own in training")
+        return group
+
     def residual_of(self, board: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
         """What the model sees in residual mode: board - reference + 128 (uint8, saturated)."""
         return cv2.addWeighted(board, 1.0, self.reference if reference is None else reference, -1.0, 128.0)
@@ -455,6 +484,10 @@ class Registration:
             surround = self.surround_on_reference(full)
             if record is not None:
                 record["warp"], record["alignment"] = full, alignment
+        group = self.group_of(out)
+        if record is not None:
+            record["group"] = group
+        reference = self.reference_for(group)
         middle = time.perf_counter()
         if self.spec.photometric:
             out = self.normalise_light(out)
@@ -462,9 +495,9 @@ class Registration:
             # The surround is no board: the model sees the reference there (no difference), so a clamp
             # or a glare that sits elsewhere on each board cannot spread error onto the board beside it.
             out = out.copy() if out is image else out
-            cv2.copyTo(self.reference, surround, out)
+            cv2.copyTo(reference, surround, out)
         if self.spec.residual if residual is None else residual:
-            out = self.residual_of(out)
+            out = self.residual_of(out, reference)
         if timings is not None:
             timings["register"] = timings.get("register", 0.0) + (middle - start) * 1e3
             timings["photometric"] = timings.get("photometric", 0.0) + (time.perf_counter() - middle) * 1e3
@@ -578,6 +611,26 @@ def reference_without_surround(placed: Sequence[tuple[np.ndarray, np.ndarray, np
     return reference, Surround(camera=camera, hidden=hidden_everywhere.astype(np.uint8) * np.uint8(255))
 
 
+def _with_groups(registration: Registration, boards: Sequence[np.ndarray]) -> tuple[Registration, str]:
+    """The registration with groups of good boards when the boards fall into clearly separated groups
+    (inspector/core/groups.py), and why."""
+    features, normalised = [], []
+    for board in boards:
+        try:
+            full, _ = registration.locate(board)
+        except RegistrationError:
+            continue
+        features.append(light_feature(registration.warp(board, full), registration.reference))
+        normalised.append(registration.apply(board, residual=False))
+    if len(features) < 2:
+        return registration, "one group: too few boards align"
+    labels, reason = choose_groups(np.stack(features))
+    if labels is None:
+        return registration, reason
+    groups = fit_groups(np.stack(features), labels, normalised)
+    return Registration(registration.spec, registration.reference, registration.surround, groups), reason
+
+
 def fixture_report(alignments: Sequence[Alignment]) -> dict[str, float]:
     correlations = np.array([a.correlation for a in alignments])
     shifts = np.array([math.hypot(a.dx, a.dy) for a in alignments])
@@ -635,6 +688,10 @@ def decide(images: Sequence[np.ndarray], setting: str, photometric: str = "auto"
         residual=residual, edge_px=int(math.ceil(report["shift_px_max"])),
         outlier_blob_share=round(max(OUTLIER_SHARE_MIN, OUTLIER_SHARE_MARGIN * report["outlier_share_max"]), 5),
         stats=report)
-    return Registration(spec, reference, surround), {"registration": "on", "reason": (
+    registration = Registration(spec, reference, surround)
+    groups_reason = "boards compared with the one reference (no difference from it expected)"
+    if residual:  # the group's reference is what a board's difference is taken from
+        registration, groups_reason = _with_groups(registration, sample)
+    return registration, {"registration": "on", "groups": groups_reason, "reason": (
         f"good boards are one fixtured design (median correlation {report['correlation_median']:.2f} onto "
         f"their median)") if setting == "auto" else "turned on in the training settings", "fit": report}

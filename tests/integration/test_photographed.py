@@ -126,9 +126,11 @@ def test_no_network_is_the_plain_reference_comparison(station_bundle: tuple[Path
     smoothed = engine.analyse([board])[0].smoothed
     # by hand: the aligned, light-normalised board minus the reference, per channel, worst channel, squared
     assert engine.registration is not None
-    aligned = engine.registration.apply(to_channels(board, engine.spec.channels), residual=False)
+    record: dict = {}
+    aligned = engine.registration.apply(to_channels(board, engine.spec.channels), residual=False, record=record)
+    reference = engine.registration.reference_for(record["group"])  # its lighting set-up's (core/groups.py)
     # board - reference + 128 is saturated in 8 bits, as the network's input is
-    residual = np.clip(aligned.astype(np.int16) - engine.registration.reference.astype(np.int16) + 128, 0, 255)
+    residual = np.clip(aligned.astype(np.int16) - reference.astype(np.int16) + 128, 0, 255)
     difference = np.abs(preprocess(residual.astype(np.uint8), engine.spec)
                         - preprocess(np.full_like(aligned, 128), engine.spec)).max(axis=0)
     expected = scoring.smooth(difference * difference, engine.scoring.smooth_sigma)
