@@ -64,7 +64,7 @@ def network_figure(engine: Any, board: np.ndarray, path: Path) -> None:
     left = np.sqrt(error_map(np.ascontiguousarray(tensor), np.ascontiguousarray(reconstruction), engine.scoring))
     aligned = engine.registration.apply(to_channels(board, engine.spec.channels), residual=False)
     top = float(np.quantile(difference, 0.999)) or 1.0
-    figure, axes = plt.subplots(1, 4, figsize=(16, 4.4), dpi=90)
+    figure, axes = plt.subplots(1, 4, figsize=(16, 4.9), dpi=70)
     panels = [(aligned[..., ::-1] if aligned.ndim == 3 else aligned, "board (aligned, light-normalised)", None),
               (difference, "difference from the reference\n(what the reference comparison judges)", top),
               (redrawn, "what the network redrew of it\n(good variation it expects here)", top),

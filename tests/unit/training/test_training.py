@@ -283,3 +283,12 @@ def test_the_averaged_weights_are_judged_and_exported_and_resume_carries_on(samp
     assert resumed["weight_average"]["steps"] == 3 * steps_per_epoch  # counted on, not restarted
     card = (tmp_path / "resumed" / "MODEL_CARD.md").read_text()
     assert f"moving average of the training steps' weights (decay 0.99, {3 * steps_per_epoch} steps)" in card
+
+
+def test_no_epoch_inside_the_warm_up_is_the_best(sample_root: Path, tmp_path: Path) -> None:
+    """The exported weights are never those of the first epochs, however good their validation looked."""
+    metrics = train_bundle(sample_root, tmp_path / "warm", quick_config(epochs=6, warmup_fraction=0.5,
+                                                                         early_stopping_patience=100))
+    assert metrics["best_epoch"] >= 4
+    saved = load_checkpoint(tmp_path / "warm" / CHECKPOINT_FILE)
+    assert saved["best_epoch"] == metrics["best_epoch"]
