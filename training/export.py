@@ -173,11 +173,13 @@ def _replace_dir(temp: Path, out: Path) -> None:
         temp.rename(out)
 
 
-def _quantize(model_path: Path, tensors: list[np.ndarray], scheme: str) -> dict[str, Any]:
+def _quantize(model_path: Path, tensors: list[np.ndarray], scheme: str, pixel_std: float = 1.0) -> dict[str, Any]:
     """Replace the float32 graph at `model_path` by its INT8 version when the two agree on good boards.
 
     Runs after the torch parity check (which proves the float32 graph) and before calibration, so the
-    thresholds are set on the graph the line will run.
+    thresholds are set on the graph the line will run. The agreement is judged in [0, 1] pixel units:
+    `pixel_std` is the preprocessing's std (a standardised board difference is 20x its pixel units, and
+    its 0.0029 of a pixel's range was refused as 0.058 before that was taken into account).
     """
     float_path = model_path.with_name("float32-" + model_path.name)
     model_path.rename(float_path)
@@ -188,12 +190,14 @@ def _quantize(model_path: Path, tensors: list[np.ndarray], scheme: str) -> dict[
         model_path.unlink(missing_ok=True)
         float_path.rename(model_path)
         return {"precision": "float32", "scheme": scheme, "refused": f"INT8 quantisation failed: {exc}"}
+    figures["reconstruction_mean_abs_diff"] *= pixel_std  # in [0, 1] pixel units
+    figures["reconstruction_max_abs_diff"] *= pixel_std
     if figures["reconstruction_mean_abs_diff"] > MAX_MEAN_ABS_DIFF:
         model_path.unlink()
         float_path.rename(model_path)
         return {"precision": "float32", "scheme": scheme, **figures,
                 "refused": f"INT8 reconstructions differ from float32 by {figures['reconstruction_mean_abs_diff']:.4f} "
-                           f"on good boards (> {MAX_MEAN_ABS_DIFF})"}
+                           f"of the pixel range on good boards (> {MAX_MEAN_ABS_DIFF})"}
     float_path.unlink()
     return {"precision": "int8", "scheme": scheme, "range_boards": min(len(tensors), CALIBRATION_TENSORS),
             "exported_on": describe(cpu_features()), **figures}
@@ -294,7 +298,7 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
             scheme = config.get("int8_scheme", "u8s8")
             quantisation = _quantize(temp / MODEL_FILE, [pad_to_multiple(prepare_board(image, spec, registration),
                                                                          spec.pad_multiple)[0] for image in boards],
-                                     scheme)
+                                     scheme, pixel_std=spec.std)
 
         # One session on the graph that ships: calibration and the self-test's record see the same maps.
         engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"), registration=registration,

@@ -57,7 +57,10 @@ def fold_registration(boards: Sequence[np.ndarray], registration: Registration) 
             warnings.simplefilter("ignore", RuntimeWarning)
             reference = np.median(np.stack([aligned for _, _, aligned in placed]), axis=0).astype(np.uint8)
     groups = registration.groups
-    if groups is not None:  # each group's reference again, from the fold's boards of that group
+    if groups is not None and all(np.array_equal(r, registration.reference) for r in groups.references):
+        # the difference is taken from the one reference in every group (training/fixture.py): so here too
+        groups = replace(groups, references=np.stack([reference] * groups.count))
+    elif groups is not None:  # each group's reference again, from the fold's boards of that group
         normalised: dict[int, list[np.ndarray]] = {}
         for board, _, _ in placed:
             record: dict = {}
