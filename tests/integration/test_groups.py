@@ -106,3 +106,24 @@ def test_groups_travel_in_the_bundle_with_a_per_position_model_each(two_setups: 
     groups = {analysis.group for analysis in engine.analyse([new_a, new_b])}
     assert groups == {0, 1}
     assert "Groups of good boards: 2 groups" in (bundle / "MODEL_CARD.md").read_text()
+
+
+def test_out_of_fold_references_follow_the_bundle_s_rule(two_setups: Path) -> None:
+    """A fold rebuilds what the bundle compares boards with: each group's own reference, or (when the
+    network sees the one reference beside the difference) the one reference in every group."""
+    from dataclasses import replace
+
+    from inspector.core.registration import Registration
+    from training.folds import fold_registration
+
+    training = [cv2.imread(str(p)) for p in sorted((two_setups / "train" / "good").iterdir())]
+    registration, _ = decide(training, "auto", residual=True)
+    assert registration is not None and registration.groups is not None
+    own = fold_registration(training[:30], registration)
+    assert own.groups is not None and not np.array_equal(own.groups.references[0], own.groups.references[1])
+    one = Registration(registration.spec, registration.reference, registration.surround,
+                       replace(registration.groups, references=np.stack([registration.reference] * 2)))
+    folded = fold_registration(training[:30], one)
+    assert folded.groups is not None
+    assert all(np.array_equal(reference, folded.reference) for reference in folded.groups.references)
+    assert not np.array_equal(folded.reference, registration.reference)  # rebuilt from the fold's boards
