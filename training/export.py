@@ -46,7 +46,7 @@ from inspector.bundle.files import (
 from inspector.bundle.tensors import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME
 from inspector.config import InspectConfig
 from inspector.core import selftest
-from inspector.core.calibration import calibrate_analyses
+from inspector.core.calibration import analyse_in_batches, calibrate_analyses
 from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
@@ -243,8 +243,7 @@ def _judge_and_calibrate(engine: Inspector, checkpoint: Checkpoint, atlas_images
     if engine.registration is not None:
         regions_per_board = None
         region_rate = config.get("registered_region_false_alarm_rate", region_rate)
-    analyses = [analysis for start in range(0, len(calibration_images), 4)
-                for analysis in engine.analyse(calibration_images[start:start + 4])]
+    analyses = analyse_in_batches(engine, calibration_images)
     folds = int(config.get("calibration_folds", 0))  # checkpoints from before out-of-fold lines: held-back only
     out_of_fold = []
     if folds >= 2 and engine.registration is not None and atlas_images:

@@ -21,12 +21,11 @@ import torch
 from inspector.bundle.files import GROUPS_FILE, REFERENCE_FILE, REGISTRATION_FILE, ROI_FILE, SURROUND_FILE
 from inspector.config import TrainConfig
 from inspector.core.atlas import Atlas, fit_atlas
+from inspector.core.calibration import analyse_in_batches
 from inspector.core.groups import LightGroups
 from inspector.core.registration import Registration, RegistrationSpec, Surround, decide
 from inspector.errors import ConfigError
 from training.checkpoint import Checkpoint
-
-ATLAS_BATCH = 4
 
 
 def parse_roi(text: str, height: int, width: int) -> np.ndarray | None:
@@ -209,9 +208,7 @@ def write_fixture_files(checkpoint: Checkpoint, folder: Path) -> None:
 
 def fit_bundle_atlas(engine: Any, boards: Sequence[np.ndarray], checkpoint: Checkpoint, path: Path) -> Atlas:
     """Fit the atlas on good boards' maps computed by the runtime engine (no atlas on it yet), save it."""
-    analyses = []
-    for start in range(0, len(boards), ATLAS_BATCH):
-        analyses += engine.analyse(boards[start:start + ATLAS_BATCH])
+    analyses = analyse_in_batches(engine, boards, desc="per-position model")
     atlas = atlas_of_groups(analyses, checkpoint["fixture"]["atlas"], group_count(engine.registration))
     atlas.save(path)
     return atlas

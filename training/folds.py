@@ -23,6 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from inspector.config import InspectConfig
+from inspector.core.calibration import analyse_in_batches
 from inspector.core.engine import Inspector
 from inspector.core.interface import Analysis
 from inspector.core.registration import Registration, RegistrationError, reference_without_surround
@@ -30,7 +31,6 @@ from training.fixture import atlas_of_groups, group_count
 
 DEFAULT_FOLDS = 5
 MIN_BOARDS_PER_FOLD_TRAINING = 4  # a reference and a per-position model from fewer boards mean little
-BATCH = 4
 
 
 def fold_of(count: int, folds: int) -> np.ndarray:
@@ -75,12 +75,6 @@ def fold_registration(boards: Sequence[np.ndarray], registration: Registration) 
     return Registration(registration.spec, reference, registration.surround, groups)
 
 
-def _analyse(engine: Inspector, boards: Sequence[np.ndarray]) -> list[Analysis]:
-    analyses: list[Analysis] = []
-    for start in range(0, len(boards), BATCH):
-        analyses += engine.analyse(boards[start:start + BATCH])
-    return analyses
-
 
 def out_of_fold_analyses(engine: Inspector, boards: Sequence[np.ndarray], atlas_settings: dict | None,
                          folds: int = DEFAULT_FOLDS) -> list[Analysis]:
@@ -103,7 +97,7 @@ def out_of_fold_analyses(engine: Inspector, boards: Sequence[np.ndarray], atlas_
                                 registration=fold_registration(inside, engine.registration), roi=engine.roi)
         fold_engine.network = engine.network
         if atlas_settings is not None:
-            fold_engine.atlas = atlas_of_groups(_analyse(fold_engine, inside), atlas_settings,
+            fold_engine.atlas = atlas_of_groups(analyse_in_batches(fold_engine, inside, desc="out of fold"), atlas_settings,
                                                 group_count(engine.registration))
         for board in held:
             try:

@@ -135,6 +135,18 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
     return {f"q{q:g}": float(np.quantile(values, q)) for q in REPORTED_QUANTILES}
 
 
+def analyse_in_batches(engine: Analyser, images: Sequence[np.ndarray], batch_size: int = 4,
+                       desc: str = "calibrating") -> list[Analysis]:
+    """`engine.analyse` over good boards a few at a time (bounds the memory of their tensors), with progress."""
+    analyses: list[Analysis] = []
+    with tqdm(total=len(images), desc=desc, unit="img", leave=False) as progress:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            analyses.extend(engine.analyse(chunk))
+            progress.update(len(chunk))
+    return analyses
+
+
 def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_alarm_rate: float,
               region_false_alarm_rate: float | None = None, pixel_scale: float | None = None,
               batch_size: int = 4, edge_allowance: bool = True, false_regions_per_board: float | None = None,
@@ -151,12 +163,7 @@ def calibrate(engine: Analyser, images: Sequence[np.ndarray], *, target_false_al
     """
     if len(images) == 0:
         raise ConfigError("calibration needs at least one good image")
-    analyses = []
-    with tqdm(total=len(images), desc="calibrating", unit="img", leave=False) as progress:
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            analyses.extend(engine.analyse(chunk))
-            progress.update(len(chunk))
+    analyses = analyse_in_batches(engine, images, batch_size)
     return calibrate_analyses(engine, analyses, target_false_alarm_rate=target_false_alarm_rate,
                               region_false_alarm_rate=region_false_alarm_rate, pixel_scale=pixel_scale,
                               edge_allowance=edge_allowance, false_regions_per_board=false_regions_per_board,

@@ -42,7 +42,7 @@ from inspector.core.atlas import Atlas
 from inspector.core.edges import EdgeAllowance
 from inspector.core.groups import LightGroups
 from inspector.core.interface import Analysis, PreparedBoard
-from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board
+from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board, preprocess
 from inspector.core.registration import Registration, RegistrationError, RegistrationSpec, Surround
 from inspector.core.results import InspectionResult
 from inspector.core.session import open_session
@@ -88,16 +88,8 @@ class Inspector:
         self.config = config
         self.model_hash = model_hash
         self.source = source
-        self.calibration: dict[str, Any] | None = calibration
-        self.calibration_version = int(calibration["version"]) if calibration else 0
         self.threshold_source = "bundle"
-        self.image_threshold = float(calibration["image_threshold"]) if calibration else math.inf
-        self.pixel_threshold = float(calibration["pixel_threshold"]) if calibration else math.inf
-        self.pixel_scale = float(calibration["normaliser"]["pixel_scale"]) if calibration else 1.0
-        try:  # calibrations from before the edge allowance have none
-            self.edges = EdgeAllowance.from_record(calibration.get("edge_allowance")) if calibration else None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{source}: the calibration's edge allowance is unreadable ({exc})") from exc
+        self._set_calibration(calibration)
         self.graph_error = ERROR_OUTPUT in {output.name for output in session.get_outputs()}
         self._outputs = [OUTPUT_NAME, ERROR_OUTPUT] if self.graph_error else [OUTPUT_NAME]
         # False: the network's output is replaced by the board's good expectation (`use_network`).
@@ -120,8 +112,6 @@ class Inspector:
         self.expectation_kind_or_error()
         assert self.registration is not None
         if self._expected is None or self._expected.shape != tensor.shape:
-            from inspector.core.preprocess import preprocess
-
             reference = self.registration.reference
             board = (np.full(reference.shape, 128, np.uint8) if self.registration.spec.residual else reference)
             expected, _ = pad_to_multiple(preprocess(board, self.spec), self.spec.pad_multiple)
@@ -138,12 +128,19 @@ class Inspector:
             self.expectation_kind_or_error()
         self.network = on
         self.atlas = atlas
+        self._set_calibration(calibration)
+
+    def _set_calibration(self, calibration: dict[str, Any] | None) -> None:
+        """Thresholds, map scale and edge allowance of a calibration version (None: uncalibrated)."""
         self.calibration = calibration
         self.calibration_version = int(calibration["version"]) if calibration else 0
         self.image_threshold = float(calibration["image_threshold"]) if calibration else math.inf
         self.pixel_threshold = float(calibration["pixel_threshold"]) if calibration else math.inf
         self.pixel_scale = float(calibration["normaliser"]["pixel_scale"]) if calibration else 1.0
-        self.edges = EdgeAllowance.from_record(calibration.get("edge_allowance")) if calibration else None
+        try:  # calibrations from before the edge allowance have none
+            self.edges = EdgeAllowance.from_record(calibration.get("edge_allowance")) if calibration else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{self.source}: the calibration's edge allowance is unreadable ({exc})") from exc
 
     def expectation_kind_or_error(self) -> str:
         kind = self.expectation_kind

@@ -616,12 +616,12 @@ def _with_groups(registration: Registration, boards: Sequence[np.ndarray]) -> tu
     (inspector/core/groups.py), and why."""
     features, normalised = [], []
     for board in boards:
+        record: dict[str, Any] = {}
         try:
-            full, _ = registration.locate(board)
+            normalised.append(registration.apply(board, residual=False, record=record))
         except RegistrationError:
             continue
-        features.append(light_feature(registration.warp(board, full), registration.reference))
-        normalised.append(registration.apply(board, residual=False))
+        features.append(light_feature(registration.warp(board, record["warp"]), registration.reference))
     if len(features) < 2:
         return registration, "one group: too few boards align"
     labels, reason = choose_groups(np.stack(features))

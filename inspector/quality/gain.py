@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from inspector.core.calibration import analyse_in_batches
 from inspector.core.engine import Inspector
 
 TAIL_QUANTILE = 0.999
 # Below this ratio of the reference comparison's tail to the network's, the network is said not to
 # have learned: 10% is within what two trainings of one seed differ by on the sample boards.
 LEARNED_MIN_RATIO = 1.1
-BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,7 @@ def _raw_maps(engine: Inspector, boards: Sequence[np.ndarray]) -> list[np.ndarra
     """Each board's smoothed error map before the per-position model (0 outside the inspected area)."""
     atlas, engine.atlas = engine.atlas, None
     try:
-        maps: list[np.ndarray] = []
-        for start in range(0, len(boards), BATCH):
-            maps += [analysis.smoothed for analysis in engine.analyse(boards[start:start + BATCH])]
-        return maps
+        return [analysis.smoothed for analysis in analyse_in_batches(engine, boards, desc="network gain")]
     finally:
         engine.atlas = atlas
 
