@@ -171,6 +171,8 @@ def inspect(
     min_region_area: Optional[int] = typer.Option(None, "--min-region-area", min=1, help="Drop smaller regions."),
     no_network: bool = typer.Option(False, "--no-network", help="Replace the network's output by the board's good "
                                     "expectation (the reference comparison, fixtured designs only): the network's gain."),
+    db: Optional[str] = typer.Option(None, "--db", help="Judge as the runner of this store does: its newest learned "
+                                     "tolerance of the bundle's model applies (URL without a password, or data directory)."),
 ) -> None:
     """Inspect board images and write verdicts, overlays and heatmaps."""
     from inspector.config import InspectConfig
@@ -179,7 +181,7 @@ def inspect(
     cfg = InspectConfig(batch_size=batch)
     if min_region_area is not None:
         cfg.min_region_area = min_region_area
-    records = inspect_paths(model, paths, out, cfg, network=not no_network)
+    records = inspect_paths(model, paths, out, cfg, network=not no_network, tolerance_db=_store_url(db) if db else None)
     if fail_on_defect and any(record.get("verdict") == "fail" for record in records):
         raise typer.Exit(1)
 
@@ -191,12 +193,14 @@ def evaluate(
     out: Path = typer.Option(..., "--out", help="Output folder for metrics.json and plots."),
     no_network: bool = typer.Option(False, "--no-network", help="Replace the network's output by the board's good "
                                     "expectation (the reference comparison, fixtured designs only): the network's gain."),
+    db: Optional[str] = typer.Option(None, "--db", help="Judge as the runner of this store does: its newest learned "
+                                     "tolerance of the bundle's model applies (URL without a password, or data directory)."),
 ) -> None:
     """Measure detection quality (AUROC, AUPRO, region recall, false regions, F1) on labelled boards."""
     from inspector.config import InspectConfig
     from inspector.quality.evaluate import evaluate as run_evaluate
 
-    run_evaluate(model, data, out, InspectConfig(), network=not no_network)
+    run_evaluate(model, data, out, InspectConfig(), network=not no_network, tolerance_db=_store_url(db) if db else None)
 
 
 @app.command()
@@ -369,6 +373,142 @@ def users_remove(name: str = typer.Argument(..., help="Login name."), users: Pat
 def users_list(users: Path = USERS_FILE) -> None:
     """List users and roles."""
     _users("list", users)
+
+
+# ------------------------------------------------------------------------------ review and teaching
+STORE_HELP = ("The runner's results store: SQLAlchemy URL without a password (BOARD_INSPECTOR_DB_URL holds one) or "
+              "its data directory [default: BOARD_INSPECTOR_DB_URL].")
+REVIEW_USER = typer.Option(..., "--user", help="Who acts: a user of the users file (its role decides what it may do).")
+REVIEW_USERS = typer.Option(..., "--users", help="The dashboard's users file (names and roles).", **EXISTING_FILE)
+
+
+def _store_url(db: Optional[str]) -> str:
+    from inspector.config import RunnerConfig, has_secret, resolve_db_url
+
+    if db is not None and has_secret(db):
+        raise typer.BadParameter("a password in --db shows in `ps`: put the URL in BOARD_INSPECTOR_DB_URL",
+                                 param_hint="--db")
+    url = db if db is not None else resolve_db_url(RunnerConfig())
+    if not url:
+        raise typer.BadParameter("give the runner's store (URL or data directory), or set BOARD_INSPECTOR_DB_URL",
+                                 param_hint="--db")
+    return url
+
+
+def _open_store(db: Optional[str]) -> Any:
+    from inspector.store import Store
+
+    return Store.open(_store_url(db))
+
+
+review_app = typer.Typer(help="Review flagged boards from a script: the dashboard's Confirm and Dismiss, same "
+                         "role checks, same records.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("dismiss")
+def review_dismiss(ids: list[int] = typer.Argument(..., help="Inspection ids (the dashboard's board numbers)."),
+                   db: Optional[str] = typer.Option(None, "--db", help=STORE_HELP), user: str = REVIEW_USER,
+                   users: Path = REVIEW_USERS,
+                   comment: str = typer.Option("", "--comment", help="Kept with each review.")) -> None:
+    """Dismiss boards as false alarms (several at once: QA only, as on the dashboard)."""
+    from inspector.review.decisions import dismiss_false_alarm, dismiss_many
+    from inspector.review.roles import named_user
+
+    who = named_user(users, user)
+    with _open_store(db) as store:
+        made = (dismiss_many(store, who, ids, comment) if len(ids) > 1
+                else [dismiss_false_alarm(store, who, ids[0], comment)])
+    typer.echo(f"dismissed {len(made)} board(s) as false alarms: reviews {', '.join(map(str, made))}")
+
+
+@review_app.command("confirm")
+def review_confirm(inspection_id: int = typer.Argument(..., help="Inspection id (the dashboard's board number)."),
+                   defect_type: str = typer.Option(..., "--type", help="Defect type (as the dashboard lists them)."),
+                   db: Optional[str] = typer.Option(None, "--db", help=STORE_HELP), user: str = REVIEW_USER,
+                   users: Path = REVIEW_USERS,
+                   comment: str = typer.Option("", "--comment", help="Kept with the review.")) -> None:
+    """Confirm a board's defect."""
+    from inspector.review.decisions import confirm_defect
+    from inspector.review.roles import named_user
+
+    who = named_user(users, user)
+    with _open_store(db) as store:
+        made = confirm_defect(store, who, inspection_id, defect_type, comment)
+    typer.echo(f"board {inspection_id} confirmed as {defect_type}: review {made}")
+
+
+def _teach_config(config: Optional[Path]) -> Any:
+    from inspector.config import load_settings
+
+    return load_settings(config).teach
+
+
+@app.command()
+def learn(
+    model: Path = typer.Option(..., "--model", help="Model bundle directory (one fixtured design).", **EXISTING_DIR),
+    db: Optional[str] = typer.Option(None, "--db", help=STORE_HELP),
+    user: str = REVIEW_USER, users: Path = REVIEW_USERS,
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit trail)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Deployment settings TOML: its [teach] table.",
+                                          **EXISTING_FILE),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the lessons and the preview; store nothing."),
+    figure: Optional[Path] = typer.Option(None, "--figure", help="Also write the version's figure (PNG) here."),
+) -> None:
+    """Teach the station from the regions dismissed since the last version (QA): a new learned tolerance."""
+    from inspector.atomic import atomic_write_bytes
+    from inspector.review.roles import named_user
+    from inspector.review.teach import learn as run_learn
+
+    who = named_user(users, user)
+    with _open_store(db) as store:
+        made, record = run_learn(model, store, who, reason, _teach_config(config), dry_run=dry_run)
+    typer.echo(made.describe())
+    if figure is not None:
+        atomic_write_bytes(figure, made.figure)
+    typer.echo("dry run: nothing stored" if record is None else
+               f"learned tolerance version {record.version} stored; runners apply it from their next board")
+
+
+tolerance_app = typer.Typer(help="The learned tolerance's versions: history and rollback.", no_args_is_help=True)
+app.add_typer(tolerance_app, name="tolerance")
+
+
+@tolerance_app.command("history")
+def tolerance_history(model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
+                      db: Optional[str] = typer.Option(None, "--db", help=STORE_HELP)) -> None:
+    """Every version: who, when, why, what it changed."""
+    from inspector.bundle.files import MODEL_FILE, sha256_file
+
+    model_hash = sha256_file(model / MODEL_FILE)
+    with _open_store(db) as store:
+        history = store.tolerance_history(model_hash)
+    if not history:
+        typer.echo(f"model {model_hash[:12]}: nothing learned (the bundle's own tolerance)")
+    for version in history:
+        summary = version.summary
+        typer.echo(f"v{version.version} {version.created_at:%Y-%m-%d %H:%M} {version.author}: {version.reason} | "
+                   f"{len(summary.get('lessons', []))} lessons, {len(summary.get('refusals', []))} refused, widened "
+                   f"{summary.get('widened_share', 0.0):.2%} | {summary.get('preview_text', '')}")
+
+
+@tolerance_app.command("rollback")
+def tolerance_rollback(version: int = typer.Argument(..., min=0, help="The version to bring back (0: nothing learned)."),
+                       model: Path = typer.Option(..., "--model", help="Model bundle directory.", **EXISTING_DIR),
+                       db: Optional[str] = typer.Option(None, "--db", help=STORE_HELP),
+                       user: str = REVIEW_USER, users: Path = REVIEW_USERS,
+                       reason: str = typer.Option(..., "--reason", help="Why (kept in the audit trail)."),
+                       config: Optional[Path] = typer.Option(None, "--config", help="Deployment settings TOML.",
+                                                             **EXISTING_FILE)) -> None:
+    """Bring an earlier version back as a new version (QA), after a preview on stored boards."""
+    from inspector.review.roles import named_user
+    from inspector.review.teach import rollback
+
+    who = named_user(users, user)
+    with _open_store(db) as store:
+        shown, record = rollback(model, store, who, version, reason, _teach_config(config))
+    typer.echo(f"preview: {shown.describe()}")
+    typer.echo(f"learned tolerance version {record.version} = version {version}; runners apply it from their next board")
 
 
 @app.command()

@@ -248,6 +248,34 @@ class DashboardConfig:
 
 
 @dataclass
+class TeachConfig:
+    """Learning from operators' dismissals (`inspector learn`, inspector/review/teach.py): how far a
+    dismissed false alarm may widen the per-position tolerance, and what is refused as a lesson."""
+
+    # At a dismissed region's pixels the tolerance becomes what the region showed over the region line
+    # times (1 + margin): the same false alarm seen a little stronger next time stays silent.
+    margin: float = 0.25
+    # ...and within this many working-resolution pixels around them (a glint or a leaning part lands a
+    # few pixels apart on the next board; alignment leaves a pixel or two).
+    spread_px: int = 6
+    # Never more than this multiple of the bundle's own tolerance anywhere: a region far above the line
+    # is not silenced by teaching (it still needs a person, or a retrained model).
+    ceiling: float = 4.0
+    # A dismissed region larger than this share of the inspected board is not a place but a set-up
+    # problem (light, focus, fixture): refused as a lesson, with that said.
+    max_region_share: float = 0.02
+    # Before a version is applied it is tried on the last this-many stored boards: false regions it
+    # removes, and confirmed defects it would have missed (any: refused).
+    preview_boards: int = 200
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.margin <= 2.0 and 0 <= self.spread_px <= 64 and 1.0 < self.ceiling <= 100.0
+                and 0.0 < self.max_region_share <= 1.0 and self.preview_boards >= 0):
+            raise ConfigError(f"teach settings out of range: margin [0, 2], spread_px [0, 64], ceiling (1, 100], "
+                              f"max_region_share (0, 1], preview_boards >= 0; got {self}")
+
+
+@dataclass
 class Settings:
     """A whole deployment's settings (the example config in deploy/ mirrors this)."""
 
@@ -256,6 +284,7 @@ class Settings:
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    teach: TeachConfig = field(default_factory=TeachConfig)
 
 
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:

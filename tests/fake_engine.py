@@ -26,6 +26,9 @@ class FakeEngine:
         self.inspected: list[float] = []  # the score of every image inspected, in order
         self.batches: list[int] = []
 
+    def set_tolerance(self, tolerance: object) -> None:
+        self.tolerance = tolerance  # the fake judges brightness, not positions: it only records what it got
+
     def set_image_threshold(self, value: float, version: int) -> None:
         self.image_threshold = float(value)
         self.calibration_version = int(version)

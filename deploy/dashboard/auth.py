@@ -24,14 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import tomllib
-
 from inspector.atomic import atomic_write
 from inspector.errors import ConfigError, InspectorError
 
-ROLES = ("operator", "qa")
-ROLE_QA = "qa"
-ROLE_OPERATOR = "operator"
+# The roles and their check live in the runtime, shared with `inspector review` and `inspector learn`.
+from inspector.review.roles import ROLE_OPERATOR as ROLE_OPERATOR
+from inspector.review.roles import ROLE_QA as ROLE_QA
+from inspector.review.roles import ROLES as ROLES
+from inspector.review.roles import AccessDenied as AccessDenied
+from inspector.review.roles import User, read_users_table
+from inspector.review.roles import require_role as require_role
 
 # scrypt cost at current guidance (OWASP: N=2^17, r=8, p=1): 128 MiB and ~0.3 s per check.
 SCRYPT_N = 2**17
@@ -47,20 +49,6 @@ _SCRYPT_SLOTS = threading.BoundedSemaphore(2)
 # The published demo logins (README, operator guide): a users file holding them is refused
 # unless `inspector demo` starts the dashboard.
 DEMO_PASSWORDS = {"operator": "demo-operator", "qa": "demo-qa"}
-
-
-class AccessDenied(InspectorError, PermissionError):
-    """The logged-in user's role does not allow the action (e.g. a threshold change without QA)."""
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    role: str
-
-    @property
-    def is_qa(self) -> bool:
-        return self.role == ROLE_QA
 
 
 def _b64(data: bytes) -> str:
@@ -145,27 +133,12 @@ class UsersFile:
 def load_users(path: str | Path) -> UsersFile:
     """Read and validate a users file; every problem is a ConfigError naming the file and user."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: users file not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot parse users file ({exc})") from exc
-    users = data.get("users")
-    if not isinstance(users, dict) or not users:
-        raise ConfigError(f"{path}: no [users.<name>] tables found")
+    users = read_users_table(path)
     hashes: dict[str, str] = {}
     roles: dict[str, str] = {}
     for name, entry in users.items():
         where = f"{path}: user {name!r}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a table with role and password")
-        unknown = sorted(set(entry) - {"role", "password"})
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        role = entry.get("role")
-        if role not in ROLES:
-            raise ConfigError(f"{where}: role must be one of {', '.join(ROLES)}, got {role!r}")
+        role = entry["role"]
         encoded = entry.get("password")
         if not isinstance(encoded, str):
             raise ConfigError(f"{where}: password hash missing")
@@ -200,17 +173,6 @@ def demo_logins_in(users: UsersFile) -> list[str]:
     """The user names in `users` that still have their published demo password."""
     return sorted(name for name, password in DEMO_PASSWORDS.items()
                   if name in users.hashes and verify_password(password, users.hashes[name]))
-
-
-def require_role(user: User | None, role: str, action: str) -> User:
-    """Raise AccessDenied unless `user` holds `role` (QA may do everything an operator may)."""
-    if user is None:
-        raise AccessDenied(f"{action}: login required")
-    if role == ROLE_OPERATOR and user.role in ROLES:
-        return user
-    if user.role != role:
-        raise AccessDenied(f"{action}: user {user.name!r} has role {user.role!r}, needs {role!r}")
-    return user
 
 
 class LoginThrottle:

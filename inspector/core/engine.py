@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,9 @@ from inspector.core.groups import LightGroups
 from inspector.core.interface import Analysis, PreparedBoard
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board, preprocess
 from inspector.core.registration import Registration, RegistrationError, RegistrationSpec, Surround
-from inspector.core.results import InspectionResult
+from inspector.core.results import InspectionResult, Region
 from inspector.core.session import open_session
+from inspector.core.tolerance import LearnedTolerance
 from inspector.errors import BundleError, ConfigError, InspectorError
 
 # Registered boards: error within this many px of where alignment made up the border is not judged
@@ -95,6 +97,8 @@ class Inspector:
         # False: the network's output is replaced by the board's good expectation (`use_network`).
         self.network = True
         self._expected: np.ndarray | None = None
+        # What QA taught the station from dismissed false alarms (None: nothing learned).
+        self.tolerance: LearnedTolerance | None = None
 
     # ---------------------------------------------------------------- the good expectation
     @property
@@ -210,6 +214,23 @@ class Inspector:
         self.image_threshold = float(value)
         self.calibration_version = int(version)
         self.threshold_source = "qa"
+
+    @property
+    def tolerance_version(self) -> int:
+        return self.tolerance.version if self.tolerance is not None else 0
+
+    def set_tolerance(self, tolerance: LearnedTolerance | None) -> None:
+        """Apply a learned tolerance version from the store from the next board on (None: none)."""
+        if tolerance is not None:
+            if self.registration is None:
+                raise ConfigError(f"{self.source}: a learned tolerance needs boards registered to one reference "
+                                  "(a fixtured design); this bundle has no reference")
+            expected = preprocess(self.registration.reference, self.spec).shape[1:]
+            if tolerance.factor.shape != expected:
+                raise ConfigError(f"{self.source}: learned tolerance version {tolerance.version} is "
+                                  f"{tolerance.factor.shape[1]}x{tolerance.factor.shape[0]}, this bundle's maps "
+                                  f"{expected[1]}x{expected[0]}: it was taught on another bundle")
+        self.tolerance = tolerance
 
     # ---------------------------------------------------------------- model calls
     def run_model(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -420,8 +441,12 @@ class Inspector:
             raise BundleError(f"{self.source}: the model is not calibrated; it cannot give verdicts")
         start = time.perf_counter()
         amap = self.anomaly_map(analysis, edges=self.edges)
+        untolerated = amap
+        if self.tolerance is not None:
+            amap = self.anomaly_map(replace(analysis, smoothed=self.tolerance.apply(analysis.smoothed)), edges=self.edges)
         score = scoring.image_score(amap, self.scoring)
         regions = scoring.regions_at(amap, self.pixel_threshold, self.scoring, self.config.min_region_area)
+        silenced = self._silenced(untolerated, regions) if self.tolerance is not None else []
         verdict = scoring.decide_verdict(score, self.image_threshold, regions, self.config.review_band)
         recon = self._reconstruction_image(analysis) if self.config.save_reconstruction else None
         timings = dict(analysis.timings)
@@ -433,7 +458,15 @@ class Inspector:
                                 anomaly_map=amap, reconstruction=recon, model_hash=self.model_hash,
                                 calibration_version=self.calibration_version, timings_ms=timings,
                                 threshold_source=self.threshold_source,
-                                pixel_threshold=self.pixel_threshold)
+                                pixel_threshold=self.pixel_threshold, warp=analysis.warp,
+                                silenced_regions=silenced, tolerance_version=self.tolerance_version)
+
+    def _silenced(self, untolerated: np.ndarray, shown: list[Region]) -> list[Region]:
+        """Regions the map without the learned tolerance shows that the tolerated map does not."""
+        if cv2.minMaxLoc(untolerated)[1] < self.pixel_threshold:
+            return []
+        every = scoring.regions_at(untolerated, self.pixel_threshold, self.scoring, self.config.min_region_area)
+        return [region for region in every if not any(_boxes_meet(region.bbox, other.bbox) for other in shown)]
 
     # ---------------------------------------------------------------- public API
     def inspect(self, image: np.ndarray) -> InspectionResult:
@@ -464,6 +497,10 @@ class Inspector:
             except RegistrationError as exc:
                 outcomes.append(exc)
         return outcomes
+
+
+def _boxes_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def load_fixture(bundle: Path, manifest: dict[str, Any]

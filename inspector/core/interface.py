@@ -18,6 +18,7 @@ from inspector.core.results import InspectionResult
 if TYPE_CHECKING:
     from inspector.core.edges import EdgeAllowance
     from inspector.core.scoring import ScoringSpec
+    from inspector.core.tolerance import LearnedTolerance
 
 
 @dataclass
@@ -57,6 +58,8 @@ class Engine(Protocol):
     def inspect_batch(self, images: Sequence[np.ndarray]) -> list[InspectionResult]: ...
 
     def set_image_threshold(self, value: float, version: int) -> None: ...
+
+    def set_tolerance(self, tolerance: LearnedTolerance | None) -> None: ...
 
 
 class Analyser(Protocol):

@@ -54,6 +54,13 @@ class InspectionResult:
     # The bundle's inspection area on this board (uint8 HxW, 255 = inspected), or None for the whole
     # image; overlays outline it. Not part of the summary.
     inspection_area: np.ndarray | None = None
+    # Registered boards: the 2x3 affine from the reference board's frame to this board as photographed
+    # (what maps the reference onto the board for side-by-side views); None when not registered.
+    warp: np.ndarray | None = None
+    # Regions the map showed that a learned tolerance (inspector/core/tolerance.py) kept under the
+    # region line: where operators taught the station a false alarm. Not counted in the verdict.
+    silenced_regions: list[Region] = field(default_factory=list)
+    tolerance_version: int = 0  # the learned tolerance applied (0 = none)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-serialisable part (no arrays)."""
@@ -65,5 +72,7 @@ class InspectionResult:
             "model_hash": self.model_hash,
             "calibration_version": self.calibration_version,
             "threshold_source": self.threshold_source,
+            "tolerance_version": self.tolerance_version,
+            "silenced_regions": [region.to_dict() for region in self.silenced_regions],
             "timings_ms": {k: round(float(v), 3) for k, v in self.timings_ms.items()},
         }

@@ -9,6 +9,7 @@ folder (the folder can be moved or archived as a whole).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -93,9 +94,10 @@ def result_record(image: Path, result: InspectionResult, overlay_path: str, heat
 
 
 def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectConfig, *,
-                  network: bool = True) -> list[dict[str, Any]]:
+                  network: bool = True, tolerance_db: str | None = None) -> list[dict[str, Any]]:
     """Inspect every image under `paths` with the bundle; write DIR/results.jsonl and pictures.
-    `network=False`: the reference comparison (see `Inspector.load`).
+    `network=False`: the reference comparison (see `Inspector.load`). `tolerance_db`: the store whose
+    newest learned tolerance of this model applies, as on the line.
 
     Returns the records (one per image, in input order) as written to results.jsonl.
     """
@@ -103,6 +105,10 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
 
     images = expand_paths(paths)
     engine = Inspector.load(bundle, config, network=network)
+    if tolerance_db is not None:
+        from inspector.feeds.learned import use_learned_tolerance
+
+        print(use_learned_tolerance(engine, tolerance_db), file=sys.stderr)
     out = Path(out)
     for folder in (out, out / OVERLAY_DIR, out / HEATMAP_DIR):
         folder.mkdir(parents=True, exist_ok=True)

@@ -217,7 +217,7 @@ class FolderRunner:
                  inspection_id)
 
     def _inspect(self, items: list[Claimed]) -> None:
-        self.processor.refresh_threshold()  # here: the store is used on this thread only
+        self.processor.refresh()  # here: the store is used on this thread only
         size = max(1, self.inspect_config.batch_size)
         parts = [items[start:start + size] for start in range(0, len(items), size)]
         # The model runs on the next part while this one is drawn, stored and moved here, in order.

@@ -15,7 +15,8 @@ import numpy as np
 from inspector.config import InspectConfig, RunnerConfig, mask_secrets
 from inspector.core.interface import Engine
 from inspector.core.results import InspectionResult
-from inspector.errors import OutputError, StoreError
+from inspector.core.tolerance import LearnedTolerance
+from inspector.errors import InspectorError, OutputError, StoreError
 from inspector.feeds.lineout import LineOut, Metrics
 from inspector.store import Store
 from inspector.store.records import InspectionRecord
@@ -106,6 +107,8 @@ class Processor:
         self.overlays_dir = overlays_dir
         self._clock = clock
         self._threshold_checked = -float("inf")
+        self._tolerance_checked = -float("inf")
+        self._tolerance_seen = 0  # the store's learned tolerance version last applied
         self.wall: Callable[[], datetime] = utcnow  # when outbox retries fall due (tests move it)
         self._outbox_checked = -float("inf")
         self.fault: Callable[[str], None] = _no_fault
@@ -124,8 +127,34 @@ class Processor:
                      self.engine.image_threshold, current.image_threshold, current.reason, current.author)
             self.engine.set_image_threshold(current.image_threshold, current.version)
 
-    def inspect(self, images: Sequence[np.ndarray]) -> list[InspectionResult]:
+    def refresh_tolerance(self) -> None:
+        """Apply the newest learned tolerance version from the store (checked with the threshold, at most
+        once a second): what QA taught holds from the next board on, without a restart."""
+        now = self._clock()
+        if now - self._tolerance_checked < THRESHOLD_CACHE_SECONDS:
+            return
+        self._tolerance_checked = now
+        current = self.store.current_tolerance(self.engine.model_hash)
+        if current is None or current.version == self._tolerance_seen:
+            return
+        self._tolerance_seen = current.version
+        record = self.store.tolerance_version(self.engine.model_hash, current.version)
+        try:
+            self.engine.set_tolerance(LearnedTolerance.stored(record.factor, record.version))
+        except InspectorError as exc:  # boards go on being judged by the tolerance in force before
+            log.error("learned tolerance version %d not applied: %s", record.version, exc)
+            self.store.record_event(self.config.station, "error",
+                                    f"learned tolerance version {record.version} not applied: {exc}")
+            return
+        log.info("learned tolerance version %d applied (%s, by %s)", record.version, record.reason, record.author)
+
+    def refresh(self) -> None:
+        """What QA changed in the store (threshold, learned tolerance) applies from the next board on."""
         self.refresh_threshold()
+        self.refresh_tolerance()
+
+    def inspect(self, images: Sequence[np.ndarray]) -> list[InspectionResult]:
+        self.refresh()
         return self.engine.inspect_batch(list(images))
 
     def save_images(self, image: np.ndarray, result: InspectionResult, digest: str, name: str) -> tuple[str, str]:
@@ -160,7 +189,8 @@ class Processor:
             source_path=source_path, source_name=name, score=result.score, threshold=result.threshold,
             regions=regions, image_path=image_path, overlay_path=overlay_path, heatmap_path=heatmap_path,
             threshold_version=result.calibration_version, threshold_source=result.threshold_source, timings=timings,
-            source_name_raw=raw_name, publish=True,
+            source_name_raw=raw_name, publish=True, tolerance_version=result.tolerance_version,
+            silenced_regions=[region.to_dict() for region in result.silenced_regions],
         )
         self.fault("committed")
         verdict = PublishedVerdict(inspection_id, name, digest, result.verdict, float(result.score), float(result.threshold),

@@ -286,15 +286,23 @@ def write_worst(engine: Any, picks: Sequence[tuple[str, Outcome]], folder: Path,
     return written
 
 
-def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig, *, network: bool = True) -> dict[str, Any]:
+def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig, *, network: bool = True,
+             tolerance_db: str | None = None) -> dict[str, Any]:
     """Inspect every labelled test image and write metrics.json plus plots; returns the metrics.
     `network=False`: the same pipeline with the network's output replaced by the board's good expectation
     (the reference comparison, with its own per-position model and lines), so the network's gain is the
-    difference between two runs."""
+    difference between two runs. `tolerance_db`: the store whose newest learned tolerance of this model
+    applies, as on the line."""
     from inspector.core.engine import Inspector  # ONNX Runtime only when a command needs it
 
     images = find_labelled_images(Path(data))
     engine = Inspector.load(bundle, config, network=network)
+    tolerance = "none"
+    if tolerance_db is not None:
+        from inspector.feeds.learned import use_learned_tolerance
+
+        tolerance = use_learned_tolerance(engine, tolerance_db)
+        print(tolerance)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     samples: dict[str, ProSamples] = defaultdict(ProSamples)
@@ -353,6 +361,7 @@ def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig, *, netw
         "calibration_version": engine.calibration_version,
         "model_hash": engine.model_hash,
         "network": network if network else f"off: the map compares the board with {engine.expectation_kind}",
+        "learned_tolerance": tolerance,
         "min_region_area": config.min_region_area,
         "aupro_max_fpr": DEFAULT_MAX_FPR,
         "tolerance_px": DEFAULT_TOLERANCE_PX,

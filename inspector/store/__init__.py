@@ -7,6 +7,7 @@ from inspector.store.records import (
     ReviewRecord,
     StationRecord,
     ThresholdRecord,
+    ToleranceRecord,
     VerdictCounts,
 )
 from inspector.store.store import Store, open_store, resolve_url
@@ -19,6 +20,7 @@ __all__ = [
     "StationRecord",
     "Store",
     "ThresholdRecord",
+    "ToleranceRecord",
     "VerdictCounts",
     "open_store",
     "resolve_url",

@@ -51,12 +51,23 @@ def _add_verdict_outbox(conn: Connection) -> None:
     OUTBOX_INDEX.create(conn, checkfirst=True)
 
 
+def _add_learned_tolerance(conn: Connection) -> None:
+    Base.metadata.create_all(conn, tables=[Base.metadata.tables["tolerance_versions"]], checkfirst=True)
+    columns = {column["name"] for column in inspect(conn).get_columns("inspections")}
+    if "tolerance_version" not in columns:
+        conn.execute(text("ALTER TABLE inspections ADD COLUMN tolerance_version INTEGER"))
+    if "silenced_regions" not in columns:
+        conn.execute(text("ALTER TABLE inspections ADD COLUMN silenced_regions JSON"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _create_v1_tables),
     Migration(2, "indexes for newest-first dashboard queries", _add_dashboard_indexes),
     Migration(3, "inspections.threshold_source: which counter threshold_version belongs to", _add_threshold_source),
     Migration(4, "inspections.source_name_raw: the exact bytes of a file name that is not UTF-8", _add_source_name_raw),
     Migration(5, "verdict_outbox: verdicts published at least once, after commit", _add_verdict_outbox),
+    Migration(6, "tolerance_versions and inspections.tolerance_version/silenced_regions: learning from review",
+              _add_learned_tolerance),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -61,6 +61,31 @@ class ThresholdRecord:
 
 
 @dataclass(frozen=True)
+class ToleranceRecord:
+    """One learned tolerance version; the maps and the figure only when asked for (`with_maps`)."""
+
+    id: int
+    model_hash: str
+    version: int
+    author: str
+    reason: str
+    created_at: datetime
+    through_review_id: int
+    restored_from: int | None
+    summary: dict[str, Any]
+    factor: bytes | None = None
+    protected: bytes | None = None
+    figure: bytes | None = None
+
+    @classmethod
+    def of(cls, row: schema.ToleranceVersion, with_maps: bool = False) -> ToleranceRecord:
+        maps = (row.factor, row.protected, row.figure) if with_maps else (None, None, None)
+        return cls(row.id, row.model_hash, row.version, row.author, row.reason,
+                   _aware(row.created_at), row.through_review_id, row.restored_from,  # type: ignore[arg-type]
+                   dict(row.summary or {}), *maps)
+
+
+@dataclass(frozen=True)
 class InspectionRecord:
     id: int
     station: str
@@ -81,6 +106,8 @@ class InspectionRecord:
     error: str | None
     threshold_source: str | None = None
     source_name_raw: str | None = None  # hex of the name's bytes when source_name escapes them
+    tolerance_version: int | None = None  # the learned tolerance applied (None/0: none)
+    silenced_regions: list[dict[str, Any]] = field(default_factory=list)  # kept under the line by it
 
     @property
     def flagged(self) -> bool:
@@ -100,6 +127,7 @@ class InspectionRecord:
             image_path=row.image_path or "", overlay_path=row.overlay_path or "", heatmap_path=row.heatmap_path or "",
             model_hash=row.model_hash, threshold_version=row.threshold_version, timings=dict(row.timings or {}),
             error=row.error, threshold_source=row.threshold_source, source_name_raw=row.source_name_raw,
+            tolerance_version=row.tolerance_version, silenced_regions=list(row.silenced_regions or []),
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 STATION_STATES = ("running", "stopped", "camera_down", "disk_full")
@@ -73,6 +73,29 @@ class ThresholdVersion(Base):
     previous_pixel_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class ToleranceVersion(Base):
+    """Append-only versions of a model's learned per-position tolerance (schema version 6): what QA
+    taught the station from dismissed false alarms, with the lessons, the refusals and the preview
+    that shaped it. The highest version per model is current; a rollback is a new version."""
+
+    __tablename__ = "tolerance_versions"
+    __table_args__ = (UniqueConstraint("model_hash", "version", name="uq_tolerance_model_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_hash: Mapped[str] = mapped_column(String(128), ForeignKey("models.hash"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    author: Mapped[str] = mapped_column(String(200), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Reviews up to this id have been considered (dismissals learned or refused, confirmations protected).
+    through_review_id: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    restored_from: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a rollback: the version copied
+    factor: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # npz; None = no widening
+    protected: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # npz; confirmed defects' places
+    figure: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # PNG over the reference board
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # lessons, refusals, preview
+
+
 class Inspection(Base):
     __tablename__ = "inspections"
     __table_args__ = (UniqueConstraint("input_sha256", "model_hash", name="uq_inspection_input_model"),)
@@ -100,6 +123,10 @@ class Inspection(Base):
     # The file name's exact bytes (hex) when source_name had to escape them (not UTF-8, control
     # characters); None when source_name is the name itself. Schema version 4.
     source_name_raw: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The learned tolerance version applied (None: none, or a row from before schema version 6) and
+    # the regions it kept under the region line (shown to operators, never counted in the verdict).
+    tolerance_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    silenced_regions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class Review(Base):

@@ -36,6 +36,7 @@ from inspector.store.records import (
     VerdictCounts,
 )
 from inspector.store.schema import utcnow
+from inspector.store.tolerances import ToleranceMixin
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -93,7 +94,7 @@ def _failure(exc: DBAPIError, message: str) -> StoreError:
     return StoreUnavailable(message) if unavailable else StoreError(message)
 
 
-class Store(OutboxMixin):
+class Store(OutboxMixin, ToleranceMixin):
     """One results store (thread-safe: each call uses its own short session)."""
 
     def __init__(self, engine: Engine, where: str) -> None:
@@ -203,6 +204,8 @@ class Store(OutboxMixin):
         created_at: datetime | None = None,
         source_name_raw: str | None = None,
         publish: bool = False,
+        tolerance_version: int | None = None,
+        silenced_regions: Sequence[dict[str, Any]] = (),
     ) -> int:
         """Store one verdict; the same input bytes under the same model are stored once (returns that id).
 
@@ -226,7 +229,8 @@ class Store(OutboxMixin):
                 heatmap_path=heatmap_path, model_hash=model_hash, threshold_version=threshold_version,
                 threshold_source=threshold_source,
                 timings={k: float(v) for k, v in (timings or {}).items()}, error=error,
-                source_name_raw=source_name_raw,
+                source_name_raw=source_name_raw, tolerance_version=tolerance_version or None,
+                silenced_regions=list(silenced_regions) or None,
             )
             session.add(row)
             session.flush()

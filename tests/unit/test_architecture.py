@@ -32,6 +32,7 @@ LAYERS: dict[str, set[str]] = {
     "synth": BASE,
     "extensions": BASE,
     "feeds": BASE | {"core", "bundle", "store"},
+    "review": BASE | {"core", "bundle", "store"},
     "quality": BASE | {"core", "bundle", "store", "feeds", "synth", "extensions"},
     # The entry points wire everything together.
     "cli": {"*"},
