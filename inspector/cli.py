@@ -470,6 +470,30 @@ def learn(
                f"learned tolerance version {record.version} stored; runners apply it from their next board")
 
 
+@app.command("trial-teaching")
+def trial_teaching(
+    model: Path = typer.Option(..., "--model", help="Model bundle directory (one fixtured design).", **EXISTING_DIR),
+    data: Path = typer.Option(..., "--data", help="MVTec-AD root: test/good is the stream, test/<type> the defects.",
+                              **EXISTING_DIR),
+    out: Path = typer.Option(..., "--out", help="Folder for teaching.json."),
+    first: str = typer.Option("5,10,20", "--first", help="Teach from the first k dismissed boards, for each k."),
+    teach_on: str = typer.Option("flagged", "--teach-on", help="flagged (the first k flagged good boards) or boards "
+                                 "(the first k good boards, every region on them dismissed)."),
+    eval_good: Optional[int] = typer.Option(None, "--eval-good", min=1,
+                                            help="Judge only this many good boards after the taught ones."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Deployment settings TOML: its [teach] table.",
+                                          **EXISTING_FILE),
+) -> None:
+    """Measure teaching: false regions a good board and region recall before and after, on later boards."""
+    from inspector.quality.teaching_trial import teaching_trial
+
+    try:
+        counts = [int(part) for part in first.split(",") if part.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"expected counts such as 5,10,20, got {first!r}", param_hint="--first") from exc
+    teaching_trial(model, data, out, counts, teach_on=teach_on, eval_good=eval_good, teach=_teach_config(config))
+
+
 tolerance_app = typer.Typer(help="The learned tolerance's versions: history and rollback.", no_args_is_help=True)
 app.add_typer(tolerance_app, name="tolerance")
 

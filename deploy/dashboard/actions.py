@@ -7,8 +7,10 @@ hidden button is a convenience, this is the rule. Pages call only these function
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from deploy.dashboard.auth import ROLE_QA, User, require_role
+from inspector.config import TeachConfig
 
 # Reviews are the runtime's (`inspector review` writes the same records through the same checks).
 from inspector.review.decisions import DEFECT_TYPES as DEFECT_TYPES
@@ -16,7 +18,9 @@ from inspector.review.decisions import ReviewRejected
 from inspector.review.decisions import confirm_defect as confirm_defect
 from inspector.review.decisions import dismiss_false_alarm as dismiss_false_alarm
 from inspector.review.decisions import dismiss_many as dismiss_many
-from inspector.store import Store, ThresholdRecord
+from inspector.review.lessons import Preview
+from inspector.review.teach import TeachingPlan, learn, rollback
+from inspector.store import Store, ThresholdRecord, ToleranceRecord
 
 
 def save_threshold(store: Store, user: User | None, model_hash: str, image_threshold: float, reason: str,
@@ -41,3 +45,18 @@ def restore_threshold(store: Store, user: User | None, version: ThresholdRecord,
         raise ReviewRejected(f"restore threshold version {version.version}: a reason is required")
     return save_threshold(store, user, version.model_hash, version.image_threshold,
                           f"restore version {version.version}: {reason.strip()}", version.pixel_threshold)
+
+
+def teach_station(store: Store, user: User | None, bundle: Path, reason: str, config: TeachConfig | None = None, *,
+                  dry_run: bool = False) -> tuple[TeachingPlan, ToleranceRecord | None]:
+    """QA only: the next learned tolerance version from the dismissals since the last (a preview with
+    `dry_run`); the same function as `inspector learn`."""
+    require_role(user, ROLE_QA, "teach the station")
+    return learn(bundle, store, user, reason, config, dry_run=dry_run)
+
+
+def roll_back_tolerance(store: Store, user: User | None, bundle: Path, version: int, reason: str,
+                        config: TeachConfig | None = None) -> tuple[Preview, ToleranceRecord]:
+    """QA only: an earlier learned tolerance version back as a new version (never rewriting history)."""
+    require_role(user, ROLE_QA, "roll back the learned tolerance")
+    return rollback(bundle, store, user, version, reason, config)

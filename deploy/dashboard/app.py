@@ -34,6 +34,7 @@ pages = [
 ]
 if user.is_qa:
     pages.append(st.Page(PAGE_FILES["qa"], title="Thresholds (QA)", url_path="thresholds"))
+    pages.append(st.Page(PAGE_FILES["teach"], title="Teaching (QA)", url_path="teaching"))
 
 with st.sidebar:
     st.text(f"Logged in as {user.name} ({user.role})")

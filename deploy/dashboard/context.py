@@ -23,7 +23,7 @@ LEGACY_SESSION_PARAM = "session"  # the old login-in-the-address; ignored and re
 BOARD_KEY = "board_id"
 # Page scripts, relative to app.py (st.switch_page and AppTest.switch_page take these paths).
 PAGE_FILES = {"queue": "views/queue.py", "board": "views/board.py", "overview": "views/overview.py",
-              "qa": "views/qa.py"}
+              "qa": "views/qa.py", "teach": "views/teach.py"}
 FLASH_KEY = "flash"  # one message carried across a page switch
 
 __all__ = ["BOARD_KEY", "FLASH_KEY", "PAGE_FILES", "USER_KEY", "DashboardSettings", "current_user", "end_session",

@@ -33,7 +33,7 @@ LAYERS: dict[str, set[str]] = {
     "extensions": BASE,
     "feeds": BASE | {"core", "bundle", "store"},
     "review": BASE | {"core", "bundle", "store"},
-    "quality": BASE | {"core", "bundle", "store", "feeds", "synth", "extensions"},
+    "quality": BASE | {"core", "bundle", "store", "feeds", "synth", "extensions", "review"},
     # The entry points wire everything together.
     "cli": {"*"},
     "demo": {"*"},
