@@ -1,15 +1,23 @@
-"""Operator view: one board's image, heatmap, regions, score, and the review form."""
+"""Operator view: one board's score, region zooms, image, heatmap, regions, and the review form."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from deploy.dashboard import actions, images
+from deploy.dashboard import actions, images, zooms
 from deploy.dashboard.context import BOARD_KEY, FLASH_KEY, DashboardSettings, current_user, go_to, open_board, plain, store
+from inspector.core import render
 from inspector.errors import InspectorError
 from inspector.store import InspectionRecord, Store
 from inspector.store.dashboard_queries import next_unreviewed
+
+# The zoom area on a 1366x768 screen (width, height in px): under the facts, leaving room for the line
+# that confirms the last review above them.
+ZOOM_AREA = (900.0, 310.0)
+HEATMAP_OPACITY = 0.7  # the slider's start: the heatmap is drawn only where the map matters
 
 
 def _board_id() -> int | None:
@@ -20,23 +28,33 @@ def _board_id() -> int | None:
     return st.session_state.get(BOARD_KEY)
 
 
+def _views(settings: DashboardSettings, record: InspectionRecord, *, opacity: float,
+           limit: int) -> zooms.BoardViews:
+    return zooms.board_views(str(settings.resolve(record.image_path)) if record.image_path else "",
+                             str(settings.resolve(record.heatmap_path)) if record.heatmap_path else "",
+                             zooms.region_keys([r for r in record.regions if "bbox" in r]), str(settings.data_dir),
+                             opacity=opacity, limit=limit)
+
+
 def _pictures(settings: DashboardSettings, record: InspectionRecord) -> None:
+    """Each region zoomed (board, reference, heatmap) right under the facts, in view on a 1366x768
+    screen; then the whole board and the heatmap over it side by side."""
+    views = _views(settings, record, opacity=0.0, limit=render.ZOOM_LIMIT)
+    if views.overview is not None:  # a missing board image is said in its place below
+        zooms.show_zooms(views, record.id, area=ZOOM_AREA)
     left, right = st.columns(2)
-    try:
-        board = images.read_colour(settings.resolve(record.image_path), "board image", settings.data_dir)
-        left.image(images.to_rgb(images.draw_regions(board, record.regions)),
-                   caption="Board with numbered regions", width="stretch")
-    except images.MissingImage as exc:
-        left.warning(plain(str(exc)))
-        board = None
-    opacity = right.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="heatmap_opacity")
-    try:
-        heatmap = images.read_colour(settings.resolve(record.heatmap_path), "heatmap", settings.data_dir)
-        shown = heatmap if board is None else images.draw_regions(images.blend(board, heatmap, opacity),
-                                                                  record.regions)
-        right.image(images.to_rgb(shown), caption="Heatmap over the board", width="stretch")
-    except images.MissingImage as exc:
-        right.warning(plain(str(exc)))
+    if views.overview is None:
+        left.warning(plain(views.missing[0]))
+    else:
+        left.image(views.overview, caption="Board with numbered regions", width="stretch")
+    opacity = right.slider("Heatmap opacity", 0.0, 1.0, HEATMAP_OPACITY, 0.05, key="heatmap_opacity")
+    heated = _views(settings, record, opacity=opacity, limit=0)
+    if heated.overview is not None and not heated.missing:
+        right.image(heated.overview, caption="Heatmap over the board, drawn where it matters", width="stretch")
+    elif heated.overview is None:
+        right.warning(plain(heated.missing[0]))
+    else:
+        right.warning(plain(heated.missing[-1]))  # the heatmap's file: the board is on the left
     if record.heatmap_path:
         rebuilt = images.reconstruction_beside(settings.resolve(record.heatmap_path))
         if rebuilt is not None:
@@ -74,16 +92,26 @@ def _facts(record: InspectionRecord) -> None:
         st.error(plain(record.error))
 
 
-def _regions(record: InspectionRecord) -> None:
-    st.subheader(f"Regions ({len(record.regions)})")
-    if not record.regions:
-        st.write("No region above the pixel threshold.")
-        return
-    st.dataframe(pd.DataFrame([{
+def _region_table(regions: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{
         "#": number, "x1": r["bbox"][0], "y1": r["bbox"][1], "x2": r["bbox"][2], "y2": r["bbox"][3],
         "area (px)": r.get("area"), "peak": round(float(r.get("peak", 0.0)), 4),
         "mean": round(float(r.get("mean", 0.0)), 4),
-    } for number, r in enumerate(record.regions, start=1)]), hide_index=True, width="stretch")
+    } for number, r in enumerate(regions, start=1)])
+
+
+def _regions(record: InspectionRecord) -> None:
+    st.subheader(f"Regions ({len(record.regions)})")
+    if record.regions:
+        st.dataframe(_region_table(record.regions), hide_index=True, width="stretch")
+    else:
+        st.write("No region above the pixel threshold.")
+    if record.silenced_regions:
+        # Never hidden from view: what a learned tolerance kept under the line is listed, with its version.
+        st.info(f"{len(record.silenced_regions)} region(s) silenced by learned tolerance version "
+                f"{record.tolerance_version}: places where operators dismissed the same false alarm before "
+                "(QA's Teaching page shows where and why). They do not count in the verdict.")
+        st.dataframe(_region_table(record.silenced_regions), hide_index=True, width="stretch")
 
 
 def _review_form(results: Store, record: InspectionRecord) -> None:

@@ -1,29 +1,38 @@
 """Operator view: the live queue of flagged boards as cards, reviewed from the queue itself.
 
-Each waiting board is a card with its overlay thumbnail (board + heatmap + numbered regions),
-verdict, score and station, and one-click Confirm / Dismiss / Open buttons. The newest board's
-buttons also answer keys (shown on the buttons): Y confirms, N dismisses, O opens. A reviewed board
-leaves the queue at once (only the queue re-runs, never the whole page). QA may dismiss several
-ticked boards at once. Every refresh re-checks the login.
+The newest waiting board is a wide card: the whole board (heatmap where it matters, regions
+outlined and numbered) beside a zoom of each region (board, reference, heatmap; deploy/dashboard/
+zooms.py), sized so the zooms are in view on a 1366x768 screen. Its buttons answer keys (shown on
+the buttons): Y confirms, N dismisses, O opens. The boards after it are smaller cards in a grid. A
+reviewed board leaves the queue at once (only the queue re-runs, never the whole page). QA may
+dismiss several ticked boards at once. Every refresh re-checks the login.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from deploy.dashboard import actions, images
+from deploy.dashboard import actions, zooms
 from deploy.dashboard.context import DashboardSettings, open_board, plain, session_user, show_failure, store
+from inspector.core import render
 from inspector.errors import InspectorError
 from inspector.store import InspectionRecord, Store
 from inspector.store.dashboard_queries import last_inspection_times, latest_reviews
 
 QUEUE_LENGTH = 12
 CARDS_PER_ROW = 3
+# The newest board's card: the whole board on the left, its zooms on the right, up to three abreast.
+FIRST_CARD_COLUMNS = [1.0, 2.4]
+FIRST_OVERVIEW_WIDTH = 320  # px drawn (outlines at the size seen); shown to fit its column
+# The first card's zoom area on a 1366x768 screen (width, height in px): beside the board, from under
+# the queue's caption to the window's bottom.
+FIRST_ZOOM_AREA = (600.0, 450.0)
+THUMBNAIL_WIDTH = 280
+SMALL_CARD_ZOOMS = 3  # zooms on the later cards (all of them once the board comes first, or on its page)
+CARD_OPACITY = 0.7  # the heatmap over the card's board, where it matters
 STATION_STATE_LABELS = {"running": "running", "stopped": "stopped", "camera_down": "camera down"}
 SHORTCUTS = {"confirm": "Y", "dismiss": "N", "open": "O"}
 QUEUE_DEFECT_KEY = "queue_defect_type"
@@ -53,32 +62,18 @@ def station_table(results: Store) -> None:
     } for s in stations]), hide_index=True, width="stretch")
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
-def _thumbnail(image_path: str, heatmap_path: str, regions: tuple[tuple[int, int, int, int], ...],
-               root: str) -> np.ndarray | str:
-    """The card picture (RGB), or the reason there is none. Stored files never change, so it is cached."""
-    try:
-        board = images.read_colour(image_path, "board image", root=Path(root))
-    except images.MissingImage as exc:
-        return str(exc)
-    try:
-        heatmap = images.read_colour(heatmap_path, "heatmap", root=Path(root))
-        board = images.blend(board, heatmap, 0.5)
-    except images.MissingImage:
-        pass  # the board alone still helps
-    boxed = images.draw_regions(board, [{"bbox": list(box)} for box in regions])
-    return images.to_rgb(images.thumbnail(boxed))
+def _views(settings: DashboardSettings, record: InspectionRecord, *, width: int, limit: int) -> zooms.BoardViews:
+    return zooms.board_views(str(settings.resolve(record.image_path)) if record.image_path else "",
+                             str(settings.resolve(record.heatmap_path)) if record.heatmap_path else "",
+                             zooms.region_keys([r for r in record.regions if "bbox" in r]), str(settings.data_dir),
+                             overview_width=width, opacity=CARD_OPACITY, limit=limit)
 
 
-def _card_picture(settings: DashboardSettings, record: InspectionRecord) -> None:
-    regions = tuple(tuple(int(v) for v in r["bbox"]) for r in record.regions if "bbox" in r)
-    picture = _thumbnail(str(settings.resolve(record.image_path)) if record.image_path else "",
-                         str(settings.resolve(record.heatmap_path)) if record.heatmap_path else "",
-                         regions, str(settings.data_dir))  # type: ignore[arg-type]
-    if isinstance(picture, str):
-        st.text(picture)
+def _card_picture(views: zooms.BoardViews) -> None:
+    if views.overview is None:
+        st.text(views.missing[0] if views.missing else "no board image")  # the reason, never Markdown
     else:
-        st.image(picture, width="stretch")
+        st.image(views.overview, width="stretch")
 
 
 NOTICE_KEY = "queue_notice"
@@ -113,27 +108,47 @@ def _review(settings: DashboardSettings, results: Store, inspection_id: int, dec
 
 def _card(settings: DashboardSettings, results: Store, record: InspectionRecord, review_text: str | None,
           first: bool, qa: bool) -> None:
-    with st.container(border=True):
-        _card_picture(settings, record)
-        score = (f"{record.score:.3f} / {record.threshold:.3f}"
-                 if record.score is not None and record.threshold is not None else "-")
-        # st.text, never Markdown: image names come from the line's inbox.
-        st.text(f"#{record.id} {record.verdict.upper()}  score {score}\n"
-                f"{record.station} · {record.created_at.astimezone():%H:%M:%S}\n{record.source_name or '-'}")
-        if review_text:
-            st.text(review_text)
-        confirm, dismiss = st.columns(2)
-        keys = SHORTCUTS if first else {}
-        confirm.button("Confirm", key=f"confirm-{record.id}", type="primary", width="stretch",
-                       shortcut=keys.get("confirm"), help=f"Confirm board #{record.id} as a defect",
-                       on_click=_review, args=(settings, results, record.id, "confirm", review_text is None))
-        dismiss.button("Dismiss", key=f"dismiss-{record.id}", width="stretch", shortcut=keys.get("dismiss"),
-                       help=f"Dismiss board #{record.id} as a false alarm",
-                       on_click=_review, args=(settings, results, record.id, "dismiss", review_text is None))
-        st.button("Open", key=f"open-{record.id}", width="stretch", shortcut=keys.get("open"),
-                  help=f"Review board #{record.id} in detail", on_click=_ask_open, args=(record.id,))
-        if qa:
-            st.checkbox("select", key=f"select-{record.id}")
+    """The newest board wide, its zooms beside the whole board; the others small, zooms below it."""
+    with st.container(border=True, key=f"card-{record.id}"):
+        if first:
+            board_column, zoom_column = st.columns(FIRST_CARD_COLUMNS)
+            views = _views(settings, record, width=FIRST_OVERVIEW_WIDTH, limit=render.ZOOM_LIMIT)
+            with zoom_column:
+                zooms.show_zooms(views, record.id, area=FIRST_ZOOM_AREA,
+                                 rest_shown="outlined on the board and listed on its page")
+            with board_column:
+                _card_picture(views)
+                _card_facts(settings, results, record, review_text, first, qa)
+        else:
+            views = _views(settings, record, width=THUMBNAIL_WIDTH, limit=SMALL_CARD_ZOOMS)
+            _card_picture(views)
+            zooms.show_zooms(views, record.id, rest_shown="outlined on the board; all zoomed on its page")
+            _card_facts(settings, results, record, review_text, first, qa)
+
+
+def _card_facts(settings: DashboardSettings, results: Store, record: InspectionRecord, review_text: str | None,
+                first: bool, qa: bool) -> None:
+    score = (f"{record.score:.3f} / {record.threshold:.3f}"
+             if record.score is not None and record.threshold is not None else "-")
+    # st.text, never Markdown: image names come from the line's inbox.
+    count = len(record.regions)
+    st.text(f"#{record.id} {record.verdict.upper()}  score {score}\n"
+            f"{count} region{'' if count == 1 else 's'} · {record.station} · {record.created_at.astimezone():%H:%M:%S}\n"
+            f"{record.source_name or '-'}")
+    if review_text:
+        st.text(review_text)
+    confirm, dismiss = st.columns(2)
+    keys = SHORTCUTS if first else {}
+    confirm.button("Confirm", key=f"confirm-{record.id}", type="primary", width="stretch",
+                   shortcut=keys.get("confirm"), help=f"Confirm board #{record.id} as a defect",
+                   on_click=_review, args=(settings, results, record.id, "confirm", review_text is None))
+    dismiss.button("Dismiss", key=f"dismiss-{record.id}", width="stretch", shortcut=keys.get("dismiss"),
+                   help=f"Dismiss board #{record.id} as a false alarm",
+                   on_click=_review, args=(settings, results, record.id, "dismiss", review_text is None))
+    st.button("Open", key=f"open-{record.id}", width="stretch", shortcut=keys.get("open"),
+              help=f"Review board #{record.id} in detail", on_click=_ask_open, args=(record.id,))
+    if qa:
+        st.checkbox("select", key=f"select-{record.id}")
 
 
 def _dismiss_selected(settings: DashboardSettings, results: Store, chosen: list[int]) -> None:
@@ -154,11 +169,13 @@ def _dismiss_selected(settings: DashboardSettings, results: Store, chosen: list[
 def queue_cards(settings: DashboardSettings, results: Store, include_reviewed: bool, qa: bool) -> None:
     flagged = results.list_inspections(flagged_only=True, unreviewed_only=not include_reviewed, limit=QUEUE_LENGTH)
     counts = results.count_inspections()
-    st.caption(f"{counts.unreviewed_flagged} flagged boards waiting for review; "
+    st.caption(f"Queue, newest first: {counts.unreviewed_flagged} flagged boards waiting for review; "
                f"{counts.total} boards inspected in all. Updated {datetime.now().strftime('%H:%M:%S')}.")
     notice = st.session_state.pop(NOTICE_KEY, None)
-    if notice is not None:
-        (st.success if notice[0] == "ok" else st.error)(plain(notice[1]))
+    if notice is not None and notice[0] == "ok":
+        st.toast(plain(notice[1]), icon=":material/check:")  # floats: the next card stays where the last one was
+    elif notice is not None:
+        st.error(plain(notice[1]))
     if not flagged:
         st.success("No flagged boards waiting.")
         return
@@ -167,12 +184,16 @@ def queue_cards(settings: DashboardSettings, results: Store, include_reviewed: b
     if chosen:
         st.button(f"Dismiss {len(chosen)} selected boards", key="dismiss-selected", on_click=_dismiss_selected,
                   args=(settings, results, chosen))
-    for start in range(0, len(flagged), CARDS_PER_ROW):
-        for column, record in zip(st.columns(CARDS_PER_ROW), flagged[start:start + CARDS_PER_ROW]):
-            review = reviews.get(record.id)
+    def review_text(record: InspectionRecord) -> str | None:
+        review = reviews.get(record.id)
+        return f"{review.decision} by {review.operator}" if review else None
+
+    _card(settings, results, flagged[0], review_text(flagged[0]), first=True, qa=qa)
+    rest = flagged[1:]
+    for start in range(0, len(rest), CARDS_PER_ROW):
+        for column, record in zip(st.columns(CARDS_PER_ROW), rest[start:start + CARDS_PER_ROW]):
             with column:
-                _card(settings, results, record, f"{review.decision} by {review.operator}" if review else None,
-                      first=start == 0 and record is flagged[0], qa=qa)
+                _card(settings, results, record, review_text(record), first=False, qa=qa)
 
 
 def queue_page(settings: DashboardSettings) -> None:
@@ -181,11 +202,13 @@ def queue_page(settings: DashboardSettings) -> None:
     wanted = st.session_state.pop(OPEN_KEY, None)
     if wanted is not None:
         open_board(wanted)
-    include_reviewed = st.toggle("Show reviewed boards too", key="queue_include_reviewed")
-    st.selectbox("Defect type for Confirm", actions.DEFECT_TYPES, index=actions.DEFECT_TYPES.index("other"),
-                 key=QUEUE_DEFECT_KEY)
-    st.caption("Keys for the first board: **Y** confirm · **N** dismiss · **O** open. "
-               "On a board page: **Y** confirm · **N** dismiss · **S** skip to the next board.")
+    # The queue's settings in the sidebar: the newest board's zooms must stay in view on a 1366x768 screen.
+    with st.sidebar:
+        st.selectbox("Defect type for Confirm", actions.DEFECT_TYPES, index=actions.DEFECT_TYPES.index("other"),
+                     key=QUEUE_DEFECT_KEY)
+        include_reviewed = st.toggle("Show reviewed boards too", key="queue_include_reviewed")
+        st.caption("Keys for the first board: **Y** confirm · **N** dismiss · **O** open. "
+                   "On a board page: **Y** confirm · **N** dismiss · **S** skip to the next board.")
 
     # Only this part re-runs on the timer, so the page never reloads under the operator's cursor.
     @st.fragment(run_every=settings.refresh_seconds)
@@ -194,7 +217,6 @@ def queue_page(settings: DashboardSettings) -> None:
         if user is None or st.session_state.get(OPEN_KEY) is not None:
             st.rerun(scope="app")  # the login link, or the board asked for
         try:
-            st.subheader("Queue (newest first)")
             queue_cards(settings, results, include_reviewed, qa=user.is_qa)
             st.subheader("Stations")
             station_table(results)

@@ -1,9 +1,11 @@
-"""`inspector inspect`: image files and folders -> results.jsonl, overlays, heatmaps, a summary.
+"""`inspector inspect`: image files and folders -> results.jsonl, overlays, heatmaps, zooms, a summary.
 
 A bad image never stops the run: it becomes a record with verdict "error" and the reason, and the
 next image is inspected. Records are appended and flushed one by one, so an interrupted run keeps
-every verdict it reached. Overlay and heatmap paths in the records are relative to the output
-folder (the folder can be moved or archived as a whole).
+every verdict it reached. Overlay, heatmap and zoom paths in the records are relative to the output
+folder (the folder can be moved or archived as a whole). A board with regions also gets a zoom
+sheet (`zooms/`): each region, largest peak first, as board | reference board (fixtured designs) |
+heatmap (inspector/core/render.py `region_zooms`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
 from inspector.core.interface import PreparedBoard
 from inspector.core.overlap import overlapped
 from inspector.core.registration import RegistrationError
-from inspector.core.render import heatmap_image, overlay, save_png
+from inspector.core.render import heatmap_image, overlay, reference_on_board, region_zooms, save_png, zoom_sheet
 from inspector.core.results import InspectionResult
 from inspector.errors import ImageLoadError, InspectorError
 
@@ -38,6 +40,7 @@ InspectedChunk = tuple[Sequence[Path], list[tuple[Path, np.ndarray, float, Prepa
 RESULTS_FILE = "results.jsonl"
 OVERLAY_DIR = "overlays"
 HEATMAP_DIR = "heatmaps"
+ZOOM_DIR = "zooms"
 VERDICTS = ("pass", "review", "fail", "error")
 
 
@@ -79,18 +82,36 @@ def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
 
 def error_record(image: Path, reason: str) -> dict[str, Any]:
     return {"image": str(image), "verdict": "error", "error": reason, "score": None, "threshold": None,
-            "regions": [], "overlay": None, "heatmap": None}
+            "regions": [], "overlay": None, "heatmap": None, "zooms": None}
 
 
 def result_record(image: Path, result: InspectionResult, overlay_path: str, heatmap_path: str,
-                  timings_ms: dict[str, float]) -> dict[str, Any]:
+                  timings_ms: dict[str, float], zooms_path: str | None = None) -> dict[str, Any]:
     record: dict[str, Any] = {"image": str(image), **result.summary()}
     record["pixel_threshold"] = result.pixel_threshold
     record["overlay"] = overlay_path
     record["heatmap"] = heatmap_path
+    record["zooms"] = zooms_path
     record["timings_ms"] = {name: round(float(value), 3) for name, value in timings_ms.items()}
     record["error"] = None
     return record
+
+
+def save_pictures(out: Path, name: str, pixels: np.ndarray, result: InspectionResult,
+                  reference: np.ndarray | None) -> tuple[str, str, str | None]:
+    """Overlay, heatmap and, for a board with regions, its zoom sheet under `out`; their paths
+    relative to `out` (None: no zoom sheet). `reference`: the bundle's reference board (fixtured
+    designs), placed where this board lay for the sheet's reference panels."""
+    overlay_path = save_png(out / OVERLAY_DIR / name, overlay(pixels, result))
+    layer = heatmap_image(result)
+    heatmap_path = save_png(out / HEATMAP_DIR / name, layer)
+    zooms_path = None
+    if result.regions:
+        placed = None if reference is None else reference_on_board(reference, result.warp, pixels.shape)
+        zooms, left_out = region_zooms(pixels, layer, [(region.bbox, region.peak) for region in result.regions],
+                                       placed)
+        zooms_path = str(save_png(out / ZOOM_DIR / name, zoom_sheet(zooms, left_out)).relative_to(out))
+    return str(overlay_path.relative_to(out)), str(heatmap_path.relative_to(out)), zooms_path
 
 
 def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectConfig, *,
@@ -113,6 +134,7 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
     for folder in (out, out / OVERLAY_DIR, out / HEATMAP_DIR):
         folder.mkdir(parents=True, exist_ok=True)
     names = _OutputNames()
+    reference = engine.registration.reference if engine.registration is not None else None
 
     def load(chunk: Sequence[Path]) -> ReadChunk:
         loaded: list[tuple[Path, np.ndarray, float, PreparedBoard]] = []
@@ -144,15 +166,12 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
         for (image_path, pixels, decode_ms, _), result in zip(loaded, results, strict=True):
             result.pixel_threshold = engine.pixel_threshold
             start = time.perf_counter()
-            name = names(image_path)
-            overlay_path = save_png(out / OVERLAY_DIR / name, overlay(pixels, result))
-            heatmap_path = save_png(out / HEATMAP_DIR / name, heatmap_image(result))
+            overlay_path, heatmap_path, zooms_path = save_pictures(out, names(image_path), pixels, result, reference)
             timings = {"decode": decode_ms, **result.timings_ms}
             timings["render"] = (time.perf_counter() - start) * 1e3
             timings["total"] = timings.get("total", 0.0) + decode_ms + timings["render"]
-            chunk_records[image_path] = result_record(
-                image_path, result, str(overlay_path.relative_to(out)), str(heatmap_path.relative_to(out)),
-                timings)
+            chunk_records[image_path] = result_record(image_path, result, overlay_path, heatmap_path, timings,
+                                                      zooms_path)
         return [chunk_records[image_path] for image_path in chunk]  # input order, errors included
 
     records: list[dict[str, Any]] = []

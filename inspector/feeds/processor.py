@@ -158,7 +158,9 @@ class Processor:
         return self.engine.inspect_batch(list(images))
 
     def save_images(self, image: np.ndarray, result: InspectionResult, digest: str, name: str) -> tuple[str, str]:
-        """Overlay and heatmap PNGs (written atomically, so a kill never leaves half a file).
+        """Overlay and heatmap PNGs (written atomically, so a kill never leaves half a file), and for a
+        flagged board of a fixtured design the reference board where this board lay
+        (`<stem>.reference.png`, which the dashboard finds beside the heatmap for its region zooms).
 
         A picture that cannot be written (disk full, folder gone) costs the picture, never the
         verdict: its path stays empty, an error event says why, and the board is stored as usual.
@@ -169,6 +171,11 @@ class Processor:
         pictures = [("overlay", lambda: render.overlay(image, result)), ("heatmap", lambda: render.heatmap_image(result))]
         if result.reconstruction is not None:  # inspect.save_reconstruction: the dashboard finds it by name
             pictures.append(("reconstruction", lambda: render.reconstruction_image(result)))
+        # The Engine protocol promises no reference; the Inspector of a fixtured design has one. Only
+        # flagged boards are reviewed, so only they pay for the extra file.
+        reference = getattr(getattr(self.engine, "registration", None), "reference", None)
+        if reference is not None and result.verdict != "pass":
+            pictures.append(("reference", lambda: render.reference_image(reference, result, image.shape)))
         paths = []
         for kind, draw in pictures:
             try:

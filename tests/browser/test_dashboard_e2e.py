@@ -9,6 +9,7 @@ BOARD_INSPECTOR_UPDATE_DOC_IMAGES=1 (so an ordinary test run leaves tracked file
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -126,11 +127,21 @@ def line(tmp_path: Path, tiny_bundle: Path) -> Iterator[dict[str, object]]:
         _stop(dashboard)
 
 
-def _shot(page, artifacts_dir: Path, name: str, shots: list[Path]) -> None:
+def _shot(page, artifacts_dir: Path, name: str, shots: list[Path], prefix: str = "dashboard") -> None:
     page.wait_for_timeout(800)  # let charts and images finish drawing
-    path = artifacts_dir / f"dashboard-{name}.png"
+    path = artifacts_dir / f"{prefix}-{name}.png"
     page.screenshot(path=str(path))
     shots.append(path)
+
+
+def _keep_for_docs(shots: list[Path]) -> None:
+    """Screenshots into docs/images/ when missing there or when BOARD_INSPECTOR_UPDATE_DOC_IMAGES=1."""
+    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+    refresh = os.environ.get("BOARD_INSPECTOR_UPDATE_DOC_IMAGES") == "1"
+    for shot in shots:
+        assert shot.stat().st_size > 10_000, f"{shot} looks empty"
+        if refresh or not (DOC_IMAGES / shot.name).exists():
+            shutil.copyfile(shot, DOC_IMAGES / shot.name)
 
 
 def _log_in(page, url: str, user: str, password: str | None = None) -> None:
@@ -233,12 +244,7 @@ def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
     assert version is not None and version.author == "qa"
     assert version.reason == "browser test: keep the calibrated value"
 
-    DOC_IMAGES.mkdir(parents=True, exist_ok=True)
-    refresh = os.environ.get("BOARD_INSPECTOR_UPDATE_DOC_IMAGES") == "1"
-    for shot in shots:
-        assert shot.stat().st_size > 10_000, f"{shot} looks empty"
-        if refresh or not (DOC_IMAGES / shot.name).exists():
-            shutil.copyfile(shot, DOC_IMAGES / shot.name)
+    _keep_for_docs(shots)
 
 
 def _port_open(port: int) -> bool:
@@ -265,11 +271,70 @@ def test_stopping_the_dashboard_command_stops_its_server(tmp_path: Path) -> None
         _stop(dashboard)
 
 
-def _seed_flagged(data_dir: Path, count: int) -> list[int]:
-    """`count` flagged boards straight into a store (no runner needed); the newest has a Markdown name."""
+# Regions per seeded board (newest last): one to eight, so a card shows one zoom, a full row, two
+# rows and the cap of six with the rest counted; even boards are fixtured (a reference is stored).
+REGION_COUNTS = (2, 1, 3, 6, 8, 1, 2, 4, 5, 1, 3, 2)
+SEED_SIZE = (480, 360)  # width, height: a small line camera frame
+VIEWPORT = {"width": 1366, "height": 768}  # the smallest screen at a review station
+
+
+def _defect_spots(count: int, n: int, size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """`count` defect boxes (x1, y1, x2, y2) apart from each other: the first at the board's left edge,
+    the second a few pixels small, the rest of assorted sizes."""
+    import numpy as np
+
+    rng = np.random.default_rng(100 + n)
+    width, height = size
+    boxes: list[tuple[int, int, int, int]] = []
+    while len(boxes) < count:
+        side = 4 if len(boxes) == 1 else int(rng.integers(8, 28))
+        x = 0 if not boxes else int(rng.integers(0, width - side))
+        y = int(rng.integers(0, height - side))
+        box = (x, y, x + side, y + side)
+        if all(box[2] + 12 < b[0] or b[2] + 12 < box[0] or box[3] + 12 < b[1] or b[3] + 12 < box[1] for b in boxes):
+            boxes.append(box)
+    return boxes
+
+
+def _seed_board(data_dir: Path, n: int, count: int) -> tuple[str, str, list[dict]]:
+    """A synthetic board with `count` painted defects, its heatmap as the runner draws it (BGRA; the
+    sixth board a gray map as older dashboards were fed) and, for even boards, the reference board
+    beside the heatmap. Returns the image and heatmap paths (relative) and the stored regions."""
     import cv2
     import numpy as np
 
+    from inspector.core.render import heatmap_image
+    from inspector.core.results import InspectionResult
+    from inspector.synth.board import render_board
+
+    good = render_board(SEED_SIZE, (5, 1, n)).image
+    board, amap, regions = good.copy(), np.zeros(good.shape[:2], np.float32), []
+    for number, (x1, y1, x2, y2) in enumerate(_defect_spots(count, n, SEED_SIZE)):
+        centre = ((x1 + x2) / 2, (y1 + y2) / 2)
+        cv2.ellipse(board, (centre, (x2 - x1, (y2 - y1) * 0.6), 30), (190, 190, 205), -1)  # solder splashed
+        peak = 1.2 + 0.15 * ((number * 7 + n) % 9)
+        spot = np.zeros_like(amap)
+        cv2.ellipse(spot, (centre, (x2 - x1 + 4, y2 - y1 + 4), 30), 1.0, -1)
+        spot = cv2.GaussianBlur(spot, (0, 0), 3.0)
+        amap = np.maximum(amap, spot * (peak / float(spot.max())))  # red at the core, fading out around it
+        regions.append({"bbox": [x1, y1, x2, y2], "area": (x2 - x1) * (y2 - y1), "peak": peak, "mean": peak / 2,
+                        "centroid": [(x1 + x2) / 2, (y1 + y2) / 2]})
+    stem = f"images/{n:016x}-board-{n}"
+    cv2.imwrite(str(data_dir / f"{stem}.png"), board)
+    if n == 5:
+        cv2.imwrite(str(data_dir / f"{stem}.heatmap.png"), np.clip(amap * 255, 0, 255).astype(np.uint8))
+    else:
+        result = InspectionResult(score=2.0, threshold=1.0, verdict="fail", regions=[], anomaly_map=amap,
+                                  reconstruction=None, model_hash="cd" * 32, calibration_version=1,
+                                  pixel_threshold=1.0)
+        cv2.imwrite(str(data_dir / f"{stem}.heatmap.png"), heatmap_image(result))
+    if n % 2 == 0:
+        cv2.imwrite(str(data_dir / f"{stem}.reference.png"), good)
+    return f"{stem}.png", f"{stem}.heatmap.png", regions
+
+
+def _seed_flagged(data_dir: Path, count: int) -> list[int]:
+    """`count` flagged boards straight into a store (no runner needed); the newest has a Markdown name."""
     from inspector.store import Store
 
     (data_dir / "images").mkdir(parents=True)
@@ -278,17 +343,38 @@ def _seed_flagged(data_dir: Path, count: int) -> list[int]:
         store.register_model("cd" * 32, "bundles/tiny", {"architecture": "test"})
         store.set_station_state("e2e-line", "running", last_image="x.png")
         for n in range(count):
-            board = np.full((60, 80, 3), (40, 110, 30), np.uint8)
-            heat = np.zeros((60, 80), np.uint8)
-            cv2.circle(heat, (40, 30), 9, 255, -1)
-            cv2.imwrite(str(data_dir / f"images/{n}.png"), board)
-            cv2.imwrite(str(data_dir / f"images/{n}.heatmap.png"), heat)
+            image_path, heatmap_path, regions = _seed_board(data_dir, n, REGION_COUNTS[n % len(REGION_COUNTS)])
             ids.append(store.record_inspection(
                 station="e2e-line", input_sha256=f"{n:064x}", model_hash="cd" * 32, verdict="fail",
                 source_name="[x](http://a)" if n == count - 1 else f"board-{n}.png", score=1.5, threshold=1.0,
-                regions=[{"bbox": [31, 21, 49, 39], "area": 250, "peak": 1.5, "mean": 1.2}],
-                image_path=f"images/{n}.png", heatmap_path=f"images/{n}.heatmap.png", threshold_version=1))
+                regions=regions, image_path=image_path, heatmap_path=heatmap_path, threshold_version=1))
     return ids
+
+
+def _zooms_in_view(page, board_id: int, expected: int) -> list[dict[str, float]]:
+    """Every region zoom of `board_id` on the page, as Playwright lays them out: `expected` of them,
+    their pictures drawn, each wholly inside the 1366x768 window as it is (no scrolling). The queue
+    redraws itself every couple of seconds, so the boxes are read again until one reading is whole."""
+    zooms = page.locator(f'[class*="st-key-zoom-{board_id}-"]')
+    deadline, boxes = time.monotonic() + SLOW_MS / 1000, []
+    while time.monotonic() < deadline:
+        try:
+            if zooms.count() == expected:
+                boxes = [zooms.nth(index).bounding_box(timeout=2_000) for index in range(expected)]
+                if all(box is not None and box["height"] >= 50 for box in boxes):  # pictures loaded
+                    break
+        except Exception:  # noqa: BLE001 - an element replaced by the redraw between two reads
+            pass
+        page.wait_for_timeout(250)
+    else:
+        pytest.fail(f"board #{board_id}: {zooms.count()} zooms laid out, expected {expected} ({boxes})")
+    for number, box in enumerate(boxes, start=1):
+        assert box is not None
+        inside = (box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"]
+                  and box["y"] + box["height"] <= VIEWPORT["height"])
+        assert inside, f"zoom {number} of board #{board_id} at {box} is not wholly in the 1366x768 window"
+        assert box["width"] >= 150, f"zoom {number} of board #{board_id} is too small to judge: {box}"
+    return [{key: round(value, 1) for key, value in box.items()} for box in boxes if box is not None]
 
 
 WAITING = re.compile(r"(\d+) flagged boards waiting for review; .* Updated (\S+)\.")
@@ -334,7 +420,44 @@ def _press_until(page, key: str, waiting: int, tries: int = 3) -> None:
     pytest.fail(f"{tries} presses of {key} went unheard; the queue still shows {before[0]} boards")
 
 
-def test_logins_stay_out_of_the_address_and_ten_boards_are_reviewed_by_keyboard(tmp_path: Path) -> None:
+def _zoomed_board_pages(page, url: str, ids: list[int], artifacts_dir: Path, shots: list[Path]) -> dict[int, list]:
+    """Board pages at 1366x768: every zoom of a board with one row of three (fixtured) and of one with
+    eight regions (six zooms, the rest counted) in view without scrolling."""
+    from playwright.sync_api import expect
+
+    seen = {}
+    for n in (4, 2):  # eight regions; then three regions with a reference, the guide's picture
+        page.goto(f"{url}/board?board={ids[n]}")
+        expect(page.get_by_role("heading", name=f"Board #{ids[n]}")).to_be_visible(timeout=SLOW_MS)
+        seen[ids[n]] = _zooms_in_view(page, ids[n], min(REGION_COUNTS[n], 6))
+        if REGION_COUNTS[n] > 6:
+            expect(page.get_by_text(f"+{REGION_COUNTS[n] - 6} more regions with smaller peaks")).to_be_visible()
+        else:
+            expect(page.get_by_text("board | reference | heatmap")).to_be_visible()
+    _shot(page, artifacts_dir, "board", shots, prefix="review")
+    return seen
+
+
+def _ten_reviewed_by_keyboard(page, url: str, ids: list[int], artifacts_dir: Path,
+                              shots: list[Path]) -> dict[int, list]:
+    """The queue at 1366x768, ten boards dismissed with N: before each key, every zoom of the board
+    the key is for (the first card) is in view without scrolling."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.get_by_text("12 flagged boards waiting")).to_be_visible(timeout=SLOW_MS)
+    seen = {}
+    for waiting in range(11, 1, -1):  # N dismisses the newest board; the next one takes its place
+        newest = ids[waiting]
+        seen[newest] = _zooms_in_view(page, newest, min(REGION_COUNTS[waiting], 6))
+        if waiting == 10:  # three regions with a reference: the guide's picture of the queue
+            _shot(page, artifacts_dir, "queue", shots, prefix="review")
+        _press_until(page, "n", waiting)
+    return seen
+
+
+def test_logins_stay_out_of_the_address_and_ten_boards_are_reviewed_by_keyboard(
+        tmp_path: Path, artifacts_dir: Path) -> None:
     require(CHROMIUM.exists(), f"{CHROMIUM} (Debian chromium) is needed for the browser test")
     from playwright.sync_api import expect, sync_playwright
 
@@ -342,6 +465,7 @@ def test_logins_stay_out_of_the_address_and_ten_boards_are_reviewed_by_keyboard(
 
     data_dir = tmp_path / "data"
     ids = _seed_flagged(data_dir, 12)
+    shots: list[Path] = []
     port = _free_port()
     url, log = f"http://127.0.0.1:{port}", tmp_path / "dashboard.log"
     dashboard = _start(["dashboard", "--data-dir", str(data_dir), "--users", str(_users_file(tmp_path)),
@@ -377,15 +501,13 @@ def test_logins_stay_out_of_the_address_and_ten_boards_are_reviewed_by_keyboard(
                 qa.goto(link)
                 expect(qa.get_by_role("button", name="Log in")).to_be_visible(timeout=SLOW_MS)
 
-                operator = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+                operator = browser.new_context(viewport=VIEWPORT).new_page()  # a review station's screen
                 _log_in(operator, url, "operator")
                 operator.goto(f"{url}/thresholds")
                 expect(operator.get_by_text("Logged in as operator")).to_be_visible(timeout=SLOW_MS)
                 assert operator.get_by_role("button", name="Save as new threshold version").count() == 0
-                operator.goto(url)
-                expect(operator.get_by_text("12 flagged boards waiting")).to_be_visible(timeout=SLOW_MS)
-                for waiting in range(11, 1, -1):  # N dismisses the newest board; the next one takes its place
-                    _press_until(operator, "n", waiting)
+                pages = _zoomed_board_pages(operator, url, ids, artifacts_dir, shots)
+                queue = _ten_reviewed_by_keyboard(operator, url, ids, artifacts_dir, shots)
             finally:
                 browser.close()
     finally:
@@ -394,3 +516,8 @@ def test_logins_stay_out_of_the_address_and_ten_boards_are_reviewed_by_keyboard(
         reviews = store.reviews_for()
     assert sorted(r.inspection_id for r in reviews) == sorted(ids[2:])
     assert {(r.operator, r.decision) for r in reviews} == {("operator", "dismiss")}
+    assert len(queue) == 10 and sum(len(boxes) for boxes in queue.values()) == sum(
+        min(count, 6) for count in REGION_COUNTS[2:])
+    (artifacts_dir / "review-zooms.json").write_text(json.dumps(
+        {"viewport": VIEWPORT, "queue": queue, "board pages": pages}, indent=1))
+    _keep_for_docs(shots)

@@ -240,7 +240,7 @@ def test_operator_confirms_a_board_and_moves_to_the_next(seeded: Seeded) -> None
     at.button(key=f"open-{first}").click().run()
     assert not at.exception, at.exception
     assert at.title[0].value == f"Board #{first}"
-    assert len(at.get("image")) == 3  # the board with regions, the heatmap blend, the reconstruction
+    assert len(at.get("image")) == 4  # its region's zoom, the board with regions, the heatmap blend, the reconstruction
     regions = at.dataframe[0].value
     assert list(regions["x1"]) == [42] and list(regions["area (px)"]) == [201]
     text = _texts(at)
@@ -364,7 +364,7 @@ def test_unknown_board_in_the_address_is_reported(seeded: Seeded) -> None:
 
 def test_operator_reviews_from_the_queue_with_one_click_each(seeded: Seeded) -> None:
     at = _logged_in("olga", seeded)
-    assert len(at.get("image")) == len(seeded.unreviewed)  # one overlay thumbnail per waiting board
+    assert len(at.get("image")) == 2 * len(seeded.unreviewed)  # per waiting board: the board, its region's zoom
     first, second = seeded.unreviewed[0], seeded.unreviewed[1]
     at.selectbox(key="queue_defect_type").set_value("short").run()
     at.button(key=f"confirm-{first}").click().run()

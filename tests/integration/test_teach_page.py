@@ -91,6 +91,15 @@ def test_qa_previews_then_teaches_and_operators_have_no_teaching_page(
     assert (version.version, version.author, version.reason) == (1, "quinn", "glint on the via row")
     assert "In force: version 1 by quinn (glint on the via row)" in [s.value for s in at.subheader]
 
+    # A board judged with the version: the board page lists what it silenced, and says by which version.
+    silenced = [{"bbox": [46, 56, 56, 66], "area": 80, "peak": 1.4, "mean": 1.1, "centroid": [51.0, 61.0]}]
+    board = store.record_inspection(station="line-1", input_sha256="f" * 64, model_hash=model, verdict="pass",
+                                    source_name="later.png", score=0.5, threshold=1.0, tolerance_version=1,
+                                    silenced_regions=silenced)
     operator = _logged_in("olga", browser)
     with pytest.raises(ValueError):
         operator.switch_page("views/teach.py").run()
+    operator.query_params["board"] = str(board)
+    operator.switch_page("views/board.py").run()
+    assert not operator.exception, operator.exception
+    assert any("1 region(s) silenced by learned tolerance version 1" in i.value for i in operator.info)
