@@ -5,7 +5,7 @@ A new station is played back on an MVTec-layout root. The good test boards are s
 others arrive in order and are stored, the operators dismiss the first k flagged ones (or every
 board of the first k, as the team's webcam protocol does), and QA teaches once. The judged boards
 are the same for every k, with and without the learned tolerance. Printed and written to teaching.json: false regions a
-good board and region recall before and after, for each k. Every run uses its own temporary store;
+good board and region recall before and after, for each k (and each version's figure). Every run uses its own temporary store;
 the bundle is never changed.
 """
 
@@ -130,6 +130,7 @@ def teaching_trial(bundle: Path, data: Path, out: Path, counts: Sequence[int], *
             assert record is not None
             taught = LearnedTolerance.stored(store.tolerance_version(engine.model_hash, record.version).factor,
                                              record.version)
+        (out / f"tolerance-first-{count}-{teach_on}.png").write_bytes(made.figure)
         judged = list(later) + defective
         runs.append({"taught_from": count, "teach_on": teach_on, "stream_boards_used": used,
                      "lessons": len(made.lessons), "refused": len(made.refusals),

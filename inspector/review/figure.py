@@ -21,6 +21,25 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 MIN_WIDTH = 640  # small boards are enlarged so the labels stay readable
 
 
+def _places(lessons: Sequence[Lesson], pad: int) -> list[tuple[tuple[int, int, int, int], list[int], float]]:
+    """Lessons at one place (boxes within `pad` of each other) drawn as one box and one label: the
+    same glint dismissed on ten boards is one place taught ten times, not ten labels on top of each other."""
+    places: list[tuple[list[int], list[int], float]] = []  # box, boards, widest tolerance
+    for lesson in lessons:
+        box = [lesson.box[0] - pad, lesson.box[1] - pad, lesson.box[2] + pad, lesson.box[3] + pad]
+        for place in places:
+            other = place[0]
+            if box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3]:
+                other[:] = [min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]), max(box[3], other[3])]
+                if lesson.inspection_id not in place[1]:
+                    place[1].append(lesson.inspection_id)
+                places[places.index(place)] = (other, place[1], max(place[2], lesson.factor))
+                break
+        else:
+            places.append((box, [lesson.inspection_id], lesson.factor))
+    return [((b[0] + pad, b[1] + pad, b[2] - pad, b[3] - pad), boards, widest) for b, boards, widest in places]
+
+
 def tolerance_figure(reference: np.ndarray, factor: np.ndarray, protected: np.ndarray,
                      lessons: Sequence[Lesson], ceiling: float | None = None) -> bytes:
     """PNG bytes of the reference board with the widened tolerance, the lessons and the protected places."""
@@ -40,17 +59,20 @@ def tolerance_figure(reference: np.ndarray, factor: np.ndarray, protected: np.nd
     guarded = cv2.resize(protected.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(guarded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(canvas, contours, -1, PROTECTED_COLOUR, 2)
-    for lesson in lessons:
-        x1, y1, x2, y2 = lesson.box
+    for box, boards, widest in _places(lessons, pad=max(2, round(4 / min(sx, sy)))):
+        x1, y1, x2, y2 = box
         corner1, corner2 = (round(x1 * sx), round(y1 * sy)), (round(x2 * sx), round(y2 * sy))
         cv2.rectangle(canvas, corner1, corner2, LESSON_COLOUR, 2)
-        label = f"#{lesson.inspection_id} {lesson.factor:.1f}x"
-        cv2.putText(canvas, label, (corner1[0], max(12, corner1[1] - 4)), FONT, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(canvas, label, (corner1[0], max(12, corner1[1] - 4)), FONT, 0.45, LESSON_COLOUR, 1, cv2.LINE_AA)
-    legend = np.full((44, width, 3), 255, np.uint8)
+        shown = ", ".join(f"#{n}" for n in boards[:3]) + (f" +{len(boards) - 3}" if len(boards) > 3 else "")
+        label = f"{shown} {widest:.1f}x"
+        origin = (min(corner1[0], width - 8 * len(label)), max(12, corner1[1] - 4))
+        cv2.putText(canvas, label, origin, FONT, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(canvas, label, origin, FONT, 0.45, LESSON_COLOUR, 1, cv2.LINE_AA)
     lines = (f"tolerance wider on {float((factor > 1).mean()):.1%} of the board (at most {float(factor.max()):.1f}x), "
-             f"{len(lessons)} lessons (magenta: #board, tolerance)",
+             f"{len(lessons)} lessons",
+             "magenta: a taught place, the boards it was taught from, its widest tolerance",
              "green: places of confirmed defects, never widened")
+    legend = np.full((8 + 19 * len(lines), width, 3), 255, np.uint8)
     for row, text in enumerate(lines):
         cv2.putText(legend, text, (6, 17 + 19 * row), FONT, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     ok, encoded = cv2.imencode(".png", np.vstack([canvas, legend]))

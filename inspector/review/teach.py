@@ -116,11 +116,6 @@ def regions_of(units: np.ndarray, grow_fraction: float, min_area: int) -> list[n
     return [mask for mask in masks if int(mask.sum()) >= min_area]
 
 
-def _working_min_area(engine: Inspector, analysis: Analysis, shape: tuple[int, int]) -> int:
-    height, width = analysis.input_shape
-    return max(1, round(engine.config.min_region_area * shape[0] * shape[1] / (height * width)))
-
-
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(mask)
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
@@ -224,20 +219,24 @@ def _learn(engine: Inspector, boards: Boards, dismissed: Sequence[tuple[ReviewRe
             refusals.append(Refusal(record.id, review.id, record.source_name, f"not learned: {analysis}"))
             continue
         units = line_map(engine, analysis)
-        masks = regions_of(units, engine.scoring.grow_fraction, _working_min_area(engine, analysis, units.shape))
+        # Everything the board shows above the region line, however small: an operator called all of it good
+        # (the runner's minimum area hides specks that the next board may show a little larger).
+        masks = regions_of(units, engine.scoring.grow_fraction, 1)
         if not masks:
             refusals.append(Refusal(record.id, review.id, record.source_name,
-                                    "shows no region at the region line now (nothing to learn: the lines or the "
-                                    "bundle changed since it was flagged)"))
+                                    "shows nothing above the region line now (flagged by its score alone, or the "
+                                    "lines or the bundle changed since): nothing local to learn"))
+            continue
+        largest = max(masks, key=lambda m: int((m & inspected).sum()))
+        share = float((largest & inspected).sum()) / inspected_pixels
+        if share > config.max_region_share:  # the whole board is refused: its set-up was off, not one place
+            refusals.append(Refusal(record.id, review.id, record.source_name,
+                                    f"its region at {list(_box(largest))} covers {share:.1%} of the inspected board "
+                                    f"(more than {config.max_region_share:.0%}): that is a set-up problem "
+                                    "(light, focus, fixture, a different product), not a place to tolerate; "
+                                    "nothing on this board is learned: fix the set-up or retrain"))
+            continue
         for mask in masks:
-            share = float((mask & inspected).sum()) / inspected_pixels
-            if share > config.max_region_share:
-                refusals.append(Refusal(record.id, review.id, record.source_name,
-                                        f"its region at {list(_box(mask))} covers {share:.1%} of the inspected board "
-                                        f"(more than {config.max_region_share:.0%}): that is a set-up problem "
-                                        "(light, focus, fixture, a different product), not a place to tolerate; "
-                                        "fix the set-up or retrain"))
-                continue
             need = np.where(mask, units * np.float32(1.0 + config.margin), np.float32(0.0)).astype(np.float32)
             if spread is not None:
                 need = cv2.dilate(need, spread)
