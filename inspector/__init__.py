@@ -55,6 +55,14 @@ _EXPORTS: dict[str, str] = {
     "watch": "inspector.feeds.folder",
     "run_camera": "inspector.feeds.camera",
     "inspect_paths": "inspector.feeds.batch",
+    # review and teaching
+    "TeachConfig": "inspector.config",
+    "learn": "inspector.review.teach",
+    "rollback": "inspector.review.teach",
+    "confirm_defect": "inspector.review.decisions",
+    "dismiss_false_alarm": "inspector.review.decisions",
+    "LearnedTolerance": "inspector.core.tolerance",
+    "teaching_trial": "inspector.quality.teaching_trial",
     # quality tools and sample boards
     "evaluate": "inspector.quality.evaluate",
     "run_bench": "inspector.quality.bench",
@@ -96,6 +104,13 @@ __all__ = [
     "watch",
     "run_camera",
     "inspect_paths",
+    "TeachConfig",
+    "learn",
+    "rollback",
+    "confirm_defect",
+    "dismiss_false_alarm",
+    "LearnedTolerance",
+    "teaching_trial",
     "evaluate",
     "run_bench",
     "generate_dataset",
@@ -118,13 +133,23 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # type checkers see the names without the lazy loading
     from inspector.bundle.files import verify_bundle
-    from inspector.config import CameraConfig, DashboardConfig, InspectConfig, RunnerConfig, Settings, TrainConfig, load_config
+    from inspector.config import (
+        CameraConfig,
+        DashboardConfig,
+        InspectConfig,
+        RunnerConfig,
+        Settings,
+        TeachConfig,
+        TrainConfig,
+        load_config,
+    )
     from inspector.core.calibration import recalibrate
     from inspector.core.engine import Inspector
     from inspector.core.imageio import decode_image, load_image
     from inspector.core.preprocess import PreprocessSpec, preprocess
     from inspector.core.results import InspectionResult, Region, Verdict
     from inspector.core.scoring import ScoringSpec
+    from inspector.core.tolerance import LearnedTolerance
     from inspector.demo import run_demo
     from inspector.errors import (
         BundleError,
@@ -142,5 +167,8 @@ if TYPE_CHECKING:  # type checkers see the names without the lazy loading
     from inspector.feeds.folder import watch
     from inspector.quality.bench import run_bench
     from inspector.quality.evaluate import evaluate
+    from inspector.quality.teaching_trial import teaching_trial
+    from inspector.review.decisions import confirm_defect, dismiss_false_alarm
+    from inspector.review.teach import learn, rollback
     from inspector.store import Store, open_store
     from inspector.synth.dataset import generate_dataset
