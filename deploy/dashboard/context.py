@@ -17,6 +17,7 @@ from deploy.dashboard.sessions import COOKIE
 from deploy.dashboard.settings import DashboardSettings, session_table, settings_from_env, users
 from inspector.errors import InspectorError
 from inspector.store import Store, open_store
+from inspector.store.dashboard_queries import latest_model_hash
 
 USER_KEY = "user"
 LEGACY_SESSION_PARAM = "session"  # the old login-in-the-address; ignored and removed
@@ -27,7 +28,7 @@ PAGE_FILES = {"queue": "views/queue.py", "board": "views/board.py", "overview": 
 FLASH_KEY = "flash"  # one message carried across a page switch
 
 __all__ = ["BOARD_KEY", "FLASH_KEY", "PAGE_FILES", "USER_KEY", "DashboardSettings", "current_user", "end_session",
-           "go_to", "open_board", "plain", "restore_session", "session_id_from_request", "session_user",
+           "go_to", "open_board", "plain", "qa_model", "restore_session", "session_id_from_request", "session_user",
            "settings_from_env", "show_failure", "store", "users"]
 
 
@@ -101,6 +102,24 @@ def open_board(inspection_id: int) -> None:
     """Show one board on the detail page, at the shareable address ?board=<id> (it carries no login)."""
     st.session_state[BOARD_KEY] = int(inspection_id)
     st.switch_page(PAGE_FILES["board"], query_params={"board": str(int(inspection_id))})
+
+
+def qa_model(settings: DashboardSettings, denied: str, key: str) -> tuple[Store, str] | None:
+    """The QA pages' start: a QA login (else `denied` is shown), the store, and the model chosen
+    (the newest by default); None when the page has nothing to show."""
+    user = current_user()
+    if user is None or not user.is_qa:
+        st.error(denied)
+        return None
+    results = store(settings)
+    models = [m.hash for m in results.models()]
+    if not models:
+        st.info("No model has inspected a board yet.")
+        return None
+    newest = latest_model_hash(results)
+    model_hash = st.selectbox("Model", models, index=models.index(newest) if newest in models else len(models) - 1,
+                              format_func=lambda h: h[:16], key=key)
+    return results, model_hash
 
 
 def go_to(page: str) -> None:

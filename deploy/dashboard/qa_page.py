@@ -8,10 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from deploy.dashboard import actions, analysis
-from deploy.dashboard.context import FLASH_KEY, DashboardSettings, current_user, store
+from deploy.dashboard.context import FLASH_KEY, DashboardSettings, current_user, qa_model
 from inspector.errors import InspectorError
 from inspector.store import Store, ThresholdRecord
-from inspector.store.dashboard_queries import latest_image_threshold, latest_model_hash, latest_reviews, scored_history
+from inspector.store.dashboard_queries import latest_image_threshold, latest_reviews, scored_history
 
 BY_SLIDER = "slider"
 BY_FALSE_ALARMS = "target false-alarm rate"
@@ -108,18 +108,11 @@ def _restore_form(results: Store, history: list[ThresholdRecord]) -> None:
 
 def qa_page(settings: DashboardSettings) -> None:
     st.title("Thresholds (QA)")
+    chosen = qa_model(settings, "Threshold changes need a QA login.", "qa_model")
+    if chosen is None:
+        return
+    results, model_hash = chosen
     user = current_user()
-    if user is None or not user.is_qa:
-        st.error("Threshold changes need a QA login.")
-        return
-    results = store(settings)
-    models = [m.hash for m in results.models()]
-    if not models:
-        st.info("No model has inspected a board yet.")
-        return
-    newest = latest_model_hash(results)
-    model_hash = st.selectbox("Model", models, index=models.index(newest) if newest in models else len(models) - 1,
-                              format_func=lambda h: h[:16], key="qa_model")
     last_n = int(st.number_input("Boards of history", 10, 100_000, 1000, 100, key="qa_history"))
     records = scored_history(results, model_hash=model_hash, limit=last_n)
     frame = analysis.history_frame(records, latest_reviews(results, [r.id for r in records]))

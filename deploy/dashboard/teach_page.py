@@ -15,11 +15,10 @@ import pandas as pd
 import streamlit as st
 
 from deploy.dashboard import actions
-from deploy.dashboard.context import FLASH_KEY, DashboardSettings, current_user, plain, store
+from deploy.dashboard.context import FLASH_KEY, DashboardSettings, current_user, plain, qa_model
 from inspector.errors import InspectorError
 from inspector.review.teach import TeachingPlan
 from inspector.store import Store, ToleranceRecord
-from inspector.store.dashboard_queries import latest_model_hash
 
 PREVIEW_KEY = "teach_preview"
 
@@ -125,18 +124,10 @@ def _rollback_form(results: Store, bundle: Path, history: list[ToleranceRecord])
 
 def teach_page(settings: DashboardSettings) -> None:
     st.title("Teaching (QA)")
-    user = current_user()
-    if user is None or not user.is_qa:
-        st.error("Teaching the station needs a QA login.")
+    chosen = qa_model(settings, "Teaching the station needs a QA login.", "teach_model")
+    if chosen is None:
         return
-    results = store(settings)
-    models = [m.hash for m in results.models()]
-    if not models:
-        st.info("No model has inspected a board yet.")
-        return
-    newest = latest_model_hash(results)
-    model_hash = st.selectbox("Model", models, index=models.index(newest) if newest in models else len(models) - 1,
-                              format_func=lambda h: h[:16], key="teach_model")
+    results, model_hash = chosen
     current = results.current_tolerance(model_hash)
     st.caption("Dismissed false alarms widen the tolerance where they were, and only there: bounded by what they "
                "showed plus a margin and by a ceiling, never at a confirmed defect's place, refused for regions too "

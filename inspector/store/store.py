@@ -37,6 +37,7 @@ from inspector.store.records import (
 )
 from inspector.store.schema import utcnow
 from inspector.store.tolerances import ToleranceMixin
+from inspector.store.versions import append_version
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -438,12 +439,7 @@ class Store(OutboxMixin, ToleranceMixin):
             session.flush()
             return ThresholdRecord.of(row)
 
-        for _ in range(WRITE_ATTEMPTS):
-            try:
-                return self._write(work, "add_threshold_version")
-            except IntegrityError:
-                continue  # a concurrent change took this version number: number again
-        raise StoreError(f"threshold change for model {model_hash[:12]}: version kept colliding, try again")
+        return append_version(self._write, work, "add_threshold_version", f"threshold change for model {model_hash[:12]}")
 
     def current_threshold(self, model_hash: str) -> ThresholdRecord | None:
         """The latest QA threshold version of a model, or None when QA never changed it."""

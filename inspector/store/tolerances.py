@@ -11,16 +11,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from inspector.errors import StoreError
 from inspector.store import schema
 from inspector.store.records import InspectionRecord, ReviewRecord, ToleranceRecord
 from inspector.store.schema import utcnow
+from inspector.store.versions import append_version
 
 T = TypeVar("T")
-VERSION_ATTEMPTS = 5
 _MAPS = (defer(schema.ToleranceVersion.factor), defer(schema.ToleranceVersion.protected),
          defer(schema.ToleranceVersion.figure))
 
@@ -54,12 +53,7 @@ class ToleranceMixin:
             session.flush()
             return ToleranceRecord.of(row)
 
-        for _ in range(VERSION_ATTEMPTS):
-            try:
-                return self._write(work, "add_tolerance_version")
-            except IntegrityError:
-                continue  # a concurrent change took this version number: number again
-        raise StoreError(f"tolerance change for model {model_hash[:12]}: version kept colliding, try again")
+        return append_version(self._write, work, "add_tolerance_version", f"tolerance change for model {model_hash[:12]}")
 
     def current_tolerance(self, model_hash: str, *, with_maps: bool = False) -> ToleranceRecord | None:
         """The newest version of a model's learned tolerance (None: nothing was ever taught)."""
