@@ -41,6 +41,7 @@ from inspector.feeds.processor import (
 )
 from inspector.feeds.safeio import display_name, fit_name, raw_name_hex, read_regular
 from inspector.feeds.signals import inbox_observer, stop_on_signals
+from inspector.feeds.stations import claim_station
 from inspector.store import open_store
 
 log = logging.getLogger(__name__)
@@ -385,6 +386,7 @@ def run_folder(inbox: Path, engine: Engine, config: RunnerConfig, inspect_config
     with exclusive_lock(data_dir):
         store = open_store(config.db_url, data_dir)
         try:
+            claim_station(store, data_dir, config.station, "watch")
             processor = make_processor(engine, store, config, folders.overlays, bundle, stream)
             runner = FolderRunner(folders, processor, config, inspect_config, stop)
             server = None

@@ -60,6 +60,14 @@ def _add_learned_tolerance(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE inspections ADD COLUMN silenced_regions JSON"))
 
 
+def _add_station_home(conn: Connection) -> None:
+    columns = {column["name"] for column in inspect(conn).get_columns("stations")}
+    if "data_dir" not in columns:
+        conn.execute(text("ALTER TABLE stations ADD COLUMN data_dir TEXT DEFAULT ''"))
+    if "feed" not in columns:
+        conn.execute(text("ALTER TABLE stations ADD COLUMN feed VARCHAR(20) DEFAULT ''"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _create_v1_tables),
     Migration(2, "indexes for newest-first dashboard queries", _add_dashboard_indexes),
@@ -68,6 +76,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "verdict_outbox: verdicts published at least once, after commit", _add_verdict_outbox),
     Migration(6, "tolerance_versions and inspections.tolerance_version/silenced_regions: learning from review",
               _add_learned_tolerance),
+    Migration(7, "stations.data_dir and stations.feed: one station, one data directory, one feed", _add_station_home),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -22,10 +22,13 @@ class StationRecord:
     state: str
     last_seen: datetime
     last_image: str
+    data_dir: str = ""  # where its feed keeps images ("" before schema version 7)
+    feed: str = ""  # "watch" or "camera"
 
     @classmethod
     def of(cls, row: schema.Station) -> StationRecord:
-        return cls(row.name, row.state, _aware(row.last_seen), row.last_image or "")  # type: ignore[arg-type]
+        return cls(row.name, row.state, _aware(row.last_seen), row.last_image or "",  # type: ignore[arg-type]
+                   row.data_dir or "", row.feed or "")
 
 
 @dataclass(frozen=True)

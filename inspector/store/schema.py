@@ -44,6 +44,10 @@ class Station(Base):
     state: Mapped[str] = mapped_column(String(20), nullable=False, default="stopped")
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_image: Mapped[str] = mapped_column(Text, default="")
+    # Schema version 7: the data directory the station's feed keeps its images in (the dashboard reads
+    # them from there) and which feed it is ("watch" or "camera"); "" on rows from before.
+    data_dir: Mapped[str] = mapped_column(Text, default="")
+    feed: Mapped[str] = mapped_column(String(20), default="")
 
 
 class Model(Base):

@@ -31,11 +31,11 @@ from inspector.store.records import (
     InspectionRecord,
     ModelRecord,
     ReviewRecord,
-    StationRecord,
     ThresholdRecord,
     VerdictCounts,
 )
 from inspector.store.schema import utcnow
+from inspector.store.stations import StationsMixin
 from inspector.store.tolerances import ToleranceMixin
 from inspector.store.versions import append_version
 
@@ -95,7 +95,7 @@ def _failure(exc: DBAPIError, message: str) -> StoreError:
     return StoreUnavailable(message) if unavailable else StoreError(message)
 
 
-class Store(OutboxMixin, ToleranceMixin):
+class Store(OutboxMixin, ToleranceMixin, StationsMixin):
     """One results store (thread-safe: each call uses its own short session)."""
 
     def __init__(self, engine: Engine, where: str) -> None:
@@ -360,29 +360,6 @@ class Store(OutboxMixin, ToleranceMixin):
             query = query.where(schema.Event.created_at >= since)
         query = query.order_by(schema.Event.id.desc()).limit(limit)
         return self._read(lambda s: [EventRecord.of(r) for r in s.scalars(query)], "events")
-
-    def set_station_state(self, station: str, state: str, *, last_image: str | None = None) -> None:
-        """Create or update a station; also its heartbeat (`last_seen`)."""
-        if state not in schema.STATION_STATES:
-            raise StoreError(f"station {station}: unknown state {state!r} (known: {', '.join(schema.STATION_STATES)})")
-
-        def work(session: Session) -> None:
-            row = session.get(schema.Station, station)
-            if row is None:
-                row = schema.Station(name=station, state=state, last_seen=utcnow(), last_image=last_image or "")
-                session.add(row)
-                return
-            row.state = state
-            row.last_seen = utcnow()
-            if last_image is not None:
-                row.last_image = last_image
-
-        self._write(work, "set_station_state")
-
-    def stations(self) -> list[StationRecord]:
-        return self._read(
-            lambda s: [StationRecord.of(r) for r in s.scalars(select(schema.Station).order_by(schema.Station.name))],
-            "stations")
 
     # ------------------------------------------------------ models / thresholds
     def register_model(self, model_hash: str, bundle_path: str | Path = "",
