@@ -307,26 +307,50 @@ def camera(
     run_camera(source, model, settings.runner, settings.camera, settings.inspect, max_frames=max_frames)
 
 
+DASHBOARD_DB_HELP = ("SQLAlchemy URL of the results store, without a password (default, as the runner finds it: "
+                     "BOARD_INSPECTOR_DB_URL, dashboard.db_url_file, dashboard.db_url, runner.db_url_file, "
+                     "runner.db_url, else SQLite in the data directory). A password here would show in `ps`: it is "
+                     "refused.")
+
+
+def _dashboard_store_url(settings: Any, db: Optional[str]) -> str:
+    """The store `inspector dashboard` opens: `--db` (never with a password), else what the runner
+    would find (`DashboardConfig.store_url`); "" = SQLite in the data directory."""
+    from inspector.config import has_secret
+
+    if db is None:
+        return str(settings.dashboard.store_url(settings.runner))
+    if has_secret(db):
+        raise typer.BadParameter("a password in --db shows in `ps` and the unit file: put the URL in "
+                                 "BOARD_INSPECTOR_DB_URL or in dashboard.db_url_file (mode 0600)", param_hint="--db")
+    return db
+
+
 @app.command()
 def dashboard(
-    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL of the results store."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data directory (default store) [default: data]."),
+    db: Optional[str] = typer.Option(None, "--db", help=DASHBOARD_DB_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data directory (default store; its images) "
+                                            "[default: runner.data_dir, data]."),
     port: Optional[int] = typer.Option(None, "--port", help="HTTP port [default: 8501]."),
     host: Optional[str] = typer.Option(None, "--host",
                                        help="Bind address (localhost unless told otherwise) [default: 127.0.0.1]."),
     users: Optional[Path] = typer.Option(None, "--users", help="Users file (TOML, hashed passwords).",
                                          **EXISTING_FILE),
     config: Optional[Path] = typer.Option(None, "--config", help="Deployment settings TOML (deploy/example-config.toml); "
-                                          "uses its [dashboard] table and runner.data_dir; options given here win.",
+                                          "uses its [dashboard] table, and the [runner] table's store and data_dir; "
+                                          "options given here win.",
                                           **EXISTING_FILE),
 ) -> None:
     """Open the operator and QA dashboard (Streamlit)."""
     from inspector import extensions
-    from inspector.config import Settings, load_config
+    from inspector.config import load_settings
 
-    settings = load_config(config, Settings) if config else Settings()
+    settings = load_settings(config)
     cfg = settings.dashboard
-    for name, value in (("db_url", db), ("port", port), ("host", host), ("users_file", users and str(users))):
+    # Resolved here, once, in the runner's order; the launcher hands it to Streamlit in the
+    # environment (never in its argv) and keeps an inherited BOARD_INSPECTOR_DB_URL when it is empty.
+    cfg.db_url, cfg.db_url_file = _dashboard_store_url(settings, db), ""
+    for name, value in (("port", port), ("host", host), ("users_file", users and str(users))):
         if value is not None:
             setattr(cfg, name, value)
     extensions.dashboard().launch(cfg, data_dir if data_dir is not None else Path(settings.runner.data_dir))
@@ -492,6 +516,35 @@ def trial_teaching(
     except ValueError as exc:
         raise typer.BadParameter(f"expected counts such as 5,10,20, got {first!r}", param_hint="--first") from exc
     teaching_trial(model, data, out, counts, teach_on=teach_on, eval_good=eval_good, teach=_teach_config(config))
+
+
+outbox_app = typer.Typer(help="Verdicts owed to the line: what waits, what was parked as undeliverable, resending.",
+                         no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("list")
+def outbox_list(db: Optional[str] = typer.Option(None, "--db", help=STORE_HELP),
+                station: Optional[str] = typer.Option(None, "--station", help="Only this station's.")) -> None:
+    """Pending and parked verdicts, with why the line refused the parked ones."""
+    with _open_store(db) as store:
+        state = store.delivery_state(station=station)
+        parked = store.parked_verdicts(station=station)
+    typer.echo(f"{state.pending} verdicts pending (oldest {state.lag_seconds:.0f} s), {state.parked} parked")
+    for entry in parked:
+        row = entry.inspection
+        typer.echo(f"parked #{entry.outbox_id}: board #{row.id} {row.source_name} ({row.station}, {row.verdict}) "
+                   f"after {entry.attempts} refusals: {entry.last_error}")
+
+
+@outbox_app.command("resend")
+def outbox_resend(ids: Optional[list[int]] = typer.Argument(None, help="Outbox ids to resend (default: every parked)."),
+                  db: Optional[str] = typer.Option(None, "--db", help=STORE_HELP),
+                  station: Optional[str] = typer.Option(None, "--station", help="Only this station's.")) -> None:
+    """Put parked verdicts back in the queue: the station's runner publishes them again."""
+    with _open_store(db) as store:
+        count = store.resend_parked(station=station, outbox_ids=list(ids) if ids else None)
+    typer.echo(f"{count} parked verdict(s) queued again")
 
 
 tolerance_app = typer.Typer(help="The learned tolerance's versions: history and rollback.", no_args_is_help=True)

@@ -214,9 +214,19 @@ class RunnerConfig:
     hook: str = ""  # command run with each verdict as JSON on stdin
     json_lines: bool = True  # one JSON line per verdict on stdout
     max_attempts: int = 3  # tries of one board (a crash counts) before it is quarantined
+    # A verdict the line (stdout, hook) refused this many times is parked: kept, counted on /healthz,
+    # resendable with `inspector outbox resend`, and no longer retried ahead of newer verdicts.
+    max_publish_attempts: int = 10
     max_file_bytes: int = 256 * 1024 * 1024  # larger inbox files are quarantined unread
     min_free_bytes: int = 256 * 1024 * 1024  # below this free space no new boards are taken (0 = never pause)
     retention_days: float = 0.0  # delete done/, overlays/, camera/ files older than this (0 = keep)
+    # The folder runner decodes in a worker process (inspector/feeds/decoder.py): a decode that takes
+    # longer than this is killed and its board quarantined with the reason (a real 40-Mpixel board
+    # decodes in about a second on a slow line PC)...
+    decode_timeout_seconds: float = 10.0
+    # ...and one that needs more memory than this beyond the worker's own footprint (about 0.5 GB of
+    # address space: Python, numpy, OpenCV) fails inside the worker and is quarantined the same way.
+    decode_memory_mb: int = 2048
 
 
 @dataclass
@@ -232,6 +242,10 @@ class CameraConfig:
     backoff_max_seconds: float = 30.0
     backoff_jitter: float = 0.25
     stale_frame_seconds: float = 1.0  # a frame older than this is never inspected
+    # This many triggers in a row answered "not inspected" for a black, blank or stale frame (a strobe or
+    # lamp that failed, a frozen stream): an error event and /healthz 503 "degraded" until a frame fit to
+    # inspect arrives again. 0 = never.
+    degraded_after_triggers: int = 10
 
 
 @dataclass
@@ -240,11 +254,30 @@ class DashboardConfig:
 
     host: str = "127.0.0.1"  # bound to localhost unless told otherwise
     port: int = 8501
+    # Both empty = the runner's store ([runner] db_url_file / db_url, else SQLite in the data directory);
+    # see `store_url`. A password belongs in db_url_file or BOARD_INSPECTOR_DB_URL.
     db_url: str = ""
+    db_url_file: str = ""  # a file (mode 0600) holding the database URL, so no password shows in argv
     users_file: str = ""  # TOML with hashed passwords and roles
     refresh_seconds: float = 2.0
     session_hours: float = 12.0  # a login lasts at most this long (a shift), see deploy/dashboard/sessions.py
     idle_minutes: float = 30.0  # a login unused this long ends (no page run, no auto-refresh)
+
+    def store_url(self, runner: RunnerConfig | None = None, environ: dict[str, str] | None = None) -> str:
+        """The store the dashboard opens, found where the runner finds its own and in the same order
+        (`resolve_db_url`): `BOARD_INSPECTOR_DB_URL`, else this table's db_url_file, else its db_url,
+        else the same two of `runner` (the [runner] table of the same config file: the dashboard
+        shows the store the runner writes); "" = SQLite in the data directory. A `--db` option comes
+        before all of them and is the caller's."""
+        own = bool(self.db_url_file or self.db_url)
+        source = RunnerConfig(db_url=self.db_url, db_url_file=self.db_url_file) if own or runner is None else runner
+        try:
+            return resolve_db_url(source, environ)
+        except ConfigError as exc:
+            if not own:
+                raise
+            # resolve_db_url names the runner's setting; this file was the dashboard's.
+            raise ConfigError(str(exc).replace("runner.db_url_file", "dashboard.db_url_file", 1)) from exc
 
 
 @dataclass

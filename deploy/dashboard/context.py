@@ -1,9 +1,10 @@
 """What every page needs: the deployment's settings, the open store, the logged-in user.
 
 Settings arrive in environment variables set by `inspector dashboard` (deploy/dashboard/launch.py);
-the store is opened once per server process and shared by all browser sessions. The login is a
-server-side session found by its HttpOnly cookie (sessions.py, set by web.py's login route):
-nothing in the page address logs anybody in.
+the store is opened once per server process and shared by all browser sessions, and the stations'
+data directories it records are where the pages may read pictures from, besides the data directory.
+The login is a server-side session found by its HttpOnly cookie (sessions.py, set by web.py's login
+route): nothing in the page address logs anybody in.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 import streamlit as st
 
+from deploy.dashboard import images
 from deploy.dashboard.auth import User
 from deploy.dashboard.sessions import COOKIE
 from deploy.dashboard.settings import DashboardSettings, session_table, settings_from_env, users
@@ -38,7 +40,13 @@ def _store(db_url: str, data_dir: str) -> Store:
 
 
 def store(settings: DashboardSettings) -> Store:
-    return _store(settings.db_url, str(settings.data_dir))
+    results = _store(settings.db_url, str(settings.data_dir))
+    # Each station's feed keeps its pictures in the data directory the store records for it, which
+    # need not be this dashboard's: the pages' picture reads may come from there too (never from
+    # anywhere else; deploy/dashboard/images.py). Set on every call: a cheap dict entry, always
+    # naming the store this data directory is shown with.
+    images.use_station_folders(settings.data_dir, lambda: [station.data_dir for station in results.stations()])
+    return results
 
 
 def session_id_from_request() -> str | None:

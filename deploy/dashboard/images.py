@@ -8,11 +8,18 @@ and get the same rule, so a board stored before this change shows the same way.
 Region zooms are built here from the stored board, heatmap and, for fixtured designs, the
 reference board the runner stores beside the heatmap (`<stem>.reference.png`): rows stored before
 it existed still get the board and heatmap panels.
+
+Stored paths come from the store, so they are read only from the dashboard's data folder and the
+stations' data folders the store records (`use_station_folders`), each through one descriptor whose
+file is checked where it really is (`_read_stored`): never outside them, symlinks included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +29,7 @@ import cv2
 import numpy as np
 
 from inspector.core import render
-from inspector.core.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
+from inspector.core.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, decode_image
 
 REGION_COLOUR = render.BOX_COLOUR  # magenta on a dark halo: seen on green boards and on every heatmap colour
 THUMBNAIL_WIDTH = 240
@@ -62,36 +69,156 @@ class MissingImage(Exception):
     """A stored file is gone or unreadable; the message names it (shown to the operator)."""
 
 
-def _load(path: str | Path, what: str, root: Path | None, max_pixels: int) -> np.ndarray:
-    """A stored picture (gray or BGR) through the runner's safe loader (format sniffing, pixel cap),
-    and only from inside `root` (the store's data folder) when given."""
+# ---------------------------------------------------------------------- where pictures may come from
+# Each feed keeps its pictures in its own data directory, which the store records per station
+# (inspector/store/stations.py). The pages pass the dashboard's data directory as `root`; the store
+# it opened registers here how to list its stations' directories (context.store), so a picture in
+# any of them is shown and one anywhere else is not.
+StationFolders = Callable[[], Iterable[str]]
+_STATION_FOLDERS: dict[str, StationFolders] = {}
+_STATION_FOLDERS_LOCK = threading.Lock()
+# The runner quarantines larger inbox files unread (runner.max_file_bytes); none is stored.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+# Non-blocking: a FIFO planted among the pictures must not hang the page at open(); it is then
+# refused as not a regular file. No controlling terminal, no descriptor leaked to a child.
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_BINARY", 0))
+
+
+def use_station_folders(data_dir: str | Path, folders: StationFolders) -> None:
+    """Pictures read with `root=data_dir` may also lie in the folders `folders()` names: the data
+    directories the store records for its stations. It is asked only for a picture outside
+    `data_dir`, and afresh each time, so a station started a moment ago counts at once."""
+    with _STATION_FOLDERS_LOCK:
+        _STATION_FOLDERS[os.path.realpath(data_dir)] = folders
+
+
+class _Roots:
+    """The folders a picture may be read from: the data directory, then (asked once, only when
+    needed) the stations' data directories. Every comparison is of real paths (symlinks resolved)."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = os.path.realpath(data_dir)
+        self._stations: list[str] | None = None
+
+    def contain(self, real_path: str) -> bool:
+        if _inside(real_path, self.data_dir):
+            return True
+        return any(_inside(real_path, folder) for folder in self._station_folders())
+
+    def _station_folders(self) -> list[str]:
+        if self._stations is None:
+            with _STATION_FOLDERS_LOCK:
+                lookup = _STATION_FOLDERS.get(self.data_dir)
+            folders = [] if lookup is None else [str(folder) for folder in lookup()]
+            # A feed records its directory resolved; anything else (an empty field of a station from
+            # before schema 7, a relative path, the file system's root) is no image folder.
+            real = (os.path.realpath(folder) for folder in folders if folder and os.path.isabs(folder))
+            self._stations = [folder for folder in real if os.path.dirname(folder) != folder]
+        return self._stations
+
+
+def _inside(real_path: str, folder: str) -> bool:
+    return Path(real_path).is_relative_to(folder)
+
+
+def _opened_path(fd: int, path: str) -> str | None:
+    """The real path of the file open on `fd`: Linux names it in /proc/self/fd. Elsewhere the real
+    path of `path`, trusted only when it is the very file open on `fd` (same device and inode), so
+    a name changed after the open is refused, never followed."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        pass
+    real = os.path.realpath(path)
+    try:
+        named, opened = os.stat(real), os.fstat(fd)
+    except OSError:
+        return None
+    return real if (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino) else None
+
+
+def _unreadable(path: str | Path, what: str, reason: str) -> MissingImage:
+    return MissingImage(f"{path}: {what} missing or unreadable ({reason})")
+
+
+def _read_stored(path: str | Path, what: str, root: Path | None) -> bytes:
+    """A stored file's bytes, read through one descriptor, and only from inside `root` (the
+    dashboard's data folder) or a station's data folder when `root` is given.
+
+    The check is made on the file actually opened (its real path, from the descriptor), not on the
+    name: a name swapped for a symlink between a check and the open cannot lead the read outside,
+    and the bytes decoded are the bytes checked. The name is also checked before the open, so a
+    stored path naming a device or anything else outside is never opened at all.
+    """
     if not path:
         raise MissingImage(f"no {what} was stored for this board")
-    if root is not None and not Path(path).resolve().is_relative_to(Path(root).resolve()):
-        raise MissingImage(f"{path}: {what} is outside the data folder; not shown")
+    roots = None if root is None else _Roots(root)
+    outside = MissingImage(f"{path}: {what} is outside the data folder; not shown")
+    if roots is not None and not roots.contain(os.path.realpath(path)):
+        raise outside
     try:
-        return load_image(path, max_pixels=max_pixels)
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError as exc:
+        raise _unreadable(path, what, "file not found") from exc
+    except PermissionError as exc:
+        raise _unreadable(path, what, "permission denied") from exc
+    except OSError as exc:
+        raise _unreadable(path, what, f"cannot read ({exc.strerror or exc})") from exc
+    try:
+        if roots is not None:
+            opened = _opened_path(fd, str(path))
+            if opened is None or not roots.contain(opened):
+                raise outside
+        status = os.fstat(fd)
+        if stat.S_ISDIR(status.st_mode):
+            raise _unreadable(path, what, "is a directory, not an image file")
+        if not stat.S_ISREG(status.st_mode):
+            raise _unreadable(path, what, "not a regular file")
+        if status.st_size > MAX_FILE_BYTES:  # refused unread; the loop below holds a file still growing to it
+            raise _unreadable(path, what, f"over {MAX_FILE_BYTES} bytes")
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise _unreadable(path, what, f"over {MAX_FILE_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise _unreadable(path, what, f"cannot read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
+def _decoded(data: bytes, path: str | Path, what: str, max_pixels: int) -> np.ndarray:
+    """Stored bytes -> pixels (gray or BGR) through the runner's safe decoder (format sniffing,
+    pixel cap)."""
+    try:
+        return decode_image(data, path, max_pixels=max_pixels)
     except ImageLoadError as exc:
-        raise MissingImage(f"{path}: {what} missing or unreadable ({exc.reason})") from exc
+        raise _unreadable(path, what, exc.reason) from exc
+
+
+def _load(path: str | Path, what: str, root: Path | None, max_pixels: int) -> np.ndarray:
+    """A stored picture (gray or BGR), read once (`_read_stored`) and decoded from those bytes."""
+    return _decoded(_read_stored(path, what, root), path, what, max_pixels)
 
 
 def read_colour(path: str | Path, what: str, root: Path | None = None,
                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """A stored picture as BGR (see `_load`)."""
+    """A stored picture as BGR (see `_read_stored` for where it may come from)."""
     return as_bgr(_load(path, what, root, max_pixels))
 
 
 def read_heatmap(path: str | Path, root: Path | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A stored heatmap as a BGRA layer, opaque only where the map matters (`heatmap_layer`). The
-    safe loader checks the file and drops alpha; a BGRA PNG's alpha is then read from its bytes."""
-    pixels = _load(path, "heatmap", root, max_pixels)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise MissingImage(f"{path}: heatmap missing or unreadable ({exc.strerror or exc})") from exc
-    head = data[:26].tobytes()
+    safe decoder checks the bytes and drops alpha; a BGRA PNG's alpha is then read from the same
+    bytes (never from the file again)."""
+    data = _read_stored(path, "heatmap", root)
+    pixels = _decoded(data, path, "heatmap", max_pixels)
+    head = data[:26]
     if head.startswith(_PNG_MAGIC) and len(head) > 25 and head[25] == _PNG_RGBA:
-        with_alpha = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        with_alpha = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
         if with_alpha is not None and with_alpha.shape[:2] == pixels.shape[:2] and with_alpha.ndim == 3 \
                 and with_alpha.shape[2] == 4:
             return with_alpha

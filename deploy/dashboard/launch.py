@@ -1,7 +1,8 @@
 """`inspector dashboard`: run the Streamlit app in deploy/dashboard/ with this deployment's settings.
 
 The app is a separate script (Streamlit runs it per browser session), so the settings travel in
-environment variables named below; deploy/dashboard/context.py reads the same names.
+environment variables named below; deploy/dashboard/context.py reads the same names. The store's
+URL, which may hold a password, is one of them: it never goes on Streamlit's command line.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def streamlit_command(config: DashboardConfig, data_dir: Path, *, demo: bool = F
         argv += [option, value]
     env = dict(os.environ)
     env.update({
-        ENV_DB_URL: config.db_url,
+        ENV_DB_URL: store_url(config, env, demo=demo),
         ENV_DATA_DIR: str(Path(data_dir).resolve()),
         ENV_USERS_FILE: str(users_path),
         ENV_REFRESH_SECONDS: str(config.refresh_seconds),
@@ -104,6 +105,23 @@ def streamlit_command(config: DashboardConfig, data_dir: Path, *, demo: bool = F
     for name in [n for n in env if n.startswith("STREAMLIT_")]:
         del env[name]
     return argv, env
+
+
+def store_url(config: DashboardConfig, environ: dict[str, str], *, demo: bool = False) -> str:
+    """The store URL the app gets (in its environment, never in its argv, where `ps` shows it).
+
+    `config.db_url` is the store the caller chose (`inspector dashboard` resolved --db and the
+    runner's order into it). An empty one never replaces the URL this process inherited in
+    BOARD_INSPECTOR_DB_URL: that is where the line keeps its password, and overwriting it with ""
+    sent QA's reviews into a SQLite file no runner reads. Then `config.db_url_file`; "" = SQLite in
+    the data directory. The demo always shows the store it has just filled in its data directory,
+    whatever the shell's environment names.
+    """
+    if config.db_url.strip():
+        return config.db_url.strip()
+    if demo:
+        return ""
+    return config.store_url(environ=environ)
 
 
 def _stop_server(server: subprocess.Popen) -> None:

@@ -5,10 +5,12 @@ through `load_image` / `decode_image`, so the checks live in one place:
 
 * the bytes are read once and the format is recognised by its magic bytes (PNG, JPEG, BMP,
   TIFF, WebP); anything else is refused, whatever its file name says;
-* the pixel count is read from the header *before* decoding for every accepted format (PNG,
-  JPEG, BMP, the first page of a classic TIFF, WebP VP8/VP8L/VP8X), so a "decompression bomb"
-  claiming 100000x100000 pixels is refused without allocating; BigTIFF is refused (no header
-  check);
+* every size the header claims is read *before* decoding, the way the decoder will read it
+  (`inspector.core.imageheaders`: PNG chunks, every JPEG frame header, BMP core and V1-V5 headers,
+  the first directory of a classic TIFF with its strips or tiles, WebP VP8/VP8L/VP8X), and each is
+  held to `max_pixels`, so a "decompression bomb" claiming 100000x100000 pixels, or a header the
+  decoder would read otherwise (a TIFF size tag given twice), is refused without allocating;
+  BigTIFF and animations are refused;
 * truncated data is refused (PNG without IEND, JPEG without EOI, or a decoder failure).
 
 Conversions (explicit, so a camera's odd format never changes the pixels silently):
@@ -22,12 +24,12 @@ Conversions (explicit, so a camera's odd format never changes the pixels silentl
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from inspector.core.imageheaders import SizeClaim, UnsupportedImage, header_claims
 from inspector.errors import ConfigError, ImageLoadError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -57,100 +59,9 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    # The first chunk must be IHDR: length(4) type(4) width(4) height(4), big-endian.
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise ValueError("PNG header has no IHDR chunk")
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
 def _png_is_gray(head: bytes) -> bool:
     # IHDR colour type (byte 25): 0 = gray, 4 = gray + alpha.
     return head.startswith(_PNG_MAGIC) and len(head) > 25 and head[25] in (0, 4)
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    # Walk the marker segments up to the first start-of-frame (SOF0..SOF15 except DHT/JPG/DAC).
-    offset = 2
-    while offset + 4 <= len(data):
-        if data[offset] != 0xFF:
-            raise ValueError(f"JPEG marker expected at byte {offset}")
-        marker = data[offset + 1]
-        if marker == 0xFF:  # fill byte
-            offset += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
-            offset += 2
-            continue
-        (length,) = struct.unpack(">H", data[offset + 2 : offset + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if offset + 9 > len(data):
-                break
-            height, width = struct.unpack(">HH", data[offset + 5 : offset + 9])
-            return width, height
-        if marker == 0xDA:  # start of scan before any frame header
-            break
-        offset += 2 + length
-    raise ValueError("JPEG has no frame header (SOF)")
-
-
-def _bmp_size(data: bytes) -> tuple[int, int]:
-    (header_size,) = struct.unpack("<I", data[14:18])
-    if header_size == 12:  # BITMAPCOREHEADER: 16-bit sizes
-        width, height = struct.unpack("<hh", data[18:22])
-    else:
-        width, height = struct.unpack("<ii", data[18:26])
-    return abs(width), abs(height)  # negative height = top-down rows
-
-
-def _tiff_size(data: bytes) -> tuple[int, int]:
-    # Classic TIFF: byte order, 42, offset of IFD0; each entry is tag(2) type(2) count(4) value(4).
-    if data[2:4] in (b"+\x00", b"\x00+"):
-        raise ValueError("BigTIFF is not accepted (its size cannot be checked before decoding)")
-    order = "<" if data[:2] == b"II" else ">"
-    if len(data) < 8:
-        raise ValueError("TIFF header is cut short")
-    (ifd,) = struct.unpack(order + "I", data[4:8])
-    if ifd < 8 or ifd + 2 > len(data):
-        raise ValueError("TIFF first directory lies outside the file")
-    (count,) = struct.unpack(order + "H", data[ifd:ifd + 2])
-    found: dict[int, int] = {}
-    for index in range(count):
-        entry = ifd + 2 + 12 * index
-        if entry + 12 > len(data):
-            raise ValueError("TIFF first directory is cut short")
-        tag, kind = struct.unpack(order + "HH", data[entry:entry + 4])
-        if tag in (256, 257):
-            if kind == 3:  # SHORT, left-justified in the value field
-                (value,) = struct.unpack(order + "H", data[entry + 8:entry + 10])
-            elif kind == 4:  # LONG
-                (value,) = struct.unpack(order + "I", data[entry + 8:entry + 12])
-            else:
-                raise ValueError(f"TIFF image size tag {tag} has type {kind}")
-            found[tag] = value
-    if 256 not in found or 257 not in found:
-        raise ValueError("TIFF first directory has no image width or length")
-    return found[256], found[257]
-
-
-def _webp_size(data: bytes) -> tuple[int, int]:
-    chunk = data[12:16]
-    body = data[20:]
-    if chunk == b"VP8X" and len(body) >= 10:  # canvas size, 24 bits each, minus one
-        width = 1 + int.from_bytes(body[4:7], "little")
-        height = 1 + int.from_bytes(body[7:10], "little")
-        return width, height
-    if chunk == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
-        width, height = struct.unpack("<HH", body[6:10])
-        return width & 0x3FFF, height & 0x3FFF
-    if chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
-        bits = int.from_bytes(body[1:5], "little")
-        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-    raise ValueError(f"WebP has no readable frame header (chunk {chunk!r})")
-
-
-_HEADER_SIZE = {"png": _png_size, "jpeg": _jpeg_size, "bmp": _bmp_size, "tiff": _tiff_size, "webp": _webp_size}
 
 
 def _check_complete(data: bytes, fmt: str) -> None:
@@ -196,6 +107,10 @@ def _convert(pixels: np.ndarray, channels: int | None) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR) if pixels.ndim == 2 else pixels
 
 
+class DecodeOutOfMemory(ImageLoadError):
+    """The decoder could not allocate what this image needs (a decode guard's memory cap, or the machine's)."""
+
+
 def decode_image(
     data: bytes | bytearray | memoryview | np.ndarray,
     name: str | Path = "<bytes>",
@@ -209,35 +124,16 @@ def decode_image(
     """
     if channels not in (None, 1, 3):
         raise ImageLoadError(name, f"cannot convert to {channels} channels (use 1 or 3)")
-    buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
+    buffer = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else _flat_bytes(data)
     if buffer.size == 0:
         raise ImageLoadError(name, "file is empty (0 bytes)")
-    head = buffer[:64].tobytes()
-    fmt = sniff_format(head)
-    if fmt is None:
-        raise ImageLoadError(name, "unsupported or unrecognised image format (expected PNG, JPEG, BMP, TIFF or WebP)")
-    try:
-        # JPEG frame headers may follow a large EXIF block and a TIFF directory may sit anywhere,
-        # so those two get every byte.
-        header = buffer.tobytes() if fmt in ("jpeg", "tiff") else head
-        width, height = _HEADER_SIZE[fmt](header)
-        _check_size(width, height, max_pixels)
-        _check_complete(buffer[-_TRAILER_WINDOW:].tobytes(), fmt)
-    except ValueError as exc:
-        raise ImageLoadError(name, f"corrupt {fmt.upper()} data: {exc}") from exc
-    except _TooLarge as exc:
-        raise ImageLoadError(name, str(exc)) from exc
-    try:
-        pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:
-        raise ImageLoadError(name, f"corrupt {fmt.upper()} data: OpenCV could not decode it ({exc.msg.strip()})") from exc
-    if pixels is None or pixels.size == 0:
-        raise ImageLoadError(name, f"corrupt or truncated {fmt.upper()} data: OpenCV could not decode it")
-    if pixels.ndim == 3 and _png_is_gray(head):
+    fmt = _checked_header(buffer, name, max_pixels)
+    pixels = _opencv_decode(buffer, name, fmt)
+    if pixels.ndim == 3 and _png_is_gray(buffer[:64].tobytes()):
         # OpenCV expands gray+alpha (and gray with a transparency chunk) PNGs to BGRA.
         pixels = np.ascontiguousarray(pixels[:, :, 0])
     try:
-        _check_size(pixels.shape[1], pixels.shape[0], max_pixels)
+        _check_claim(SizeClaim("image", pixels.shape[1], pixels.shape[0]), max_pixels)
         pixels = _normalise_channels(_to_uint8(pixels))
     except _TooLarge as exc:
         raise ImageLoadError(name, str(exc)) from exc
@@ -246,18 +142,57 @@ def decode_image(
     return np.ascontiguousarray(_convert(pixels, channels))
 
 
+def _flat_bytes(array: np.ndarray) -> np.ndarray:
+    # The header readers index bytes: a strided or wider-typed array is made plain uint8 first.
+    return np.ascontiguousarray(array.reshape(-1)).view(np.uint8)
+
+
+def _checked_header(buffer: np.ndarray, name: str | Path, max_pixels: int) -> str:
+    """The format of `buffer`, once its completeness and every size its header claims are checked."""
+    fmt = sniff_format(buffer[:64].tobytes())
+    if fmt is None:
+        raise ImageLoadError(name, "unsupported or unrecognised image format (expected PNG, JPEG, BMP, TIFF or WebP)")
+    try:
+        # Completeness first: a file cut short reads as truncated, not as a chunk running past its end.
+        _check_complete(buffer[-_TRAILER_WINDOW:].tobytes(), fmt)
+        for claim in header_claims(fmt, buffer.data):
+            _check_claim(claim, max_pixels)
+    except UnsupportedImage as exc:
+        raise ImageLoadError(name, f"unsupported {fmt.upper()}: {exc}") from exc
+    except ValueError as exc:
+        raise ImageLoadError(name, f"corrupt {fmt.upper()} data: {exc}") from exc
+    except _TooLarge as exc:
+        raise ImageLoadError(name, str(exc)) from exc
+    return fmt
+
+
+def _opencv_decode(buffer: np.ndarray, name: str | Path, fmt: str) -> np.ndarray:
+    try:
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        if exc.code == cv2.Error.StsNoMem:
+            raise DecodeOutOfMemory(name, f"decoding needs more memory than it may have ({exc.err})") from exc
+        raise ImageLoadError(name, f"corrupt {fmt.upper()} data: OpenCV could not decode it ({exc.msg.strip()})") from exc
+    if pixels is None or pixels.size == 0:
+        raise ImageLoadError(name, f"corrupt or truncated {fmt.upper()} data: OpenCV could not decode it")
+    return pixels
+
+
 class _TooLarge(Exception):
     pass
 
 
-def _check_size(width: int, height: int, max_pixels: int) -> None:
+def _check_claim(claim: SizeClaim, max_pixels: int) -> None:
+    width, height = claim.width, claim.height
     if width <= 0 or height <= 0:
-        raise ValueError(f"header claims an empty image ({width}x{height})")
-    if width * height > max_pixels:
-        raise _TooLarge(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
-            "(raise inspect.max_pixels if this is a real image)"
-        )
+        raise ValueError(f"header claims an empty {claim.what} ({width}x{height})")
+    if width * height <= max_pixels:
+        return
+    if claim.what == "image":
+        raise _TooLarge(f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
+                        "(raise inspect.max_pixels if this is a real image)")
+    raise _TooLarge(f"{claim.what}s of {width}x{height} = {width * height} pixels are over the limit of {max_pixels} "
+                    "(the decoder allocates one whole; raise inspect.max_pixels if this is a real image)")
 
 
 def load_image(

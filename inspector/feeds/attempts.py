@@ -20,7 +20,7 @@ import logging
 import os
 from pathlib import Path
 
-from inspector.atomic import atomic_write_text
+from inspector.atomic import NotDurable, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,10 @@ class AttemptJournal:
                 for k, v in data.items() if isinstance(v, dict)}
 
     def _save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self._counts, ensure_ascii=True, sort_keys=True), durable=True)
+        try:
+            atomic_write_text(self.path, json.dumps(self._counts, ensure_ascii=True, sort_keys=True), durable=True)
+        except NotDurable as exc:  # counted, only not flushed: a power cut now could lose this one try
+            log.error("%s", exc)
 
     def count(self, key: str) -> int:
         """Tries of this board alone."""

@@ -30,6 +30,7 @@ TRIGGERS = ("every", "interval", "stdin", "file")
 BLANK_STD = 2.0  # grey-level spread below which a frame is a blank (lens cap, unlit, dropped signal)
 BLACK_MEAN = 8.0
 LOOP_SECONDS = 0.01
+MIN_FRAME_SIDE = 8  # pixels: a smaller frame is a broken stream, not a board
 
 
 class Capture(Protocol):
@@ -218,8 +219,24 @@ class Trigger:
             return self.kind == "stdin" and self.closed and not self._pending
 
 
+def frame_fault(image: np.ndarray) -> str | None:
+    """Why a frame cannot be inspected at all (its format), or None.
+
+    The engine takes what the image decoder gives: 8-bit grey (HxW) or BGR (HxWx3). A 16-bit or
+    4-channel frame is a camera set up unlike the bundle's boards: scaling or dropping a channel here
+    would judge pixels the thresholds were never calibrated on, so it is reported instead.
+    """
+    if image.dtype != np.uint8:
+        return f"{image.dtype.itemsize * 8}-bit frame ({image.dtype}): set the camera to 8-bit output"
+    if image.ndim == 3 and image.shape[2] != 3:
+        return f"{image.shape[2]}-channel frame: set the camera to grey or BGR output"
+    if image.ndim not in (2, 3) or min(image.shape[:2]) < MIN_FRAME_SIDE:
+        return f"frame of shape {tuple(image.shape)} is no picture of a board"
+    return None
+
+
 def frame_problem(image: np.ndarray) -> str | None:
-    """Why a frame must not be scored (blank or black), or None."""
+    """Why a frame must not be scored (blank or black), or None; `frame_fault` first (this needs uint8)."""
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if float(gray.mean()) < BLACK_MEAN:
         return "black frame"

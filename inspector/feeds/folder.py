@@ -27,7 +27,15 @@ from inspector.core.results import InspectionResult
 from inspector.errors import InspectorError, StoreError, StoreUnavailable
 from inspector.feeds.attempts import AttemptJournal
 from inspector.feeds.backoff import STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff
-from inspector.feeds.claimed import Claimed, describe, failure_reason, original_name
+from inspector.feeds.claimed import (
+    Claimed,
+    describe,
+    failure_reason,
+    is_passing_fault,
+    original_name,
+    passing_fault_digest,
+)
+from inspector.feeds.decoder import DecoderUnavailable, GuardedDecoder
 from inspector.feeds.housekeeping import DiskGuard
 from inspector.feeds.inbox import Folders, StabilityTracker, exclusive_lock, final_path, is_temp_name, scan_inbox, sha256_hex
 from inspector.feeds.lineout import HealthServer
@@ -39,7 +47,7 @@ from inspector.feeds.processor import (
     load_engine,
     make_processor,
 )
-from inspector.feeds.safeio import display_name, fit_name, raw_name_hex, read_regular
+from inspector.feeds.safeio import display_name, fit_name, quarantine_digest, raw_name_hex, read_regular
 from inspector.feeds.signals import inbox_observer, stop_on_signals
 from inspector.feeds.stations import claim_station
 from inspector.store import open_store
@@ -47,6 +55,7 @@ from inspector.store import open_store
 log = logging.getLogger(__name__)
 
 RATE_LOG_SECONDS = 10.0
+PASSING_FAULT_PAUSES_SECONDS = (1.0, 4.0)  # out of memory: tried again after these pauses before giving up
 HEARTBEAT_SECONDS = 10.0  # an idle runner still refreshes its station's last_seen this often
 
 
@@ -72,6 +81,8 @@ class FolderRunner:
         self._outage_backoff = Backoff(STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_MAX_SECONDS, STORE_RETRY_JITTER)
         self._last_rate_log = time.monotonic()
         self._last_heartbeat = time.monotonic()
+        # Decoding runs in a worker process under a time limit and a memory cap (started and ended by run()).
+        self.decoder = GuardedDecoder(config.decode_timeout_seconds, config.decode_memory_mb)
 
     # ----------------------------------------------------------------- scanning
     def _inbox_entries(self) -> dict[str, os.stat_result]:
@@ -116,8 +127,16 @@ class FolderRunner:
         """The final move, after the row's commit: fsynced, so a power cut cannot undo it half-way."""
         os.replace(item.path, target)  # same bytes or a free name: nothing is overwritten
         self.processor.fault("moved")
-        fsync_dir(target.parent)
-        fsync_dir(item.path.parent)
+        try:
+            fsync_dir(target.parent)
+            fsync_dir(item.path.parent)
+        except OSError as exc:  # the move is done and its row stored; only its durability is in doubt: say so
+            detail = (f"{item.shown}: moved to {target.parent.name}/ but the folder could not be flushed to disk "
+                      f"({exc.strerror or exc}); a power cut now could undo the move (the board would be taken "
+                      "again and recognised by its row)")
+            log.error("%s", detail)
+            self.metrics.error()
+            self.store.record_event(self.config.station, "error", detail)
 
     def _finish(self, item: Claimed, folder: Path) -> Path:
         target = final_path(folder, item.shown, item.digest)
@@ -126,13 +145,13 @@ class FolderRunner:
 
     def _quarantine(self, item: Claimed, reason: str) -> None:
         reason = display_name(reason)
-        target = final_path(self.folders.quarantine, item.shown, item.digest or "unreadable")
-        if item.digest:
-            self.processor.store_error(digest=item.digest, name=item.shown, source_path=str(item.path.parent / item.shown),
-                                       image_path=str(target), reason=reason, raw_name=raw_name_hex(item.name))
-        else:
-            self.store.record_event(self.config.station, "quarantine", reason)
-            self.metrics.error()
+        if not item.digest:  # quarantined unread (too big, unreadable, crashed the runner): still a row
+            item.digest = quarantine_digest(item.path, self.config.max_file_bytes)
+        target = final_path(self.folders.quarantine, item.shown, item.digest)
+        # Every input gets a row and a published `error` verdict, and the same file dropped again is
+        # recognised by it (find_inspection) instead of being tried, or crashing the runner, again.
+        self.processor.store_error(digest=item.digest, name=item.shown, source_path=str(item.path.parent / item.shown),
+                                   image_path=str(target), reason=reason, raw_name=raw_name_hex(item.name))
         try:
             self._move(item, target)
         except OSError as exc:
@@ -168,8 +187,6 @@ class FolderRunner:
             self.attempts.settle_gone([path.name for path in fresh], self.folders.processing)
 
     def _process(self, paths: list[Path]) -> None:
-        from inspector.core.imageio import decode_image
-
         pending: list[Claimed] = []
         same_bytes_later: list[Claimed] = []  # a copy of an image already in this batch
         for path in paths:
@@ -186,10 +203,10 @@ class FolderRunner:
                 if existing is not None:
                     self._settle_existing(item, existing)
                     continue
-                item.image = decode_image(item.data, item.shown, max_pixels=self.inspect_config.max_pixels)
+                item.image = self.decoder.decode(item.data, item.shown, max_pixels=self.inspect_config.max_pixels)
                 item.data = b""  # the pixels are all that is needed from here
-            except StoreError:
-                raise  # the store, not the board: outage handling or a stop with the board kept
+            except (StoreError, DecoderUnavailable):
+                raise  # the store or the installation, not the board: outage handling or a stop with the board kept
             except Exception as exc:  # noqa: BLE001 - whatever an input causes quarantines that input
                 self._quarantine(item, failure_reason(item, exc))
                 continue
@@ -228,6 +245,9 @@ class FolderRunner:
             except StoreError:
                 raise  # the store, not the image: the batch stays in processing/ for the outage handling
             except Exception as exc:  # noqa: BLE001 - InspectorError, or anything else an odd image causes
+                if is_passing_fault(exc):
+                    self._passing_fault(part, exc)
+                    continue
                 # An image the model itself refuses (e.g. smaller than its patch) must not stop the line
                 # or, left in processing/, crash every restart: find it alone, quarantine it, go on.
                 if len(part) > 1:
@@ -239,6 +259,29 @@ class FolderRunner:
                 continue
             self._settle_inspected(part, results)
         self.store.set_station_state(self.config.station, "running", last_image=items[-1].shown)
+
+    def _passing_fault(self, part: list[Claimed], exc: BaseException) -> None:
+        """Out of memory is the PC's moment, not the boards': tried again after a pause, and if it lasts,
+        quarantined with a row that does not brand the bytes (the same board sent again is inspected)."""
+        for delay in PASSING_FAULT_PAUSES_SECONDS:
+            log.warning("%d board(s): %s; trying again in %.0f s", len(part), describe(exc), delay)
+            if self.stop.wait(delay):
+                break
+            try:
+                results = self._run_model(part)
+            except Exception as again:  # noqa: BLE001 - judged like the first failure
+                if not is_passing_fault(again):
+                    raise
+                exc = again
+                continue
+            self._settle_inspected(part, results)
+            return
+        for item in part:
+            # The row's digest is this attempt's, not the board's: the bytes are not recorded as bad.
+            item.digest = passing_fault_digest(item.digest)
+            self._quarantine(item, f"{item.shown}: not inspected: {describe(exc)} (a passing fault of this PC, "
+                                   "not of the board; send it again to inspect it)")
+            item.image = None
 
     def _run_model(self, part: list[Claimed]) -> list[InspectionResult]:
         return self.processor.engine.inspect_batch([item.image for item in part])  # type: ignore[misc]  # decoded in _process
@@ -267,6 +310,7 @@ class FolderRunner:
     # --------------------------------------------------------------------- loop
     def run(self, once: bool = False) -> RunnerStats:
         station = self.config.station
+        self.decoder.start()  # a worker that cannot start is a start-up error, before any board is claimed
         self.store.set_station_state(station, "running")
         self.store.record_event(station, "start", f"watching {self.folders.inbox}")
         resume = True  # whatever a crash left claimed is taken first, before anything new
@@ -286,6 +330,7 @@ class FolderRunner:
                     self._store_down(exc)
         finally:
             self.metrics.alive = False
+            self.decoder.close()
             try:
                 self.store.record_event(station, "stop", f"{self.stats.processed} inspected, {self.stats.duplicates} "
                                                          f"duplicates, {self.stats.quarantined} quarantined")
@@ -393,10 +438,16 @@ def run_folder(inbox: Path, engine: Engine, config: RunnerConfig, inspect_config
             if config.http_port:
                 server = HealthServer(processor.metrics, config.http_host, config.http_port,
                                       stale_after_s=max(10.0, 10 * config.poll_seconds)).start()
+            processor.start_publishing()  # verdicts reach the line from their own thread from here on
+            finished = False
             try:
                 with stop_on_signals(runner.stop), inbox_observer(inbox, runner.wake):
                     stats = runner.run(once=once)
+                finished = True
             finally:
+                # A clean stop publishes what is due on the way out; after a fault the entries wait for
+                # the next start (they are in the store either way).
+                processor.stop_publishing(drain=finished)
                 if server is not None:
                     server.stop()
         finally:

@@ -3,7 +3,8 @@
 * `runner.retention_days` (0 = keep forever): files in `done/`, `overlays/` and `camera/` older
   than this are deleted, at most once an hour. Rows in the store are never deleted (their image
   paths then point at nothing; the dashboard shows the verdict without the picture).
-  `quarantine/`, `processing/` and `camera-unstored/` are never cleaned: they need a person.
+  `quarantine/`, `processing/` and `camera-unstored/` are never cleaned here: quarantine needs a person,
+  and the feeds take `processing/` and `camera-unstored/` back themselves at their next start.
 * `runner.min_free_bytes` (0 = never pause): below this much free space on the data directory's
   filesystem the folder runner takes no new boards (they wait in the inbox, nothing is lost), says
   so once with a `disk_full` event (`disk_ok` when it resumes), sets the station state `disk_full` and turns `/healthz` to 503;

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -21,6 +23,7 @@ from typing import Any, TextIO
 log = logging.getLogger(__name__)
 
 HOOK_TIMEOUT_SECONDS = 5.0
+HOOK_STDERR_TAIL_BYTES = 4096  # what is kept of a failing hook's stderr (its last line is reported)
 LATENCY_WINDOW = 1000  # latencies kept for the summary quantiles
 RATE_WINDOW_SECONDS = 60.0
 
@@ -38,8 +41,15 @@ class Metrics:
         self.queue_depth = 0
         self.camera_up: bool | None = None  # None: not a camera feed
         self.paused = False  # disk nearly full: no new boards taken (runner.min_free_bytes)
+        # Why the loop runs but inspects nothing (the camera's run of black or stale frames); None = not.
+        self.degraded: str | None = None
         self.last_tick = clock()
         self.alive = True
+        # What the line has not taken yet (the publisher's view): reported apart from the inspection's
+        # health, so a slow PLC shows as lag, not as a dead runner.
+        self.delivery_pending = 0
+        self.delivery_parked = 0
+        self._oldest_pending_at: float | None = None  # clock() when the oldest verdict not yet taken was queued
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._latency_sum = 0.0
         self._latency_count = 0
@@ -86,20 +96,53 @@ class Metrics:
             span = min(RATE_WINDOW_SECONDS, max(now - self.started, 1e-6))
             return len(self._done_times) / span
 
+    def set_delivery(self, pending: int, parked: int, lag_s: float) -> None:
+        """The store's count (the publisher, each pass)."""
+        with self._lock:
+            self.delivery_pending, self.delivery_parked = pending, parked
+            self._oldest_pending_at = self._clock() - lag_s if pending else None
+
+    def verdict_queued(self) -> None:
+        """A verdict was committed for the line (the inspection path): counted at once, even while the
+        publisher waits on a line that does not answer."""
+        with self._lock:
+            self.delivery_pending += 1
+            if self._oldest_pending_at is None:
+                self._oldest_pending_at = self._clock()
+
+    def verdict_taken(self) -> None:
+        """The line took a verdict (the publisher): counted at once; the store's count corrects it soon."""
+        with self._lock:
+            self.delivery_pending = max(0, self.delivery_pending - 1)
+            if self.delivery_pending == 0:
+                self._oldest_pending_at = None
+
+    @property
+    def delivery_lag_s(self) -> float:
+        oldest = self._oldest_pending_at
+        return max(0.0, self._clock() - oldest) if oldest is not None and self.delivery_pending else 0.0
+
     def set_paused(self, paused: bool) -> None:
         with self._lock:
             self.paused = paused
 
+    def set_degraded(self, reason: str | None) -> None:
+        """The loop is alive but the line goes uninspected (why), or no longer (None): /healthz 503."""
+        with self._lock:
+            self.degraded = reason
+
     def healthy(self, stale_after_s: float) -> bool:
         with self._lock:
-            return self.alive and not self.paused and self._clock() - self.last_tick <= stale_after_s
+            return (self.alive and not self.paused and self.degraded is None
+                    and self._clock() - self.last_tick <= stale_after_s)
 
     def status(self, stale_after_s: float) -> dict[str, Any]:
         healthy = self.healthy(stale_after_s)
         rate = self.rate()
         with self._lock:
             return {
-                "status": "ok" if healthy else "disk_full" if self.paused else "unhealthy",
+                "status": "ok" if healthy else "disk_full" if self.paused else "degraded" if self.degraded else "unhealthy",
+                "degraded": self.degraded,
                 "alive": self.alive,
                 "seconds_since_tick": round(self._clock() - self.last_tick, 3),
                 "processed": self.processed,
@@ -108,6 +151,8 @@ class Metrics:
                 "queue_depth": self.queue_depth,
                 "camera_up": self.camera_up,
                 "images_per_second": round(rate, 3),
+                "delivery": {"pending": self.delivery_pending, "parked": self.delivery_parked,
+                             "lag_seconds": round(self.delivery_lag_s, 3)},
             }
 
     def prometheus(self) -> str:
@@ -140,6 +185,15 @@ class Metrics:
                 "# HELP inspector_images_per_second Images stored per second over the last minute.",
                 "# TYPE inspector_images_per_second gauge",
                 f"inspector_images_per_second {rate:.6g}",
+                "# HELP inspector_verdicts_pending Verdicts the line has not taken yet (due now or after a retry delay).",
+                "# TYPE inspector_verdicts_pending gauge",
+                f"inspector_verdicts_pending {self.delivery_pending}",
+                "# HELP inspector_verdicts_parked Verdicts the line refused too often, kept aside until resent.",
+                "# TYPE inspector_verdicts_parked gauge",
+                f"inspector_verdicts_parked {self.delivery_parked}",
+                "# HELP inspector_delivery_lag_seconds Age of the oldest verdict the line has not taken.",
+                "# TYPE inspector_delivery_lag_seconds gauge",
+                f"inspector_delivery_lag_seconds {self.delivery_lag_s:.6g}",
                 "# HELP inspector_camera_up 1 while the camera delivers frames (camera feed only).",
                 "# TYPE inspector_camera_up gauge",
             ]
@@ -232,18 +286,23 @@ class LineOut:
 
     def _run_hook(self, line: str, name: str) -> str | None:
         command = shlex.join(self.hook)
-        try:
-            # Bytes, not text: a hook printing binary or Latin-1 must not raise here.
-            done = subprocess.run(self.hook, input=(line + "\n").encode("utf-8"), capture_output=True,
-                                  timeout=self.hook_timeout_s, check=False)
-        except subprocess.TimeoutExpired:
-            return self._failed(f"hook {command!r} for {name}: timed out after {self.hook_timeout_s:g} s")
-        except OSError as exc:
-            return self._failed(f"hook {command!r} for {name}: cannot run ({exc.strerror or exc})")
+        # The hook's output is never held in memory: stdout is discarded and stderr goes to a temporary
+        # file of which only the tail is read (a hook printing gigabytes cannot exhaust the runner).
+        with tempfile.TemporaryFile() as errors:
+            try:
+                done = subprocess.run(self.hook, input=(line + "\n").encode("utf-8"), stdout=subprocess.DEVNULL,
+                                      stderr=errors, timeout=self.hook_timeout_s, check=False)
+            except subprocess.TimeoutExpired:
+                return self._failed(f"hook {command!r} for {name}: timed out after {self.hook_timeout_s:g} s")
+            except OSError as exc:
+                return self._failed(f"hook {command!r} for {name}: cannot run ({exc.strerror or exc})")
+            errors.seek(max(0, errors.seek(0, os.SEEK_END) - HOOK_STDERR_TAIL_BYTES))
+            stderr = errors.read(HOOK_STDERR_TAIL_BYTES)
         if done.returncode != 0:
-            text = (done.stderr or b"").decode("utf-8", "backslashreplace")
+            # Bytes, not text: a hook printing binary or Latin-1 must not raise here.
+            text = stderr.decode("utf-8", "backslashreplace")
             tail = text.strip().splitlines()[-1:] or [""]
-            shown = "".join(ch if ch.isprintable() else "?" for ch in tail[0][:300])
+            shown = "".join(ch if ch.isprintable() else "?" for ch in tail[0][-300:])  # a line's end says why
             return self._failed(f"hook {command!r} for {name}: exit status {done.returncode} {shown}".strip())
         return None
 

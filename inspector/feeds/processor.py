@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,8 +16,10 @@ from inspector.config import InspectConfig, RunnerConfig, mask_secrets
 from inspector.core.interface import Engine
 from inspector.core.results import InspectionResult
 from inspector.core.tolerance import LearnedTolerance
-from inspector.errors import InspectorError, OutputError, StoreError
+from inspector.errors import InspectorError, OutputError
 from inspector.feeds.lineout import LineOut, Metrics
+from inspector.feeds.publisher import Publisher
+from inspector.feeds.safeio import NAME_MAX_BYTES, fit_name
 from inspector.store import Store
 from inspector.store.records import InspectionRecord
 from inspector.store.schema import utcnow
@@ -25,9 +27,8 @@ from inspector.store.schema import utcnow
 log = logging.getLogger(__name__)
 
 THRESHOLD_CACHE_SECONDS = 1.0
-PUBLISH_RETRY_INITIAL_SECONDS = 1.0
-PUBLISH_RETRY_MAX_SECONDS = 60.0
-PUBLISH_RETRY_POLL_SECONDS = 0.5  # how often an idle loop looks for verdicts due again
+LONGEST_PICTURE_SUFFIX = ".reconstruction.png"
+PUBLISH_RETRY_POLL_SECONDS = 0.5  # how often a loop without a publisher thread looks for verdicts due again
 
 
 @dataclass
@@ -112,6 +113,12 @@ class Processor:
         self.wall: Callable[[], datetime] = utcnow  # when outbox retries fall due (tests move it)
         self._outbox_checked = -float("inf")
         self.fault: Callable[[str], None] = _no_fault
+        self.publisher = Publisher(store, config.station, lineout, metrics, to_message=self._message,
+                                   max_attempts=config.max_publish_attempts, wall=lambda: self.wall())
+
+    @staticmethod
+    def _message(row: InspectionRecord) -> dict[str, Any]:
+        return PublishedVerdict.of(row).to_dict()
 
     def refresh_threshold(self) -> None:
         """Apply QA's latest threshold version from the store (checked at most once a second)."""
@@ -167,7 +174,9 @@ class Processor:
         """
         from inspector.core import render
 
-        stem = f"{digest[:16]}-{Path(name).stem}"
+        # The longest picture name must still fit the filesystem's 255 bytes (a 244-byte board name lost
+        # its heatmap before): the stem is shortened, the digest prefix keeps it unique.
+        stem = fit_name(Path(name).stem, f"{digest[:16]}-", NAME_MAX_BYTES - len(LONGEST_PICTURE_SUFFIX))
         pictures = [("overlay", lambda: render.overlay(image, result)), ("heatmap", lambda: render.heatmap_image(result))]
         if result.reconstruction is not None:  # inspect.save_reconstruction: the dashboard finds it by name
             pictures.append(("reconstruction", lambda: render.reconstruction_image(result)))
@@ -204,31 +213,43 @@ class Processor:
                           regions, image_path, overlay_path, result.model_hash, result.calibration_version,
                           self.config.station, threshold_source=result.threshold_source)
         self.metrics.observe(result.verdict, self._clock() - started)
-        self.publish_pending()
+        self._published_later()
         self.fault("published")
         return verdict
 
     def store_error(self, *, digest: str, name: str, source_path: str, image_path: str, reason: str,
-                    raw_name: str | None = None) -> int:
+                    raw_name: str | None = None, event: bool = True) -> int:
+        """An `error` row with the reason, published like any verdict. The same input quarantined before
+        keeps its row and is published again (the line hears of every input, repeats included)."""
+        existing = self.store.find_inspection(digest, self.engine.model_hash)
+        if existing is not None:
+            if event:
+                self.store.record_event(self.config.station, "quarantine", f"{reason} (again: board #{existing})")
+            self.metrics.error()
+            self.resend(existing)
+            return existing
         inspection_id = self.store.record_inspection(
             station=self.config.station, input_sha256=digest, model_hash=self.engine.model_hash, verdict="error",
             source_path=source_path, source_name=name, image_path=image_path, error=reason,
             source_name_raw=raw_name, publish=True,
         )
         self.fault("committed")
-        self.store.record_event(self.config.station, "quarantine", reason)
+        if event:  # `event=False`: an answer the feed reports its own way (the camera's "not inspected")
+            self.store.record_event(self.config.station, "quarantine", reason)
         self.metrics.error()
-        self.publish_pending()
+        self._published_later()
         self.fault("published")
         return inspection_id
 
     def resend(self, inspection_id: int) -> None:
         """A board sent again (or resumed after a crash): its stored verdict reaches the line again."""
         self.store.enqueue_verdict(inspection_id)
-        self.publish_pending()
+        self._published_later()
 
     def publish_pending_every(self, seconds: float) -> int:
-        """`publish_pending`, at most once per `seconds` (loops call it on every pass)."""
+        """For loops without a running publisher thread: `publish_pending` at most once per `seconds`."""
+        if self.publisher.running:
+            return 0  # the publisher's own thread does it
         now = self._clock()
         if now - self._outbox_checked < seconds:
             return 0
@@ -236,30 +257,23 @@ class Processor:
         return self.publish_pending()
 
     def publish_pending(self) -> int:
-        """Publish the outbox's due verdicts of this station, oldest first; returns how many the line took.
+        """One pass over the due verdicts of this station (publisher.py); returns how many the line took."""
+        return self.publisher.publish_due()
 
-        An entry the line did not take stays pending and falls due again after a backoff (1 s
-        doubling to 60 s). The store being away costs nothing here: the entries wait.
-        """
-        try:
-            pending = self.store.pending_verdicts(station=self.config.station, now=self.wall())
-        except StoreError as exc:
-            log.warning("outbox not read (%s); pending verdicts are published later", exc)
-            return 0
-        taken = 0
-        for entry in pending:
-            problem = self.lineout.deliver(PublishedVerdict.of(entry.inspection).to_dict())
-            try:
-                if problem is None:
-                    self.store.verdict_published(entry.outbox_id)
-                    taken += 1
-                else:
-                    delay = min(PUBLISH_RETRY_MAX_SECONDS, PUBLISH_RETRY_INITIAL_SECONDS * 2 ** entry.attempts)
-                    self.store.verdict_not_taken(entry.outbox_id, problem, self.wall() + timedelta(seconds=delay))
-            except StoreError as exc:  # published again later: at least once, never lost
-                log.warning("outbox entry %d not updated (%s)", entry.outbox_id, exc)
-                break
-        return taken
+    def _published_later(self) -> None:
+        """After a commit: the publisher thread takes it from here; without one (a one-off processor in a
+        script or a test), publish in place as before."""
+        self.metrics.verdict_queued()
+        if self.publisher.running:
+            self.publisher.wake()
+        else:
+            self.publish_pending()
+
+    def start_publishing(self) -> None:
+        self.publisher.start()
+
+    def stop_publishing(self, *, drain: bool) -> None:
+        self.publisher.stop(drain=drain)
 
 
 def load_engine(bundle: Path, inspect_config: InspectConfig) -> Engine:

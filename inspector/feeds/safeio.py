@@ -81,6 +81,53 @@ def read_regular(path: Path, max_bytes: int, label: str | None = None) -> bytes:
         os.close(handle)
 
 
+HASH_LIMIT_FACTOR = 4  # an oversize file is hashed up to this many times the size cap, then by its head
+
+
+def quarantine_digest(path: Path, max_bytes: int) -> str:
+    """A digest for a file quarantined before (or without) being read whole, so the same file dropped
+    again is recognised by its row instead of being tried again: the sha256 of its content, streamed
+    without decoding (an oversize file: of its first HASH_LIMIT_FACTOR x max_bytes bytes and its size);
+    a file that cannot be read at all (no permission, not a regular file): of what identifies it
+    (name, size, modification time), prefixed so it can never equal a content digest."""
+    import hashlib
+
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        handle = os.open(path, flags)
+    except OSError:
+        return _identity_digest(path)
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            return _identity_digest(path)
+        digest = hashlib.sha256()
+        limit, total = HASH_LIMIT_FACTOR * max(1, max_bytes), 0
+        while total < limit:
+            chunk = os.read(handle, min(_CHUNK, limit - total))
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
+            total += len(chunk)
+        digest.update(f"\0oversize {info.st_size}".encode())
+        return digest.hexdigest()
+    except OSError:
+        return _identity_digest(path)
+    finally:
+        os.close(handle)
+
+
+def _identity_digest(path: Path) -> str:
+    import hashlib
+
+    try:
+        info = os.lstat(path)
+        identity = f"{info.st_size}\0{info.st_mtime_ns}\0{info.st_mode}"
+    except OSError:
+        identity = "gone"
+    return hashlib.sha256(b"unread\0" + name_bytes(path.name) + b"\0" + identity.encode()).hexdigest()
+
+
 def name_bytes(name: str) -> bytes:
     return os.fsencode(name)
 

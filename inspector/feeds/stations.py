@@ -10,11 +10,14 @@ name the second is refused here.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from inspector.atomic import atomic_write_text
+from inspector.atomic import NotDurable, atomic_write_text
 from inspector.errors import ConfigError, StoreError
 from inspector.store import StationRecord, Store
+
+log = logging.getLogger(__name__)
 
 STATION_FILE = "station"
 
@@ -34,5 +37,11 @@ def claim_station(store: Store, data_dir: Path, station: str, feed: str) -> Stat
             raise ConfigError(str(exc)) from exc
         raise
     if not owner:  # bound only once the store agreed: a refused start leaves the directory free
-        atomic_write_text(marker, station + "\n", durable=True)
+        try:
+            atomic_write_text(marker, station + "\n", durable=True)
+        except NotDurable as exc:  # written: the binding holds on this run
+            log.error("%s", exc)
+        except OSError as exc:
+            raise ConfigError(f"{marker}: cannot record the data directory's station ({exc.strerror or exc}); "
+                              "check the disk") from exc
     return claimed

@@ -68,6 +68,12 @@ def _add_station_home(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE stations ADD COLUMN feed VARCHAR(20) DEFAULT ''"))
 
 
+def _add_outbox_parking(conn: Connection) -> None:
+    if "parked_at" not in {column["name"] for column in inspect(conn).get_columns("verdict_outbox")}:
+        timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+        conn.execute(text(f"ALTER TABLE verdict_outbox ADD COLUMN parked_at {timestamp}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _create_v1_tables),
     Migration(2, "indexes for newest-first dashboard queries", _add_dashboard_indexes),
@@ -77,6 +83,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "tolerance_versions and inspections.tolerance_version/silenced_regions: learning from review",
               _add_learned_tolerance),
     Migration(7, "stations.data_dir and stations.feed: one station, one data directory, one feed", _add_station_home),
+    Migration(8, "verdict_outbox.parked_at: verdicts the line refused too often wait aside, resendable",
+              _add_outbox_parking),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

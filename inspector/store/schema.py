@@ -168,6 +168,9 @@ class OutboxEntry(Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Schema version 8: set when the line refused the verdict `runner.max_publish_attempts` times: it
+    # is parked (kept, shown, resendable) instead of being retried ahead of newer verdicts forever.
+    parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 OUTBOX_INDEX = Index("ix_verdict_outbox_pending", OutboxEntry.published_at, OutboxEntry.id)

@@ -17,6 +17,7 @@ from inspector.errors import CameraError, ConfigError
 from inspector.feeds.backoff import Backoff
 from inspector.feeds.camera import Trigger, frame_problem, run_camera_with_engine
 from inspector.store import Store
+from inspector.store.records import InspectionRecord
 from tests.conftest import REPO_ROOT
 from tests.fake_engine import FakeEngine
 from tests.fake_store import unreachable_on
@@ -96,6 +97,12 @@ def camera_config(**extra: object) -> CameraConfig:
     return CameraConfig(**values)  # type: ignore[arg-type]
 
 
+def not_inspected(rows: list[InspectionRecord]) -> list[str]:
+    """The reasons of the triggers answered "not inspected" (error rows), without the prefix."""
+    return [r.error.removeprefix("not inspected: ") for r in rows
+            if r.verdict == "error" and r.error and r.error.startswith("not inspected: ")]
+
+
 def test_backoff_doubles_to_the_cap_with_bounded_jitter() -> None:
     assert [Backoff(0.5, 4.0, 0.25, random=lambda: 0.5).next_delay() for _ in range(1)] == [0.5]
     middle = Backoff(0.5, 4.0, 0.25, random=lambda: 0.5)
@@ -147,13 +154,17 @@ def test_drops_hangs_repeats_and_backoff(tmp_path: Path) -> None:
     assert stats.processed == 3
     assert engine.inspected == pytest.approx([good1.mean() / 100, good2.mean() / 100, good3.mean() / 100], rel=1e-3)
     store = Store.open(data)
-    kinds = [e.kind for e in reversed(store.events())]
+    kinds = [e.kind for e in reversed(store.events()) if e.kind != "quarantine"]  # one per error row
     assert kinds == ["start", "camera_down", "camera_up", "camera_down", "camera_up", "stop"]
     stop_detail = store.events(kind="stop")[0].detail
     assert "black frame" in stop_detail and "blank" in stop_detail and "identical" in stop_detail
     rows = store.list_inspections()
-    assert len(rows) == 3 and all(Path(r.image_path).parent == data / "camera" for r in rows)
-    assert all(Path(r.image_path).is_file() for r in rows)
+    verdicts = [r for r in rows if r.verdict != "error"]
+    assert len(verdicts) == 3 and all(Path(r.image_path).parent == data / "camera" for r in verdicts)
+    assert all(Path(r.image_path).is_file() for r in verdicts)
+    # The repeated, black and blank frames are answered too: never scored, never silent.
+    assert sorted(not_inspected(rows)) == ["black frame", "blank (near-constant) frame",
+                                           "repeated frame: identical to the last inspected frame"]
     assert store.stations()[0].state == "stopped"
 
 
@@ -212,6 +223,10 @@ def test_stale_frame_is_never_scored_and_a_hang_is_noticed_in_time(tmp_path: Pat
         camera_module.CameraLoop._mark_down = original_mark_down  # type: ignore[method-assign]
     # t=0: no frame yet; t=1.5: the only frame is 1.45 s old (> 1 s): skipped; t~2.05: reads hung -> down.
     assert stats.processed == 0 and engine.inspected == []
+    # ...and both triggers were answered, with their reasons.
+    reasons = sorted(not_inspected(Store.open(tmp_path).list_inspections()))
+    assert len(reasons) == 2 and reasons[0] == "no frame from the camera yet"
+    assert reasons[1].startswith("stale frame: 1.") and reasons[1].endswith("s old (camera.stale_frame_seconds = 1)")
     assert down_at and down_at[0] - start == pytest.approx(2.05, abs=0.05)
 
 
@@ -236,7 +251,9 @@ def test_video_file_is_inspected_frame_by_frame_until_its_end(tmp_path: Path) ->
     assert [round(score, 1) for score in engine.inspected] == [round(b.mean() / 100, 1) for b in (b1, b2, b3)]
     assert len(list((data / "camera").glob("*.png"))) == 3
     store = Store.open(data)
-    assert [e.kind for e in reversed(store.events())] == ["start", "stop"]
+    assert [e.kind for e in reversed(store.events()) if e.kind != "quarantine"] == ["start", "stop"]
+    assert sorted(not_inspected(store.list_inspections())) == [
+        "black frame", "blank (near-constant) frame", "repeated frame: identical to the last inspected frame"]
 
 
 class SlowEngine(FakeEngine):
@@ -287,23 +304,25 @@ def test_store_outage_holds_frames_and_stores_them_late(tmp_path: Path, monkeypa
     assert any("held and stored late" in e.detail for e in store.events(kind="error"))
 
 
-def test_frames_the_store_never_takes_are_parked_for_the_folder_runner(
+def test_frames_the_store_never_takes_stay_journalled_and_the_next_start_stores_them_first(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from inspector.config import InspectConfig
-    from inspector.feeds.folder import run_folder
-
     failing_store(monkeypatch, failures=10_000)
     data = tmp_path / "data"
-    stats = run_camera_with_engine(str(three_board_video(tmp_path)), FakeEngine(),
-                                   RunnerConfig(station="cam", data_dir=str(data), json_lines=False), camera_config())
+    config = RunnerConfig(station="cam", data_dir=str(data), json_lines=False)
+    stats = run_camera_with_engine(str(three_board_video(tmp_path)), FakeEngine(), config, camera_config())
     assert stats.processed == 0
-    parked = sorted((data / "camera-unstored").glob("*.png"))
-    assert len(parked) == 3 and not list((data / "camera").glob("*.png"))
-    monkeypatch.undo()  # the store is back: the parked frames go through the folder runner
-    later = run_folder(data / "camera-unstored", FakeEngine(),
-                       RunnerConfig(station="cam", data_dir=str(tmp_path / "recovered"), json_lines=False,
-                                    stable_seconds=0.0), InspectConfig(), once=True)
-    assert later.processed == 3
+    held = sorted(p.name for p in (data / "camera-unstored").glob("*.png"))
+    assert len(held) == 3 and not list((data / "camera").glob("*.png"))
+    monkeypatch.undo()  # the store is back: the next start stores the held frames, then the new ones
+    later_video = tmp_path / "later.avi"
+    write_video(later_video, [textured(90, 31, 96), textured(130, 32, 96)], fps=5.0)
+    later = run_camera_with_engine(str(later_video), FakeEngine(), config, camera_config())
+    assert later.processed == 5
+    store = Store.open(data)
+    names = [Path(r.image_path).name for r in sorted(store.list_inspections(), key=lambda r: r.id)]
+    assert names[:3] == held and len(names) == 5
+    assert not list((data / "camera-unstored").iterdir()) and len(list((data / "camera").glob("*.png"))) == 5
+    assert any("left unstored by the last run" in e.detail for e in store.events(kind="error"))
 
 
 def test_missing_video_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -327,9 +346,11 @@ def test_camera_command_on_a_video_file(tmp_path: Path, tiny_bundle: Path) -> No
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(lines) == 2 and {line["station"] for line in lines} == {"cam-9"}
+    assert len(lines) == 4 and {line["station"] for line in lines} == {"cam-9"}  # one answer per frame
+    assert [line["error"] for line in lines if line["verdict"] == "error"] == [
+        "not inspected: repeated frame: identical to the last inspected frame", "not inspected: black frame"]
     store = Store.open(data)
-    assert len(store.list_inspections()) == 2 and store.stations()[0].state == "stopped"
+    assert len(store.list_inspections()) == 4 and store.stations()[0].state == "stopped"
 
 
 def test_stdin_trigger_fires_once_per_line_then_ends() -> None:

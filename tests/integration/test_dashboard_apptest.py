@@ -392,3 +392,49 @@ def test_qa_dismisses_several_boards_at_once(seeded: Seeded) -> None:
     assert [b.key for b in at.button if b.key and b.key.startswith("open-")] == [f"open-{seeded.unreviewed[3]}"]
     with pytest.raises(AccessDenied):
         actions.dismiss_many(seeded.store, User("olga", "operator"), [seeded.unreviewed[3]])
+
+
+def test_a_store_at_its_own_url_shows_its_stations_pictures_and_nothing_outside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """`inspector dashboard --db <the runner's store>` without --data-dir (issue 35): the store records
+    where each station's feed keeps its pictures, and the board page shows them from there; a row
+    pointing anywhere else still shows nothing."""
+    line_dir, elsewhere, stores = tmp_path / "line-7", tmp_path / "elsewhere", tmp_path / "stores"
+    for folder in (line_dir, elsewhere, stores):
+        folder.mkdir()
+    url = f"sqlite:///{stores / 'custom.db'}"
+    store = Store.open(url)
+    store.register_model(MODEL, "bundles/tiny", {"architecture": "test"})
+    store.claim_station("line-7", data_dir=str(line_dir.resolve()), feed="watch")  # as the feed records it
+    rng = np.random.default_rng(7)
+    boards = {}
+    for n, folder in ((1, line_dir), (2, elsewhere)):
+        image_rel, heat_rel = _board_files(folder, n, rng)
+        boards[folder] = store.record_inspection(
+            station="line-7", input_sha256=_sha(100 + n), model_hash=MODEL, verdict="fail", source_name=f"b-{n}.png",
+            score=1.5, threshold=1.0, regions=[{"bbox": [42, 32, 58, 48], "area": 201, "peak": 1.5, "mean": 0.7,
+                                                "centroid": [50.0, 40.0]}],
+            image_path=str(folder / image_rel), heatmap_path=str(folder / heat_rel), threshold_version=None)
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users.olga]\nrole = "operator"\npassword = "{hash_password(PASSWORDS["olga"])}"\n')
+    idle = str(30 + (abs(hash(request.node.nodeid)) % 100_000) / 1e6)
+    for name, value in ((ENV_DB_URL, url), (ENV_DATA_DIR, str(tmp_path / "data")), (ENV_USERS_FILE, str(users)),
+                        (ENV_REFRESH_SECONDS, "0.5"), (ENV_IDLE_MINUTES, idle)):
+        monkeypatch.setenv(name, value)
+    seeded = Seeded(store, tmp_path / "data", unreviewed=[], confirmed=0, dismissed=0, browser={"cookie": None})
+    monkeypatch.setattr(context, "session_id_from_request", lambda: seeded.browser["cookie"])
+    try:
+        _log_in(seeded, "olga")
+        for folder, shown in ((line_dir, True), (elsewhere, False)):
+            at = AppTest.from_file(str(APP), default_timeout=60)
+            at.query_params["board"] = str(boards[folder])
+            at.switch_page("views/board.py").run()
+            assert not at.exception, at.exception
+            refused = [w.value for w in at.warning if "outside the data folder" in w.value]
+            if shown:  # the board, its zoom, the heatmap over it, the reconstruction: all from line-7's folder
+                assert not refused and len(at.get("image")) >= 3
+            else:
+                assert refused and plain(str(elsewhere / "images" / "2.png")) in refused[0]
+                assert not at.get("image")
+    finally:
+        store.close()

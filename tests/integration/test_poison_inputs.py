@@ -5,7 +5,11 @@ Each board ends in done/ or quarantine/ with a row or an error event; nothing is
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
+import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,7 +115,10 @@ def test_a_symlink_swapped_in_after_the_claim_is_not_followed(dirs: tuple[Path, 
     os.symlink(target, data / "processing" / "swapped.png")  # what a swap between scan and claim leaves
     run_folder(inbox, FakeEngine(), config(data), InspectConfig(), once=True)
     assert stat.S_ISLNK(os.lstat(data / "quarantine" / "swapped.png").st_mode)
-    assert Store.open(data).list_inspections() == []
+    # The line hears of it (issue 35): an error row, digested by what names it, never by the target's bytes.
+    [row] = Store.open(data).list_inspections()
+    assert row.verdict == "error" and "symbolic link" in (row.error or "")
+    assert row.input_sha256 != hashlib.sha256(target.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("exit_status", [0, 3])
@@ -170,10 +177,22 @@ def test_a_board_that_takes_the_process_down_is_quarantined_after_max_attempts(d
     assert crashes == 4  # one in the batch, then three alone
     assert names(data / "done") == [b"good-1.png", b"good-2.png"] and names(data / "quarantine") == [b"poison.png"]
     store = Store.open(data)
-    assert {row.source_name for row in store.list_inspections()} == {"good-1.png", "good-2.png"}
+    # Issue 35: the board that crashed the runner has a row and an `error` verdict the line heard.
+    rows = {row.source_name: row for row in store.list_inspections()}
+    assert set(rows) == {"good-1.png", "good-2.png", "poison.png"}
+    assert rows["poison.png"].verdict == "error" and "3 times" in (rows["poison.png"].error or "")
+    assert store.outbox_backlog() == 0  # published (stdout JSON lines) before the clean exit
     [event] = store.events(kind="quarantine")
     assert "poison.png" in event.detail and "3 times" in event.detail
     assert not (data / "attempts.json").exists() or (data / "attempts.json").read_text() == "{}"
+    # The same bytes dropped again are recognised by their row: quarantined at once, never tried.
+    shutil.copy(data / "quarantine" / "poison.png", inbox / "poison-again.png")
+    out = io.StringIO()
+    run_folder(inbox, PoisonEngine(crash_score=1.5), config(data, json_lines=True), InspectConfig(), once=True,
+               stream=out)
+    [line] = [json.loads(text) for text in out.getvalue().splitlines()]
+    assert line["verdict"] == "error" and line["inspection_id"] == rows["poison.png"].id
+    assert b"poison-again.png" in names(data / "quarantine")
 
 
 def test_any_exception_an_image_causes_quarantines_it(dirs: tuple[Path, Path]) -> None:
