@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip >/dev/null
-	$(BIN)/python -m pip install -e ".[train,dashboard,postgres,dev]"
+	$(BIN)/python -m pip install -e ".[train,dashboard,postgres,line,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -212,14 +212,18 @@ def bench(
                               help="Images per ONNX Runtime call (default: inspect.batch_size's default)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the figures as JSON here."),
     runner: bool = typer.Option(False, "--runner", help="Also measure the folder runner's sustained rate."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Deployment settings TOML: with --runner, the "
+                                          "runner is measured again with its [lineout.*] outputs on.", **EXISTING_FILE),
 ) -> None:
     """Per-stage timings, throughput, torch vs ONNX Runtime, FLOPs and share of CPU peak."""
+    from inspector.config import load_settings
     from inspector.quality.bench import run_bench
 
-    run_bench(model, images=images, batch=batch, out=out, runner=runner)
+    run_bench(model, images=images, batch=batch, out=out, runner=runner,
+              lineout=load_settings(config).lineout if config else None)
 
 
-CONFIG_HELP = ("Deployment settings TOML (deploy/example-config.toml): its [inspect], [runner] and [camera] tables "
+CONFIG_HELP = ("Deployment settings TOML (deploy/example-config.toml): its [inspect], [runner], [camera] and [lineout.*] tables "
                "apply; options given here win.")
 DB_HELP = ("SQLAlchemy URL without a password (default: BOARD_INSPECTOR_DB_URL, runner.db_url_file, runner.db_url, "
            "else SQLite in the data directory). A password here would show in `ps`: it is refused.")
@@ -275,7 +279,7 @@ def watch(
         ("runner", "hook"): hook, ("runner", "stable_seconds"): stable_seconds,
         ("runner", "poll_seconds"): poll_seconds, ("runner", "max_batch"): max_batch,
         ("runner", "json_lines"): json_lines})
-    run_watch(inbox, model, settings.runner, settings.inspect, once=once)
+    run_watch(inbox, model, settings.runner, settings.inspect, once=once, lineout=settings.lineout)
 
 
 @app.command()
@@ -304,7 +308,8 @@ def camera(
         ("runner", "station"): station, ("runner", "data_dir"): data_dir, ("runner", "http_port"): http_port,
         ("camera", "trigger"): trigger, ("camera", "interval_seconds"): interval,
         ("camera", "trigger_file"): trigger_file})
-    run_camera(source, model, settings.runner, settings.camera, settings.inspect, max_frames=max_frames)
+    run_camera(source, model, settings.runner, settings.camera, settings.inspect, max_frames=max_frames,
+               lineout=settings.lineout)
 
 
 DASHBOARD_DB_HELP = ("SQLAlchemy URL of the results store, without a password (default, as the runner finds it: "
@@ -516,6 +521,29 @@ def trial_teaching(
     except ValueError as exc:
         raise typer.BadParameter(f"expected counts such as 5,10,20, got {first!r}", param_hint="--first") from exc
     teaching_trial(model, data, out, counts, teach_on=teach_on, eval_good=eval_good, teach=_teach_config(config))
+
+
+lineout_app = typer.Typer(help="The line's outputs (hook, MQTT, OPC UA) as watch and camera configure them.",
+                          no_args_is_help=True)
+app.add_typer(lineout_app, name="lineout")
+
+
+@lineout_app.command("test")
+def lineout_test(config: Path = typer.Option(..., "--config", help="Deployment settings TOML: [runner] (station, "
+                                             "hook) and [lineout.*].", **EXISTING_FILE)) -> None:
+    """Publish one test verdict on every configured output and say what answered (exit 1 if any did not)."""
+    from inspector.config import load_settings
+    from inspector.feeds.lineout_check import check_outputs
+
+    answers = check_outputs(load_settings(config))
+    if not answers:
+        typer.echo("no output configured besides stdout: set runner.hook or a [lineout.mqtt] / [lineout.opcua] table")
+        raise typer.Exit(1)
+    for answer in answers:
+        typer.echo(f"{answer.output}: " + ("acknowledged" if answer.problem is None else f"NO ANSWER: {answer.problem}")
+                   + f" ({answer.seconds:.2f} s)")
+    if any(answer.problem is not None for answer in answers):
+        raise typer.Exit(1)
 
 
 outbox_app = typer.Typer(help="Verdicts owed to the line: what waits, what was parked as undeliverable, resending.",

@@ -309,6 +309,75 @@ class TeachConfig:
                               f"max_region_share (0, 1], preview_boards >= 0; got {self}")
 
 
+MQTT_SCHEMES = ("mqtt", "mqtts")
+OPCUA_SECURITY = ("none", "sign", "sign_and_encrypt")
+
+
+@dataclass
+class MqttConfig:
+    """`[lineout.mqtt]`: verdicts to an MES or SCADA over MQTT (QoS 1, at least once). Off while `url` is ""."""
+
+    url: str = ""  # mqtt://host:1883 or mqtts://host:8883 (TLS)
+    topic_prefix: str = "board-inspector"  # <prefix>/<station>/verdict, /status, /trigger
+    username: str = ""
+    password_file: str = ""  # a file (mode 0600) holding the password: never in argv or this file
+    client_id: str = ""  # "" = board-inspector-<station>
+    ca_file: str = ""  # TLS: the broker's CA (default: the system's)
+    cert_file: str = ""  # TLS client certificate (optional)
+    key_file: str = ""
+    keepalive_seconds: int = 30
+    ack_timeout_seconds: float = 5.0  # no PUBACK within this: the verdict stays pending and is sent again
+    triggers: bool = False  # the camera feed takes triggers (with a part id) from <prefix>/<station>/trigger
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def __post_init__(self) -> None:
+        if self.url and self.url.split("://", 1)[0] not in MQTT_SCHEMES:
+            raise ConfigError(f"lineout.mqtt.url must start with mqtt:// or mqtts://, got {self.url!r}")
+        if self.ack_timeout_seconds <= 0 or self.keepalive_seconds < 5:
+            raise ConfigError("lineout.mqtt: ack_timeout_seconds must be > 0 and keepalive_seconds >= 5")
+
+
+@dataclass
+class OpcuaConfig:
+    """`[lineout.opcua]`: a station's OPC UA server (OPC 40100-1 Machine Vision where it applies, plus plain
+    variables and a ResultReady / ResultAck handshake for PLCs). Off while `endpoint` is ""."""
+
+    endpoint: str = ""  # opc.tcp://0.0.0.0:4840/board-inspector
+    security: str = "sign_and_encrypt"  # none (anonymous: only when bound to localhost), sign, sign_and_encrypt
+    certificate_file: str = ""  # the server's certificate and key (DER or PEM), required unless security = none
+    private_key_file: str = ""
+    trusted_clients_dir: str = ""  # client certificates allowed to connect (all others refused)
+    ack_timeout_seconds: float = 10.0  # the PLC must write ResultAck within this: else an error, verdict kept
+    triggers: bool = False  # the camera feed takes triggers from the Trigger(partId) method
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint)
+
+    def __post_init__(self) -> None:
+        if self.endpoint and not self.endpoint.startswith("opc.tcp://"):
+            raise ConfigError(f"lineout.opcua.endpoint must start with opc.tcp://, got {self.endpoint!r}")
+        if self.security not in OPCUA_SECURITY:
+            raise ConfigError(f"lineout.opcua.security must be one of {', '.join(OPCUA_SECURITY)}, got {self.security!r}")
+        if self.ack_timeout_seconds <= 0:
+            raise ConfigError("lineout.opcua.ack_timeout_seconds must be > 0")
+        if self.endpoint and self.security != "none" and not self.trusted_clients_dir:
+            # An empty trust list would let any client with a valid certificate in: name the PLCs instead.
+            raise ConfigError("lineout.opcua.trusted_clients_dir is required with security sign / sign_and_encrypt: "
+                              "the folder of the client certificates (or their CAs) to let in")
+
+
+@dataclass
+class LineoutConfig:
+    """Where verdicts go besides stdout and the hook (`[lineout.*]`), read by `watch` and `camera`."""
+
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    opcua: OpcuaConfig = field(default_factory=OpcuaConfig)
+
+
 @dataclass
 class Settings:
     """A whole deployment's settings (the example config in deploy/ mirrors this)."""
@@ -319,6 +388,7 @@ class Settings:
     camera: CameraConfig = field(default_factory=CameraConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     teach: TeachConfig = field(default_factory=TeachConfig)
+    lineout: LineoutConfig = field(default_factory=LineoutConfig)
 
 
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:

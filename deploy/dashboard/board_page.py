@@ -86,8 +86,9 @@ def _facts(record: InspectionRecord) -> None:
                     delta_color="inverse")
     cells[2].metric("Threshold", "-" if threshold is None else f"{threshold:.4f}")
     cells[3].metric("Threshold version", threshold_label(record))
+    part = f" · part {record.part_id}" if record.part_id else ""  # what the line's trigger called it
     st.text(f"Station {record.station} · {record.created_at.astimezone():%Y-%m-%d %H:%M:%S} · "
-               f"image {record.source_name or record.source_path or '-'} · model {record.model_hash[:16]}")
+            f"image {record.source_name or record.source_path or '-'}{part} · model {record.model_hash[:16]}")
     if record.error:
         st.error(plain(record.error))
 

@@ -34,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspector.config import CameraConfig, InspectConfig, RunnerConfig
+from inspector.config import CameraConfig, InspectConfig, LineoutConfig, RunnerConfig
 from inspector.core.interface import Engine
 from inspector.core.results import InspectionResult
 from inspector.errors import CameraError, StoreError, StoreUnavailable
@@ -45,6 +45,7 @@ from inspector.feeds.capture import (
     Capture,
     Frame,
     FrameGrabber,
+    LineTriggers,
     Trigger,
     frame_fault,
     frame_problem,
@@ -83,7 +84,7 @@ class CameraLoop:
                  runner_config: RunnerConfig, camera_config: CameraConfig, frames_dir: Path, *,
                  file_source: bool = False, max_frames: int = 0, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, random: Callable[[], float] = random_module.random,
-                 stop: threading.Event | None = None, stdin: Any = None) -> None:
+                 stop: threading.Event | None = None, stdin: Any = None, line: LineTriggers | None = None) -> None:
         self.open_capture = open_capture
         self.processor = processor
         self.store = store
@@ -98,7 +99,7 @@ class CameraLoop:
         self.stop = stop or threading.Event()
         self.backoff = Backoff(camera_config.backoff_initial_seconds, camera_config.backoff_max_seconds,
                                camera_config.backoff_jitter, random)
-        self.trigger = Trigger(camera_config, clock, stdin)
+        self.trigger = Trigger(camera_config, clock, stdin, line)
         self.metrics = processor.metrics
         self.stats = RunnerStats()
         self.skipped: dict[str, int] = {}  # triggers answered "not inspected", by kind (for the stop event)
@@ -187,7 +188,8 @@ class CameraLoop:
         # UTC, not local time: a clock set back by daylight saving must not reorder the journal.
         moment = datetime.fromtimestamp(micros // 1_000_000, timezone.utc)
         seq = frame.seq if frame is not None else 0
-        return Shot(frame, f"{self.station}-{moment:%Y%m%d-%H%M%S}-{micros % 1_000_000:06d}-{seq:06d}", self.clock())
+        return Shot(frame, f"{self.station}-{moment:%Y%m%d-%H%M%S}-{micros % 1_000_000:06d}-{seq:06d}", self.clock(),
+                    self.trigger.part_id)
 
     def _take(self, frame: Frame | None) -> None:
         """Answer one trigger: a verdict, or an error row saying why not."""
@@ -238,7 +240,8 @@ class CameraLoop:
     def _answer(self, shot: Shot, reason: str, tail: str, image_path: str = "") -> None:
         """Store (or journal, while the store is away) a trigger's error row; it is published like a verdict."""
         seq = shot.frame.seq if shot.frame is not None else 0
-        answer = Answer(answer_digest(shot.trigger_id), f"{shot.trigger_id}-{tail}", f"camera:{seq}", image_path, reason)
+        answer = Answer(answer_digest(shot.trigger_id), f"{shot.trigger_id}-{tail}", f"camera:{seq}", image_path, reason,
+                        shot.part_id)
         log.info("%s: %s", answer.name, reason)
         error: StoreUnavailable | None = None
         if not self._held:
@@ -260,7 +263,7 @@ class CameraLoop:
         # (a black camera answers every trigger; the run of them raises its own event, see _degraded).
         self.processor.store_error(digest=answer.digest, name=answer.name, source_path=answer.source_path,
                                    image_path=answer.image_path, reason=answer.reason,
-                                   event=not answer.reason.startswith("not inspected"))
+                                   event=not answer.reason.startswith("not inspected"), part_id=answer.part_id)
 
     def _take_frame(self, shot: Shot, image: np.ndarray, data: bytes, digest: str) -> None:
         """Journal the frame, then inspect and store it; behind the held ones while the store is away."""
@@ -275,17 +278,17 @@ class CameraLoop:
                 self._refuse(shot, "identical frame", f"repeated frame: identical to stored inspection {existing}")
                 return
         try:
-            path = self.journal.add(f"{shot.trigger_id}-{digest[:12]}.png", data)
+            path = self.journal.add(f"{shot.trigger_id}-{digest[:12]}.png", data, shot.part_id)
         except OSError as exc:  # disk full, folder gone: this frame's answer says so, the feed goes on
             self._answer(shot, f"{shot.trigger_id}: frame not written, not inspected ({exc.strerror or exc})", "error")
             return
         if self._held:
-            self._hold(Held(path, seq, shot.started), None)
+            self._hold(Held(path, seq, shot.started, shot.part_id), None)
             return
         try:
-            self._settle_frame(path, image, digest, seq, shot.started)
+            self._settle_frame(path, image, digest, seq, shot.started, shot.part_id)
         except StoreUnavailable as exc:
-            self._hold(Held(path, seq, shot.started), exc)
+            self._hold(Held(path, seq, shot.started, shot.part_id), exc)
 
     def _judge(self, image: np.ndarray, digest: str, name: str) -> tuple[InspectionResult, str, str] | str:
         """The verdict with its pictures, or why this frame cannot have one (never an exception but the store's)."""
@@ -305,18 +308,19 @@ class CameraLoop:
             return f"{name}: cannot be inspected ({describe(exc)})"
         return result, overlay_path, heatmap_path
 
-    def _settle_frame(self, path: Path, image: np.ndarray, digest: str, seq: int, started: float) -> None:
+    def _settle_frame(self, path: Path, image: np.ndarray, digest: str, seq: int, started: float,
+                      part_id: str = "") -> None:
         """Inspect a journalled frame, commit its row (pointing at camera/), then move it there."""
         final = self.journal.final(path)
         outcome = self._judge(image, digest, path.name)
         if isinstance(outcome, str):
             self.processor.store_error(digest=digest, name=path.name, source_path=f"camera:{seq}",
-                                       image_path=str(final), reason=outcome)
+                                       image_path=str(final), reason=outcome, part_id=part_id)
         else:
             result, overlay_path, heatmap_path = outcome
             self.processor.store_result(result, digest=digest, name=path.name, source_path=f"camera:{seq}",
                                         image_path=str(final), overlay_path=overlay_path, heatmap_path=heatmap_path,
-                                        started=started)
+                                        started=started, part_id=part_id)
             self.stats.processed += 1
             if result.verdict in ("fail", "review"):
                 self.stats.flagged += 1
@@ -412,13 +416,14 @@ class CameraLoop:
             return
         # Unchanged, as captured: a 16-bit or 4-channel frame is judged as it was, not as a decoder converts it.
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        part_id = entry.part_id or self.journal.part_of(entry.path)
         if image is None:
             self.processor.store_error(digest=digest, name=entry.path.name, source_path=f"camera:{entry.seq}",
                                        image_path=str(self.journal.final(entry.path)),
-                                       reason=f"{entry.path.name}: held frame cannot be decoded")
+                                       reason=f"{entry.path.name}: held frame cannot be decoded", part_id=part_id)
             self.journal.settle(entry.path)
             return
-        self._settle_frame(entry.path, image, digest, entry.seq, entry.started)
+        self._settle_frame(entry.path, image, digest, entry.seq, entry.started, part_id)
 
     def _settle_repeat(self, entry: Held, existing: int) -> None:
         final = self.journal.final(entry.path)
@@ -519,16 +524,18 @@ class CameraLoop:
 
 
 def run_camera(source: str, bundle: Path, runner_config: RunnerConfig, camera_config: CameraConfig,
-               inspect_config: InspectConfig, *, max_frames: int = 0) -> RunnerStats:
+               inspect_config: InspectConfig, *, max_frames: int = 0, lineout: LineoutConfig | None = None) -> RunnerStats:
     """`inspector camera`: inspect frames from a device index, video file or RTSP/HTTP URL."""
     configure_logging()
     engine = load_engine(bundle, inspect_config)
-    return run_camera_with_engine(source, engine, runner_config, camera_config, max_frames=max_frames, bundle=bundle)
+    return run_camera_with_engine(source, engine, runner_config, camera_config, max_frames=max_frames, bundle=bundle,
+                                  lineout=lineout)
 
 
 def run_camera_with_engine(source: str, engine: Engine, runner_config: RunnerConfig, camera_config: CameraConfig, *,
                            max_frames: int = 0, bundle: Path | None = None,
-                           open_capture: Callable[[], Capture] | None = None, **loop_options: Any) -> RunnerStats:
+                           open_capture: Callable[[], Capture] | None = None, lineout: LineoutConfig | None = None,
+                           **loop_options: Any) -> RunnerStats:
     """`run_camera` with an engine already loaded (tests pass a fake engine and capture).
 
     Like `watch`: one feed per data directory (its lock), and the station is claimed in the store
@@ -546,8 +553,11 @@ def run_camera_with_engine(source: str, engine: Engine, runner_config: RunnerCon
         store = open_store(runner_config.db_url, data_dir)
         try:
             claim_station(store, data_dir, runner_config.station, "camera")
+            # Triggers from the line (OPC UA's Trigger method, MQTT's trigger topic) queue here with their part id.
+            line = loop_options.pop("line", None) or LineTriggers()
             processor = make_processor(engine, store, runner_config, overlays_dir, bundle,
-                                       loop_options.pop("stream", None))
+                                       loop_options.pop("stream", None), lineout, line.put)
+            loop_options["line"] = line
             loop = CameraLoop(open_capture or (lambda: open_video_capture(source, camera_config)), processor, store,
                               runner_config, camera_config, frames_dir, file_source=is_file_source(source),
                               max_frames=max_frames, **loop_options)

@@ -16,6 +16,7 @@ from inspector.feeds.capture import Frame
 log = logging.getLogger(__name__)
 
 JOURNAL_FOLDER = "camera-unstored"
+PART_SUFFIX = ".part"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Shot:
     frame: Frame | None
     trigger_id: str  # "<station>-<UTC time to the microsecond>-<frame sequence number>": names its files
     started: float  # on the feed's clock
+    part_id: str = ""  # what the trigger called the part (OPC UA, MQTT, a stdin line); "" when nothing
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Answer:
     source_path: str
     image_path: str
     reason: str
+    part_id: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode("utf-8")
@@ -52,6 +55,7 @@ class Held:
     path: Path
     seq: int
     started: float
+    part_id: str = ""
 
 
 def answer_digest(trigger_id: str) -> str:
@@ -85,8 +89,19 @@ class Journal:
         self.frames_dir = frames_dir
         folder.mkdir(parents=True, exist_ok=True)
 
-    def add(self, name: str, data: bytes) -> Path:
+    def add(self, name: str, data: bytes, part_id: str = "") -> Path:
+        """A frame (.png) or an answer (.json); a frame's part id in a `.part` file beside it, written first
+        (an answer keeps its own in its JSON)."""
+        if part_id and name.endswith(".png"):
+            atomic_write_bytes(self.folder / f"{name}{PART_SUFFIX}", part_id.encode("utf-8"), durable=True)
         return atomic_write_bytes(self.folder / name, data, durable=True)
+
+    def part_of(self, entry: Path) -> str:
+        """The part id journalled with a frame ("" when its trigger carried none)."""
+        try:
+            return (entry.parent / f"{entry.name}{PART_SUFFIX}").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
 
     def entries(self) -> list[Path]:
         """What the last run left, oldest first. A write a kill cut short (a temporary name) goes: its
@@ -110,6 +125,7 @@ class Journal:
             if entry.suffix == ".png":
                 os.replace(entry, self.final(entry))
                 fsync_dir(self.frames_dir)
+                (entry.parent / f"{entry.name}{PART_SUFFIX}").unlink(missing_ok=True)
             else:
                 entry.unlink(missing_ok=True)
             fsync_dir(self.folder)

@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +27,8 @@ from inspector.errors import CameraError, ConfigError
 
 log = logging.getLogger(__name__)
 
-TRIGGERS = ("every", "interval", "stdin", "file")
+TRIGGERS = ("every", "interval", "stdin", "file", "line")
+MAX_PART_ID_CHARS = 200  # inspections.part_id's width
 BLANK_STD = 2.0  # grey-level spread below which a frame is a blank (lens cap, unlit, dropped signal)
 BLACK_MEAN = 8.0
 LOOP_SECONDS = 0.01
@@ -158,19 +160,52 @@ class FrameGrabber:
             pass
 
 
-class Trigger:
-    """When to inspect: every new frame, every N seconds, on a line on stdin, or a touched file."""
+class LineTriggers:
+    """Triggers the line sends (an OPC UA method call, an MQTT message), each with its part id, queued
+    from the protocol's thread for the camera loop (thread-safe; `put` is the outputs' TriggerCallback)."""
 
-    def __init__(self, config: CameraConfig, clock: Callable[[], float], stdin: Any = None) -> None:
+    def __init__(self) -> None:
+        self._parts: deque[str] = deque()
+        self._lock = threading.Lock()
+
+    def put(self, part_id: str) -> None:
+        with self._lock:
+            self._parts.append(clean_part_id(part_id))
+
+    def take(self) -> str | None:
+        """The oldest waiting trigger's part id ("" when it carried none), None when none waits."""
+        with self._lock:
+            return self._parts.popleft() if self._parts else None
+
+    def peek(self) -> str | None:
+        with self._lock:
+            return self._parts[0] if self._parts else None
+
+
+def clean_part_id(text: str) -> str:
+    """A part id as stored and published: printable, trimmed, at most MAX_PART_ID_CHARS."""
+    return "".join(ch for ch in str(text).strip() if ch.isprintable())[:MAX_PART_ID_CHARS]
+
+
+class Trigger:
+    """When to inspect: every new frame, every N seconds, on a line on stdin, a touched file, or a trigger
+    from the line (OPC UA, MQTT). A stdin line and a line trigger carry the part id (`part_id` after
+    `fired` returned True; "" when none)."""
+
+    def __init__(self, config: CameraConfig, clock: Callable[[], float], stdin: Any = None,
+                 line: LineTriggers | None = None) -> None:
         if config.trigger not in TRIGGERS:
             raise ConfigError(f"camera trigger {config.trigger!r}: use one of {', '.join(TRIGGERS)}")
         if config.trigger == "file" and not config.trigger_file:
             raise ConfigError("camera trigger 'file' needs --trigger-file")
+        if config.trigger == "line" and line is None:
+            raise ConfigError("camera trigger 'line' needs [lineout.opcua] or [lineout.mqtt] with triggers = true")
         self.kind = config.trigger
         self.config = config
         self.clock = clock
+        self.line = line if line is not None else LineTriggers()
+        self.part_id = ""
         self._last_fire = -float("inf")
-        self._pending = 0
         self.closed = False  # stdin reached end of file
         self._lock = threading.Lock()
         self._file_mtime = self._mtime() if self.kind == "file" else None
@@ -185,14 +220,14 @@ class Trigger:
             return None
 
     def _read_lines(self, stream: Any) -> None:
-        for _line in stream:
-            with self._lock:
-                self._pending += 1
+        for line in stream:  # each line is a trigger; its text, if any, the part id
+            self.line.put(line if isinstance(line, str) else line.decode("utf-8", "replace"))
         with self._lock:
             self.closed = True
 
     def fired(self, new_frame: bool) -> bool:
         """Whether to inspect now (called once per loop turn)."""
+        self.part_id = ""
         if self.kind == "every":
             return new_frame
         if self.kind == "interval":
@@ -201,12 +236,12 @@ class Trigger:
                 self._last_fire = now
                 return True
             return False
-        if self.kind == "stdin":
-            with self._lock:
-                if self._pending:
-                    self._pending -= 1
-                    return True
-            return False
+        if self.kind in ("stdin", "line"):
+            part = self.line.take()
+            if part is None:
+                return False
+            self.part_id = part
+            return True
         mtime = self._mtime()
         if mtime is not None and mtime != self._file_mtime:
             self._file_mtime = mtime
@@ -216,7 +251,8 @@ class Trigger:
     @property
     def exhausted(self) -> bool:
         with self._lock:
-            return self.kind == "stdin" and self.closed and not self._pending
+            closed = self.closed
+        return self.kind == "stdin" and closed and self.line.peek() is None
 
 
 def frame_fault(image: np.ndarray) -> str | None:

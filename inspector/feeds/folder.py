@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from inspector.atomic import fsync_dir
-from inspector.config import InspectConfig, RunnerConfig
+from inspector.config import InspectConfig, LineoutConfig, RunnerConfig
 from inspector.core.interface import Engine
 from inspector.core.overlap import computed_ahead
 from inspector.core.results import InspectionResult
@@ -422,7 +422,7 @@ class FolderRunner:
 
 def run_folder(inbox: Path, engine: Engine, config: RunnerConfig, inspect_config: InspectConfig, *,
                once: bool = False, bundle: Path | None = None, stop: threading.Event | None = None,
-               stream: TextIO | None = None) -> RunnerStats:
+               stream: TextIO | None = None, lineout: LineoutConfig | None = None) -> RunnerStats:
     """`watch` with an engine already loaded (tests pass a deterministic fake)."""
     inbox = Path(inbox).resolve()
     data_dir = Path(config.data_dir).resolve()
@@ -432,7 +432,7 @@ def run_folder(inbox: Path, engine: Engine, config: RunnerConfig, inspect_config
         store = open_store(config.db_url, data_dir)
         try:
             claim_station(store, data_dir, config.station, "watch")
-            processor = make_processor(engine, store, config, folders.overlays, bundle, stream)
+            processor = make_processor(engine, store, config, folders.overlays, bundle, stream, lineout)
             runner = FolderRunner(folders, processor, config, inspect_config, stop)
             server = None
             if config.http_port:
@@ -458,9 +458,9 @@ def run_folder(inbox: Path, engine: Engine, config: RunnerConfig, inspect_config
 
 
 def watch(inbox: Path, bundle: Path, config: RunnerConfig, inspect_config: InspectConfig, *,
-          once: bool = False) -> RunnerStats:
+          once: bool = False, lineout: LineoutConfig | None = None) -> RunnerStats:
     """`inspector watch`: inspect each image dropped into `inbox` exactly once and store the result."""
     configure_logging()
     engine = load_engine(bundle, inspect_config)
-    return run_folder(inbox, engine, config, inspect_config, once=once, bundle=bundle)
+    return run_folder(inbox, engine, config, inspect_config, once=once, bundle=bundle, lineout=lineout)
 

@@ -6,6 +6,7 @@ failing hook becomes an `error` event, a broken stdout pipe is ignored.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -16,7 +17,8 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
@@ -50,6 +52,7 @@ class Metrics:
         self.delivery_pending = 0
         self.delivery_parked = 0
         self._oldest_pending_at: float | None = None  # clock() when the oldest verdict not yet taken was queued
+        self._deliveries: dict[str, dict[str, Any]] = {}  # per consumer: taken, refused, seconds, lag
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._latency_sum = 0.0
         self._latency_count = 0
@@ -110,6 +113,19 @@ class Metrics:
             if self._oldest_pending_at is None:
                 self._oldest_pending_at = self._clock()
 
+    def delivered(self, consumer: str, taken: bool, seconds: float, age_s: float | None) -> None:
+        """One delivery to one consumer (stdout, hook, mqtt, opcua): counted, with how long it took and,
+        when taken, how old the verdict was by then (the lag of that consumer)."""
+        with self._lock:
+            counts = self._deliveries.setdefault(consumer, {"taken": 0, "refused": 0, "seconds": 0.0,
+                                                            "lag_sum": 0.0, "lag_count": 0, "lag_last": 0.0})
+            counts["taken" if taken else "refused"] += 1
+            counts["seconds"] += seconds
+            if taken and age_s is not None:
+                counts["lag_sum"] += age_s
+                counts["lag_count"] += 1
+                counts["lag_last"] = age_s
+
     def verdict_taken(self) -> None:
         """The line took a verdict (the publisher): counted at once; the store's count corrects it soon."""
         with self._lock:
@@ -152,7 +168,10 @@ class Metrics:
                 "camera_up": self.camera_up,
                 "images_per_second": round(rate, 3),
                 "delivery": {"pending": self.delivery_pending, "parked": self.delivery_parked,
-                             "lag_seconds": round(self.delivery_lag_s, 3)},
+                             "lag_seconds": round(self.delivery_lag_s, 3),
+                             "consumers": {name: {"taken": c["taken"], "refused": c["refused"],
+                                                  "last_lag_seconds": round(c["lag_last"], 3)}
+                                           for name, c in sorted(self._deliveries.items())}},
             }
 
     def prometheus(self) -> str:
@@ -194,12 +213,37 @@ class Metrics:
                 "# HELP inspector_delivery_lag_seconds Age of the oldest verdict the line has not taken.",
                 "# TYPE inspector_delivery_lag_seconds gauge",
                 f"inspector_delivery_lag_seconds {self.delivery_lag_s:.6g}",
+                "# HELP inspector_deliveries_total Verdicts offered to each consumer of the line, by result.",
+                "# TYPE inspector_deliveries_total counter",
+            ]
+            for name, c in sorted(self._deliveries.items()):
+                lines += [f'inspector_deliveries_total{{output="{name}",result="taken"}} {c["taken"]}',
+                          f'inspector_deliveries_total{{output="{name}",result="refused"}} {c["refused"]}']
+            lines += [
+                "# HELP inspector_delivery_lag_by_output_seconds Age of each verdict when a consumer took it.",
+                "# TYPE inspector_delivery_lag_by_output_seconds summary",
+            ]
+            for name, c in sorted(self._deliveries.items()):
+                lines += [f'inspector_delivery_lag_by_output_seconds_sum{{output="{name}"}} {c["lag_sum"]:.6g}',
+                          f'inspector_delivery_lag_by_output_seconds_count{{output="{name}"}} {c["lag_count"]}']
+            lines += [
                 "# HELP inspector_camera_up 1 while the camera delivers frames (camera feed only).",
                 "# TYPE inspector_camera_up gauge",
             ]
             if self.camera_up is not None:
                 lines.append(f"inspector_camera_up {int(self.camera_up)}")
         return "\n".join(lines) + "\n"
+
+
+def _age(verdict: dict[str, Any]) -> float | None:
+    """Seconds since the verdict was stored (its `time`), for the per-consumer lag."""
+    try:
+        stored = datetime.fromisoformat(str(verdict["time"]))
+    except (KeyError, ValueError):
+        return None
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=timezone.utc)
+    return max(0.0, (datetime.now(timezone.utc) - stored).total_seconds())
 
 
 class HealthServer:
@@ -254,35 +298,90 @@ class HealthServer:
 
 
 class LineOut:
-    """Publishes each verdict: JSON line on stdout and the hook command."""
+    """Publishes each verdict to every consumer of the line: the JSON line on stdout, the hook command, and
+    the configured outputs (MQTT, OPC UA: inspector/feeds/outputs.py), counting deliveries per consumer."""
 
     def __init__(self, *, json_lines: bool, hook: str, on_hook_failure: Callable[[str], None],
-                 stream: TextIO | None = None, hook_timeout_s: float = HOOK_TIMEOUT_SECONDS) -> None:
+                 stream: TextIO | None = None, hook_timeout_s: float = HOOK_TIMEOUT_SECONDS,
+                 outputs: Sequence[Any] = (), metrics: Metrics | None = None) -> None:
         self.json_lines = json_lines
         self.hook = shlex.split(hook) if hook else []
         self.on_hook_failure = on_hook_failure
         self.stream = stream
         self.hook_timeout_s = hook_timeout_s
+        self.outputs = list(outputs)
+        self.metrics = metrics
+
+    @property
+    def consumers(self) -> list[str]:
+        return (["stdout"] if self.json_lines else []) + (["hook"] if self.hook else []) + [o.name for o in self.outputs]
+
+    def start(self) -> None:
+        for output in self.outputs:
+            output.start()
+
+    def station_state(self, *, online: bool, ready: bool, last_error: str | None = None) -> None:
+        for output in self.outputs:
+            try:
+                output.station_state(online=online, ready=ready, last_error=last_error)
+            except Exception:  # noqa: BLE001 - a consumer's trouble never stops the station
+                log.exception("%s: station state not sent", output.name)
+
+    def close(self) -> None:
+        for output in self.outputs:
+            try:
+                output.close()
+            except Exception:  # noqa: BLE001 - closing the others matters more
+                log.exception("%s: not closed cleanly", output.name)
 
     def publish(self, verdict: dict[str, Any]) -> None:
         self.deliver(verdict)
 
     def deliver(self, verdict: dict[str, Any]) -> str | None:
-        """Write the JSON line and run the hook; None when every consumer took it, else why not."""
-        line = json.dumps(verdict, sort_keys=True, default=str)
-        problems = []
-        if self.json_lines:
-            stream = self.stream or sys.stdout
+        """Every consumer; None when all took it, else why not."""
+        return self.deliver_to(verdict, ())[1]
+
+    def deliver_to(self, verdict: dict[str, Any], already: Iterable[str]) -> tuple[list[str], str | None]:
+        """The consumers not in `already` (they took it on an earlier try): which took it now, and why the
+        others did not (None when none refused)."""
+        done = set(already)
+        taken: list[str] = []
+        problems: list[str] = []
+        for name, send in self._senders(verdict):
+            if name in done:
+                continue
+            started = time.monotonic()
             try:
-                stream.write(line + "\n")
-                stream.flush()
-            except (BrokenPipeError, ValueError, OSError) as exc:  # a closed consumer must not stop the line
-                problems.append(f"stdout: {exc}")
-        if self.hook:
-            problem = self._run_hook(line, verdict.get("source_name", ""))
-            if problem:
+                problem = send()
+            except Exception as exc:  # noqa: BLE001 - an output must not take the publisher down
+                problem = f"{name}: {type(exc).__name__}: {exc}"
+            if self.metrics is not None:
+                self.metrics.delivered(name, problem is None, time.monotonic() - started, _age(verdict))
+            if problem is None:
+                taken.append(name)
+            else:
                 problems.append(problem)
-        return "; ".join(problems) or None
+        return taken, "; ".join(problems) or None
+
+    def _senders(self, verdict: dict[str, Any]) -> list[tuple[str, Callable[[], str | None]]]:
+        line = json.dumps(verdict, sort_keys=True, default=str)
+        senders: list[tuple[str, Callable[[], str | None]]] = []
+        if self.json_lines:
+            senders.append(("stdout", lambda: self._write_line(line)))
+        if self.hook:
+            senders.append(("hook", lambda: self._run_hook(line, verdict.get("source_name", ""))))
+        for output in self.outputs:
+            senders.append((output.name, functools.partial(output.deliver, verdict)))
+        return senders
+
+    def _write_line(self, line: str) -> str | None:
+        stream = self.stream or sys.stdout
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except (BrokenPipeError, ValueError, OSError) as exc:  # a closed consumer must not stop the line
+            return f"stdout: {exc}"
+        return None
 
     def _run_hook(self, line: str, name: str) -> str | None:
         command = shlex.join(self.hook)

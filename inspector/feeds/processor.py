@@ -12,12 +12,13 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from inspector.config import InspectConfig, RunnerConfig, mask_secrets
+from inspector.config import InspectConfig, LineoutConfig, RunnerConfig, mask_secrets
 from inspector.core.interface import Engine
 from inspector.core.results import InspectionResult
 from inspector.core.tolerance import LearnedTolerance
 from inspector.errors import InspectorError, OutputError
 from inspector.feeds.lineout import LineOut, Metrics
+from inspector.feeds.outputs import TriggerCallback, make_outputs, verdict_id, verdict_message
 from inspector.feeds.publisher import Publisher
 from inspector.feeds.safeio import NAME_MAX_BYTES, fit_name
 from inspector.store import Store
@@ -86,11 +87,6 @@ class PublishedVerdict:
                    row.station, row.error, row.threshold_source)
 
 
-def verdict_id(input_sha256: str, model_hash: str) -> str:
-    """One id per (image bytes, model), like the store's unique key."""
-    return f"{input_sha256[:32]}-{model_hash[:16]}"
-
-
 def _no_fault(step: str) -> None:
     """Fault-injection point between a commit and the board's final move (tests replace it)."""
 
@@ -116,9 +112,8 @@ class Processor:
         self.publisher = Publisher(store, config.station, lineout, metrics, to_message=self._message,
                                    max_attempts=config.max_publish_attempts, wall=lambda: self.wall())
 
-    @staticmethod
-    def _message(row: InspectionRecord) -> dict[str, Any]:
-        return PublishedVerdict.of(row).to_dict()
+    def _message(self, row: InspectionRecord) -> dict[str, Any]:
+        return verdict_message(row, self.config.station)
 
     def refresh_threshold(self) -> None:
         """Apply QA's latest threshold version from the store (checked at most once a second)."""
@@ -197,7 +192,8 @@ class Processor:
 
     def store_result(self, result: InspectionResult, *, digest: str, name: str, source_path: str,
                      image_path: str, overlay_path: str, heatmap_path: str, started: float,
-                     extra_timings: dict[str, float] | None = None, raw_name: str | None = None) -> PublishedVerdict:
+                     extra_timings: dict[str, float] | None = None, raw_name: str | None = None,
+                     part_id: str = "") -> PublishedVerdict:
         regions = [region.to_dict() for region in result.regions]
         timings = {**result.timings_ms, **(extra_timings or {})}
         inspection_id = self.store.record_inspection(
@@ -206,7 +202,7 @@ class Processor:
             regions=regions, image_path=image_path, overlay_path=overlay_path, heatmap_path=heatmap_path,
             threshold_version=result.calibration_version, threshold_source=result.threshold_source, timings=timings,
             source_name_raw=raw_name, publish=True, tolerance_version=result.tolerance_version,
-            silenced_regions=[region.to_dict() for region in result.silenced_regions],
+            silenced_regions=[region.to_dict() for region in result.silenced_regions], part_id=part_id or None,
         )
         self.fault("committed")
         verdict = PublishedVerdict(inspection_id, name, digest, result.verdict, float(result.score), float(result.threshold),
@@ -218,7 +214,7 @@ class Processor:
         return verdict
 
     def store_error(self, *, digest: str, name: str, source_path: str, image_path: str, reason: str,
-                    raw_name: str | None = None, event: bool = True) -> int:
+                    raw_name: str | None = None, event: bool = True, part_id: str = "") -> int:
         """An `error` row with the reason, published like any verdict. The same input quarantined before
         keeps its row and is published again (the line hears of every input, repeats included)."""
         existing = self.store.find_inspection(digest, self.engine.model_hash)
@@ -231,7 +227,7 @@ class Processor:
         inspection_id = self.store.record_inspection(
             station=self.config.station, input_sha256=digest, model_hash=self.engine.model_hash, verdict="error",
             source_path=source_path, source_name=name, image_path=image_path, error=reason,
-            source_name_raw=raw_name, publish=True,
+            source_name_raw=raw_name, publish=True, part_id=part_id or None,
         )
         self.fault("committed")
         if event:  # `event=False`: an answer the feed reports its own way (the camera's "not inspected")
@@ -270,10 +266,15 @@ class Processor:
             self.publish_pending()
 
     def start_publishing(self) -> None:
+        """Connect the line's outputs (MQTT, OPC UA) and start the publisher thread."""
+        self.lineout.start()
+        self.lineout.station_state(online=True, ready=True)
         self.publisher.start()
 
     def stop_publishing(self, *, drain: bool) -> None:
         self.publisher.stop(drain=drain)
+        self.lineout.station_state(online=False, ready=False)
+        self.lineout.close()
 
 
 def load_engine(bundle: Path, inspect_config: InspectConfig) -> Engine:
@@ -283,7 +284,10 @@ def load_engine(bundle: Path, inspect_config: InspectConfig) -> Engine:
 
 
 def make_processor(engine: Engine, store: Store, config: RunnerConfig, overlays_dir: Path,
-                   bundle: Path | None = None, stream: TextIO | None = None) -> Processor:
+                   bundle: Path | None = None, stream: TextIO | None = None,
+                   lineout: LineoutConfig | None = None, on_trigger: TriggerCallback | None = None) -> Processor:
+    """A processor for one station: its line outputs (stdout, hook, and the `[lineout.*]` ones, not started
+    until `start_publishing`) and its publisher."""
     metrics = Metrics()
 
     def hook_failed(detail: str) -> None:
@@ -291,10 +295,11 @@ def make_processor(engine: Engine, store: Store, config: RunnerConfig, overlays_
         metrics.error()
         store.record_event(config.station, "error", detail)
 
-    lineout = LineOut(json_lines=config.json_lines, hook=config.hook, on_hook_failure=hook_failed, stream=stream)
+    outputs = make_outputs(lineout, config.station, on_trigger) if lineout is not None else []
+    line = LineOut(json_lines=config.json_lines, hook=config.hook, on_hook_failure=hook_failed, stream=stream,
+                   outputs=outputs, metrics=metrics)
     store.register_model(engine.model_hash, str(bundle or ""), {})
-    return Processor(engine, store, config, metrics, lineout, overlays_dir)
-
+    return Processor(engine, store, config, metrics, line, overlays_dir)
 
 
 class MaskSecrets(logging.Filter):

@@ -117,13 +117,13 @@ class Publisher:
             return taken
 
     def _deliver(self, entry: Any) -> int:
-        problem = self.lineout.deliver(self.to_message(entry.inspection))
+        taken, problem = self.lineout.deliver_to(self.to_message(entry.inspection), entry.taken_by)
         if problem is None:
             self.store.verdict_published(entry.outbox_id)
             self.metrics.verdict_taken()
             return 1
         if entry.attempts + 1 >= self.max_attempts:
-            self.store.park_verdict(entry.outbox_id, problem)
+            self.store.park_verdict(entry.outbox_id, problem, taken)
             detail = (f"verdict of {entry.inspection.source_name or entry.inspection.id} (#{entry.inspection.id}) "
                       f"parked after {entry.attempts + 1} refusals: {problem}; resend with `inspector outbox resend`")
             log.error("%s", detail)
@@ -132,7 +132,7 @@ class Publisher:
             self._reported = -float("inf")  # a parked verdict shows on /healthz at the end of this pass
             return 0
         delay = min(PUBLISH_RETRY_MAX_SECONDS, PUBLISH_RETRY_INITIAL_SECONDS * 2 ** entry.attempts)
-        self.store.verdict_not_taken(entry.outbox_id, problem, self.wall() + timedelta(seconds=delay))
+        self.store.verdict_not_taken(entry.outbox_id, problem, self.wall() + timedelta(seconds=delay), taken)
         return 0
 
     def _report(self) -> None:

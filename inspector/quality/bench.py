@@ -35,7 +35,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from inspector.config import InspectConfig
+from inspector.config import InspectConfig, LineoutConfig
 from inspector.core.imageio import decode_image, is_image_file
 from inspector.core.interface import PreparedBoard
 from inspector.core.overlap import overlapped
@@ -206,8 +206,10 @@ def torch_comparison(bundle: Path, batch: np.ndarray, ort_call: Callable[[], np.
             "mean_abs_difference": float(np.abs(output - ort_output).mean()), "torch_threads": torch.get_num_threads()}
 
 
-def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None, runner: bool) -> dict[str, Any]:
-    """Measure and print; write JSON to `out` when given. Returns the figures."""
+def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None, runner: bool,
+              lineout: LineoutConfig | None = None) -> dict[str, Any]:
+    """Measure and print; write JSON to `out` when given. Returns the figures. With `lineout` outputs
+    (MQTT, OPC UA) configured, the runner is measured without and with them."""
     from tqdm import tqdm
 
     from inspector.bundle.files import MODEL_FILE, recorded_int8_scheme, recorded_precision
@@ -297,7 +299,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         elif figures["share_of_peak"] > 1:
             peak["note"] = ("inference beat the numpy matmul rate: BLAS does not reach this CPU's peak, "
                             "or other load disturbed the peak measurement")
-    figures["runner"] = _runner_figures(bundle, images, encoded) if runner else None
+    figures["runner"] = _runner_figures(bundle, images, encoded, lineout) if runner else None
     print_table(figures)
     if out is not None:
         out = Path(out)
@@ -306,9 +308,12 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     return figures
 
 
-def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes]) -> dict[str, Any]:
+def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes],
+                    lineout: LineoutConfig | None = None) -> dict[str, Any]:
     from inspector.quality.runner_bench import benchmark_runner
 
+    outputs = [name for name, table in (("mqtt", lineout.mqtt), ("opcua", lineout.opcua)) if table.enabled] \
+        if lineout is not None else []
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as work:
         folder = images
         if folder is None:  # the runner reads files: give it the generated boards as PNGs
@@ -316,7 +321,14 @@ def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes]) -> 
             folder.mkdir()
             for index, data in enumerate(encoded):
                 (folder / f"board-{index:03d}.png").write_bytes(data)
-        return {"available": True, **benchmark_runner(bundle, folder, Path(work))}
+        plain = benchmark_runner(bundle, folder, Path(work))
+        if not outputs:
+            return {"available": True, **plain}
+        # The same boards with the line's outputs on: what MQTT / OPC UA cost the runner (target: within 10%).
+        wired = benchmark_runner(bundle, folder, Path(work), lineout)
+        ratio = wired["runner_images_per_second"] / max(plain["runner_images_per_second"], 1e-9)
+        return {"available": True, **plain, "with_outputs": {"outputs": outputs, **wired},
+                "with_outputs_speed_ratio": round(ratio, 3)}
 
 
 def print_table(figures: dict[str, Any], console: Console | None = None) -> None:
@@ -362,6 +374,10 @@ def print_table(figures: dict[str, Any], console: Console | None = None) -> None
     if runner is not None:
         if runner.get("available"):
             table.add_row("runner sustained images/s", str(runner.get("runner_images_per_second")))
+            if runner.get("with_outputs"):
+                wired = runner["with_outputs"]
+                table.add_row(f"runner images/s with {', '.join(wired['outputs'])} on",
+                              f"{wired['runner_images_per_second']} ({runner['with_outputs_speed_ratio']:.0%} of without)")
         else:
             table.add_row("runner", runner["reason"])
     console.print(table)

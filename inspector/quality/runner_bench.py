@@ -7,15 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from inspector.config import InspectConfig, RunnerConfig
+from inspector.config import InspectConfig, LineoutConfig, RunnerConfig
 from inspector.core.imageio import is_image_file
 from inspector.errors import InspectorError
 from inspector.feeds.folder import run_folder
 from inspector.feeds.processor import load_engine
 
 
-def benchmark_runner(bundle: Path, images: Path, workdir: Path) -> dict[str, Any]:
-    """Sustained images/s of the whole folder runner (claim, decode, inspect, overlay, store, move)."""
+def benchmark_runner(bundle: Path, images: Path, workdir: Path, lineout: LineoutConfig | None = None) -> dict[str, Any]:
+    """Sustained images/s of the whole folder runner (claim, decode, inspect, overlay, store, move), with the
+    line's outputs of `lineout` on when given."""
     sources = sorted(p for p in Path(images).iterdir() if is_image_file(p))
     if not sources:
         raise InspectorError(f"{images}: no images to benchmark the runner with")
@@ -29,7 +30,7 @@ def benchmark_runner(bundle: Path, images: Path, workdir: Path) -> dict[str, Any
     config = RunnerConfig(station="bench", data_dir=str(run_dir / "data"), stable_seconds=0.0, json_lines=False,
                           poll_seconds=0.05)
     started = time.monotonic()
-    stats = run_folder(inbox, engine, config, InspectConfig(), once=True, bundle=bundle)
+    stats = run_folder(inbox, engine, config, InspectConfig(), once=True, bundle=bundle, lineout=lineout)
     wall = time.monotonic() - started
     return {
         "runner_images": stats.handled,

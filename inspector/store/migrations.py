@@ -74,6 +74,13 @@ def _add_outbox_parking(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE verdict_outbox ADD COLUMN parked_at {timestamp}"))
 
 
+def _add_part_ids_and_outputs(conn: Connection) -> None:
+    if "part_id" not in {column["name"] for column in inspect(conn).get_columns("inspections")}:
+        conn.execute(text("ALTER TABLE inspections ADD COLUMN part_id VARCHAR(200)"))
+    if "taken_by" not in {column["name"] for column in inspect(conn).get_columns("verdict_outbox")}:
+        conn.execute(text("ALTER TABLE verdict_outbox ADD COLUMN taken_by JSON"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _create_v1_tables),
     Migration(2, "indexes for newest-first dashboard queries", _add_dashboard_indexes),
@@ -85,6 +92,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "stations.data_dir and stations.feed: one station, one data directory, one feed", _add_station_home),
     Migration(8, "verdict_outbox.parked_at: verdicts the line refused too often wait aside, resendable",
               _add_outbox_parking),
+    Migration(9, "inspections.part_id and verdict_outbox.taken_by: part ids from the line, delivery per output",
+              _add_part_ids_and_outputs),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -34,6 +34,7 @@ class PendingVerdict:
     outbox_id: int
     attempts: int
     inspection: InspectionRecord
+    taken_by: tuple[str, ...] = ()  # the outputs that took it already
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,11 @@ class OutboxMixin:
                  .limit(max(0, limit)))
         if station:
             query = query.where(schema.Inspection.station == station)
-        return self._read(lambda session: [PendingVerdict(e.id, e.attempts, InspectionRecord.of(row))
+        return self._read(lambda session: [PendingVerdict(e.id, e.attempts, InspectionRecord.of(row),
+                                                          tuple(e.taken_by or ()))
                                            for e, row in session.execute(query)], "pending_verdicts")
 
-    def park_verdict(self, outbox_id: int, error: str) -> None:
+    def park_verdict(self, outbox_id: int, error: str, taken_by: tuple[str, ...] | list[str] = ()) -> None:
         """The line refused this verdict too often: keep it aside (undeliverable, resendable)."""
         def work(session: Session) -> None:
             found = session.get(schema.OutboxEntry, outbox_id)
@@ -99,6 +101,7 @@ class OutboxMixin:
                 found.attempts += 1
                 found.last_error = error[:2000]
                 found.parked_at = utcnow()
+                found.taken_by = sorted(set(found.taken_by or ()) | set(taken_by)) or None
 
         self._write(work, "park_verdict")
 
@@ -163,13 +166,16 @@ class OutboxMixin:
 
         self._write(work, "verdict_published")
 
-    def verdict_not_taken(self, outbox_id: int, error: str, retry_at: datetime) -> None:
+    def verdict_not_taken(self, outbox_id: int, error: str, retry_at: datetime,
+                          taken_by: tuple[str, ...] | list[str] = ()) -> None:
+        """Some output did not take it: due again at `retry_at`, then only for the outputs not in `taken_by`."""
         def work(session: Session) -> None:
             entry = session.get(schema.OutboxEntry, outbox_id)
             if entry is not None:
                 entry.attempts += 1
                 entry.last_error = error[:2000]
                 entry.next_attempt_at = retry_at
+                entry.taken_by = sorted(set(entry.taken_by or ()) | set(taken_by)) or None
 
         self._write(work, "verdict_not_taken")
 

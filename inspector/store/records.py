@@ -111,6 +111,7 @@ class InspectionRecord:
     source_name_raw: str | None = None  # hex of the name's bytes when source_name escapes them
     tolerance_version: int | None = None  # the learned tolerance applied (None/0: none)
     silenced_regions: list[dict[str, Any]] = field(default_factory=list)  # kept under the line by it
+    part_id: str | None = None  # what the line's trigger called the part (schema 9)
 
     @property
     def flagged(self) -> bool:
@@ -131,6 +132,7 @@ class InspectionRecord:
             model_hash=row.model_hash, threshold_version=row.threshold_version, timings=dict(row.timings or {}),
             error=row.error, threshold_source=row.threshold_source, source_name_raw=row.source_name_raw,
             tolerance_version=row.tolerance_version, silenced_regions=list(row.silenced_regions or []),
+            part_id=row.part_id,
         )
 
 

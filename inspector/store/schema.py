@@ -131,6 +131,8 @@ class Inspection(Base):
     # the regions it kept under the region line (shown to operators, never counted in the verdict).
     tolerance_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     silenced_regions: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    # Schema version 9: the part id the line's trigger carried (OPC UA, MQTT), None when it gave none.
+    part_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class Review(Base):
@@ -171,6 +173,9 @@ class OutboxEntry(Base):
     # Schema version 8: set when the line refused the verdict `runner.max_publish_attempts` times: it
     # is parked (kept, shown, resendable) instead of being retried ahead of newer verdicts forever.
     parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Schema version 9: the outputs (stdout, hook, mqtt, opcua) that took the verdict already: a retry
+    # goes only to the others, so a PLC that acknowledged a result is not asked again.
+    taken_by: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 OUTBOX_INDEX = Index("ix_verdict_outbox_pending", OutboxEntry.published_at, OutboxEntry.id)

@@ -207,6 +207,7 @@ class Store(OutboxMixin, ToleranceMixin, StationsMixin):
         publish: bool = False,
         tolerance_version: int | None = None,
         silenced_regions: Sequence[dict[str, Any]] = (),
+        part_id: str | None = None,
     ) -> int:
         """Store one verdict; the same input bytes under the same model are stored once (returns that id).
 
@@ -231,7 +232,7 @@ class Store(OutboxMixin, ToleranceMixin, StationsMixin):
                 threshold_source=threshold_source,
                 timings={k: float(v) for k, v in (timings or {}).items()}, error=error,
                 source_name_raw=source_name_raw, tolerance_version=tolerance_version or None,
-                silenced_regions=list(silenced_regions) or None,
+                silenced_regions=list(silenced_regions) or None, part_id=part_id or None,
             )
             session.add(row)
             session.flush()

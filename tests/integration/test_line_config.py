@@ -29,12 +29,14 @@ def captured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
 
     seen: dict[str, Any] = {}
 
-    def fake_watch(inbox: Path, bundle: Path, runner: Any, inspect: Any, *, once: bool = False) -> None:
-        seen.update(command="watch", runner=runner, inspect=inspect)
+    def fake_watch(inbox: Path, bundle: Path, runner: Any, inspect: Any, *, once: bool = False,
+                   lineout: Any = None) -> None:
+        seen.update(command="watch", runner=runner, inspect=inspect, lineout=lineout)
 
     def fake_camera(source: str, bundle: Path, runner: Any, camera_cfg: Any, inspect: Any, *,
-                    max_frames: int = 0) -> None:
-        seen.update(command="camera", source=source, runner=runner, camera=camera_cfg, inspect=inspect)
+                    max_frames: int = 0, lineout: Any = None) -> None:
+        seen.update(command="camera", source=source, runner=runner, camera=camera_cfg, inspect=inspect,
+                    lineout=lineout)
 
     monkeypatch.setattr(folder, "watch", fake_watch)
     monkeypatch.setattr(camera, "run_camera", fake_camera)
@@ -63,6 +65,7 @@ def test_every_setting_of_the_example_config_reaches_the_feed(captured: dict[str
     assert asdict(captured["runner"]) == tables["runner"]
     if command == "camera":
         assert asdict(captured["camera"]) == tables["camera"]
+    assert asdict(captured["lineout"]) == tables["lineout"]  # [lineout.mqtt] and [lineout.opcua]
 
 
 def test_options_given_on_the_command_line_win(captured: dict[str, Any], tmp_path: Path) -> None:

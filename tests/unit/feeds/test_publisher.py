@@ -22,11 +22,11 @@ class Line:
     def __init__(self) -> None:
         self.taken: list[dict[str, Any]] = []
 
-    def deliver(self, verdict: dict[str, Any]) -> str | None:
+    def deliver_to(self, verdict: dict[str, Any], already: Any) -> tuple[list[str], str | None]:
         if verdict["score"] is None:
-            return "hook: exit status 1 score is null"
+            return [], "hook: exit status 1 score is null"
         self.taken.append(verdict)
-        return None
+        return ["hook"], None
 
 
 def _publisher(store: Store, line: Any, now: list[Any], attempts: int = 10) -> Publisher:
