@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "Inspector": "inspector.core.engine",
     "InspectionResult": "inspector.core.results",
     "Region": "inspector.core.results",
-    "Verdict": "inspector.core.results",
+    "Verdict": "inspector.verdicts",
     "PreprocessSpec": "inspector.core.preprocess",
     "preprocess": "inspector.core.preprocess",
     "ScoringSpec": "inspector.core.scoring",
@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "CameraError": "inspector.errors",
     "OutputError": "inspector.errors",
     "DatasetError": "inspector.errors",
+    "RegistrationError": "inspector.errors",
     # store and feeds
     "Store": "inspector.store",
     "open_store": "inspector.store",
@@ -99,6 +100,7 @@ __all__ = [
     "CameraError",
     "OutputError",
     "DatasetError",
+    "RegistrationError",
     "Store",
     "open_store",
     "watch",
@@ -147,7 +149,7 @@ if TYPE_CHECKING:  # type checkers see the names without the lazy loading
     from inspector.core.engine import Inspector
     from inspector.core.imageio import decode_image, load_image
     from inspector.core.preprocess import PreprocessSpec, preprocess
-    from inspector.core.results import InspectionResult, Region, Verdict
+    from inspector.core.results import InspectionResult, Region
     from inspector.core.scoring import ScoringSpec
     from inspector.core.tolerance import LearnedTolerance
     from inspector.demo import run_demo
@@ -159,6 +161,7 @@ if TYPE_CHECKING:  # type checkers see the names without the lazy loading
         ImageLoadError,
         InspectorError,
         OutputError,
+        RegistrationError,
         StoreError,
         StoreUnavailable,
     )
@@ -172,3 +175,4 @@ if TYPE_CHECKING:  # type checkers see the names without the lazy loading
     from inspector.review.teach import learn, rollback
     from inspector.store import Store, open_store
     from inspector.synth.dataset import generate_dataset
+    from inspector.verdicts import Verdict

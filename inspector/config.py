@@ -11,11 +11,10 @@ import json
 import os
 import re
 import stat
+import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-
-import tomllib
 
 from inspector.errors import ConfigError
 

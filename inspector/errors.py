@@ -49,3 +49,9 @@ class OutputError(InspectorError):
 
 class DatasetError(InspectorError):
     """A labelled data set (MVTec-AD layout) is incomplete or inconsistent. Names the file and the problem."""
+
+
+class RegistrationError(InspectorError):
+    """A board that cannot be aligned to the reference: an error verdict with this reason.
+
+    `Inspector.inspect_each` returns it in the board's place; the feeds turn it into an error verdict."""

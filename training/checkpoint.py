@@ -8,9 +8,11 @@ trainer, the exporter and the type checker agree on them.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+import numpy as np
 import torch
 
 from inspector.atomic import atomic_write
@@ -67,6 +69,40 @@ class Checkpoint(TypedDict, total=False):
 # What every checkpoint needs to be exported again (a resumed or re-exported run reads these).
 REQUIRED_KEYS = ("model_state", "best_state", "architecture", "preprocess_spec", "scoring", "data", "config",
                  "history", "epoch", "parity_images")
+
+
+def data_record(data: Path, sha256: str, train: Sequence[np.ndarray], holdout: Sequence[np.ndarray],
+                holdout_paths: Sequence[Path], train_paths: Sequence[Path] | None = None) -> DataRecord:
+    """The boards a run learned from: where, their hash, and which were held back."""
+    record: DataRecord = {"path": str(Path(data).resolve()), "sha256": sha256, "train_count": len(train),
+                          "holdout_count": len(holdout), "holdout_paths": [str(p.resolve()) for p in holdout_paths]}
+    if train_paths is not None:
+        record["train_paths"] = [str(p.resolve()) for p in train_paths]
+    return record
+
+
+def new_checkpoint(*, architecture: dict[str, Any], preprocess_spec: str, scoring: str, config: dict[str, Any],
+                   data: DataRecord, parity_images: Sequence[np.ndarray], params: int) -> Checkpoint:
+    """What a run trains on and how, before any progress (the autoencoder and the patch PCA both start here)."""
+    return {
+        "format": FORMAT,
+        "architecture": architecture,
+        "preprocess_spec": preprocess_spec,
+        "scoring": scoring,
+        "config": config,
+        "data": data,
+        "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in parity_images],
+        "params": params,
+    }
+
+
+def carried_progress(previous: Checkpoint) -> Checkpoint:
+    """What a resumed run's checkpoint takes over from the saved one until its own first epoch is saved
+    (so a run with no epoch left still exports where the saved one stood)."""
+    return {"model_state": previous["model_state"], "best_state": previous["best_state"],
+            "optimizer_state": previous["optimizer_state"], "scheduler_state": previous["scheduler_state"],
+            "epoch": previous["epoch"], "history": previous["history"],
+            "best_val_loss": previous["best_val_loss"], "best_epoch": previous["best_epoch"]}
 
 
 def weights_on_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:

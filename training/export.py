@@ -54,7 +54,7 @@ from inspector.core.registration import Registration
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import BundleError
 from inspector.quality.cpu import cpu_features, describe
-from inspector.quality.gain import network_gain
+from inspector.quality.gain import NetworkGain, network_gain
 from training.checkpoint import Checkpoint, StateKey, load_checkpoint
 from training.fixture import atlas_wanted, fit_bundle_atlas, registration_of, roi_of, write_fixture_files
 from training.folds import out_of_fold_analyses
@@ -272,112 +272,159 @@ def write_bundle(checkpoint: Checkpoint, out: Path, *, calibration_images: list[
     temp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     temp.chmod(0o755)  # mkdtemp's 0700 would hide the bundle from the service user on the line PC
     try:
-        spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
-        config = checkpoint["config"]
         registration, roi = registration_of(checkpoint), roi_of(checkpoint)
-        model = build_exported_model(checkpoint)
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        metadata = {
-            META_PREPROCESS: checkpoint["preprocess_spec"],
-            META_SCORING: checkpoint["scoring"],
-            META_VERSION: __version__,
-            META_CREATED: created,
-            META_DATA_HASH: checkpoint["data"]["sha256"],
-            META_ARCH: json.dumps(checkpoint["architecture"], sort_keys=True),
-        }
-        export_onnx(model.for_onnx(), temp / MODEL_FILE, metadata)
-        parity_images = [image.numpy() for image in checkpoint["parity_images"]]
-        parity = check_parity(model, temp / MODEL_FILE, parity_images, spec, registration)
-        precision = config.get("precision", "float32")  # checkpoints from before INT8 existed
-        check_precision(precision)
-        quantisation = None
-        if precision == "int8":
-            boards = calibration_images or parity_images
-            # Bundles trained before the scheme existed were u8s8.
-            scheme = config.get("int8_scheme", "u8s8")
-            quantisation = _quantize(temp / MODEL_FILE, [pad_to_multiple(prepare_board(image, spec, registration),
-                                                                         spec.pad_multiple)[0] for image in boards],
-                                     scheme, pixel_std=spec.std)
-
+        model, parity = _export_checked(checkpoint, temp / MODEL_FILE, created, registration)
+        quantisation = _quantise_step(checkpoint, temp / MODEL_FILE, calibration_images, registration)
         # One session on the graph that ships: calibration and the self-test's record see the same maps.
         engine = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"), registration=registration,
                                         roi=roi)
         write_fixture_files(checkpoint, temp)
-        if atlas_wanted(checkpoint) and atlas_images is None:
-            atlas_images = _recorded_training_boards(checkpoint, spec.channels)
-        if atlas_wanted(checkpoint) and not atlas_images and previous_calibration:
-            raise BundleError("the training boards this model's per-position model was fitted on are gone, and "
-                              "the thresholds carried over were set on judged maps: restore the boards to re-export")
-        atlas, figures = _judge_and_calibrate(engine, checkpoint, atlas_images, calibration_images, temp / ATLAS_FILE)
-        gain = None
-        if figures is not None:
-            versions = [new_version([], figures, reason="initial calibration on held-back good boards at training",
-                                    author="training")]
-        elif previous_calibration:
-            versions = previous_calibration
-        else:
-            raise BundleError("no held-back images and no previous calibration.json: cannot calibrate the bundle")
-        if engine.expectation_kind is not None and calibration_images:
-            # The same pipeline with the network's output replaced by the good expectation: its own per-position
-            # model and lines, so `--no-network` is the reference comparison done as well as it can be.
-            plain = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"), registration=registration,
-                                           roi=roi)
-            plain.use_network(False)
-            _, plain_figures = _judge_and_calibrate(plain, checkpoint, atlas_images, calibration_images,
-                                                    temp / REFERENCE_ATLAS_FILE)
-            assert plain_figures is not None
-            write_calibration(temp / REFERENCE_CALIBRATION_FILE, [new_version(
-                [], plain_figures, reason="reference comparison (no network), set at training", author="training")])
-            gain = network_gain(engine, calibration_images)
-            tqdm.write(f"export: {gain.sentence()}")
-            network_figure(engine, calibration_images[0], temp / NETWORK_FIGURE_FILE)
+        atlas_images = _atlas_boards(checkpoint, atlas_images, previous_calibration)
+        atlas, versions = _calibrate(engine, checkpoint, atlas_images, calibration_images, previous_calibration, temp)
+        gain = _reference_comparison(engine, checkpoint, atlas_images, calibration_images, temp)
         write_calibration(temp / CALIBRATION_FILE, versions)
-        latest = versions[-1]
         # The maps the thresholds were set on, for the line PC to compute again when it loads the bundle.
-        selftest.record(engine, calibration_images or parity_images, temp / SELFTEST_FILE)
-
-        history = checkpoint["history"]
-        metrics = {
-            "created_at": created,
-            "epochs": checkpoint["epoch"],
-            "best_epoch": checkpoint["best_epoch"],
-            "best_val_loss": checkpoint["best_val_loss"],
-            "train_seconds": checkpoint["train_seconds"],
-            "seconds_per_epoch": (sum(h["seconds"] for h in history) / len(history)) if history else 0.0,
-            "stopped_reason": checkpoint["stopped_reason"],
-            "params": sum(p.numel() for p in model.parameters()),
-            "parity_max_abs_diff": parity,
-            "precision": quantisation["precision"] if quantisation else "float32",
-            **({"quantisation": quantisation} if quantisation else {}),
-            **({"fixture": _fixture_metrics(checkpoint, registration, atlas, roi)} if "fixture" in checkpoint else {}),
-            "history": history,
-            **({"fit": {key: value for key, value in checkpoint["fit"].items() if key != "explained_variance_ratio"}}
-               if "fit" in checkpoint else {}),
-            **({"network_gain": gain.to_record()} if gain is not None else {}),
-            "calibration": {key: latest[key] for key in ("version", "image_threshold", "pixel_threshold",
-                                                         "target_false_alarm_rate")},
-            "calibration_stats": {key: latest["stats"][key] for key in
-                                  ("images", "image_score_quantiles", "image_maxima_quantiles")},
-        }
-        resolved = dict(config)
-        resolved.update({"preprocess": json.loads(checkpoint["preprocess_spec"]),
-                         "scoring": json.loads(checkpoint["scoring"]),
-                         "architecture": checkpoint["architecture"], "data": checkpoint["data"]})
-        (temp / CONFIG_FILE).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
-        (temp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-        if history:
-            loss_plot(history, temp / LOSS_PLOT_FILE)
-        elif "fit" in checkpoint:
-            variance_plot(checkpoint["fit"]["explained_variance_ratio"], checkpoint["architecture"]["components"],
-                           temp / LOSS_PLOT_FILE)
-        (temp / MODEL_CARD_FILE).write_text(model_card(checkpoint, metrics, latest, atlas))
-        torch.save(checkpoint, temp / CHECKPOINT_FILE)
-        write_manifest(temp)
+        selftest.record(engine, calibration_images or _parity_images(checkpoint), temp / SELFTEST_FILE)
+        metrics = _metrics(checkpoint, created, model, parity, quantisation, versions[-1], gain,
+                           _fixture_metrics(checkpoint, registration, atlas, roi) if "fixture" in checkpoint else None)
+        _write_records(checkpoint, metrics, versions[-1], atlas, temp)
         _replace_dir(temp, out)
         return metrics
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def _parity_images(checkpoint: Checkpoint) -> list[np.ndarray]:
+    return [image.numpy() for image in checkpoint["parity_images"]]
+
+
+def _export_checked(checkpoint: Checkpoint, path: Path, created: str,
+                    registration: Registration | None) -> tuple[ScoredModel, float]:
+    """The float32 graph with its metadata at `path`, and its largest difference from torch."""
+    model = build_exported_model(checkpoint)
+    metadata = {
+        META_PREPROCESS: checkpoint["preprocess_spec"],
+        META_SCORING: checkpoint["scoring"],
+        META_VERSION: __version__,
+        META_CREATED: created,
+        META_DATA_HASH: checkpoint["data"]["sha256"],
+        META_ARCH: json.dumps(checkpoint["architecture"], sort_keys=True),
+    }
+    export_onnx(model.for_onnx(), path, metadata)
+    spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
+    return model, check_parity(model, path, _parity_images(checkpoint), spec, registration)
+
+
+def _quantise_step(checkpoint: Checkpoint, path: Path, calibration_images: list[np.ndarray] | None,
+                   registration: Registration | None) -> dict[str, Any] | None:
+    """INT8 in place of the graph at `path` when the run asked for it (None: float32 was asked)."""
+    config = checkpoint["config"]
+    precision = config.get("precision", "float32")  # checkpoints from before INT8 existed
+    check_precision(precision)
+    if precision != "int8":
+        return None
+    spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
+    boards = calibration_images or _parity_images(checkpoint)
+    scheme = config.get("int8_scheme", "u8s8")  # bundles trained before the scheme existed were u8s8
+    return _quantize(path, [pad_to_multiple(prepare_board(image, spec, registration), spec.pad_multiple)[0]
+                            for image in boards], scheme, pixel_std=spec.std)
+
+
+def _atlas_boards(checkpoint: Checkpoint, atlas_images: list[np.ndarray] | None,
+                  previous_calibration: list[dict[str, Any]] | None) -> list[np.ndarray] | None:
+    """The good training boards the per-position model is fitted on (a re-export reads them from disk)."""
+    if atlas_wanted(checkpoint) and atlas_images is None:
+        spec = PreprocessSpec.from_json(checkpoint["preprocess_spec"])
+        atlas_images = _recorded_training_boards(checkpoint, spec.channels)
+    if atlas_wanted(checkpoint) and not atlas_images and previous_calibration:
+        raise BundleError("the training boards this model's per-position model was fitted on are gone, and "
+                          "the thresholds carried over were set on judged maps: restore the boards to re-export")
+    return atlas_images
+
+
+def _calibrate(engine: Inspector, checkpoint: Checkpoint, atlas_images: list[np.ndarray] | None,
+               calibration_images: list[np.ndarray] | None, previous_calibration: list[dict[str, Any]] | None,
+               temp: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """The per-position model (set on `engine`) and the calibration versions: new ones set on the
+    held-back boards, else the previous bundle's carried over."""
+    atlas, figures = _judge_and_calibrate(engine, checkpoint, atlas_images, calibration_images, temp / ATLAS_FILE)
+    if figures is not None:
+        return atlas, [new_version([], figures, reason="initial calibration on held-back good boards at training",
+                                   author="training")]
+    if previous_calibration:
+        return atlas, previous_calibration
+    raise BundleError("no held-back images and no previous calibration.json: cannot calibrate the bundle")
+
+
+def _reference_comparison(engine: Inspector, checkpoint: Checkpoint, atlas_images: list[np.ndarray] | None,
+                          calibration_images: list[np.ndarray] | None, temp: Path) -> NetworkGain | None:
+    """The same pipeline with the network's output replaced by the good expectation: its own per-position
+    model and lines, so `--no-network` is the reference comparison done as well as it can be; and the
+    network's gain over it (None where the bundle has no expectation or no held-back boards)."""
+    if engine.expectation_kind is None or not calibration_images:
+        return None
+    plain = Inspector.uncalibrated(temp / MODEL_FILE, InspectConfig(providers="cpu"),
+                                   registration=engine.registration, roi=engine.roi)
+    plain.use_network(False)
+    _, plain_figures = _judge_and_calibrate(plain, checkpoint, atlas_images, calibration_images,
+                                            temp / REFERENCE_ATLAS_FILE)
+    assert plain_figures is not None
+    write_calibration(temp / REFERENCE_CALIBRATION_FILE, [new_version(
+        [], plain_figures, reason="reference comparison (no network), set at training", author="training")])
+    gain = network_gain(engine, calibration_images)
+    tqdm.write(f"export: {gain.sentence()}")
+    network_figure(engine, calibration_images[0], temp / NETWORK_FIGURE_FILE)
+    return gain
+
+
+def _metrics(checkpoint: Checkpoint, created: str, model: ScoredModel, parity: float,
+             quantisation: dict[str, Any] | None, latest: dict[str, Any], gain: NetworkGain | None,
+             fixture: dict[str, Any] | None) -> dict[str, Any]:
+    """metrics.json's content."""
+    history = checkpoint["history"]
+    return {
+        "created_at": created,
+        "epochs": checkpoint["epoch"],
+        "best_epoch": checkpoint["best_epoch"],
+        "best_val_loss": checkpoint["best_val_loss"],
+        "train_seconds": checkpoint["train_seconds"],
+        "seconds_per_epoch": (sum(h["seconds"] for h in history) / len(history)) if history else 0.0,
+        "stopped_reason": checkpoint["stopped_reason"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "parity_max_abs_diff": parity,
+        "precision": quantisation["precision"] if quantisation else "float32",
+        **({"quantisation": quantisation} if quantisation else {}),
+        **({"fixture": fixture} if fixture is not None else {}),
+        "history": history,
+        **({"fit": {key: value for key, value in checkpoint["fit"].items() if key != "explained_variance_ratio"}}
+           if "fit" in checkpoint else {}),
+        **({"network_gain": gain.to_record()} if gain is not None else {}),
+        "calibration": {key: latest[key] for key in ("version", "image_threshold", "pixel_threshold",
+                                                     "target_false_alarm_rate")},
+        "calibration_stats": {key: latest["stats"][key] for key in
+                              ("images", "image_score_quantiles", "image_maxima_quantiles")},
+    }
+
+
+def _write_records(checkpoint: Checkpoint, metrics: dict[str, Any], latest: dict[str, Any], atlas: Any,
+                   temp: Path) -> None:
+    """The resolved config, the metrics, the loss plot, the model card, the checkpoint and the manifest."""
+    resolved = dict(checkpoint["config"])
+    resolved.update({"preprocess": json.loads(checkpoint["preprocess_spec"]),
+                     "scoring": json.loads(checkpoint["scoring"]),
+                     "architecture": checkpoint["architecture"], "data": checkpoint["data"]})
+    (temp / CONFIG_FILE).write_text(json.dumps(resolved, indent=2, default=str) + "\n")
+    (temp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    if checkpoint["history"]:
+        loss_plot(checkpoint["history"], temp / LOSS_PLOT_FILE)
+    elif "fit" in checkpoint:
+        variance_plot(checkpoint["fit"]["explained_variance_ratio"], checkpoint["architecture"]["components"],
+                       temp / LOSS_PLOT_FILE)
+    (temp / MODEL_CARD_FILE).write_text(model_card(checkpoint, metrics, latest, atlas))
+    torch.save(checkpoint, temp / CHECKPOINT_FILE)
+    write_manifest(temp)
 
 
 def export_from_checkpoint(checkpoint: Path, out: Path, precision: str | None = None) -> Path:

@@ -2,7 +2,7 @@
 
 What `inspector train` decides from the training boards (registration on or off, atlas on or off,
 the inspection area) travels in the checkpoint under "fixture", so a re-export writes the same
-bundle files: registration.json + reference.png, atlas.npz, roi.png (see inspector/bundle.py).
+bundle files: registration.json + reference.png, atlas.npz, roi.png (see inspector/bundle/files.py).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from inspector.config import TrainConfig
 from inspector.core.atlas import Atlas, fit_atlas
 from inspector.core.calibration import analyse_in_batches
 from inspector.core.groups import LightGroups
-from inspector.core.registration import Registration, RegistrationSpec, Surround, decide
+from inspector.core.registration import Registration, RegistrationSpec, Surround
 from inspector.errors import ConfigError
 from training.checkpoint import Checkpoint
+from training.registration_fit import decide
 
 
 def parse_roi(text: str, height: int, width: int) -> np.ndarray | None:

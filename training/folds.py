@@ -26,8 +26,9 @@ from inspector.config import InspectConfig
 from inspector.core.calibration import analyse_in_batches
 from inspector.core.engine import Inspector
 from inspector.core.interface import Analysis
-from inspector.core.registration import Registration, RegistrationError, reference_without_surround
+from inspector.core.registration import Registration, RegistrationError
 from training.fixture import atlas_of_groups, group_count
+from training.registration_fit import reference_without_surround
 
 DEFAULT_FOLDS = 5
 MIN_BOARDS_PER_FOLD_TRAINING = 4  # a reference and a per-position model from fewer boards mean little

@@ -35,6 +35,18 @@ def lr_factor(progress: float) -> float:
     return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+@dataclass
+class Schedule:
+    """Where the learning-rate schedule stands: `fit` sets `fraction` after each epoch to the larger of
+    epochs done and time budget spent, so a run that the budget ends early (the usual case for the
+    12-minute default) still anneals instead of stopping at full rate."""
+
+    fraction: float = 0.0
+
+    def factor(self) -> float:
+        return lr_factor(self.fraction)
+
+
 class WeightAverage:
     """An exponential moving average of a model's weights, updated after every optimiser step.
 
@@ -150,7 +162,8 @@ def warmup_epochs(config: TrainConfig) -> int:
 
 @dataclass
 class FitState:
-    """Where a run stands: continued from a checkpoint on resume, advanced by every epoch."""
+    """Where a run stands (the one record of its progress): continued from a checkpoint on resume,
+    advanced by every epoch, and written into the checkpoint after each."""
 
     start_epoch: int = 0
     history: list[EpochRecord] = field(default_factory=list)
@@ -160,25 +173,33 @@ class FitState:
     train_seconds_before: float = 0.0
     average: WeightAverage | None = None
 
+    @classmethod
+    def resumed(cls, previous: Checkpoint, average: WeightAverage | None) -> FitState:
+        """Where the saved run stood."""
+        return cls(int(previous["epoch"]), list(previous["history"]), previous["best_val_loss"],
+                   previous["best_epoch"], previous["best_state"], float(previous["train_seconds"]), average)
+
+    def train_seconds(self, started: float) -> float:
+        """Training time over every part of the run, this one begun at monotonic `started`."""
+        return self.train_seconds_before + time.monotonic() - started
+
 
 def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-        schedule: dict[str, float], make_batches: Callable[[int], Batches], validation: list[np.ndarray],
+        schedule: Schedule, make_batches: Callable[[int], Batches], validation: list[np.ndarray],
         config: TrainConfig, device: torch.device, state: Checkpoint, progress_state: FitState,
         checkpoint_path: Path, started: float) -> str:
     """Run epochs; updates `state` (the checkpoint) after each and returns why the run stopped.
 
     `started` is the monotonic time the run began (data loading counts against the budget);
-    `schedule["fraction"]` drives the learning-rate schedule: the larger of epochs done and budget
-    spent, so a run the budget ends early still anneals.
+    `schedule.fraction` drives the learning-rate schedule; `progress_state` is advanced in place.
     """
     budget = config.max_minutes * 60.0
-    history = progress_state.history
-    best_val, best_epoch, best_state = progress_state.best_val, progress_state.best_epoch, progress_state.best_state
-    average = progress_state.average
+    run = progress_state
+    history, average = run.history, run.average
     stopped = "epochs"
     patience_left = config.early_stopping_patience
-    if best_epoch and history:
-        patience_left -= history[-1]["epoch"] - best_epoch
+    if run.best_epoch and history:
+        patience_left -= history[-1]["epoch"] - run.best_epoch
     progress = tqdm(range(progress_state.start_epoch, config.epochs), desc=f"training ({state['params']} params)",
                     unit="epoch", initial=progress_state.start_epoch, total=config.epochs)
     for epoch in progress:
@@ -188,7 +209,7 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
             break
         losses, out_of_time = train_epoch(model, optimizer, make_batches(epoch), config, device, started + budget,
                                           average)
-        schedule["fraction"] = max((epoch + 1) / config.epochs, (time.monotonic() - started) / budget)
+        schedule.fraction = max((epoch + 1) / config.epochs, (time.monotonic() - started) / budget)
         scheduler.step()
         judged = model if average is None else average.model  # the weights that would be exported
         val = validation_loss(judged, validation, config, device)
@@ -198,16 +219,16 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
         warming_up = epoch + 1 <= warmup_epochs(config)
         if warming_up:  # the average is still close to where training started: never the best
             patience_left = config.early_stopping_patience
-            if best_val == math.inf:  # exported only if the run ends (time cap) before the warm-up does
-                best_epoch, best_state = epoch + 1, weights_on_cpu(judged)
-        elif val < best_val:
-            best_val, best_epoch = val, epoch + 1
-            best_state = weights_on_cpu(judged)
+            if run.best_val == math.inf:  # exported only if the run ends (time cap) before the warm-up does
+                run.best_epoch, run.best_state = epoch + 1, weights_on_cpu(judged)
+        elif val < run.best_val:
+            run.best_val, run.best_epoch = val, epoch + 1
+            run.best_state = weights_on_cpu(judged)
             patience_left = config.early_stopping_patience
         else:
             patience_left -= 1
         progress.set_postfix(train=f"{history[-1]['train_loss']:.5f}", val=f"{val:.5f}")
-        done = epoch + 1 - progress_state.start_epoch
+        done = epoch + 1 - run.start_epoch
         if done == FORECAST_AFTER_EPOCHS or (done > FORECAST_AFTER_EPOCHS and done % FORECAST_RECHECK_EPOCHS == 0):
             forecast = cap_forecast(history, config, time.monotonic() - started, recent=FORECAST_RECHECK_EPOCHS)
             if forecast is not None:
@@ -215,18 +236,7 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
                 state["cap_forecast"] = forecast
                 if message:
                     tqdm.write(message)
-        state.update({
-            "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer_state": optimizer.state_dict(),
-            "scheduler_state": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-            "best_val_loss": best_val, "best_epoch": best_epoch,
-            "train_seconds": progress_state.train_seconds_before + time.monotonic() - started,
-            "stopped_reason": "in progress",
-        })
-        if best_state is not None:
-            state["best_state"] = best_state
-        if average is not None:
-            state["weight_average"] = average.state()
+        _record_epoch(state, run, model, optimizer, scheduler, epoch + 1, started)
         save_checkpoint(state, checkpoint_path)
         if out_of_time:
             stopped = "time budget"
@@ -236,3 +246,20 @@ def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: tor
             break
     progress.close()
     return stopped
+
+
+def _record_epoch(state: Checkpoint, run: FitState, model: ConvAutoencoder, optimizer: torch.optim.Optimizer,
+                  scheduler: torch.optim.lr_scheduler.LambdaLR, epoch: int, started: float) -> None:
+    """Write the run's progress after `epoch` into the checkpoint (what a resumed run reads back)."""
+    state.update({
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer_state": optimizer.state_dict(),
+        "scheduler_state": scheduler.state_dict(), "epoch": epoch, "history": run.history,
+        "best_val_loss": run.best_val, "best_epoch": run.best_epoch,
+        "train_seconds": run.train_seconds(started),
+        "stopped_reason": "in progress",
+    })
+    if run.best_state is not None:
+        state["best_state"] = run.best_state
+    if run.average is not None:
+        state["weight_average"] = run.average.state()

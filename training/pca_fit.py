@@ -12,15 +12,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from inspector.config import TrainConfig
 from inspector.core.preprocess import PreprocessSpec
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import ConfigError
-from training.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from training.checkpoint import Checkpoint, weights_on_cpu
+from training.checkpoint import data_record, new_checkpoint, weights_on_cpu
 from training.data import GoodImages, load_good_images
 from training.export import write_bundle
 from training.pca import PARITY_IMAGES, PatchPCAArchitecture, fit_patch_pca, reconstruction_mse
@@ -52,16 +50,12 @@ def train_pca_bundle(data: Path, out: Path, config: TrainConfig) -> dict[str, An
     fit["train_mse"] = reconstruction_mse(model, images.train[:PARITY_IMAGES * 4], spec)
     val_mse = reconstruction_mse(model, images.holdout, spec)
     weights = weights_on_cpu(model)
-    state: Checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "architecture": arch.to_dict(),
-        "preprocess_spec": spec.to_json(),
-        "scoring": scoring_spec.to_json(),
-        "config": asdict(config) | {"device": "cpu"},
-        "data": {"path": str(Path(data).resolve()), "sha256": images.data_sha256, "train_count": len(images.train),
-                 "holdout_count": len(images.holdout), "holdout_paths": [str(p.resolve()) for p in images.holdout_paths]},
-        "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in images.holdout[:PARITY_IMAGES]],
-        "params": sum(p.numel() for p in model.parameters()),
+    state = new_checkpoint(
+        architecture=arch.to_dict(), preprocess_spec=spec.to_json(), scoring=scoring_spec.to_json(),
+        config=asdict(config) | {"device": "cpu"},
+        data=data_record(data, images.data_sha256, images.train, images.holdout, images.holdout_paths),
+        parity_images=images.holdout[:PARITY_IMAGES], params=sum(p.numel() for p in model.parameters()))
+    state.update({
         "model_state": weights,
         "best_state": weights,
         "history": [],  # no epochs: loss.png shows the explained-variance curve instead
@@ -71,5 +65,5 @@ def train_pca_bundle(data: Path, out: Path, config: TrainConfig) -> dict[str, An
         "train_seconds": time.monotonic() - started,
         "stopped_reason": "fitted (patch PCA has no epochs)",
         "fit": fit,
-    }
+    })
     return write_bundle(state, Path(out), calibration_images=images.holdout)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,14 +20,13 @@ from inspector.core.registration import Registration
 from inspector.core.scoring import MAX_REGION_MERGE_PX, ScoringSpec, views_for
 from inspector.errors import BundleError, ConfigError
 from training.augment import camera_augmentation
-from training.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from training.checkpoint import Checkpoint, EpochRecord, load_checkpoint
+from training.checkpoint import Checkpoint, carried_progress, data_record, load_checkpoint, new_checkpoint
 from training.corruption import corrupt
 from training.data import GoodImages, load_good_images, random_window, source_crop_size, to_model_crop, window_origin
 from training.export import write_bundle
-from training.fixture import choose_crops, choose_score, choose_views, decide_fixture
+from training.fixture import choose_crops, choose_score, choose_views, decide_fixture, registration_of
 from training.hard_crops import HardCropSampler
-from training.loop import FitState, WeightAverage, fit, lr_factor
+from training.loop import FitState, Schedule, WeightAverage, fit
 from training.losses import LOSSES
 from training.model import Architecture, ConvAutoencoder, count_parameters, set_reference
 from training.pca_fit import train_pca_bundle
@@ -157,46 +156,95 @@ def _check_config(config: TrainConfig) -> None:
         views_for(config.views, config.view_kind, 2**config.depth)
 
 
+@dataclass
+class Prepared:
+    """The boards and everything decided from them before a model exists (`prepare_data`)."""
+
+    config: TrainConfig  # with the views, score and crops made concrete for these boards
+    images: GoodImages  # aligned and light-normalised when the design is registered
+    raw_train: list[np.ndarray]  # as photographed: the per-position model is fitted through the engine
+    raw_holdout: list[np.ndarray]  # as photographed: calibration and parity go through the engine
+    registration: Registration | None
+    residual: Registration | None  # the registration when the model learns board - reference
+    groups: list[int] | None  # each training board's group of good boards
+    fixture: dict[str, Any]
+    spec: PreprocessSpec
+    scoring: ScoringSpec
+    arch: Architecture
+    crop: int
+
+
+@dataclass
+class Run:
+    """The model, its optimiser and schedule, and where the run stands (`resume_or_start`)."""
+
+    model: ConvAutoencoder
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    schedule: Schedule
+    progress: FitState
+    state: Checkpoint  # what is saved each epoch and exported at the end
+
+
 def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None = None) -> dict:
-    """Train on good boards in `data`, write a calibrated bundle to `out`; returns metrics.json's content."""
+    """Train on good boards in `data`, write a calibrated bundle to `out`; returns metrics.json's content.
+
+    The steps: prepare data, resume or start, fit, choose, then `write_bundle` exports, calibrates and
+    writes the card."""
     started = time.monotonic()  # the budget counts data loading too
-    previous: Checkpoint | None = None
-    if resume is not None:
-        previous = load_checkpoint(Path(resume))
-        # The run continues with the saved settings; only the stopping limits come from the caller.
-        saved = from_dict(TrainConfig, previous["config"], f"{resume} config")
-        saved.epochs, saved.max_minutes, saved.early_stopping_patience = (
-            config.epochs, config.max_minutes, config.early_stopping_patience)
-        config = saved
+    previous = load_checkpoint(Path(resume)) if resume is not None else None
+    if previous is not None:
+        config = resumed_config(previous, config, Path(resume or ""))
     check_precision(config.precision)
     check_int8_scheme(config.int8_scheme)
     if config.method == "pca":
-        if resume is not None:
-            raise ConfigError(f"{resume}: a patch PCA is fitted in one pass; there is nothing to resume")
         return train_pca_bundle(Path(data), Path(out),
                                 choose_score(choose_views(config, registered=False)[0], registered=False)[0])
     _check_config(config)
     seed_everything(config.seed)
     torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
     device = choose_device(config.device)
+    prepared = prepare_data(Path(data), config, previous, resume)
+    run = resume_or_start(prepared, Path(data), device, previous, resume)
+    work = Path(out).parent / f".{Path(out).name}.train"
+    work.mkdir(parents=True, exist_ok=True)
+    stopped = fit_run(run, prepared, device, work / "checkpoint.pt", started)
+    choose(run, prepared.config, stopped, started)
+    metrics = write_bundle(run.state, Path(out), calibration_images=prepared.raw_holdout,
+                           atlas_images=prepared.raw_train)
+    shutil.rmtree(work, ignore_errors=True)
+    return metrics
 
-    images = load_good_images(Path(data), channels=config.channels, holdout_fraction=config.holdout_fraction,
+
+def resumed_config(previous: Checkpoint, config: TrainConfig, resume: Path) -> TrainConfig:
+    """The run continues with the saved settings; only the stopping limits come from the caller."""
+    saved = from_dict(TrainConfig, previous["config"], f"{resume} config")
+    saved.epochs, saved.max_minutes, saved.early_stopping_patience = (
+        config.epochs, config.max_minutes, config.early_stopping_patience)
+    if saved.method == "pca":
+        raise ConfigError(f"{resume}: a patch PCA is fitted in one pass; there is nothing to resume")
+    return saved
+
+
+def prepare_data(data: Path, config: TrainConfig, previous: Checkpoint | None, resume: Path | None) -> Prepared:
+    """Load and split the boards, decide (or, resumed, take the saved) fixture, align the boards, and
+    settle the preprocessing, scoring, architecture and crop size."""
+    images = load_good_images(data, channels=config.channels, holdout_fraction=config.holdout_fraction,
                               seed=config.seed)
     raw_train, raw_holdout = images.train, images.holdout
     if previous is not None and previous["data"]["sha256"] != images.data_sha256:  # before any use of its reference
         raise BundleError(f"{resume}: was trained on other images (data hash differs); resume needs the same data")
     if previous is not None and "fixture" in previous:
-        from training.fixture import registration_of
-
         registration, fixture = registration_of(previous), previous["fixture"]
     else:
         registration, fixture = decide_fixture(config, images.train)
-    config, fixture["views"] = choose_views(config, registered=registration is not None)
-    config, fixture["score"] = choose_score(config, registered=registration is not None)
+    registered = registration is not None
+    config, fixture["views"] = choose_views(config, registered=registered)
+    config, fixture["score"] = choose_score(config, registered=registered)
     residual = registration if registration is not None and registration.spec.residual else None
-    config, fixture["crops"] = choose_crops(config, registered=registration is not None, residual=residual is not None)
+    config, fixture["crops"] = choose_crops(config, registered=registered, residual=residual is not None)
     views_for(config.views, config.view_kind, 2**config.depth)
-    train_groups: list[int] | None = None
+    groups: list[int] | None = None
     if registration is not None:
         # The model learns (and validates on) boards as the runtime hands them over: aligned to the
         # reference and light-normalised; calibration gets the raw boards, the engine aligns them.
@@ -204,17 +252,16 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
         records: list[dict] = [{} for _ in images.train]
         images.train = [registration.apply(image, residual=False, record=record)
                         for image, record in zip(images.train, records)]
-        train_groups = [int(record.get("group", 0)) for record in records]
+        groups = [int(record.get("group", 0)) for record in records]
         images.holdout = [registration.apply(image) for image in images.holdout]
-    stride = 2**config.depth
     # Residual boards (board - reference + 128) are standardised: their good variation spans a few grey
     # levels around 128, and in [0, 1] the network's first layers saw a constant and it never left its
     # initial output (a flat 0.5 map, training loss flat; issue 18). Standardised, it learns in tens of steps.
     mean, std = (RESIDUAL_MEAN, RESIDUAL_STD) if residual is not None else (0.0, 1.0)
-    spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=stride, mean=mean, std=std,
-                          tile_size=config.tile_size, tile_overlap=config.tile_overlap)
+    spec = PreprocessSpec(channels=images.channels, scale=config.scale, pad_multiple=2**config.depth, mean=mean,
+                          std=std, tile_size=config.tile_size, tile_overlap=config.tile_overlap)
     # Score with the error the model was trained to minimise.
-    scoring_spec = ScoringSpec.from_train_config(config, error=config.loss, channels=images.channels)
+    scoring = ScoringSpec.from_train_config(config, error=config.loss, channels=images.channels)
     reference_input = residual is not None and config.reference_input
     if reference_input and config.views != 1:
         raise ConfigError(f"the reference beside the board (reference_input) needs one view, got views = {config.views}")
@@ -222,87 +269,90 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
                         latent_channels=config.latent_channels, stem_stride=config.stem_stride,
                         output_sigmoid=spec.mean == 0.0 and spec.std == 1.0,
                         reference_channels=images.channels if reference_input else 0)
-    crop = fitted_crop_size(config, images, spec)
-    if previous is not None:
-        if previous["data"]["sha256"] != images.data_sha256:
-            raise BundleError(f"{resume}: was trained on other images (data hash differs); resume needs the same data")
-        if Architecture.from_dict(previous["architecture"]) != arch:
-            raise BundleError(f"{resume}: its architecture differs from the current settings")
+    return Prepared(config, images, raw_train, raw_holdout, registration, residual, groups, fixture, spec, scoring,
+                    arch, fitted_crop_size(config, images, spec))
 
+
+def resume_or_start(prepared: Prepared, data: Path, device: torch.device, previous: Checkpoint | None,
+                    resume: Path | None) -> Run:
+    """A new model, optimiser and schedule, and the checkpoint of this run; resumed, all of them continue
+    from `previous` (the one place a saved run's weights and progress are read back)."""
+    config, arch = prepared.config, prepared.arch
     model = ConvAutoencoder(arch).to(device).to(memory_format=torch.channels_last)  # see loop.train_epoch
-    if residual is not None and model.reference_input is not None:
-        set_reference(model, residual, spec)
+    if prepared.residual is not None and model.reference_input is not None:
+        set_reference(model, prepared.residual, prepared.spec)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    # Progress is the larger of epochs done and time budget spent, so a run that the budget ends
-    # early (the usual case for the 12-minute default) still anneals instead of stopping at full rate.
-    schedule = {"fraction": 0.0}
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: lr_factor(schedule["fraction"]))
-    history: list[EpochRecord] = []
-    best_val, best_epoch, best_state = math.inf, 0, None
-    start_epoch = 0
-    train_seconds_before = 0.0
+    schedule = Schedule()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: schedule.factor())
+    images = prepared.images
+    state = new_checkpoint(
+        architecture=arch.to_dict(), preprocess_spec=prepared.spec.to_json(), scoring=prepared.scoring.to_json(),
+        config=asdict(config) | {"crop_size": prepared.crop, "device": device.type},
+        data=data_record(data, images.data_sha256, images.train, images.holdout, images.holdout_paths,
+                         train_paths=images.train_paths),
+        parity_images=prepared.raw_holdout[:PARITY_IMAGES], params=count_parameters(model))
+    state["fixture"] = prepared.fixture
+    average = WeightAverage(model, config.weight_average_decay) if config.weight_average_decay > 0 else None
+    run = Run(model, optimizer, scheduler, schedule, FitState(average=average), state)
     if previous is not None:
-        model.load_state_dict(previous["model_state"])
-        optimizer.load_state_dict(previous["optimizer_state"])
-        scheduler.load_state_dict(previous["scheduler_state"])
-        history = list(previous["history"])
-        best_val, best_epoch, best_state = previous["best_val_loss"], previous["best_epoch"], previous["best_state"]
-        start_epoch = int(previous["epoch"])
-        schedule["fraction"] = start_epoch / config.epochs
-        for group in optimizer.param_groups:  # continue at the rate the schedule gives now
-            group["lr"] = config.learning_rate * lr_factor(schedule["fraction"])
-        train_seconds_before = float(previous["train_seconds"])
+        continue_from(previous, run, prepared, resume)
+    return run
 
-    validation = [pad_to_multiple(preprocess(image, spec), stride)[0] for image in images.holdout[:MAX_VALIDATION_IMAGES]]
-    work = Path(out).parent / f".{Path(out).name}.train"
-    work.mkdir(parents=True, exist_ok=True)
-    params = count_parameters(model)
-    state: Checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "architecture": arch.to_dict(),
-        "preprocess_spec": spec.to_json(),
-        "scoring": scoring_spec.to_json(),
-        "config": asdict(config) | {"crop_size": crop, "device": device.type},
-        "data": {"path": str(Path(data).resolve()), "sha256": images.data_sha256, "train_count": len(images.train),
-                 "holdout_count": len(images.holdout), "holdout_paths": [str(p.resolve()) for p in images.holdout_paths],
-                 "train_paths": [str(p.resolve()) for p in images.train_paths]},
-        "parity_images": [torch.from_numpy(np.ascontiguousarray(image)) for image in raw_holdout[:PARITY_IMAGES]],
-        "params": params,
-        "fixture": fixture,
-    }
-    if previous is not None:  # a resumed run's checkpoint carries on from where the saved one stood
-        state.update({"model_state": previous["model_state"], "best_state": previous["best_state"],
-                      "optimizer_state": previous["optimizer_state"], "scheduler_state": previous["scheduler_state"],
-                      "epoch": previous["epoch"], "history": previous["history"],
-                      "best_val_loss": previous["best_val_loss"], "best_epoch": previous["best_epoch"]})
 
+def continue_from(previous: Checkpoint, run: Run, prepared: Prepared, resume: Path | None) -> None:
+    """Set a new run to where the saved one stood: weights, optimiser, schedule, progress, the weight
+    average and the hard crops' record (the only place a saved run's weights and progress are read)."""
+    config = prepared.config
+    if Architecture.from_dict(previous["architecture"]) != prepared.arch:
+        raise BundleError(f"{resume}: its architecture differs from the current settings")
+    run.model.load_state_dict(previous["model_state"])
+    run.optimizer.load_state_dict(previous["optimizer_state"])
+    run.scheduler.load_state_dict(previous["scheduler_state"])
+    run.schedule.fraction = int(previous["epoch"]) / config.epochs
+    for group in run.optimizer.param_groups:  # continue at the rate the schedule gives now
+        group["lr"] = config.learning_rate * run.schedule.factor()
+    average = None
+    if config.weight_average_decay > 0:
+        average = WeightAverage(run.model, config.weight_average_decay)  # from the resumed weights...
+        if "weight_average" in previous:
+            average.load(previous["weight_average"])  # ...unless the saved run kept one
+    run.progress = FitState.resumed(previous, average)
+    run.state.update(carried_progress(previous))
+    if config.hard_crop_share > 0:  # rescored at once, keeping the record of the earlier ones (`fit_run`)
+        run.state["hard_crops"] = list(previous.get("hard_crops", []))
+
+
+def fit_run(run: Run, prepared: Prepared, device: torch.device, checkpoint_path: Path, started: float) -> str:
+    """Epochs until the plan, the time budget or early stopping ends them (`loop.fit`); why it stopped."""
+    config = prepared.config
     hard_crops = None
     if config.hard_crop_share > 0:  # never for residual training (`choose_crops`)
-        hard_crops = HardCropSampler(images.train, spec, scoring_spec, share=config.hard_crop_share,
-                                     every=config.hard_crop_every, start=config.hard_crop_start)
-        if previous is not None:  # a resumed run rescores at once and keeps the record of the earlier ones
-            hard_crops.log = list(previous.get("hard_crops", []))
-            state["hard_crops"] = hard_crops.log
+        hard_crops = HardCropSampler(prepared.images.train, prepared.spec, prepared.scoring,
+                                     share=config.hard_crop_share, every=config.hard_crop_every,
+                                     start=config.hard_crop_start)
+        if "hard_crops" in run.state:  # a resumed run rescores at once and keeps the record of the earlier ones
+            hard_crops.log = run.state["hard_crops"]
 
     def make_batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         if hard_crops is not None and hard_crops.due(epoch):
-            hard_crops.refresh(model, device, epoch)
-            state["hard_crops"] = hard_crops.log  # saved with the epoch's checkpoint
-        return batches(images, config, spec, crop, epoch, registered=registration is not None, registration=residual,
-                       hard_crops=hard_crops, reference_input=reference_input, groups=train_groups)
+            hard_crops.refresh(run.model, device, epoch)
+            run.state["hard_crops"] = hard_crops.log  # saved with the epoch's checkpoint
+        return batches(prepared.images, config, prepared.spec, prepared.crop, epoch,
+                       registered=prepared.registration is not None, registration=prepared.residual,
+                       hard_crops=hard_crops, reference_input=prepared.arch.reference_channels > 0,
+                       groups=prepared.groups)
 
-    average = None
-    if config.weight_average_decay > 0:
-        average = WeightAverage(model, config.weight_average_decay)
-        if previous is not None and "weight_average" in previous:
-            average.load(previous["weight_average"])  # else it starts from the resumed weights
-    fit_state = FitState(start_epoch, history, best_val, best_epoch, best_state, train_seconds_before, average)
-    stopped = fit(model, optimizer, scheduler, schedule, make_batches,
-                  validation, config, device, state, fit_state, work / "checkpoint.pt", started)
-    if "epoch" not in state:
+    stride = prepared.spec.pad_multiple
+    validation = [pad_to_multiple(preprocess(image, prepared.spec), stride)[0]
+                  for image in prepared.images.holdout[:MAX_VALIDATION_IMAGES]]
+    return fit(run.model, run.optimizer, run.scheduler, run.schedule, make_batches, validation, config, device,
+               run.state, run.progress, checkpoint_path, started)
+
+
+def choose(run: Run, config: TrainConfig, stopped: str, started: float) -> None:
+    """Settle what export takes: the best epoch's weights (`best_state`, chosen by `fit`), why the run
+    stopped and how long it trained."""
+    if "epoch" not in run.state:
         raise ConfigError(f"max_minutes={config.max_minutes} left no time for a single epoch")
-    state["stopped_reason"] = stopped
-    state["train_seconds"] = train_seconds_before + time.monotonic() - started
-    metrics = write_bundle(state, Path(out), calibration_images=raw_holdout, atlas_images=raw_train)
-    shutil.rmtree(work, ignore_errors=True)
-    return metrics
+    run.state["stopped_reason"] = stopped
+    run.state["train_seconds"] = run.progress.train_seconds(started)

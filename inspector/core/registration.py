@@ -1,4 +1,5 @@
-"""Registration to a reference board and photometric normalisation against it (no torch).
+"""Registration to a reference board and photometric normalisation against it (no torch): what the
+line runs on every board.
 
 A fixtured line photographs one design, a few pixels and a fraction of a degree differently each
 time, under exposure and white balance that drift. Before the model sees a board:
@@ -6,18 +7,17 @@ time, under exposure and white balance that drift. Before the model sees a board
 1. **align**: the board is moved onto the bundle's reference board (translation + rotation). The
    search runs on grey images reduced to `work_side` pixels: phase correlation gives the
    translation, OpenCV's ECC (`cv2.findTransformECC`, Euclidean motion) refines translation and
-   rotation; the warp is scaled back and applied once at full resolution.
+   rotation (once more without outlying blobs when something large pulled it: `_without_outliers`);
+   the warp is scaled back and applied once at full resolution.
 2. **refuse**: a board that cannot be aligned (blank image, another design, turned round, shifted
    further than the fixture allows) raises `RegistrationError` with the reason; the feeds turn it
    into an "error" verdict, never a score.
-3. **normalise light**: per channel, the aligned board is fitted as reference x (smooth quadratic
-   gain field) + offset on a coarse grid (robustly: the worst-fitting tenth of the cells, where a
-   defect would sit, is dropped and the fit repeated), and that field is divided out. This takes
-   out exposure, white balance, lighting gradients and vignetting, and cannot follow a local
-   defect.
+3. **normalise light**: a smooth per-channel gain field and offset fitted against the reference is
+   divided out (inspector/core/light.py).
 
 `Registration.apply` is called by `inspector.core.preprocess.prepare_board`, the one entry point that
-training, export and the runtime share.
+training, export and the runtime share. What only training runs (the reference board, the surround
+and the limits decided from the good boards) is in training/registration_fit.py.
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import threading
 import time
-import warnings
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,51 +33,19 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspector.core.groups import LightGroups, choose_groups, fit_groups, light_feature
-from inspector.errors import ConfigError, InspectorError
+from inspector.core.groups import LightGroups, light_feature
+from inspector.core.light import LightField
+from inspector.errors import ConfigError, RegistrationError
 
+# Why each number; the measurements behind them: docs/results.md, "Registration constants".
 BLANK_STD = 2.0  # grey levels: a reduced board flatter than this has nothing to align
-LIGHT_GRID = 20  # cells per side of the grid the lighting field is fitted on
-ECC_ITERATIONS = 60
-ECC_EPS = 1e-4
+ECC_ITERATIONS = 60  # ECC's iteration cap: bounds what a board that does not converge costs
+ECC_EPS = 1e-4  # ECC stops once a step moves the warp less than this (far below a pixel)
 ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, ECC_EPS)
-CORRELATION_GRID = 4  # blocks per side for the match check
-CLIPPED = 250  # grey level from which a pixel counts as clipped
-# A large object on the board (a part moved far, a missing IC, a hand) pulls ECC towards itself: all
-# the board's pixels weigh alike. After the first alignment, blobs where the board differs from the
-# reference far more than anywhere else (residual over median + OUTLIER_MADS x MAD, smoothed so thin
-# edge residue does not count) are masked out and ECC runs once more, but only when the largest blob
-# is larger than any good training board showed (`RegistrationSpec.outlier_blob_share`, set by
-# `decide`). Measured on 512 px sample boards at work side 128: good boards' largest blob covers at
-# most 0.53% of the reduced board, a large moved part that pulled the warp 0.86 px (83 false
-# regions on that board) 1.4%. Masking thin residue on every board instead drops edge pixels that
-# carry the alignment (measured: rms error 0.100 -> 0.112 px).
-OUTLIER_MADS = 6.0
-OUTLIER_SMOOTH = 2.0  # px of the reduced board
-OUTLIER_SHARE_MARGIN = 2.0  # the line: this many times the largest blob of the good training boards...
-OUTLIER_SHARE_MIN = 0.01  # ...and never under this share of the reduced board
-# The surround: what the camera sees at the same place on every board while the board moves under it
-# (a fixture clamp over the board's edge, locating pins, the plate around the board, the lamp's
-# glare). After alignment it moves by the fixture play, so good boards differ there by whatever the
-# board happened to show beside it, and no per-position model can learn it from the few boards
-# training has. Found on the training boards in the camera's frame: a pixel belongs to the surround
-# when the aligned boards differ from the reference there by more than SURROUND_MIN_RESIDUAL of the
-# board's median brightness on most boards (median over boards), while the raw photos agree with
-# each other at least 1 / SURROUND_STABLE_RATIO times better. Board texture is the other way round
-# (it moves in the photo, stays put after alignment); flat board areas agree in both and stay judged.
-# Measured at 512 px: boards without a surround, no pixel; with clamps, pins and glare, 5-6% of the
-# frame once filled and grown (`inspector samples --fixture`).
-SURROUND_MIN_RESIDUAL = 0.1
-SURROUND_STABLE_RATIO = 2.0
-SURROUND_MIN_PIECE_SHARE = 0.0002  # of the frame (52 px at 512x512)...
-SURROUND_MIN_PIECE_PX = 8  # ...and never fewer pixels
-SURROUND_CLOSE_PX = 3  # joins the pieces of the surround's outline
-SURROUND_HULL_RATIO = 2.0
-SURROUND_GROW_PX = 6  # blur and the model's smoothing carry its edge this far onto the board
-
-
-class RegistrationError(InspectorError):
-    """A board that cannot be aligned to the reference: an error verdict with this reason."""
+CORRELATION_GRID = 4  # blocks per side for the match check: enough blocks for a median a few can't sway
+CLIPPED = 250  # grey level from which a pixel counts as clipped: glare carries no alignment information
+OUTLIER_MADS = 6.0  # an outlying blob differs from the reference this many MADs over the median residual
+OUTLIER_SMOOTH = 2.0  # px of the reduced board: the residual's blur, so thin edge residue is no blob
 
 
 @dataclass(frozen=True)
@@ -98,7 +63,7 @@ class RegistrationSpec:
     # differences (placement tolerance, lighting residue, noise) look like.
     residual: bool = False
     # A second ECC pass without outlying blobs runs when the largest covers more than this share of
-    # the reduced board (see OUTLIER_MADS); above 1 never (bundles from before it existed).
+    # the reduced board (see `Registration._without_outliers`); above 1 never (bundles from before it existed).
     outlier_blob_share: float = 2.0
     # Band at the reference's border not judged: as far as the good boards moved in the fixture (what
     # slides in there is background, or nothing the camera saw).
@@ -132,19 +97,6 @@ class Alignment:
     correlation: float
 
 
-_SCRATCH = threading.local()
-
-
-def _scratch(shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 buffer of `shape` kept per thread for intermediates that never leave a call. A
-    fresh 5 MB array for every 640x640 colour board cost about 2 ms in page faults on the line's
-    hot path; one buffer per thread stays safe when several feeds share a Registration."""
-    buffer = getattr(_SCRATCH, "buffer", None)
-    if buffer is None or buffer.shape != shape:
-        buffer = _SCRATCH.buffer = np.empty(shape, np.float32)
-    return buffer
-
-
 def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
 
@@ -167,19 +119,14 @@ def _reduce(grey: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def _light_basis(height: int, width: int) -> np.ndarray:
-    """(cells, 6) quadratic basis 1, x, y, x^2, xy, y^2 on the coarse lighting grid, x and y in [-1, 1]."""
-    ys, xs = np.meshgrid(np.linspace(-1, 1, height, dtype=np.float32), np.linspace(-1, 1, width, dtype=np.float32),
-                         indexing="ij")
-    x, y = xs.ravel(), ys.ravel()
-    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
-
-
 @dataclass(frozen=True)
 class Surround:
-    """The surround (see SURROUND_MIN_RESIDUAL): `camera`, uint8 255 where the camera sees it on every
-    board; `hidden`, uint8 255 where it covered the board on every training board, in the reference's
-    frame (the reference shows no board there, so a board moved further than those never is judged there)."""
+    """The surround: what the camera sees at the same place on every board while the board moves under
+    it (a fixture clamp, locating pins, the plate around the board, the lamp's glare), found on the
+    training boards (training/registration_fit.py `fit_surround`) and never judged. `camera`, uint8 255
+    where the camera sees it on every board; `hidden`, uint8 255 where it covered the board on every
+    training board, in the reference's frame (the reference shows no board there, so a board moved
+    further than those never is judged there)."""
 
     camera: np.ndarray
     hidden: np.ndarray
@@ -232,25 +179,35 @@ class Registration:
         small_h, small_w = self._ref_small.shape
         self._window = cv2.createHanningWindow((small_w, small_h), cv2.CV_32F)
         self._blocks = self._match_blocks()
-        # The lighting grid: reference per channel, averaged into LIGHT_GRID x LIGHT_GRID cells.
-        self._grid = (min(LIGHT_GRID, self.height), min(LIGHT_GRID, self.width))
-        self._ref_cells = self._cells(reference)
-        self._basis = _light_basis(*self._grid)
+        self._light = LightField(reference)
 
     # ------------------------------------------------------------------ alignment
-    def _cells(self, image: np.ndarray) -> np.ndarray:
-        cells = cv2.resize(image, (self._grid[1], self._grid[0]), interpolation=cv2.INTER_AREA).astype(np.float32)
-        return cells.reshape(-1, 1) if cells.ndim == 2 else cells.reshape(-1, 3)
-
     def locate(self, image: np.ndarray) -> tuple[np.ndarray, Alignment]:
         """The 2x3 warp (reference coordinates -> board coordinates, input pixels) and the alignment;
         RegistrationError when the board cannot be aligned."""
+        small = self._reduced(image)
+        warp, correlation, failure = self._search(small)
+        full = self._to_full(warp)
+        alignment = self._alignment(full, correlation)
+        refusal = self._refusal(alignment, failure)
+        if refusal is not None:
+            raise RegistrationError(refusal)
+        return full, alignment
+
+    def _reduced(self, image: np.ndarray) -> np.ndarray:
+        """The grey board reduced to the work side; RegistrationError for another size or a blank image."""
         if image.shape[:2] != (self.height, self.width):
             raise RegistrationError(f"image is {image.shape[1]}x{image.shape[0]} px, the reference board "
                                     f"{self.width}x{self.height}: another camera set-up or design")
         small = _reduce(_grey(image), self.factor)
         if float(small.std()) < BLANK_STD:
             raise RegistrationError("no board in the image (blank: nothing to align to the reference)")
+        return small
+
+    def _search(self, small: np.ndarray) -> tuple[np.ndarray, float, str]:
+        """The best warp of the reduced board, its correlation (-1 when ECC did not converge) and why
+        ECC failed, if it did: phase correlation's translation refined by ECC, or that translation
+        alone when it fits better (something large on the board can pull ECC off)."""
         start = self._translation(small)
         unclipped = _unclipped(small)
         failure = "no correlation with the reference"
@@ -260,32 +217,34 @@ class Registration:
             warp, correlation = self._without_outliers(small, warp, unclipped, correlation)
         except cv2.error as exc:
             warp, correlation, failure = start, -1.0, str(exc).strip().splitlines()[-1][:160]
-        # Something large on the board can pull ECC off; the translation alone may then fit better.
         if correlation < self.spec.min_correlation:
             shifted = self._correlation(small, start)
             if shifted > correlation:
                 warp, correlation = start, shifted
-        if correlation < 0.0:
-            raise RegistrationError(f"the board does not match the reference design (alignment did not converge: "
-                                    f"{failure})")
-        full = self._to_full(warp)
-        # degrees counter-clockwise, as cv2.getRotationMatrix2D counts them
+        return warp, correlation, failure
+
+    def _alignment(self, full: np.ndarray, correlation: float) -> Alignment:
+        """The board's shift (of its centre: rotation about the centre does not count as shift) and
+        angle (degrees counter-clockwise, as cv2.getRotationMatrix2D counts them) for a full warp."""
         angle = math.degrees(math.atan2(float(full[0, 1]), float(full[0, 0])))
-        # Shift of the board's centre (rotation about the centre does not count as shift).
         centre = np.array([(self.width - 1) / 2, (self.height - 1) / 2], np.float64)
         moved = full[:, :2].astype(np.float64) @ centre + full[:, 2] - centre
-        alignment = Alignment(float(moved[0]), float(moved[1]), angle, float(correlation))
+        return Alignment(float(moved[0]), float(moved[1]), angle, float(correlation))
+
+    def _refusal(self, alignment: Alignment, failure: str) -> str | None:
+        """Why a board found at `alignment` is refused (the first broken rule), or None."""
+        correlation, shift, angle = alignment.correlation, math.hypot(alignment.dx, alignment.dy), alignment.angle
+        if correlation < 0.0:
+            return f"the board does not match the reference design (alignment did not converge: {failure})"
         if correlation < self.spec.min_correlation:
-            raise RegistrationError(f"the board does not match the reference design (correlation {correlation:.2f} "
-                                    f"after alignment, good boards >= {self.spec.min_correlation:.2f}): another "
-                                    "design, a board turned round, or something covering it")
-        if math.hypot(alignment.dx, alignment.dy) > self.spec.max_shift_px:
-            raise RegistrationError(f"the board sits {math.hypot(alignment.dx, alignment.dy):.1f} px from the "
-                                    f"reference position (fixture allows {self.spec.max_shift_px:.1f} px)")
+            return (f"the board does not match the reference design (correlation {correlation:.2f} after alignment, "
+                    f"good boards >= {self.spec.min_correlation:.2f}): another design, a board turned round, or "
+                    "something covering it")
+        if shift > self.spec.max_shift_px:
+            return f"the board sits {shift:.1f} px from the reference position (fixture allows {self.spec.max_shift_px:.1f} px)"
         if abs(angle) > self.spec.max_angle_deg:
-            raise RegistrationError(f"the board is turned {angle:.1f} degrees from the reference (fixture allows "
-                                    f"{self.spec.max_angle_deg:.1f})")
-        return full, alignment
+            return f"the board is turned {angle:.1f} degrees from the reference (fixture allows {self.spec.max_angle_deg:.1f})"
+        return None
 
     def _translation(self, small: np.ndarray) -> np.ndarray:
         """The first guess: translation only, by phase correlation (robust to lighting), as a 2x3 warp."""
@@ -302,7 +261,8 @@ class Registration:
 
     def _outlier_blobs(self, small: np.ndarray, warp: np.ndarray) -> tuple[np.ndarray, float]:
         """Blobs (uint8, reference frame of the reduced board) where the aligned board differs from the
-        reference far more than elsewhere, and the share of the reduced board the largest covers."""
+        reference far more than elsewhere (residual over median + OUTLIER_MADS x MAD, smoothed so thin
+        edge residue does not count), and the share of the reduced board the largest covers."""
         height, width = self._ref_small.shape
         aligned = cv2.warpAffine(small, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                  borderMode=cv2.BORDER_REFLECT_101)
@@ -318,7 +278,7 @@ class Registration:
 
     def outlier_share(self, image: np.ndarray) -> float:
         """The share of the reduced board its largest outlying blob covers after the first alignment
-        (what `decide` sets the second pass's line from)."""
+        (what training's `decide` sets the second pass's line from)."""
         small = _reduce(_grey(image), self.factor)
         start = self._translation(small)
         try:
@@ -331,7 +291,13 @@ class Registration:
                           correlation: float) -> tuple[np.ndarray, float]:
         """ECC once more without the outlying blobs when the largest is larger than good boards show
         (`spec.outlier_blob_share`); the first warp when it is not, or when the second pass does not
-        converge or fits worse."""
+        converge or fits worse.
+
+        A large object on the board (a part moved far, a missing IC, a hand) pulls ECC towards itself:
+        all the board's pixels weigh alike. So blobs where the board differs from the reference far more
+        than anywhere else (`_outlier_blobs`) are masked out, but only when the largest is larger than
+        any good training board showed: masking thin residue on every board drops edge pixels that
+        carry the alignment (docs/results.md, "Registration constants")."""
         if self.spec.outlier_blob_share > 1.0:
             return warp, correlation
         outliers, share = self._outlier_blobs(small, warp)
@@ -424,24 +390,7 @@ class Registration:
     # ------------------------------------------------------------------ light
     def normalise_light(self, image: np.ndarray) -> np.ndarray:
         """Divide out a smooth per-channel gain field and offset fitted against the reference."""
-        cells = self._cells(image)
-        gains = np.empty((self._basis.shape[1] + 1, cells.shape[1]), np.float32)
-        for c in range(cells.shape[1]):
-            design = np.concatenate([self._basis * self._ref_cells[:, c:c + 1], np.ones((len(cells), 1), np.float32)], 1)
-            keep = np.ones(len(cells), bool)
-            for _ in range(2):  # refit without the worst-fitting tenth of the cells (a defect, a glare)
-                coef, *_ = np.linalg.lstsq(design[keep], cells[keep, c], rcond=None)
-                residual = np.abs(design @ coef - cells[:, c])
-                keep = residual <= np.partition(residual, int(0.9 * (len(residual) - 1)))[int(0.9 * (len(residual) - 1))]
-            gains[:, c] = coef
-        field_small = (self._basis @ gains[:-1]).reshape(self._grid[0], self._grid[1], -1)
-        field_small = np.clip(field_small, 0.2, 5.0)
-        field_full = cv2.resize(field_small, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-        # (image - offset) / field, rounded and saturated to uint8, in two OpenCV passes: 1.5 ms for a
-        # 640x640 colour board on an AVX2 CPU where the numpy expression took 15 (issue 17).
-        offset = tuple(float(value) for value in gains[-1]) + (0.0,) * (4 - gains.shape[1])
-        shifted = cv2.subtract(image, offset, dst=_scratch(image.shape), dtype=cv2.CV_32F)
-        return cv2.divide(shifted, field_full, dtype=cv2.CV_8U)
+        return self._light.normalise(image)
 
     # ------------------------------------------------------------------ the step
     def reference_for(self, group: int) -> np.ndarray:
@@ -503,195 +452,3 @@ class Registration:
             timings["photometric"] = timings.get("photometric", 0.0) + (time.perf_counter() - middle) * 1e3
         return out
 
-
-# ---------------------------------------------------------------------- fitting on good boards
-def _brightness_units(image: np.ndarray) -> np.ndarray:
-    """Grey, lightly blurred, in units of the board's median brightness (exposure drops out)."""
-    grey = _grey(image).astype(np.float32)
-    return cv2.GaussianBlur(grey / max(float(np.median(grey)), 1.0), (0, 0), 1.0)
-
-
-def _placed(images: Sequence[np.ndarray], registration: Registration) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(photo, warp, aligned board) for each board that aligns; the others are left out."""
-    placed = []
-    for image in images:
-        try:
-            full, _ = registration.locate(image)
-        except RegistrationError:
-            continue
-        placed.append((image, full, registration.warp(image, full)))
-    return placed
-
-
-def fit_surround(placed: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], registration: Registration
-                 ) -> np.ndarray | None:
-    """The surround mask (camera frame, uint8 255 = surround) the good boards (`_placed`) show, or None
-    when they show none (see SURROUND_MIN_RESIDUAL)."""
-    reference = _brightness_units(registration.reference)
-    size = (registration.width, registration.height)
-    photos, residuals = [], []
-    for image, full, aligned in placed:
-        # the residual of the aligned board, carried back to where the camera saw it
-        residuals.append(cv2.warpAffine(np.abs(_brightness_units(aligned) - reference), full.astype(np.float32),
-                                        size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT))
-        photos.append(_brightness_units(image))
-    if len(photos) < 3:
-        return None
-    stack = np.stack(photos)
-    spread_in_photo = np.median(np.abs(stack - np.median(stack, axis=0)), axis=0)
-    residual = np.median(np.stack(residuals), axis=0)
-    surround = ((residual > SURROUND_MIN_RESIDUAL) & (spread_in_photo * SURROUND_STABLE_RATIO < residual)).astype(np.uint8)
-    # Single pixels pass the test on boards without a surround (a via's rim under blur); a clamp, a pin
-    # or a glare is a piece of hundreds of pixels at 512 px.
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(surround, connectivity=8)
-    smallest = max(SURROUND_MIN_PIECE_PX, int(SURROUND_MIN_PIECE_SHARE * surround.size))
-    surround = np.isin(labels, np.flatnonzero(stats[1:count, cv2.CC_STAT_AREA] >= smallest) + 1).astype(np.uint8)
-    if not surround.any():
-        return None
-    close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SURROUND_CLOSE_PX + 1,) * 2)
-    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SURROUND_GROW_PX + 1,) * 2)
-    surround = cv2.morphologyEx(surround, cv2.MORPH_CLOSE, close)
-    # Its outline is what moves; the inside of a clamp or a clipped glare core is no board either. A
-    # compact piece is filled to its convex hull; a long one (a plate around the board) only inside.
-    outlines, _ = cv2.findContours(surround, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    for outline in outlines:
-        hull = cv2.convexHull(outline)
-        compact = cv2.contourArea(hull) <= SURROUND_HULL_RATIO * max(cv2.contourArea(outline), 1.0)
-        cv2.drawContours(surround, [hull if compact else outline], -1, 1, thickness=cv2.FILLED)
-    return cv2.dilate(surround, grow) * np.uint8(255)
-
-
-def build_reference(images: Sequence[np.ndarray], spec: RegistrationSpec, rounds: int = 2
-                    ) -> tuple[np.ndarray, list[Alignment]]:
-    """The reference board: the per-pixel median of the good boards aligned onto it (started from the
-    board nearest the median, refined `rounds` times). Returns it and each board's alignment."""
-    if len(images) < 2:
-        raise ConfigError("a reference board needs at least 2 good boards")
-    shapes = {image.shape for image in images}
-    if len(shapes) != 1:
-        raise ConfigError(f"good boards of different sizes ({sorted(shapes)}) cannot share one reference")
-    loose = RegistrationSpec(align=True, photometric=False, work_side=spec.work_side,
-                             max_shift_px=1e9, max_angle_deg=180.0, min_correlation=1e-6)
-    stack = np.stack(images)
-    reference = np.median(stack, axis=0).astype(np.uint8)
-    alignments: list[Alignment] = []
-    for _ in range(rounds):
-        registration = Registration(loose, reference)
-        aligned, alignments = [], []
-        for image in images:
-            try:
-                full, alignment = registration.locate(image)
-            except RegistrationError:
-                aligned.append(image)
-                alignments.append(Alignment(0.0, 0.0, 0.0, 0.0))
-                continue
-            aligned.append(registration.warp(image, full))
-            alignments.append(alignment)
-        reference = np.median(np.stack(aligned), axis=0).astype(np.uint8)
-    return reference, alignments
-
-
-def reference_without_surround(placed: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                               registration: Registration, camera: np.ndarray) -> tuple[np.ndarray, Surround]:
-    """The reference again, each pixel the median over the boards (`_placed`) that show the board there
-    (not the surround: a clamp or glare that sat over a pixel on most boards would otherwise stay in
-    the reference, and every board showing its own copper there would differ from it), and the
-    surround with the pixels no board showed."""
-    stack = [aligned for _, _, aligned in placed]
-    covered = [registration.mask_on_reference(camera, full) > 0 for _, full, _ in placed]
-    hidden_everywhere = np.logical_and.reduce(covered) if covered else np.zeros(camera.shape, bool)
-    reference = registration.reference
-    if stack:
-        boards = np.stack(stack).astype(np.float32)
-        boards[np.stack(covered)] = np.nan  # (boards, H, W[, C]) masked by (boards, H, W)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # pixels every board hides: kept as they were
-            median = np.nanmedian(boards, axis=0)
-        reference = np.clip(np.rint(np.where(np.isnan(median), reference, median)), 0, 255).astype(np.uint8)
-    return reference, Surround(camera=camera, hidden=hidden_everywhere.astype(np.uint8) * np.uint8(255))
-
-
-def _with_groups(registration: Registration, boards: Sequence[np.ndarray]) -> tuple[Registration, str]:
-    """The registration with groups of good boards when the boards fall into clearly separated groups
-    (inspector/core/groups.py), and why."""
-    features, normalised = [], []
-    for board in boards:
-        record: dict[str, Any] = {}
-        try:
-            normalised.append(registration.apply(board, residual=False, record=record))
-        except RegistrationError:
-            continue
-        features.append(light_feature(registration.warp(board, record["warp"]), registration.reference))
-    if len(features) < 2:
-        return registration, "one group: too few boards align"
-    labels, reason = choose_groups(np.stack(features))
-    if labels is None:
-        return registration, reason
-    groups = fit_groups(np.stack(features), labels, normalised)
-    return Registration(registration.spec, registration.reference, registration.surround, groups), reason
-
-
-def fixture_report(alignments: Sequence[Alignment]) -> dict[str, float]:
-    correlations = np.array([a.correlation for a in alignments])
-    shifts = np.array([math.hypot(a.dx, a.dy) for a in alignments])
-    angles = np.array([abs(a.angle) for a in alignments])
-    return {"boards": len(alignments), "correlation_min": float(correlations.min()),
-            "correlation_median": float(np.median(correlations)), "shift_px_max": float(shifts.max()),
-            "shift_px_median": float(np.median(shifts)), "angle_deg_max": float(angles.max())}
-
-
-# A design is "one fixtured design" when its good boards align onto their median this well.
-FIXTURED_MIN_MEDIAN_CORRELATION = 0.8
-
-
-def decide(images: Sequence[np.ndarray], setting: str, photometric: str = "auto", work_side: int = 128,
-           residual: bool = False) -> tuple[Registration | None, dict[str, Any]]:
-    """Registration for these good boards: "on", "off" or "auto" (on when they are one fixtured design:
-    same size and aligning onto their median with median correlation >= 0.8). Returns it (or None) and
-    the reasoning, recorded in the bundle and its model card."""
-    if setting not in ("auto", "on", "off"):
-        raise ConfigError(f"registration must be auto, on or off, got {setting!r}")
-    if photometric not in ("auto", "on", "off"):
-        raise ConfigError(f"photometric must be auto, on or off, got {photometric!r}")
-    if setting == "off":
-        return None, {"registration": "off", "reason": "turned off in the training settings"}
-    shapes = {image.shape for image in images}
-    if len(shapes) != 1:
-        if setting == "on":
-            raise ConfigError(f"registration needs good boards of one size, got {sorted(shapes)}")
-        return None, {"registration": "off", "reason": f"good boards come in {len(shapes)} sizes: not one fixtured design"}
-    spec = RegistrationSpec(work_side=work_side)
-    # Reference from at most 60 boards (the median settles long before; keeps training start fast).
-    sample = list(images)[:: max(1, len(images) // 60)][:60]
-    reference, alignments = build_reference(sample, spec)
-    report = fixture_report(alignments)
-    if setting == "auto" and report["correlation_median"] < FIXTURED_MIN_MEDIAN_CORRELATION:
-        return None, {"registration": "off", "reason": f"good boards align onto their median with median "
-                      f"correlation {report['correlation_median']:.2f} (< {FIXTURED_MIN_MEDIAN_CORRELATION}): "
-                      "not one fixtured design", "fit": report}
-    height, width = reference.shape[:2]
-    # The second ECC pass's line: larger blobs than any good board showed (see OUTLIER_MADS).
-    probe = Registration(spec, reference)
-    report["outlier_share_max"] = round(max(probe.outlier_share(image) for image in sample), 5)
-    placed = _placed(sample, probe)  # aligned once for both fits below
-    camera = fit_surround(placed, probe)
-    surround = None
-    if camera is not None:
-        reference, surround = reference_without_surround(placed, probe, camera)
-    report["surround_share"] = round(surround.share, 5) if surround is not None else 0.0
-    # Limits: what the good boards showed with room to spare, never tighter than 5% of the side / 2 degrees.
-    spec = RegistrationSpec(
-        align=True, photometric=photometric != "off", work_side=work_side,
-        max_shift_px=round(max(2.0 * report["shift_px_max"] + 2.0, 0.05 * max(height, width)), 1),
-        max_angle_deg=round(max(2.0 * report["angle_deg_max"] + 0.5, 2.0), 2),
-        min_correlation=round(min(0.6, 0.75 * report["correlation_min"]), 3),
-        residual=residual, edge_px=int(math.ceil(report["shift_px_max"])),
-        outlier_blob_share=round(max(OUTLIER_SHARE_MIN, OUTLIER_SHARE_MARGIN * report["outlier_share_max"]), 5),
-        stats=report)
-    registration = Registration(spec, reference, surround)
-    groups_reason = "boards compared with the one reference (no difference from it expected)"
-    if residual:  # the group's reference is what a board's difference is taken from
-        registration, groups_reason = _with_groups(registration, sample)
-    return registration, {"registration": "on", "groups": groups_reason, "reason": (
-        f"good boards are one fixtured design (median correlation {report['correlation_median']:.2f} onto "
-        f"their median)") if setting == "auto" else "turned on in the training settings", "fit": report}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-Verdict = Literal["pass", "fail", "review"]
+from inspector.verdicts import Verdict
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,10 @@ so the same rule holds whether a person clicks or a script calls.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from inspector.errors import ConfigError, InspectorError
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from inspector.store import schema
+from inspector.verdicts import StoredVerdict
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -98,7 +99,7 @@ class InspectionRecord:
     created_at: datetime
     score: float | None
     threshold: float | None
-    verdict: str
+    verdict: StoredVerdict
     regions: list[dict[str, Any]]
     image_path: str
     overlay_path: str
@@ -127,7 +128,7 @@ class InspectionRecord:
         return cls(
             id=row.id, station=row.station, source_path=row.source_path or "", source_name=row.source_name or "",
             input_sha256=row.input_sha256, created_at=_aware(row.created_at), score=row.score,  # type: ignore[arg-type]
-            threshold=row.threshold, verdict=row.verdict, regions=list(row.regions or []),
+            threshold=row.threshold, verdict=cast(StoredVerdict, row.verdict), regions=list(row.regions or []),
             image_path=row.image_path or "", overlay_path=row.overlay_path or "", heatmap_path=row.heatmap_path or "",
             model_hash=row.model_hash, threshold_version=row.threshold_version, timings=dict(row.timings or {}),
             error=row.error, threshold_source=row.threshold_source, source_name_raw=row.source_name_raw,

@@ -141,34 +141,32 @@ class Store(OutboxMixin, ToleranceMixin, StationsMixin):
 
     # --------------------------------------------------------------- internals
     def _write(self, work: Callable[[Session], T], what: str) -> T:
-        """Run `work` in one write transaction, retrying transient lock errors with bounded backoff."""
-        delay = BACKOFF_INITIAL_SECONDS
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
-                    return work(session)
-            except StoreError:
-                raise
-            except IntegrityError:
-                raise
-            except (OperationalError, DBAPIError) as exc:
-                if _is_transient(exc) and attempt < WRITE_ATTEMPTS:
-                    log.warning("store %s busy during %s (attempt %d), retrying", self.where, what, attempt)
-                    time.sleep(delay * (1 + random.random() / 2))
-                    delay = min(delay * 2, BACKOFF_MAX_SECONDS)
-                    continue
-                raise _failure(exc, f"results store {self.where}: {what} failed ({_reason(exc)})") from exc
-        raise AssertionError("unreachable")
+        """Run `work` in one write transaction (`BEGIN IMMEDIATE` on SQLite), retrying transient lock errors."""
+        return self._transaction(self._write_engine, work, what, write=True)
 
     def _read(self, work: Callable[[Session], T], what: str) -> T:
+        """Run `work` in one read transaction, retrying transient lock errors."""
+        return self._transaction(self.engine, work, what, write=False)
+
+    def _transaction(self, engine: Engine, work: Callable[[Session], T], what: str, *, write: bool) -> T:
+        """The one retry loop of `_write` and `_read`: up to WRITE_ATTEMPTS tries with bounded backoff.
+
+        A write lets an `IntegrityError` through (callers recognise a repeated row by it), logs each
+        retry and jitters its waits; a read waits the plain backoff. Any other database error becomes
+        `StoreUnavailable` (connection-level) or `StoreError`.
+        """
         delay = BACKOFF_INITIAL_SECONDS
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                with Session(engine, expire_on_commit=False) as session, session.begin():
                     return work(session)
             except (OperationalError, DBAPIError) as exc:
+                if write and isinstance(exc, IntegrityError):
+                    raise
                 if _is_transient(exc) and attempt < WRITE_ATTEMPTS:
-                    time.sleep(delay)
+                    if write:
+                        log.warning("store %s busy during %s (attempt %d), retrying", self.where, what, attempt)
+                    time.sleep(delay * (1 + random.random() / 2) if write else delay)
                     delay = min(delay * 2, BACKOFF_MAX_SECONDS)
                     continue
                 raise _failure(exc, f"results store {self.where}: {what} failed ({_reason(exc)})") from exc

@@ -13,8 +13,9 @@ import pytest
 from inspector.bundle.files import GROUPS_FILE, MANIFEST_FILE
 from inspector.core.engine import Inspector
 from inspector.core.groups import LightGroups, choose_groups
-from inspector.core.registration import RegistrationError, decide
+from inspector.core.registration import RegistrationError
 from inspector.synth.board import render_board
+from training.registration_fit import decide
 
 pytestmark = pytest.mark.slow
 

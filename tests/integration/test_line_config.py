@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
+import tomllib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 
 from inspector import cli
 from inspector.config import DB_URL_ENV, mask_secrets

@@ -10,6 +10,7 @@ import json
 import socket
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -19,7 +20,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import tomllib
 from asyncua import Client, ua
 from asyncua.crypto import uacrypto
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256

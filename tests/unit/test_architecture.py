@@ -21,9 +21,10 @@ PACKAGES = ("inspector", "training", "deploy")
 
 # Part of the runtime -> the parts it may import (besides itself). Parts are the first name under
 # `inspector` (a sub-package or a top-level module).
-BASE = {"errors", "config", "atomic"}
+BASE = {"errors", "config", "atomic", "verdicts"}
 LAYERS: dict[str, set[str]] = {
     "errors": set(),
+    "verdicts": set(),
     "atomic": set(),
     "config": {"errors"},
     "bundle": {"errors", "atomic"},

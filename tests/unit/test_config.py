@@ -37,9 +37,8 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_example_config_train_section_shows_the_defaults() -> None:
     """deploy/example-config.toml documents the training defaults; it must not drift from them."""
-    from dataclasses import asdict
-
     import tomllib
+    from dataclasses import asdict
 
     example = REPO_ROOT / "deploy" / "example-config.toml"
     train = tomllib.loads(example.read_text())["train"]

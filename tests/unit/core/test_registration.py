@@ -14,11 +14,10 @@ from inspector.core.registration import (
     RegistrationError,
     RegistrationSpec,
     Surround,
-    build_reference,
-    decide,
 )
 from inspector.errors import ConfigError
 from inspector.synth.board import FIXTURE_BOARD_SCALE, render_board
+from training.registration_fit import build_reference, decide
 
 SIZE = (160, 160)
 
