@@ -14,19 +14,54 @@ import stat
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from inspector.errors import ConfigError
 
 T = TypeVar("T")
+
+# The modes a setting may take: the `Literal` types annotate the fields, the tuples (their values, one
+# source) are what `__post_init__` checks, so a config is refused when it is built (from TOML or JSON
+# with `load_config`, from the CLI, in code, or read back from a checkpoint), with the field named.
+# The values stay plain strings: bundles' config.json and checkpoints record them as such.
+Method = Literal["ae", "pca"]
+Channels = Literal["auto", "gray", "color"]
+Loss = Literal["l2", "ssim", "mix"]
+ViewKind = Literal["auto", "shift", "flip"]
+Precision = Literal["float32", "int8"]
+Int8Scheme = Literal["u8s8", "u8s8-reduced", "u8u8"]
+Switch = Literal["auto", "on", "off"]  # registration, photometric, atlas
+ChannelError = Literal["auto", "max", "mean"]
+Device = Literal["auto", "cpu", "cuda"]
+Providers = Literal["auto", "cpu", "cuda"]
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+
+METHODS: tuple[str, ...] = get_args(Method)
+CHANNELS: tuple[str, ...] = get_args(Channels)
+LOSSES: tuple[str, ...] = get_args(Loss)
+VIEW_KINDS: tuple[str, ...] = get_args(ViewKind)
+VIEW_COUNTS = (0, 1, 2, 4)  # 0 = chosen from the training boards
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+INT8_SCHEMES: tuple[str, ...] = get_args(Int8Scheme)
+SWITCHES: tuple[str, ...] = get_args(Switch)
+CHANNEL_ERRORS: tuple[str, ...] = get_args(ChannelError)
+DEVICES: tuple[str, ...] = get_args(Device)
+PROVIDERS: tuple[str, ...] = get_args(Providers)
+GRAPH_OPTIMIZATIONS: tuple[str, ...] = get_args(GraphOptimization)
+MAX_REGION_MERGE_PX = 64  # the runtime's bound (inspector/core/scoring.py), checked before a training
+
+
+def _one_of(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
 
 
 @dataclass
 class TrainConfig:
     """`inspector train`: data, model, augmentation, optimisation, calibration."""
 
-    method: str = "ae"  # "ae" (conv autoencoder) or "pca" (patch PCA baseline)
-    channels: str = "auto"  # "auto" (colour if the training images are colour), "gray", "color"
+    method: Method = "ae"  # "ae" (conv autoencoder) or "pca" (patch PCA baseline)
+    channels: Channels = "auto"  # "auto" (colour if the training images are colour), "gray", "color"
     scale: float = 1.0  # working resolution relative to the input images
     crop_size: int = 128  # random training crops (tiles) of full-resolution images
     holdout_fraction: float = 0.15  # good images held back for validation + calibration
@@ -79,7 +114,7 @@ class TrainConfig:
     hard_crop_share: float = -1.0
     hard_crop_every: int = 20
     hard_crop_start: int = 10
-    loss: str = "l2"  # "l2", "ssim" or "mix"
+    loss: Loss = "l2"  # "l2", "ssim" or "mix"
     ssim_weight: float = 0.5  # share of SSIM in "mix"
     # denoising autoencoder: corrupt inputs, learn to restore the clean board
     denoising: bool = True
@@ -127,13 +162,13 @@ class TrainConfig:
     #   width 16, so a 2-core AVX2-only CPU keeps 20 boards/s; 4 views measured +0.005 recall on DeepPCB
     #   at twice the cost (docs/results.md, issue 17).
     views: int = 0
-    view_kind: str = "auto"
+    view_kind: ViewKind = "auto"
     # "int8": static quantisation calibrated on good boards (1.6x faster on CPU, checked against
     # float32 at export); "float32" keeps the graph as trained.
-    precision: str = "int8"
+    precision: Precision = "int8"
     # INT8 storage (training/quantize.py INT8_SCHEMES): "u8s8-reduced" (7-bit weights) computes the
     # same maps on AVX2-only and VNNI CPUs, so one bundle passes its self-test on both.
-    int8_scheme: str = "u8s8-reduced"
+    int8_scheme: Int8Scheme = "u8s8-reduced"
     target_false_alarm_rate: float = 0.01  # share of good boards that fail (image threshold)
     # Share of held-back good boards whose maximum reaches the region line (-> "review"). 0.44 (26 of 61
     # held-back boards on DeepPCB dev): three training seeds with 8 px region merging gave recall 0.910 /
@@ -149,15 +184,15 @@ class TrainConfig:
     # Boards of one fixtured design (inspector/core/registration.py, inspector/core/atlas.py): "auto" turns
     # registration on when the good boards align onto their median (correlation >= 0.8), and the
     # per-position model with it; "on" / "off" force them. Recorded in the bundle and its model card.
-    registration: str = "auto"
-    photometric: str = "auto"  # light normalisation against the reference (with registration)
-    channel_error: str = "auto"  # colour boards: "max" (worst channel) or "mean" of the channels' error; auto = max
+    registration: Switch = "auto"
+    photometric: Switch = "auto"  # light normalisation against the reference (with registration)
+    channel_error: ChannelError = "auto"  # colour boards: "max" (worst channel) or "mean" of the channels' error; auto = max
     residual: bool = True  # with registration: the model sees board - reference (+128), see registration.py
     # With registration and `residual`: the network also sees the reference board at the same place
     # (training/model.py ReferenceInput), so it can learn what good boards' differences look like where
     # (a sub-pixel shift along the design's edges, a leaning part, glints on its metal). One view only.
     reference_input: bool = True
-    atlas: str = "auto"
+    atlas: Switch = "auto"
     atlas_quantile: float = 0.9  # per position: this quantile of good boards' smoothed error...
     atlas_dilate_px: int = 3  # ...dilated by this many working-resolution pixels (placement tolerance)
     # With registration the fixture's play is taken out before the model: training shifts and turns
@@ -173,17 +208,79 @@ class TrainConfig:
     registered_shift_px: int = 1
     registered_rotate_deg: float = 0.2
     roi: str = ""  # inspection area: "x,y,w,h" on the reference board or a mask image; "" = whole image
-    device: str = "auto"  # "auto", "cpu", "cuda"
+    device: Device = "auto"  # "auto", "cpu", "cuda"
     threads: int = 0  # torch CPU threads; 0 = every core (1 is far faster on a machine shared with other jobs)
+
+    def __post_init__(self) -> None:
+        """Modes and ranges, checked when a config is built; what needs the boards is checked with them
+        (training/fixture.py, training/registration_fit.py, training/data.py)."""
+        self._check_modes()
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ConfigError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.method == "pca":
+            for name in ("pca_patch", "pca_stride", "pca_components", "pca_max_patches"):
+                if getattr(self, name) < 1:
+                    raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        else:  # the network's training: a patch PCA is fitted in one pass and never reads these
+            self._check_training()
+            self._check_scoring()
+
+    def _check_modes(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be 'ae' (autoencoder) or 'pca' (patch PCA baseline), got {self.method!r}")
+        if self.channels not in CHANNELS:
+            raise ConfigError(f"channels must be auto, gray or color, got {self.channels!r}")
+        for name, allowed in (("loss", LOSSES), ("precision", PRECISIONS), ("int8_scheme", INT8_SCHEMES),
+                              ("channel_error", CHANNEL_ERRORS)):
+            _one_of(name, getattr(self, name), allowed)
+        for name in ("registration", "photometric", "atlas"):
+            if getattr(self, name) not in SWITCHES:
+                raise ConfigError(f"{name} must be auto, on or off, got {getattr(self, name)!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.views not in VIEW_COUNTS or self.view_kind not in VIEW_KINDS:
+            raise ConfigError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))} (0: from the data) and "
+                              f"view_kind one of {', '.join(VIEW_KINDS)}, got {self.views} / {self.view_kind!r}")
+
+    def _check_training(self) -> None:
+        for name in ("crop_size", "width", "depth", "latent_channels", "epochs", "batch_size", "crops_per_image"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.epoch_crops < 0 or not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError(f"epoch_crops must be >= 0 and warmup_fraction in [0, 1), got {self.epoch_crops} and "
+                              f"{self.warmup_fraction}")
+        if self.max_minutes <= 0:
+            raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
+        if self.false_regions_per_board < 0:
+            raise ConfigError(f"false_regions_per_board must be >= 0 (0: the share line), got {self.false_regions_per_board}")
+        if self.stem_stride not in (2, 4) or self.depth <= self.stem_stride.bit_length() - 1:
+            raise ConfigError(f"stem_stride must be 2 or 4 and smaller than 2**depth, got stem_stride "
+                              f"{self.stem_stride} with depth {self.depth}")
+        share_ok = 0.0 <= self.hard_crop_share <= 1.0 or self.hard_crop_share == -1.0  # -1: from the data
+        if not share_ok or self.hard_crop_every < 1 or self.hard_crop_start < 0:
+            raise ConfigError(f"hard crops: share must lie in [0, 1] (or -1: from the data), every >= 1 and start >= 0 "
+                              f"epochs, got share {self.hard_crop_share}, every {self.hard_crop_every}, "
+                              f"start {self.hard_crop_start}")
+
+    def _check_scoring(self) -> None:
+        if self.small_region_peak not in (-1.0, 0.0) and self.small_region_peak < 1.0:
+            raise ConfigError(f"small_region_peak must be -1 (from the data), 0 (never) or at least 1, got "
+                              f"{self.small_region_peak}")
+        if not -1 <= self.region_merge_px <= MAX_REGION_MERGE_PX:  # here, not at export after the training
+            raise ConfigError(f"region_merge_px must be -1 (from the data) or in [0, {MAX_REGION_MERGE_PX}] pixels, "
+                              f"got {self.region_merge_px}")
+        if self.top_k_fraction < 0 or self.top_k_min < 0:  # 0: chosen from the boards once they are loaded
+            raise ConfigError(f"top_k_fraction and top_k_min must be 0 (from the data) or positive, got "
+                              f"{self.top_k_fraction} and {self.top_k_min}")
 
 
 @dataclass
 class InspectConfig:
     """Inference and post-processing on the line."""
 
-    providers: str = "auto"  # "auto" (CUDA when available), "cpu", "cuda"
+    providers: Providers = "auto"  # "auto" (CUDA when available), "cpu", "cuda"
     intra_op_threads: int = 0  # 0 = ONNX Runtime default (all cores)
-    graph_optimization: str = "all"  # "disable", "basic", "extended", "all"
+    graph_optimization: GraphOptimization = "all"  # "disable", "basic", "extended", "all"
     # ONNX Runtime's idle workers spin for a while after each call; on a 2-core line PC they steal
     # the core that decodes and post-processes the board (measured: e2e 50 -> 55 boards/s without).
     spin_threads: bool = False
@@ -195,6 +292,11 @@ class InspectConfig:
     # On load, recompute the maps export recorded (selftest.npz) and refuse a bundle this machine
     # computes differently: its thresholds would not hold (e.g. INT8 on a CPU without VNNI).
     selftest: bool = True
+
+    def __post_init__(self) -> None:
+        if self.providers not in PROVIDERS:
+            raise ConfigError(f"providers must be auto, cpu or cuda, got {self.providers!r}")
+        _one_of("graph_optimization", self.graph_optimization, GRAPH_OPTIMIZATIONS)
 
 
 @dataclass

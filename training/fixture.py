@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from inspector.bundle.files import GROUPS_FILE, REFERENCE_FILE, REGISTRATION_FILE, ROI_FILE, SURROUND_FILE
-from inspector.config import TrainConfig
+from inspector.config import TrainConfig, ViewKind
 from inspector.core.atlas import Atlas, fit_atlas
 from inspector.core.calibration import analyse_in_batches
 from inspector.core.groups import LightGroups
@@ -55,7 +55,8 @@ def parse_roi(text: str, height: int, width: int) -> np.ndarray | None:
     return mask
 
 
-AUTO_VIEWS = {True: (1, "shift"), False: (2, "flip")}  # registered design -> (views, view_kind); see TrainConfig
+# registered design -> (views, view_kind); see TrainConfig
+AUTO_VIEWS: dict[bool, tuple[int, ViewKind]] = {True: (1, "shift"), False: (2, "flip")}
 
 
 def choose_views(config: TrainConfig, registered: bool) -> tuple[TrainConfig, str]:
@@ -137,8 +138,6 @@ def decide_fixture(config: TrainConfig, boards: Sequence[np.ndarray]) -> tuple[R
         decision["groups"] += ("; each board's difference from the one reference, which the network sees beside it "
                                "(per group: the per-position model, and boards lit like no group refused)")
     atlas_on = config.atlas == "on" or (config.atlas == "auto" and registration is not None)
-    if config.atlas not in ("auto", "on", "off"):
-        raise ConfigError(f"atlas must be auto, on or off, got {config.atlas!r}")
     shapes = {board.shape[:2] for board in boards}
     if atlas_on and registration is None and len(shapes) != 1:
         raise ConfigError("a per-position model needs boards of one size in one position (registration)")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from inspector.config import LOSSES
 from inspector.errors import ConfigError
-
-LOSSES = ("l2", "ssim", "mix")
 
 
 def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

@@ -17,23 +17,15 @@ import torch
 from inspector.config import TrainConfig
 from inspector.core.preprocess import PreprocessSpec
 from inspector.core.scoring import ScoringSpec
-from inspector.errors import ConfigError
 from training.checkpoint import data_record, new_checkpoint, weights_on_cpu
 from training.data import GoodImages, load_good_images
 from training.export import write_bundle
 from training.pca import PARITY_IMAGES, PatchPCAArchitecture, fit_patch_pca, reconstruction_mse
 
 
-def check_pca_config(config: TrainConfig) -> None:
-    for name in ("pca_patch", "pca_stride", "pca_components", "pca_max_patches"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
-
-
 def train_pca_bundle(data: Path, out: Path, config: TrainConfig) -> dict[str, Any]:
     """Fit the patch PCA on good boards in `data`, write a calibrated bundle to `out`; returns metrics."""
     started = time.monotonic()
-    check_pca_config(config)
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
     images: GoodImages = load_good_images(Path(data), channels=config.channels,

@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 
 from inspector.bundle.tensors import INPUT_NAME
-from inspector.config import InspectConfig
+from inspector.config import INT8_SCHEMES, PRECISIONS, InspectConfig
 from inspector.core.session import open_session
 from inspector.errors import ConfigError
 
-PRECISIONS = ("float32", "int8")
 # How weights and activations are stored, and so which integer kernels ONNX Runtime runs:
 # - "u8s8": 8-bit signed weights. Fastest; on AVX2 without VNNI the kernel sums pairs of u8 x s8
 #   products in 16 bits and saturates, so such a CPU computes other maps than a VNNI one.
@@ -36,7 +35,6 @@ PRECISIONS = ("float32", "int8")
 #   AVX2 and VNNI compute the same integers; one bit less weight precision.
 # - "u8u8": unsigned weights; ONNX Runtime's AVX2 u8u8 kernel widens to 16 bits first and does not
 #   saturate either, at some speed cost.
-INT8_SCHEMES = ("u8s8", "u8s8-reduced", "u8u8")
 CALIBRATION_TENSORS = 16  # activation ranges settle after a dozen boards; more only costs export time
 AGREEMENT_BOARDS = 64  # boards compared against float32 (bounded: a large hold-out would cost minutes)
 MAX_MEAN_ABS_DIFF = 0.01  # reconstruction, in [0, 1] pixel units: 1% of the range on average

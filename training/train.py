@@ -7,7 +7,7 @@ import random
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import torch
 from inspector.config import TrainConfig, from_dict
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
 from inspector.core.registration import Registration
-from inspector.core.scoring import MAX_REGION_MERGE_PX, ScoringSpec, views_for
+from inspector.core.scoring import ScoringSpec, views_for
 from inspector.errors import BundleError, ConfigError
 from training.augment import camera_augmentation
 from training.checkpoint import Checkpoint, carried_progress, data_record, load_checkpoint, new_checkpoint
@@ -27,10 +27,8 @@ from training.export import write_bundle
 from training.fixture import choose_crops, choose_score, choose_views, decide_fixture, registration_of
 from training.hard_crops import HardCropSampler
 from training.loop import FitState, Schedule, WeightAverage, fit
-from training.losses import LOSSES
 from training.model import Architecture, ConvAutoencoder, count_parameters, set_reference
 from training.pca_fit import train_pca_bundle
-from training.quantize import check_int8_scheme, check_precision
 
 RESIDUAL_MEAN = 128.0 / 255.0  # no difference from the reference
 RESIDUAL_STD = 0.05  # about the spread of augmented good residuals in [0, 1] units (0.05-0.08 on the sample boards)
@@ -120,42 +118,6 @@ def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop:
         yield np.stack(inputs), np.stack(targets)
 
 
-def _check_config(config: TrainConfig) -> None:
-    if config.method != "ae":
-        raise ConfigError(f"method must be 'ae' (autoencoder) or 'pca' (patch PCA baseline), got {config.method!r}")
-    if config.loss not in LOSSES:
-        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {config.loss!r}")
-    for name in ("crop_size", "width", "depth", "latent_channels", "epochs", "batch_size", "crops_per_image"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
-    if config.epoch_crops < 0 or not 0.0 <= config.warmup_fraction < 1.0:
-        raise ConfigError(f"epoch_crops must be >= 0 and warmup_fraction in [0, 1), got {config.epoch_crops} and "
-                          f"{config.warmup_fraction}")
-    if config.max_minutes <= 0:
-        raise ConfigError(f"max_minutes must be positive, got {config.max_minutes}")
-    if config.false_regions_per_board < 0:
-        raise ConfigError(f"false_regions_per_board must be >= 0 (0: the share line), got {config.false_regions_per_board}")
-    if config.stem_stride not in (2, 4) or config.depth <= config.stem_stride.bit_length() - 1:
-        raise ConfigError(f"stem_stride must be 2 or 4 and smaller than 2**depth, got stem_stride "
-                          f"{config.stem_stride} with depth {config.depth}")
-    share_ok = 0.0 <= config.hard_crop_share <= 1.0 or config.hard_crop_share == -1.0  # -1: from the data
-    if not share_ok or config.hard_crop_every < 1 or config.hard_crop_start < 0:
-        raise ConfigError(f"hard crops: share must lie in [0, 1] (or -1: from the data), every >= 1 and start >= 0 "
-                          f"epochs, got share {config.hard_crop_share}, every {config.hard_crop_every}, "
-                          f"start {config.hard_crop_start}")
-    if config.small_region_peak not in (-1.0, 0.0) and config.small_region_peak < 1.0:
-        raise ConfigError(f"small_region_peak must be -1 (from the data), 0 (never) or at least 1, got "
-                          f"{config.small_region_peak}")
-    if not -1 <= config.region_merge_px <= MAX_REGION_MERGE_PX:  # checked here, not at export after the training
-        raise ConfigError(f"region_merge_px must be -1 (from the data) or in [0, {MAX_REGION_MERGE_PX}] pixels, got "
-                          f"{config.region_merge_px}")
-    if config.top_k_fraction < 0 or config.top_k_min < 0:  # 0: chosen from the boards once they are loaded
-        raise ConfigError(f"top_k_fraction and top_k_min must be 0 (from the data) or positive, got "
-                          f"{config.top_k_fraction} and {config.top_k_min}")
-    if config.views and config.view_kind != "auto":  # else chosen from the boards once they are loaded
-        views_for(config.views, config.view_kind, 2**config.depth)
-
-
 @dataclass
 class Prepared:
     """The boards and everything decided from them before a model exists (`prepare_data`)."""
@@ -192,15 +154,15 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
     The steps: prepare data, resume or start, fit, choose, then `write_bundle` exports, calibrates and
     writes the card."""
     started = time.monotonic()  # the budget counts data loading too
+    # TrainConfig checks its modes and ranges when it is built; built again here, because a caller may
+    # have set fields on it since (the CLI's options are set on the config file's settings).
+    config = replace(config)
     previous = load_checkpoint(Path(resume)) if resume is not None else None
     if previous is not None:
         config = resumed_config(previous, config, Path(resume or ""))
-    check_precision(config.precision)
-    check_int8_scheme(config.int8_scheme)
     if config.method == "pca":
         return train_pca_bundle(Path(data), Path(out),
                                 choose_score(choose_views(config, registered=False)[0], registered=False)[0])
-    _check_config(config)
     seed_everything(config.seed)
     torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
     device = choose_device(config.device)
@@ -219,8 +181,8 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
 def resumed_config(previous: Checkpoint, config: TrainConfig, resume: Path) -> TrainConfig:
     """The run continues with the saved settings; only the stopping limits come from the caller."""
     saved = from_dict(TrainConfig, previous["config"], f"{resume} config")
-    saved.epochs, saved.max_minutes, saved.early_stopping_patience = (
-        config.epochs, config.max_minutes, config.early_stopping_patience)
+    saved = replace(saved, epochs=config.epochs, max_minutes=config.max_minutes,
+                    early_stopping_patience=config.early_stopping_patience)
     if saved.method == "pca":
         raise ConfigError(f"{resume}: a patch PCA is fitted in one pass; there is nothing to resume")
     return saved

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -68,11 +69,10 @@ def train(
     from inspector.config import TrainConfig, load_config
 
     cfg = load_config(config, TrainConfig) if config else TrainConfig()
-    for name, value in (("epochs", epochs), ("max_minutes", max_minutes), ("method", method),
-                        ("channels", channels), ("seed", seed), ("roi", roi), ("registration", registration),
-                        ("atlas", atlas)):
-        if value is not None:
-            setattr(cfg, name, value)
+    given: dict[str, Any] = {name: value for name, value in (("epochs", epochs), ("max_minutes", max_minutes), ("method", method),
+                                             ("channels", channels), ("seed", seed), ("roi", roi),
+                                             ("registration", registration), ("atlas", atlas)) if value is not None}
+    cfg = replace(cfg, **given)  # the options are checked here, as the file's settings were when it was read
     extensions.training().train_bundle(data, out, cfg, resume=resume)
 
 

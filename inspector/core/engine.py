@@ -3,6 +3,12 @@
 Torch-free: a line PC runs this with ONNX Runtime and OpenCV only. Training calibrates through
 this same class (`Inspector.uncalibrated`), so calibration and the line compute scores with
 identical code.
+
+One way in, three stages: `prepare` (align, light-normalise, scale, pad: `PreparedBoard`) -> `run`
+(the model call and the raw smoothed map: `Analysis`) -> `judge` (calibrated map, score, regions,
+verdict: `InspectionResult`). `inspect_batch`, `inspect`, `inspect_each` and `analyse` are
+compositions of them; the stages are apart so one batch's judging can overlap the next one's
+model call (core/overlap.py).
 """
 
 from __future__ import annotations
@@ -20,19 +26,13 @@ import onnxruntime as ort
 
 from inspector.bundle.calibration import read_calibration
 from inspector.bundle.files import (
-    ATLAS_FILE,
     CALIBRATION_FILE,
-    GROUPS_FILE,
     META_PREPROCESS,
     META_SCORING,
     MODEL_FILE,
     REFERENCE_ATLAS_FILE,
     REFERENCE_CALIBRATION_FILE,
-    REFERENCE_FILE,
-    REGISTRATION_FILE,
-    ROI_FILE,
     SELFTEST_FILE,
-    SURROUND_FILE,
     check_metadata,
     verify_bundle,
 )
@@ -41,12 +41,13 @@ from inspector.config import InspectConfig
 from inspector.core import scoring, selftest
 from inspector.core.atlas import Atlas
 from inspector.core.edges import EdgeAllowance
-from inspector.core.groups import LightGroups
-from inspector.core.interface import Analysis, PreparedBoard
+from inspector.core.fixture import area_on_board, load_fixture
+from inspector.core.interface import Analysis, Calibration, PreparedBoard, Timings
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board, preprocess
-from inspector.core.registration import Registration, RegistrationError, RegistrationSpec, Surround
+from inspector.core.registration import Registration, RegistrationError
 from inspector.core.results import InspectionResult, Region
 from inspector.core.session import open_session
+from inspector.core.tiling import reconstruct_tiled
 from inspector.core.tolerance import LearnedTolerance
 from inspector.errors import BundleError, ConfigError, InspectorError
 
@@ -54,28 +55,11 @@ from inspector.errors import BundleError, ConfigError, InspectorError
 # (reflected pixels there differ from the reference; the network's field of view spreads them a little).
 BORDER_MARGIN_PX = 4
 
-def _blend_window(tile: int, overlap: int) -> np.ndarray:
-    """Weights that ramp over the overlap so stitched tiles leave no seams (never zero)."""
-    ramp = np.ones(tile, np.float32)
-    if overlap > 0:
-        edge = np.arange(1, overlap + 1, dtype=np.float32) / (overlap + 1)
-        ramp[:overlap] = edge
-        ramp[-overlap:] = edge[::-1]
-    return np.outer(ramp, ramp)
-
-
-def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    starts = list(range(0, max(length - tile, 0) + 1, stride))
-    if starts[-1] + tile < length:
-        starts.append(length - tile)
-    return starts
-
-
 class Inspector:
     """A loaded bundle ready to inspect board images."""
 
     def __init__(self, session: ort.InferenceSession, spec: PreprocessSpec, scoring_spec: scoring.ScoringSpec,
-                 calibration: dict[str, Any] | None, model_hash: str, config: InspectConfig, source: str,
+                 calibration: Calibration | None, model_hash: str, config: InspectConfig, source: str,
                  registration: Registration | None = None, atlas: Atlas | None = None,
                  roi: np.ndarray | None = None) -> None:
         self.session = session
@@ -125,7 +109,7 @@ class Inspector:
             self._expected = np.ascontiguousarray(expected, dtype=np.float32)
         return self._expected
 
-    def use_network(self, on: bool, calibration: dict[str, Any] | None = None, atlas: Atlas | None = None) -> None:
+    def use_network(self, on: bool, calibration: Calibration | None = None, atlas: Atlas | None = None) -> None:
         """Switch the network off (its output replaced by the good expectation) or on, with the thresholds
         and per-position model set on that pipeline's own maps (`calibration` None: uncalibrated)."""
         if not on:
@@ -134,17 +118,15 @@ class Inspector:
         self.atlas = atlas
         self._set_calibration(calibration)
 
-    def _set_calibration(self, calibration: dict[str, Any] | None) -> None:
-        """Thresholds, map scale and edge allowance of a calibration version (None: uncalibrated)."""
+    def _set_calibration(self, calibration: Calibration | None) -> None:
+        """Thresholds, map scale and edge allowance of a calibration version (None: uncalibrated). The
+        image threshold and version are apart so QA's threshold can replace them (`set_image_threshold`)."""
         self.calibration = calibration
-        self.calibration_version = int(calibration["version"]) if calibration else 0
-        self.image_threshold = float(calibration["image_threshold"]) if calibration else math.inf
-        self.pixel_threshold = float(calibration["pixel_threshold"]) if calibration else math.inf
-        self.pixel_scale = float(calibration["normaliser"]["pixel_scale"]) if calibration else 1.0
-        try:  # calibrations from before the edge allowance have none
-            self.edges = EdgeAllowance.from_record(calibration.get("edge_allowance")) if calibration else None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{self.source}: the calibration's edge allowance is unreadable ({exc})") from exc
+        self.calibration_version = calibration.version if calibration else 0
+        self.image_threshold = calibration.image_threshold if calibration else math.inf
+        self.pixel_threshold = calibration.pixel_threshold if calibration else math.inf
+        self.pixel_scale = calibration.pixel_scale if calibration else 1.0
+        self.edges: EdgeAllowance | None = calibration.edges if calibration else None
 
     def expectation_kind_or_error(self) -> str:
         kind = self.expectation_kind
@@ -162,9 +144,9 @@ class Inspector:
         bundle = Path(bundle)
         config = config or InspectConfig()
         manifest = verify_bundle(bundle, files=(MODEL_FILE, CALIBRATION_FILE))
-        versions = read_calibration(bundle / CALIBRATION_FILE)
+        calibration = Calibration.from_record(read_calibration(bundle / CALIBRATION_FILE)[-1], str(bundle / MODEL_FILE))
         registration, atlas, roi = load_fixture(bundle, manifest)
-        engine = cls._open(bundle / MODEL_FILE, manifest["files"][MODEL_FILE]["sha256"], versions[-1], config,
+        engine = cls._open(bundle / MODEL_FILE, manifest["files"][MODEL_FILE]["sha256"], calibration, config,
                            registration=registration, atlas=atlas, roi=roi)
         if not network:
             engine.expectation_kind_or_error()
@@ -176,7 +158,8 @@ class Inspector:
             if REFERENCE_ATLAS_FILE in manifest["files"]:
                 verify_bundle(bundle, files=(REFERENCE_ATLAS_FILE,))
                 reference_atlas = Atlas.load(bundle / REFERENCE_ATLAS_FILE)
-            engine.use_network(False, read_calibration(bundle / REFERENCE_CALIBRATION_FILE)[-1], reference_atlas)
+            reference = read_calibration(bundle / REFERENCE_CALIBRATION_FILE)[-1]
+            engine.use_network(False, Calibration.from_record(reference, str(bundle / MODEL_FILE)), reference_atlas)
             return engine  # the self-test records the network's maps
         # Bundles from before the self-test existed have none: they load as before.
         if config.selftest and SELFTEST_FILE in manifest["files"]:
@@ -195,7 +178,7 @@ class Inspector:
                          registration=registration, atlas=atlas, roi=roi)
 
     @classmethod
-    def _open(cls, model_path: Path, model_hash: str, calibration: dict[str, Any] | None,
+    def _open(cls, model_path: Path, model_hash: str, calibration: Calibration | None,
               config: InspectConfig, **fixture: Any) -> Inspector:
         session = open_session(model_path, config)
         metadata = session.get_modelmeta().custom_metadata_map
@@ -257,28 +240,6 @@ class Inspector:
     def _reconstruct_chunks(self, batch: np.ndarray) -> np.ndarray:
         return np.stack([recon for recon, _ in self._run_chunks(batch)])
 
-    def _reconstruct_tiled(self, tensor: np.ndarray) -> np.ndarray:
-        """One padded CxHxW image through overlapping tiles, blended back together."""
-        multiple = self.spec.pad_multiple
-        tile = max(multiple, self.spec.tile_size // multiple * multiple)
-        overlap = min(self.spec.tile_overlap, tile // 2 - 1) if tile > 2 else 0
-        channels, height, width = tensor.shape
-        grow_h, grow_w = max(0, tile - height), max(0, tile - width)
-        if grow_h or grow_w:
-            tensor = np.pad(tensor, [(0, 0), (0, grow_h), (0, grow_w)], mode="edge")
-        full_h, full_w = tensor.shape[1:]
-        stride = tile - overlap
-        corners = [(y, x) for y in _tile_starts(full_h, tile, stride) for x in _tile_starts(full_w, tile, stride)]
-        tiles = np.stack([tensor[:, y:y + tile, x:x + tile] for y, x in corners])
-        recon_tiles = self._reconstruct_chunks(tiles)
-        window = _blend_window(tile, overlap)
-        total = np.zeros((channels, full_h, full_w), np.float32)
-        weight = np.zeros((full_h, full_w), np.float32)
-        for (y, x), recon in zip(corners, recon_tiles):
-            total[:, y:y + tile, x:x + tile] += recon * window
-            weight[y:y + tile, x:x + tile] += window
-        return (total / weight)[:, :height, :width]
-
     # ---------------------------------------------------------------- analysis
     def _prepare(self, image: np.ndarray, timings: dict[str, float] | None = None,
                  record: dict[str, Any] | None = None) -> np.ndarray:
@@ -296,12 +257,13 @@ class Inspector:
 
         return self.registration.apply(to_channels(image, self.spec.channels))
 
-    def _judge(self, smoothed: np.ndarray, timing: dict[str, float], warp: np.ndarray | None = None,
-               group: int = 0) -> np.ndarray:
+    def _judge_positions(self, smoothed: np.ndarray, warp: np.ndarray | None = None,
+                         group: int = 0) -> tuple[np.ndarray, float | None]:
         """The per-position model and the inspection area, applied to a smoothed map; on registered
-        boards, the strip alignment had to make up at the border (the camera did not see it) is cleared."""
+        boards, the strip alignment had to make up at the border (the camera did not see it) is cleared.
+        With what it cost in ms (None: the bundle has none of them)."""
         if self.atlas is None and self.roi is None and warp is None:
-            return smoothed
+            return smoothed, None
         start = time.perf_counter()
         if warp is not None and self.registration is not None:
             seen = self.registration.observed(warp, BORDER_MARGIN_PX)
@@ -312,31 +274,7 @@ class Inspector:
             smoothed = self.atlas.judge(smoothed, group)
         if self.roi is not None:
             smoothed = cv2.multiply(smoothed, self._roi_at(smoothed.shape))
-        timing["atlas"] = (time.perf_counter() - start) * 1e3
-        return smoothed
-
-    def _area_on_board(self, analysis: Analysis) -> np.ndarray | None:
-        """The inspection area on the board as photographed (for overlays): the bundle's area, less the
-        surround the camera sees (fixture parts, clamps, glare: never judged); None for the whole image."""
-        surround = None
-        if analysis.warp is not None and self.registration is not None and self.registration.surround is not None:
-            surround = self.registration.surround.camera
-        if self.roi is None and surround is None:
-            return None
-        height, width = analysis.input_shape
-        if self.roi is None:
-            area = np.full((height, width), 255, np.uint8)
-        else:
-            area = self.roi if self.roi.shape == (height, width) else cv2.resize(self.roi, (width, height),
-                                                                                  interpolation=cv2.INTER_NEAREST)
-            if analysis.warp is not None:
-                area = cv2.warpAffine(area, analysis.warp.astype(np.float32), (width, height),
-                                      flags=cv2.INTER_NEAREST)
-        if surround is not None:  # already where the camera sees it
-            if surround.shape != (height, width):
-                surround = cv2.resize(surround, (width, height), interpolation=cv2.INTER_NEAREST)
-            area = cv2.bitwise_and(area, cv2.bitwise_not(surround))
-        return area
+        return smoothed, (time.perf_counter() - start) * 1e3
 
     def _roi_at(self, shape: tuple[int, ...]) -> np.ndarray:
         if self._roi_work is None or self._roi_work.shape != shape:
@@ -345,72 +283,74 @@ class Inspector:
             self._roi_work = (mask > 127).astype(np.float32)
         return self._roi_work
 
-    def analyse(self, images: Sequence[np.ndarray]) -> list[Analysis]:
-        """Preprocess, run the model (grouping same-size images), raw smoothed error maps."""
-        return self.analyse_prepared(self.prepare(images))
-
+    # ---------------------------------------------------------------- stage 1: prepare
     def prepare(self, images: Sequence[np.ndarray]) -> list[PreparedBoard]:
         """Align, light-normalise, scale and pad each board (RegistrationError, with the board's index in
         a batch, when one cannot be aligned). Apart from the model call so it can run beside it."""
         prepared: list[PreparedBoard] = []
         for index, image in enumerate(images):
             start = time.perf_counter()
-            timing: dict[str, float] = {}
+            fixture_ms: dict[str, float] = {}  # registration and light normalisation fill it
             record: dict[str, Any] = {}
             try:
-                tensor = self._prepare(image, timing, record)
+                tensor = self._prepare(image, fixture_ms, record)
             except RegistrationError as exc:
                 if len(images) > 1:
                     exc.index = index  # type: ignore[attr-defined]  # which board of the batch
                 raise
             padded, working = pad_to_multiple(tensor, self.spec.pad_multiple)
-            fixture_ms = timing.get("register", 0.0) + timing.get("photometric", 0.0)
-            timing["preprocess"] = (time.perf_counter() - start) * 1e3 - fixture_ms
-            prepared.append(PreparedBoard(image.shape[:2], padded, working, timing, record.get("warp"),
+            register, photometric = fixture_ms.get("register"), fixture_ms.get("photometric")
+            preprocess_ms = (time.perf_counter() - start) * 1e3 - ((register or 0.0) + (photometric or 0.0))
+            timings = Timings(register=register, photometric=photometric, preprocess=preprocess_ms)
+            prepared.append(PreparedBoard(image.shape[:2], padded, working, timings, record.get("warp"),
                                           int(record.get("group", 0))))
         return prepared
 
-    def analyse_prepared(self, boards: Sequence[PreparedBoard]) -> list[Analysis]:
+    # ---------------------------------------------------------------- stage 2: run
+    def run(self, boards: Sequence[PreparedBoard]) -> list[Analysis]:
         """The model call (same-size boards in one batch) and the raw smoothed error maps."""
-        reconstructions: list[np.ndarray | None] = [None] * len(boards)
-        graph_errors: list[np.ndarray | None] = [None] * len(boards)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for index, board in enumerate(boards):
-            groups.setdefault(board.tensor.shape, []).append(index)
-        for indices in groups.values():
-            start = time.perf_counter()
-            outputs: list[tuple[np.ndarray, np.ndarray | None]]
-            if not self.network:  # the reference comparison: the map is computed below, on the CPU
-                outputs = [(self.expectation(boards[i].tensor), None) for i in indices]
-            elif self.spec.tile_size:  # stitched reconstructions; the map is computed below, on the CPU
-                outputs = [
-                    (self._reconstruct_tiled(boards[i].tensor), None) for i in indices]
-            else:
-                outputs = self._run_chunks(np.stack([boards[i].tensor for i in indices]))
-            share = (time.perf_counter() - start) * 1e3 / len(indices)
-            for i, (output, error) in zip(indices, outputs):
-                reconstructions[i] = output
-                graph_errors[i] = error
-                boards[i].timings["inference"] = share
+        outputs = self._model_outputs(boards)
         analyses = []
-        for board, recon, error in zip(boards, reconstructions, graph_errors):
+        for board, (recon, error, inference_ms) in zip(boards, outputs):
             start = time.perf_counter()
-            assert recon is not None
             height, width = board.working
             recon = recon[:, :height, :width]
             if error is not None:
                 raw = np.ascontiguousarray(error[0, :height, :width])
             else:
                 raw = scoring.error_map(board.tensor[:, :height, :width], np.ascontiguousarray(recon), self.scoring)
-            smoothed = self._judge(scoring.smooth(raw, self.scoring.smooth_sigma), board.timings, board.warp, board.group)
-            board.timings["postprocess"] = (time.perf_counter() - start) * 1e3
-            analyses.append(Analysis(board.input_shape, smoothed, recon, board.timings, board.warp, board.group))
+            smoothed, atlas_ms = self._judge_positions(scoring.smooth(raw, self.scoring.smooth_sigma), board.warp,
+                                                       board.group)
+            timings = replace(board.timings, inference=inference_ms, atlas=atlas_ms,
+                              postprocess=(time.perf_counter() - start) * 1e3)
+            analyses.append(Analysis(board.input_shape, smoothed, recon, timings, board.warp, board.group))
         return analyses
+
+    def _model_outputs(self, boards: Sequence[PreparedBoard]) -> list[tuple[np.ndarray, np.ndarray | None, float]]:
+        """(reconstruction, graph error map or None, ms: its batch's share) per board, in order."""
+        outputs: list[tuple[np.ndarray, np.ndarray | None, float] | None] = [None] * len(boards)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, board in enumerate(boards):
+            groups.setdefault(board.tensor.shape, []).append(index)
+        for indices in groups.values():
+            start = time.perf_counter()
+            pairs: list[tuple[np.ndarray, np.ndarray | None]]
+            if not self.network:  # the reference comparison: the map is computed in `run`, on the CPU
+                pairs = [(self.expectation(boards[i].tensor), None) for i in indices]
+            elif self.spec.tile_size:  # stitched reconstructions; the map is computed in `run`, on the CPU
+                pairs = [(reconstruct_tiled(boards[i].tensor, self.spec, self._reconstruct_chunks), None)
+                         for i in indices]
+            else:
+                pairs = self._run_chunks(np.stack([boards[i].tensor for i in indices]))
+            share = (time.perf_counter() - start) * 1e3 / len(indices)
+            for i, (output, error) in zip(indices, pairs):
+                outputs[i] = (output, error, share)
+        return [output for output in outputs if output is not None]
 
     @property
     def judged_per_position(self) -> bool:
         """Registered boards get no edge allowance: their per-position model judges the border too,
-        and the strip alignment makes up at the border is cleared (`_judge`)."""
+        and the strip alignment makes up at the border is cleared (`_judge_positions`)."""
         return self.atlas is not None or self.registration is not None
 
     def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None,
@@ -449,12 +389,10 @@ class Inspector:
         silenced = self._silenced(untolerated, regions) if self.tolerance is not None else []
         verdict = scoring.decide_verdict(score, self.image_threshold, regions, self.config.review_band)
         recon = self._reconstruction_image(analysis) if self.config.save_reconstruction else None
-        timings = dict(analysis.timings)
-        timings["postprocess"] += (time.perf_counter() - start) * 1e3
-        timings["total"] = (timings["preprocess"] + timings["inference"] + timings["postprocess"]
-                            + timings.get("register", 0.0) + timings.get("photometric", 0.0))
+        postprocess = analysis.timings.postprocess + (time.perf_counter() - start) * 1e3
+        timings = replace(analysis.timings, postprocess=postprocess).record()
         return InspectionResult(score=score, threshold=self.image_threshold, verdict=verdict, regions=regions,
-                                inspection_area=self._area_on_board(analysis),
+                                inspection_area=area_on_board(self.roi, self.registration, analysis.warp, analysis.input_shape),
                                 anomaly_map=amap, reconstruction=recon, model_hash=self.model_hash,
                                 calibration_version=self.calibration_version, timings_ms=timings,
                                 threshold_source=self.threshold_source,
@@ -468,19 +406,24 @@ class Inspector:
         every = scoring.regions_at(untolerated, self.pixel_threshold, self.scoring, self.config.min_region_area)
         return [region for region in every if not any(_boxes_meet(region.bbox, other.bbox) for other in shown)]
 
-    # ---------------------------------------------------------------- public API
-    def inspect(self, image: np.ndarray) -> InspectionResult:
-        return self.inspect_batch([image])[0]
+    # ---------------------------------------------------------------- stage 3: judge
+    def judge(self, analyses: Sequence[Analysis]) -> list[InspectionResult]:
+        """Verdicts for analysed boards (BundleError when the engine is uncalibrated)."""
+        return [self._result(analysis) for analysis in analyses]
+
+    # ---------------------------------------------------------------- the stages composed
+    def analyse(self, images: Sequence[np.ndarray]) -> list[Analysis]:
+        """`run(prepare(images))`: raw maps before thresholds (calibration, the self-test, teaching)."""
+        return self.run(self.prepare(images))
 
     def inspect_batch(self, images: Sequence[np.ndarray]) -> list[InspectionResult]:
-        """Results in input order; RegistrationError (an InspectorError) when a board of the batch
-        cannot be aligned to the reference: `inspect_each` reports it per board instead."""
-        return self.results(self.analyse(images))
+        """`judge(run(prepare(images)))`: results in input order; RegistrationError (an InspectorError)
+        when a board of the batch cannot be aligned to the reference: `inspect_each` reports it per board."""
+        return self.judge(self.run(self.prepare(images)))
 
-    def results(self, analyses: Sequence[Analysis]) -> list[InspectionResult]:
-        """Verdicts for analysed boards: `inspect_batch` is `results(analyse(images))`, split in two so
-        the scoring of one batch can run beside the model call of the next (core/overlap.py)."""
-        return [self._result(analysis) for analysis in analyses]
+    def inspect(self, image: np.ndarray) -> InspectionResult:
+        """`inspect_batch` of one board."""
+        return self.inspect_batch([image])[0]
 
     def inspect_each(self, images: Sequence[np.ndarray]) -> list[InspectionResult | RegistrationError]:
         """Like inspect_batch, but a board that cannot be aligned gets its RegistrationError (the reason
@@ -498,43 +441,10 @@ class Inspector:
                 outcomes.append(exc)
         return outcomes
 
+    # Earlier names of the stages (feeds and benches written against them).
+    analyse_prepared = run
+    results = judge
+
 
 def _boxes_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def load_fixture(bundle: Path, manifest: dict[str, Any]
-                 ) -> tuple[Registration | None, Atlas | None, np.ndarray | None]:
-    """Registration, per-position model and inspection area of a bundle (each None when it has none:
-    bundles exported before they existed load and behave as before)."""
-    listed = manifest["files"]
-    registration = atlas = roi = None
-    if REGISTRATION_FILE in listed:
-        verify_bundle(bundle, files=(REGISTRATION_FILE, REFERENCE_FILE))
-        try:
-            spec = RegistrationSpec.from_json((bundle / REGISTRATION_FILE).read_text())
-        except ConfigError as exc:
-            raise BundleError(f"{bundle / REGISTRATION_FILE}: {exc}") from exc
-        reference = cv2.imread(str(bundle / REFERENCE_FILE), cv2.IMREAD_UNCHANGED)
-        if reference is None:
-            raise BundleError(f"{bundle / REFERENCE_FILE}: unreadable reference board")
-        try:
-            surround = groups = None
-            if SURROUND_FILE in listed:
-                verify_bundle(bundle, files=(SURROUND_FILE,))
-                surround = Surround.load(bundle / SURROUND_FILE)
-            if GROUPS_FILE in listed:
-                verify_bundle(bundle, files=(GROUPS_FILE,))
-                groups = LightGroups.load(bundle / GROUPS_FILE)
-            registration = Registration(spec, reference, surround, groups)
-        except ConfigError as exc:
-            raise BundleError(f"{bundle}: {exc}") from exc
-    if ATLAS_FILE in listed:
-        verify_bundle(bundle, files=(ATLAS_FILE,))
-        atlas = Atlas.load(bundle / ATLAS_FILE)
-    if ROI_FILE in listed:
-        verify_bundle(bundle, files=(ROI_FILE,))
-        roi = cv2.imread(str(bundle / ROI_FILE), cv2.IMREAD_GRAYSCALE)
-        if roi is None:
-            raise BundleError(f"{bundle / ROI_FILE}: unreadable inspection area")
-    return registration, atlas, roi

@@ -158,7 +158,7 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
     def run(batch: ReadChunk) -> InspectedChunk:
         chunk, loaded, chunk_records = batch
         boards = [board for _, _, _, board in loaded]
-        results = engine.results(engine.analyse_prepared(boards)) if boards else []
+        results = engine.judge(engine.run(boards)) if boards else []
         return chunk, loaded, chunk_records, results
 
     def finish(batch: InspectedChunk) -> list[dict[str, Any]]:

@@ -240,7 +240,7 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     processed = 0
     ticks_before = cpu_ticks()
     began = time.perf_counter()
-    for results in tqdm(overlapped(chunks, decode_and_prepare, engine.analyse_prepared, engine.results), total=len(chunks),
+    for results in tqdm(overlapped(chunks, decode_and_prepare, engine.run, engine.judge), total=len(chunks),
                         desc="bench", unit="batch"):
         processed += len(results)
         for result in results:

@@ -67,7 +67,7 @@ def _figures(engine: Inspector, boards: Sequence[Judged], tolerance: LearnedTole
     good, defective = RegionCounts(), RegionCounts()
     n_good = shown = 0
     for board in boards:
-        result = engine.results([board.analysis])[0]
+        result = engine.judge([board.analysis])[0]
         counts = region_counts([r.bbox for r in result.regions], board.mask, result.anomaly_map.shape)
         if board.image.kind == GOOD:
             good.add(counts)
@@ -86,7 +86,7 @@ def _stream_until(engine: Inspector, store: Store, stream: Sequence[Judged], cou
     engine.set_tolerance(None)
     dismissed = 0
     for used, board in enumerate(stream, 1):
-        result = engine.results([board.analysis])[0]
+        result = engine.judge([board.analysis])[0]
         digest = hashlib.sha256(board.image.path.read_bytes()).hexdigest()
         inspection_id = store.record_inspection(
             station="trial", input_sha256=digest, model_hash=engine.model_hash, verdict=result.verdict,

@@ -271,9 +271,9 @@ def preview(engine: Inspector, boards: Boards, records: Sequence[InspectionRecor
                 outcome.skipped += 1
                 continue
             engine.set_tolerance(before)
-            old = engine.results([analysis])[0]
+            old = engine.judge([analysis])[0]
             engine.set_tolerance(after)
-            new = engine.results([analysis])[0]
+            new = engine.judge([analysis])[0]
             outcome.boards += 1
             outcome.regions_before += len(old.regions)
             outcome.regions_after += len(new.regions)

@@ -120,7 +120,8 @@ def test_no_network_is_the_plain_reference_comparison(station_bundle: tuple[Path
     bundle, _ = station_bundle
     engine = Inspector.load(bundle, network=False)
     assert engine.expectation_kind == "no difference from the reference"
-    assert engine.calibration == json.loads((bundle / REFERENCE_CALIBRATION_FILE).read_text())["versions"][-1]
+    assert engine.calibration is not None
+    assert engine.calibration.record == json.loads((bundle / REFERENCE_CALIBRATION_FILE).read_text())["versions"][-1]
     board = load_image(next((station / "test" / "good").iterdir()))
     engine.atlas = None  # compare the raw map
     smoothed = engine.analyse([board])[0].smoothed
