@@ -15,20 +15,14 @@ import numpy as np
 import pytest
 
 from inspector.atomic import fsync_dir
-from inspector.config import InspectConfig, RunnerConfig
+from inspector.config import InspectConfig
 from inspector.core.results import InspectionResult
 from inspector.feeds import folder as folder_module
 from inspector.feeds.folder import run_folder
 from inspector.feeds.lineout import LineOut
 from inspector.store import Store
 from tests.fake_engine import FakeEngine, board
-
-
-def _config(data: Path, **extra: object) -> RunnerConfig:
-    values: dict[str, object] = dict(station="t1", data_dir=str(data), stable_seconds=0.0, poll_seconds=0.05,
-                                     json_lines=False)
-    values.update(extra)
-    return RunnerConfig(**values)  # type: ignore[arg-type]
+from tests.runner_config import runner_config as _config
 
 
 class ShortOfMemory(FakeEngine):

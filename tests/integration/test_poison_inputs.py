@@ -17,18 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspector.config import InspectConfig, RunnerConfig
+from inspector.config import InspectConfig
 from inspector.core.results import InspectionResult
 from inspector.feeds.folder import run_folder
 from inspector.store import Store
 from tests.fake_engine import FakeEngine, board
-
-
-def config(data_dir: Path, **extra: object) -> RunnerConfig:
-    values: dict[str, object] = dict(station="t1", data_dir=str(data_dir), stable_seconds=0.0, poll_seconds=0.05,
-                                     json_lines=False)
-    values.update(extra)
-    return RunnerConfig(**values)  # type: ignore[arg-type]
+from tests.runner_config import runner_config as config
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from inspector.config import InspectConfig, RunnerConfig
+from inspector.config import InspectConfig
 from inspector.errors import InspectorError
 from inspector.feeds.folder import run_folder
 from inspector.feeds.inbox import StabilityTracker, final_path, is_temp_name
@@ -29,15 +29,11 @@ from inspector.store import Store
 from tests.conftest import REPO_ROOT
 from tests.fake_engine import MODEL_HASH, FakeEngine, board
 from tests.fake_store import unreachable_on
+from tests.runner_config import runner_config as config
 
 ROOT = REPO_ROOT
 
 
-def config(data_dir: Path, **extra: object) -> RunnerConfig:
-    values: dict[str, object] = dict(station="t1", data_dir=str(data_dir), stable_seconds=0.0, poll_seconds=0.05,
-                                     json_lines=False)
-    values.update(extra)
-    return RunnerConfig(**values)  # type: ignore[arg-type]
 
 
 def sha(data: bytes) -> str:
