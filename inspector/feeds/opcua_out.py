@@ -24,114 +24,65 @@ are rejected, a client's certificates are checked against `trusted_clients_dir`,
 unsecured channel (which OPC UA keeps open for endpoint discovery) is refused every service. Only
 ResultAck is writable.
 
-asyncua is imported here only, when OPC UA is configured: a line PC without it needs no asyncua.
+The address space is built in opcua_model.py, the certificates and identity checks are in opcua_trust.py.
+asyncua is imported in these three modules only, when OPC UA is configured: a line PC without it needs no asyncua.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ipaddress
-import json
 import logging
 import threading
-import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from inspector.config import OpcuaConfig, mask_secrets
+from inspector.config import OpcuaConfig
 from inspector.errors import ConfigError, InspectorError
+from inspector.feeds.opcua_model import (
+    ERROR_ACK_TIMEOUT,
+    ERROR_NONE,
+    ERROR_OFFLINE,
+    ERROR_STATION_FAULT,
+    NAMESPACE_URI,
+    RESULT,
+    RESULT_ABORTED,
+    RESULT_COMPLETED,
+    RESULT_FAILED,
+    SYSTEM_NONSCHEDULED,
+    SYSTEM_PRODUCTION,
+    SYSTEM_STANDBY,
+    SYSTEM_UNSCHEDULED_DOWNTIME,
+    VERDICT_CODES,
+    OpcuaModel,
+    TriggerCallback,
+    _asyncua,
+    _one_line,
+    _Presented,
+    _ua,
+    part_id_problem,
+)
+from inspector.feeds.opcua_trust import ClientTrust, ServerTrust, _refuse_unsecured_sessions, _station_users, is_loopback
 
 if TYPE_CHECKING:  # the types only; the modules are imported in `_asyncua` when OPC UA is configured
     from asyncua import Server
-    from cryptography import x509
+
+__all__ = [  # the names of the model and the trust, importable from here as before they moved
+    "ERROR_ACK_TIMEOUT", "ERROR_NONE", "ERROR_OFFLINE", "ERROR_STATION_FAULT", "NAMESPACE_URI", "RESULT",
+    "RESULT_ABORTED", "RESULT_COMPLETED", "RESULT_FAILED", "SYSTEM_NONSCHEDULED", "SYSTEM_PRODUCTION",
+    "SYSTEM_STANDBY", "SYSTEM_UNSCHEDULED_DOWNTIME", "VERDICT_CODES", "ClientTrust", "OpcuaOutput",
+    "TriggerCallback", "is_loopback", "part_id_problem",
+]
 
 log = logging.getLogger(__name__)
 
-NAMESPACE_URI = "urn:board-inspector:line"  # the same on every station, so one PLC program fits them all
 DEFAULT_PORT = 4840
 START_TIMEOUT_SECONDS = 60.0  # building the standard address space takes about a second
 STOP_TIMEOUT_SECONDS = 10.0
 OFFLINE_GRACE_SECONDS = 1.0  # a clean stop waits at most this for subscribers to see the station offline
 STATE_TIMEOUT_SECONDS = 5.0  # station_state waits at most this for the server's loop
-TRIGGER_TIMEOUT_SECONDS = 5.0  # a Trigger call answers within this, or BadTimeout
-MAX_PART_ID_CHARS = 256  # as over MQTT
-MAX_TEXT_CHARS = 250  # ErrorText fits a PLC STRING (254)
 REMEMBERED_LATE_ACKS = 1024
-
-# PLC.ErrorCode: what the line should see first (docs/line-guide.md lists them).
-ERROR_NONE = 0
-ERROR_ACK_TIMEOUT = 1  # the PLC did not acknowledge the presented result in time; results wait for it
-ERROR_STATION_FAULT = 2  # the feed is not ready and says why (station_state's last_error)
-ERROR_OFFLINE = 3  # the feed stopped
-
-# VisionSystem.SystemState: OPC 40100-1 SystemStateDataType (SEMI E10).
-SYSTEM_PRODUCTION, SYSTEM_STANDBY, SYSTEM_UNSCHEDULED_DOWNTIME, SYSTEM_NONSCHEDULED = 1, 2, 5, 6
-
-# Result.ResultState: OPC 40100-1 ResultStateDataType. It says whether processing completed, not the
-# verdict: pass, fail and review are all Completed; the verdict is in ResultContent and PLC.LastVerdict.
-RESULT_COMPLETED, RESULT_ABORTED, RESULT_FAILED = 1, 3, 4
-NOT_INSPECTED = "not inspected"  # the camera's answer when it had nothing fit to judge (Aborted)
-
-# PLC.LastVerdictCode: the verdict as a number, for PLCs that do not compare strings.
-VERDICT_CODES = {"pass": 1, "fail": 2, "review": 3, "error": 4}
-
-ACQUISITION_TIMINGS = ("capture", "decode")  # timings_ms that count as getting the image
-NO_TIME = datetime(1601, 1, 1, tzinfo=timezone.utc)  # OPC UA's minimum DateTime: no result yet
-
-TriggerCallback = Callable[[str], None]  # = outputs.TriggerCallback (importing outputs here would be a cycle)
-
-PLC_VARIABLES = (  # name, variant type, initial value
-    ("Station", "String", ""), ("Ready", "Boolean", False), ("ResultReady", "Boolean", False),
-    ("ResultAck", "Boolean", False), ("LastResultId", "String", ""), ("LastPartId", "String", ""),
-    ("LastVerdict", "String", ""), ("LastVerdictCode", "Int32", 0), ("LastScore", "Double", -1.0),
-    ("PassCount", "UInt32", 0), ("FailCount", "UInt32", 0), ("ReviewCount", "UInt32", 0),
-    ("ErrorCode", "Int32", ERROR_NONE), ("ErrorText", "String", ""),
-)
-RESULT = "VisionSystem.ResultManagement.Results.Result"
-RESULT_VARIABLES = (
-    ("ResultId", "String", ""), ("IsPartial", "Boolean", False), ("ResultState", "Int32", 0),
-    ("PartId", "String", ""), ("JobId", "String", ""), ("InternalRecipeId", "String", ""),
-    ("CreationTime", "DateTime", NO_TIME), ("ResultContent", "String", ""),
-)
-PROCESSING_TIMES = (
-    ("StartTime", "DateTime", NO_TIME), ("EndTime", "DateTime", NO_TIME),
-    ("AcquisitionDuration", "Double", 0.0), ("ProcessingDuration", "Double", 0.0),
-)
-
-
-def _asyncua() -> Any:
-    try:
-        import asyncua
-    except ImportError as exc:
-        raise InspectorError("[lineout.opcua] needs asyncua, which is not installed: "
-                             "pip install board-inspector[line]") from exc
-    return asyncua
-
-
-def _ua() -> Any:
-    """asyncua's `ua` module, untyped: its annotations want its own int and str subclasses everywhere."""
-    return _asyncua().ua
-
-
-def _one_line(text: str, limit: int = MAX_TEXT_CHARS) -> str:
-    flat = " ".join(mask_secrets(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine only (nothing else on the network can reach it)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _endpoint(url: str) -> tuple[str, str, int]:
@@ -148,81 +99,7 @@ def _endpoint(url: str) -> tuple[str, str, int]:
     return urlunsplit(("opc.tcp", netloc, parts.path, "", "")), host, port
 
 
-def part_id_problem(part_id: Any) -> str | None:
-    """Why a Trigger's partId is refused, or None."""
-    if not isinstance(part_id, str):
-        return "partId must be a String"
-    if len(part_id) > MAX_PART_ID_CHARS:
-        return f"partId longer than {MAX_PART_ID_CHARS} characters"
-    if any(unicodedata.category(ch).startswith("C") for ch in part_id):
-        return "partId holds control characters"
-    return None
-
-
-class ClientTrust:
-    """The client certificates allowed in (`trusted_clients_dir`): a certificate is trusted when it is in the
-    folder itself (a PLC's self-signed certificate, copied there) or issued directly by a CA certificate in
-    the folder, and it is within its validity dates. The folder is read again at each check, so a certificate
-    copied in (or removed) counts from the next connection. No folder: any valid certificate (logged)."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = Path(folder) if folder else None
-
-    def anchors(self) -> list[x509.Certificate]:
-        from cryptography import x509
-
-        if self.folder is None:
-            return []
-        found: list[x509.Certificate] = []
-        for path in sorted(self.folder.iterdir()):
-            try:
-                if not path.is_file():
-                    continue
-                data = path.read_bytes()
-                if b"-----BEGIN CERTIFICATE-----" in data:
-                    found.extend(x509.load_pem_x509_certificates(data))
-                else:
-                    found.append(x509.load_der_x509_certificate(data))
-            except (OSError, ValueError) as exc:
-                log.warning("lineout.opcua.trusted_clients_dir: %s is not a certificate (%s); ignored", path, exc)
-        return found
-
-    def problem(self, certificate: x509.Certificate) -> str | None:
-        """Why `certificate` may not connect, or None."""
-        from cryptography import x509
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        now = datetime.now(timezone.utc)
-        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-            return "certificate outside its validity dates"
-        if self.folder is None:
-            return None
-        der = certificate.public_bytes(Encoding.DER)
-        for anchor in self.anchors():
-            if anchor.public_bytes(Encoding.DER) == der:
-                return None
-            try:
-                is_ca = anchor.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-                if is_ca and certificate.issuer == anchor.subject:
-                    certificate.verify_directly_issued_by(anchor)
-                    return None
-            except (x509.ExtensionNotFound, ValueError, TypeError, InvalidSignature):
-                continue
-        return f"certificate not in {self.folder}"
-
-
-@dataclass
-class _Presented:
-    """The result in the model, until the PLC acknowledges it."""
-
-    result_id: str
-    acked: asyncio.Event = field(default_factory=asyncio.Event)
-    own_wait: bool = False  # its own delivery is waiting for the ack now
-    overdue: bool = False  # the PLC let a timeout pass without acknowledging it (ErrorCode 1)
-
-
-class OpcuaOutput:
+class OpcuaOutput(ServerTrust, OpcuaModel):
     """The station's OPC UA server: a `LineOutput` named "opcua"."""
 
     name = "opcua"
@@ -428,144 +305,6 @@ class OpcuaOutput:
         server.subscribe_server_callback(CallbackType.PostWrite, self._after_write)
         return server
 
-    def _read_certificates(self) -> tuple[Any, Any, str | None]:
-        """The server's certificate and key (PEM or DER), and the application URI its certificate names (clients
-        compare it with the server's, so the server takes it from there)."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
-        files = {}
-        for setting in ("certificate_file", "private_key_file"):
-            path = Path(getattr(self.config, setting))
-            try:
-                files[setting] = path.read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"lineout.opcua.{setting} {path}: cannot read ({exc.strerror or exc})") from exc
-        data = files["certificate_file"]
-        try:
-            certificate = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
-                           else x509.load_der_x509_certificate(data))
-        except ValueError as exc:
-            raise ConfigError(f"lineout.opcua.certificate_file {self.config.certificate_file}: "
-                              f"not a PEM or DER certificate ({exc})") from exc
-        data = files["private_key_file"]
-        try:
-            key = (serialization.load_pem_private_key(data, None) if b"-----BEGIN" in data
-                   else serialization.load_der_private_key(data, None))
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"lineout.opcua.private_key_file {self.config.private_key_file}: not an unencrypted "
-                              f"PEM or DER private key ({exc})") from exc
-        try:
-            names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            uris = names.get_values_for_type(x509.UniformResourceIdentifier)
-        except x509.ExtensionNotFound:
-            uris = []
-        if not uris:
-            log.warning("lineout.opcua.certificate_file names no application URI (subjectAltName URI:...); "
-                        "most clients refuse such a server")
-        return certificate, key, uris[0] if uris else None
-
-    async def _validate_client(self, certificate: x509.Certificate, description: Any) -> None:
-        """CreateSession: the client application's certificate must be trusted."""
-        ua = _ua()
-        from asyncua.common.utils import ServiceError
-
-        problem = self.trust.problem(certificate)
-        if problem:
-            log.warning("OPC UA client %s refused: %s", getattr(description, "ApplicationUri", "?"), problem)
-            code = (ua.StatusCodes.BadCertificateTimeInvalid if "validity" in problem
-                    else ua.StatusCodes.BadCertificateUntrusted)
-            raise ServiceError(code)
-
-    async def _build_model(self, server: Server) -> None:
-        ua = _ua()
-
-        idx = await server.register_namespace(NAMESPACE_URI)
-        objects = server.nodes.objects
-
-        def node_id(path: str) -> Any:
-            return ua.NodeId(path, idx)
-
-        async def variables(parent: Any, prefix: str, specs: tuple[tuple[str, str, Any], ...]) -> None:
-            for name, type_name, value in specs:
-                vtype = getattr(ua.VariantType, type_name)
-                node = await parent.add_variable(node_id(f"{prefix}.{name}"), ua.QualifiedName(name, idx),
-                                                 ua.Variant(value, vtype))
-                self._nodes[name if prefix == "PLC" else f"{prefix}.{name}"] = (node.nodeid, vtype)
-
-        vision = await objects.add_object(node_id("VisionSystem"), ua.QualifiedName("VisionSystem", idx))
-        machine = await vision.add_object(node_id("VisionSystem.VisionStateMachine"),
-                                          ua.QualifiedName("VisionStateMachine", idx))
-        await variables(machine, "VisionSystem.VisionStateMachine", (("CurrentState", "LocalizedText",
-                                                                      ua.LocalizedText("Preoperational")),))
-        await variables(vision, "VisionSystem", (("SystemState", "Int32", SYSTEM_STANDBY),
-                                                 ("SystemStateDescription", "String", "")))
-        management = await vision.add_object(node_id("VisionSystem.ResultManagement"),
-                                             ua.QualifiedName("ResultManagement", idx))
-        results = await management.add_folder(node_id("VisionSystem.ResultManagement.Results"),
-                                              ua.QualifiedName("Results", idx))
-        result = await results.add_object(node_id(RESULT), ua.QualifiedName("Result", idx))
-        await variables(result, RESULT, RESULT_VARIABLES)
-        times = await result.add_object(node_id(f"{RESULT}.ProcessingTimes"), ua.QualifiedName("ProcessingTimes", idx))
-        await variables(times, f"{RESULT}.ProcessingTimes", PROCESSING_TIMES)
-
-        plc = await objects.add_object(node_id("PLC"), ua.QualifiedName("PLC", idx))
-        await variables(plc, "PLC", PLC_VARIABLES)
-        # The one variable a client may write: the handshake's acknowledgement.
-        await server.get_node(self._nodes["ResultAck"][0]).set_writable(True)
-        if self.on_trigger is not None:
-            argument = ua.Argument(Name="partId", DataType=ua.NodeId(ua.ObjectIds.String), ValueRank=-1,
-                                   Description=ua.LocalizedText("the part to inspect (\"\" when unknown)"))
-            await plc.add_method(node_id("PLC.Trigger"), ua.QualifiedName("Trigger", idx), self._trigger,
-                                 [argument], [])
-        await self._write("Station", self.station)
-        await self._show_state()
-
-    # ------------------------------------------------------------------ the model (on the server's loop)
-
-    async def _write(self, name: str, value: Any) -> None:
-        ua = _ua()
-
-        server = self._server
-        assert server is not None  # noqa: S101 - set in _build, before the model
-        node, vtype = self._nodes[name]
-        now = datetime.now(timezone.utc)
-        await server.write_attribute_value(node, ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=now,
-                                                              ServerTimestamp=now))
-
-    def _read(self, name: str) -> Any:
-        server = self._server
-        assert server is not None  # noqa: S101
-        value = server.read_attribute_value(self._nodes[name][0]).Value
-        return value.Value if value is not None else None
-
-    async def _show_state(self) -> None:
-        ua = _ua()
-
-        online, ready, last_error = self._requested
-        if not online:
-            code, text = ERROR_OFFLINE, last_error or "station offline"
-        elif self._overdue_text:
-            code, text = ERROR_ACK_TIMEOUT, self._overdue_text
-        elif last_error and not ready:  # while ready, the last error is history, not a fault
-            code, text = ERROR_STATION_FAULT, last_error
-        else:
-            code, text = ERROR_NONE, ""
-        if not online:
-            system, machine = SYSTEM_NONSCHEDULED, "Halted"
-        elif code:
-            system, machine = SYSTEM_UNSCHEDULED_DOWNTIME, "Error"
-        elif ready:
-            system, machine = SYSTEM_PRODUCTION, "Operational"
-        else:
-            system, machine = SYSTEM_STANDBY, "Preoperational"
-        await self._write("Ready", online and ready)
-        await self._write("ErrorText", text)
-        await self._write("ErrorCode", code)
-        await self._write("VisionSystem.SystemState", system)
-        await self._write("VisionSystem.SystemStateDescription", text or machine)
-        await self._write("VisionSystem.VisionStateMachine.CurrentState", ua.LocalizedText(machine))
-
     async def _deliver(self, verdict: dict[str, Any], result_id: str) -> str | None:
         assert self._slot is not None  # noqa: S101 - set before start() returns
         timeout = self.config.ack_timeout_seconds
@@ -612,43 +351,6 @@ class OpcuaOutput:
         finally:
             presented.own_wait = False
 
-    async def _present(self, verdict: dict[str, Any], result_id: str) -> _Presented:
-        """Write the result into the model, then ResultAck = False, then ResultReady = True (in this order, so
-        a PLC that sees ResultReady and not ResultAck reads a whole result)."""
-        verdict_name = str(verdict.get("verdict") or "")
-        score = verdict.get("score")
-        created = _creation_time(verdict.get("time"))
-        timings = {str(k): float(v) for k, v in (verdict.get("timings_ms") or {}).items()
-                   if isinstance(v, int | float)}
-        acquisition = sum(timings.get(name, 0.0) for name in ACQUISITION_TIMINGS)
-        processing = timings.get("total", sum(v for k, v in timings.items() if k not in ACQUISITION_TIMINGS))
-        part_id = str(verdict.get("part_id") or "")
-        content = {"verdict": verdict_name, "score": score, "threshold": verdict.get("threshold"),
-                   "regions": verdict.get("regions") or [], "error": verdict.get("error")}
-        values: list[tuple[str, Any]] = [
-            (f"{RESULT}.ResultId", result_id), (f"{RESULT}.ResultState", _result_state(verdict)),
-            (f"{RESULT}.PartId", part_id), (f"{RESULT}.JobId", str(verdict.get("inspection_id") or "")),
-            (f"{RESULT}.InternalRecipeId", str(verdict.get("model_hash") or "")),
-            (f"{RESULT}.CreationTime", created),
-            (f"{RESULT}.ProcessingTimes.StartTime", created - timedelta(milliseconds=acquisition + processing)),
-            (f"{RESULT}.ProcessingTimes.EndTime", created),
-            (f"{RESULT}.ProcessingTimes.AcquisitionDuration", acquisition),
-            (f"{RESULT}.ProcessingTimes.ProcessingDuration", processing),
-            (f"{RESULT}.ResultContent", json.dumps(content, separators=(",", ":"), default=str)),
-            ("LastResultId", result_id), ("LastPartId", part_id), ("LastVerdict", verdict_name),
-            ("LastVerdictCode", VERDICT_CODES.get(verdict_name, 0)),
-            ("LastScore", float(score) if isinstance(score, int | float) else -1.0),
-        ]
-        if verdict_name in self._counts:
-            self._counts[verdict_name] += 1
-            values.append((f"{verdict_name.capitalize()}Count", self._counts[verdict_name]))
-        for name, value in values:
-            await self._write(name, value)
-        self._presented = _Presented(result_id)
-        await self._write("ResultAck", False)
-        await self._write("ResultReady", True)
-        return self._presented
-
     async def _after_write(self, event: Any, _dispatcher: Any) -> None:
         """A client wrote: ResultAck = True acknowledges the presented result (ignored when none is)."""
         if not event.is_external:
@@ -677,96 +379,12 @@ class OpcuaOutput:
             self._overdue_text = ""
             await self._show_state()
 
-    async def _trigger(self, _parent: Any, *arguments: Any) -> Any:
-        """PLC.Trigger(partId): the line asks for an inspection of that part. Answers once `on_trigger` took it."""
-        ua = _ua()
-
-        if len(arguments) != 1:
-            return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing if not arguments
-                                 else ua.StatusCodes.BadTooManyArguments)
-        part_id = arguments[0].Value
-        problem = part_id_problem(part_id)
-        if problem or self.on_trigger is None:
-            log.warning("OPC UA trigger refused: %s", problem or "no trigger wanted")
-            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
-        try:
-            # On a worker thread: the callback may block, the server's loop must not.
-            await asyncio.wait_for(asyncio.to_thread(self.on_trigger, part_id), TRIGGER_TIMEOUT_SECONDS)
-        except asyncio.TimeoutError:
-            log.warning("OPC UA trigger for part %r not taken within %g s", part_id, TRIGGER_TIMEOUT_SECONDS)
-            return ua.StatusCode(ua.StatusCodes.BadTimeout)
-        except Exception:  # noqa: BLE001 - the caller gets a Bad status, the server goes on
-            log.exception("OPC UA trigger for part %r failed", part_id)
-            return ua.StatusCode(ua.StatusCodes.BadInternalError)
-        return []
-
-
 async def _let_subscribers_see(server: Server) -> None:
     """Subscribed clients get a change at their next publishing cycle: wait for it (at most a second), so the
     offline state reaches them before the server closes."""
     intervals = [sub.data.RevisedPublishingInterval for sub in server.iserver.subscription_service.subscriptions.values()]
     if intervals:
         await asyncio.sleep(min(OFFLINE_GRACE_SECONDS, max(intervals) / 1000 + 0.05))
-
-
-def _station_users(secure: bool, trust: ClientTrust) -> Any:
-    """Who a session runs as: a plain user, never Admin (so AccessLevel decides every write); on a secure
-    server only the holder of a trusted certificate (the X.509 identity token's, checked by its signature)."""
-    from asyncua.crypto.permission_rules import User, UserRole
-    from asyncua.server.user_managers import UserManager
-
-    class StationUsers(UserManager):
-        def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                     certificate: Any = None) -> User | None:
-            if not secure:
-                return User(role=UserRole.User, name="local")
-            if certificate is None:
-                return None
-            problem = trust.problem(_x509(certificate))
-            if problem:
-                log.warning("OPC UA user certificate refused: %s", problem)
-                return None
-            return User(role=UserRole.User, name="certificate")
-
-    return StationUsers()
-
-
-def _x509(certificate: Any) -> x509.Certificate:
-    from cryptography import x509
-
-    return x509.load_der_x509_certificate(certificate) if isinstance(certificate, bytes) else certificate
-
-
-def _creation_time(value: Any) -> datetime:
-    try:
-        created = datetime.fromisoformat(str(value))
-    except ValueError:
-        return datetime.now(timezone.utc)
-    return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
-
-
-def _result_state(verdict: dict[str, Any]) -> int:
-    if verdict.get("verdict") != "error":
-        return RESULT_COMPLETED
-    return RESULT_ABORTED if str(verdict.get("error") or "").startswith(NOT_INSPECTED) else RESULT_FAILED
-
-
-def _refuse_unsecured_sessions(server: Server) -> None:
-    """OPC UA keeps an unsecured channel open for endpoint discovery even when no endpoint offers it, and
-    asyncua runs any session opened on it without permission checks. Give that channel a policy whose rules
-    refuse every service after ActivateSession (discovery and session set-up are not checked), so a client
-    cannot downgrade a signed server to plain text. `_policies` is where asyncua keeps the channel policies
-    it chooses from; the endpoints it advertises are unchanged."""
-    ua = _ua()
-    from asyncua.crypto.permission_rules import PermissionRuleset
-    from asyncua.crypto.security_policies import SecurityPolicyFactory, SecurityPolicyNone
-
-    class NothingAllowed(PermissionRuleset):
-        def check_validity(self, user: Any, action_type_id: Any, body: Any) -> bool:
-            return False
-
-    server._policies.append(SecurityPolicyFactory(SecurityPolicyNone, ua.MessageSecurityMode.None_,
-                                                  permission_ruleset=NothingAllowed()))
 
 
 def _quiet_asyncua() -> None:
