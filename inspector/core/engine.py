@@ -202,13 +202,22 @@ class Inspector:
     def tolerance_version(self) -> int:
         return self.tolerance.version if self.tolerance is not None else 0
 
+    @property
+    def working_shape(self) -> tuple[int, int]:
+        """Height, width of a registered board's maps (the reference at working resolution): the shape
+        of a per-position map such as the learned tolerance."""
+        if self.registration is None:
+            raise ConfigError(f"{self.source}: boards of this bundle are not registered: no working shape")
+        height, width = preprocess(self.registration.reference, self.spec).shape[1:]
+        return int(height), int(width)
+
     def set_tolerance(self, tolerance: LearnedTolerance | None) -> None:
         """Apply a learned tolerance version from the store from the next board on (None: none)."""
         if tolerance is not None:
             if self.registration is None:
                 raise ConfigError(f"{self.source}: a learned tolerance needs boards registered to one reference "
                                   "(a fixtured design); this bundle has no reference")
-            expected = preprocess(self.registration.reference, self.spec).shape[1:]
+            expected = self.working_shape
             if tolerance.factor.shape != expected:
                 raise ConfigError(f"{self.source}: learned tolerance version {tolerance.version} is "
                                   f"{tolerance.factor.shape[1]}x{tolerance.factor.shape[0]}, this bundle's maps "
@@ -442,8 +451,6 @@ class Inspector:
         return outcomes
 
     # Earlier names of the stages (feeds and benches written against them).
-    analyse_prepared = run
-    results = judge
 
 
 def _boxes_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

@@ -57,7 +57,6 @@ from inspector.feeds.housekeeping import DiskGuard
 from inspector.feeds.inbox import exclusive_lock
 from inspector.feeds.lineout import HealthServer
 from inspector.feeds.processor import (
-    PUBLISH_RETRY_POLL_SECONDS,
     Processor,
     RunnerStats,
     configure_logging,
@@ -263,7 +262,7 @@ class CameraLoop:
         # (a black camera answers every trigger; the run of them raises its own event, see _degraded).
         self.processor.store_error(digest=answer.digest, name=answer.name, source_path=answer.source_path,
                                    image_path=answer.image_path, reason=answer.reason,
-                                   event=not answer.reason.startswith("not inspected"), part_id=answer.part_id)
+                                   event=not answer.reason.startswith(NOT_INSPECTED), part_id=answer.part_id)
 
     def _take_frame(self, shot: Shot, image: np.ndarray, data: bytes, digest: str) -> None:
         """Journal the frame, then inspect and store it; behind the held ones while the store is away."""
@@ -482,7 +481,6 @@ class CameraLoop:
             return True
         frame = grabber.latest()
         new_frame = frame is not None and frame.seq != self._last_seq
-        self.processor.publish_pending_every(PUBLISH_RETRY_POLL_SECONDS)
         if self.trigger.fired(new_frame):
             self._take(frame)
             if self.max_frames and self.stats.processed >= self.max_frames:

@@ -40,7 +40,6 @@ from inspector.feeds.housekeeping import DiskGuard
 from inspector.feeds.inbox import Folders, StabilityTracker, exclusive_lock, final_path, is_temp_name, scan_inbox, sha256_hex
 from inspector.feeds.lineout import HealthServer
 from inspector.feeds.processor import (
-    PUBLISH_RETRY_POLL_SECONDS,
     Processor,
     RunnerStats,
     configure_logging,
@@ -372,7 +371,6 @@ class FolderRunner:
             self.process(batch)
             self._log_rate()
             return True  # a backlog is drained without waiting
-        self.processor.publish_pending_every(PUBLISH_RETRY_POLL_SECONDS)  # verdicts the line did not take yet
         if once and not entries:
             return False
         if time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 THRESHOLD_CACHE_SECONDS = 1.0
 LONGEST_PICTURE_SUFFIX = ".reconstruction.png"
-PUBLISH_RETRY_POLL_SECONDS = 0.5  # how often a loop without a publisher thread looks for verdicts due again
 
 
 @dataclass
@@ -107,7 +106,6 @@ class Processor:
         self._tolerance_checked = -float("inf")
         self._tolerance_seen = 0  # the store's learned tolerance version last applied
         self.wall: Callable[[], datetime] = utcnow  # when outbox retries fall due (tests move it)
-        self._outbox_checked = -float("inf")
         self.fault: Callable[[str], None] = _no_fault
         self.publisher = Publisher(store, config.station, lineout, metrics, to_message=self._message,
                                    max_attempts=config.max_publish_attempts, wall=lambda: self.wall())
@@ -241,16 +239,6 @@ class Processor:
         """A board sent again (or resumed after a crash): its stored verdict reaches the line again."""
         self.store.enqueue_verdict(inspection_id)
         self._published_later()
-
-    def publish_pending_every(self, seconds: float) -> int:
-        """For loops without a running publisher thread: `publish_pending` at most once per `seconds`."""
-        if self.publisher.running:
-            return 0  # the publisher's own thread does it
-        now = self._clock()
-        if now - self._outbox_checked < seconds:
-            return 0
-        self._outbox_checked = now
-        return self.publish_pending()
 
     def publish_pending(self) -> int:
         """One pass over the due verdicts of this station (publisher.py); returns how many the line took."""

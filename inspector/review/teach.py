@@ -304,7 +304,7 @@ def plan(engine: Inspector, store: Store, config: TeachConfig) -> TeachingPlan:
     model = engine.model_hash
     _apply_qa_threshold(engine, store)
     current = store.current_tolerance(model, with_maps=True)
-    shape = _working_shape(engine)
+    shape = engine.working_shape
     factor = (LearnedTolerance.from_bytes(current.factor, current.version).factor.copy()
               if current is not None and current.factor is not None else np.ones(shape, np.float32))
     protected = (mask_from_bytes(current.protected) if current is not None and current.protected is not None
@@ -342,14 +342,6 @@ def _clipped(lesson: Lesson, clipped: np.ndarray) -> Lesson:
         return lesson
     return Lesson(lesson.inspection_id, lesson.review_id, lesson.board, lesson.box, lesson.showed, lesson.factor,
                   lesson.capped, True)
-
-
-def _working_shape(engine: Inspector) -> tuple[int, int]:
-    from inspector.core.preprocess import preprocess
-
-    assert engine.registration is not None
-    height, width = preprocess(engine.registration.reference, engine.spec).shape[1:]
-    return int(height), int(width)
 
 
 def _apply_qa_threshold(engine: Inspector, store: Store) -> None:
