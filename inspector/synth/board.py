@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from inspector.synth import webcam
+from inspector.synth import webcam, webcam_light, webcam_parts
 from inspector.synth.defects import DEFECT_TYPES, SIZE_CLASSES, DefectPlan, plan_defect
 from inspector.synth.draw import Canvas, Placement, bare_board, draw_components
 from inspector.synth.layout import BOARD_UNITS, DESIGN_SEED, board_design
@@ -92,14 +92,14 @@ def _draw(width: int, height: int, placements: dict, plan: DefectPlan | None,
     if plan is not None:
         placements = {**placements, **plan.placements}
     if cam is not None:
-        webcam.draw_footprints(image, canvas)
+        webcam_parts.draw_footprints(image, canvas)
     draw_components(image, canvas, board_design(DESIGN_SEED), placements)
     if cam is not None:
-        webcam.draw_parts(image, canvas, placements, cam.light_azimuth)
+        webcam_parts.draw_parts(image, canvas, placements, cam.light_azimuth)
     if plan is not None and plan.paint is not None:
         plan.paint(image, canvas)
     if cam is not None:
-        return webcam.light_up(image, canvas, placements, cam)
+        return webcam_light.light_up(image, canvas, placements, cam)
     return image
 
 
@@ -248,7 +248,7 @@ def render_board(size: tuple[int, int], key: Sequence[int], defect: str | None =
         fixture = True
         leaning, cam, shot = _webcam_shot(root, shot, width, height)
         placements = {**placements, **leaning}
-        design = webcam.webcam_design(DESIGN_SEED)
+        design = webcam_parts.webcam_design(DESIGN_SEED)
     clean = _optics(_draw(draw_w, draw_h, placements, None, cam), width, height, shot, fixture, cam)
     if defect is None:
         return RenderedBoard(_finish(clean, shot, np.random.default_rng(noise_seq), fixture, cam), None, None)

@@ -114,26 +114,50 @@ def put_label(image: np.ndarray, canvas: Canvas, text: str, origin: Point, heigh
 def _bare_board_cached(width: int, height: int, design_seed: int) -> tuple[np.ndarray, np.ndarray]:
     design = board_design(design_seed)
     canvas = Canvas(width, height)
-    rng = np.random.default_rng(design_seed + 1)
-    laminate = np.empty((height, width, 3), np.uint8)  # solder mask over bare laminate
-    laminate[:] = MASK_GREEN
-    copper = np.zeros((height, width), np.uint8)
+    copper = _copper(design, canvas)
+    image, substrate = _masked_board(copper, np.random.default_rng(design_seed + 1))
+    _draw_holes(image, canvas, design)
+    _draw_pads(image, canvas, design)
+    for outline in design.outlines:
+        polyline(image, canvas, outline, SILK, 0.35, closed=True)
+    for label in design.labels:
+        put_label(image, canvas, label.text, label.origin, label.height, SILK)
+    image.setflags(write=False)
+    substrate.setflags(write=False)
+    return image, substrate
+
+
+def _copper(design: Design, canvas: Canvas) -> np.ndarray:
+    """Where copper lies under the solder mask (uint8 0-255): traces, via rings and the ground pours."""
+    copper = np.zeros((canvas.height, canvas.width), np.uint8)
     for trace in design.traces:
         polyline(copper, canvas, trace.points, 255, trace.width)
     for via in design.vias:
         circle(copper, canvas, via.center, via.radius * 1.5, 255)
     if design.pours:
-        # a ground pour keeps a clearance gap around every other net's copper
-        pour = np.zeros_like(copper)
-        for poly in design.pours:
-            fill_poly(pour, canvas, poly, 255)
-        keep_clear = copper.copy()
-        for comp in design.components:
-            for pad in comp.pads:
-                fill_poly(keep_clear, canvas, rect(pad.center, pad.size, pad.angle), 255)
-        reach = max(1, int(round(0.8 * canvas.unit)))
-        keep_clear = cv2.dilate(keep_clear, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
-        np.maximum(copper, cv2.subtract(pour, keep_clear), out=copper)
+        np.maximum(copper, _pours(design, canvas, copper), out=copper)
+    return copper
+
+
+def _pours(design: Design, canvas: Canvas, copper: np.ndarray) -> np.ndarray:
+    """The ground pours, keeping a clearance gap around every other net's copper and every pad."""
+    pour = np.zeros_like(copper)
+    for poly in design.pours:
+        fill_poly(pour, canvas, poly, 255)
+    keep_clear = copper.copy()
+    for comp in design.components:
+        for pad in comp.pads:
+            fill_poly(keep_clear, canvas, rect(pad.center, pad.size, pad.angle), 255)
+    reach = max(1, int(round(0.8 * canvas.unit)))
+    keep_clear = cv2.dilate(keep_clear, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2))
+    return cv2.subtract(pour, keep_clear)
+
+
+def _masked_board(copper: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(solder mask over laminate and copper; mask over laminate alone), both with the mask's texture."""
+    height, width = copper.shape
+    laminate = np.empty((height, width, 3), np.uint8)
+    laminate[:] = MASK_GREEN
     alpha = (copper.astype(np.float32) / 255.0)[..., None]
     # solder-mask mottling and grain, fixed for the design (the camera adds its own noise later)
     mottle = _texture(height, width, rng, 10, 7.0)
@@ -141,7 +165,11 @@ def _bare_board_cached(width: int, height: int, design_seed: int) -> tuple[np.nd
     texture = (mottle + grain)[..., None] * np.asarray([0.6, 1.0, 0.5], np.float32)
     substrate = np.clip(laminate.astype(np.float32) + texture, 0, 255).astype(np.uint8)
     with_copper = laminate.astype(np.float32) * (1 - alpha) + np.asarray(TRACE_GREEN, np.float32) * alpha + texture
-    image = np.clip(with_copper, 0, 255).astype(np.uint8)
+    return np.clip(with_copper, 0, 255).astype(np.uint8), substrate
+
+
+def _draw_holes(image: np.ndarray, canvas: Canvas, design: Design) -> None:
+    """Mounting holes, fiducials and vias: gold or tinned rings around their drills."""
     for center in design.mounting_holes:
         circle(image, canvas, center, 3.4, LAMINATE)
         circle(image, canvas, center, 2.8, GOLD)
@@ -152,6 +180,10 @@ def _bare_board_cached(width: int, height: int, design_seed: int) -> tuple[np.nd
     for via in design.vias:
         circle(image, canvas, via.center, via.radius, SOLDER)
         circle(image, canvas, via.center, via.drill, DRILL)
+
+
+def _draw_pads(image: np.ndarray, canvas: Canvas, design: Design) -> None:
+    """Every part's pads: solder-coated, gold (and drilled) under the header."""
     for comp in design.components:
         pad_color = GOLD if comp.kind == "header" else SOLDER
         for pad in comp.pads:
@@ -160,13 +192,6 @@ def _bare_board_cached(width: int, height: int, design_seed: int) -> tuple[np.nd
             fill_poly(image, canvas, rect(pad.center, inner, pad.angle), pad_color)
             if comp.kind == "header":
                 circle(image, canvas, pad.center, 0.6, DRILL)
-    for outline in design.outlines:
-        polyline(image, canvas, outline, SILK, 0.35, closed=True)
-    for label in design.labels:
-        put_label(image, canvas, label.text, label.origin, label.height, SILK)
-    image.setflags(write=False)
-    substrate.setflags(write=False)
-    return image, substrate
 
 
 def bare_board(width: int, height: int, design_seed: int = DESIGN_SEED) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from inspector.errors import ConfigError
-from inspector.synth import DEFECT_TYPES, generate_dataset, render_board, webcam
+from inspector.synth import DEFECT_TYPES, generate_dataset, render_board, webcam, webcam_light, webcam_parts
 from inspector.synth import board as board_module
 from inspector.synth.draw import Canvas, Placement
 from inspector.synth.layout import BOARD_UNITS
@@ -59,12 +59,12 @@ def test_the_line_camera_is_the_default_and_its_manifest_is_unchanged(tmp_path: 
         generate_dataset(tmp_path / "bad", good=1, defective=0, test_good=0, size=(64, 64), camera="phone")
 
 
-def test_glints_differ_between_two_good_boards_at_the_same_place() -> None:
+def test_glints_differ_between_two_good_boards_at_the_same_place(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same placements under two boards' light: the glint layer moves and changes."""
     canvas = Canvas(320, 320)
     black = np.zeros((320, 320, 3), np.uint8)
     placements, _ = shot_of((0, 0, 0))
-    layers = [webcam.light_up(black, canvas, placements, shot_of((0, 0, i))[1])[..., 1] for i in range(4)]
+    layers = [webcam_light.light_up(black, canvas, placements, shot_of((0, 0, i))[1])[..., 1] for i in range(4)]
     for a, b in zip(layers, layers[1:]):
         bright_a, bright_b = a > 60, b > 60
         assert bright_a.sum() > 200 and bright_b.sum() > 200  # every board glints somewhere
@@ -72,13 +72,9 @@ def test_glints_differ_between_two_good_boards_at_the_same_place() -> None:
         assert overlap < 0.6, overlap  # ... but not at the same places
         assert np.abs(a - b).mean() > 2.0
     # and on the rendered boards: glints change pixels by far more than the sensor's noise
-    off = dataclasses.replace(webcam.WEBCAM, glint_peak=0.0)
     with_glints = render_board(SIZE, (0, 0, 1), camera="webcam").image.astype(np.int16)
-    try:
-        webcam.WEBCAM = off
-        without = render_board(SIZE, (0, 0, 1), camera="webcam").image.astype(np.int16)
-    finally:
-        webcam.WEBCAM = dataclasses.replace(off, glint_peak=webcam.WebcamParams().glint_peak)
+    monkeypatch.setattr(webcam_light, "WEBCAM", dataclasses.replace(webcam.WEBCAM, glint_peak=0.0))
+    without = render_board(SIZE, (0, 0, 1), camera="webcam").image.astype(np.int16)
     assert (np.abs(with_glints - without).max(axis=2) > 40).sum() > 30
 
 
@@ -95,7 +91,7 @@ def test_a_leaning_part_moves_between_boards_and_missing_changes_more_than_leani
 
     def drawn(placements: dict) -> np.ndarray:
         image = np.zeros((size, size, 3), np.uint8)
-        webcam.draw_parts(image, canvas, placements, 0.0)
+        webcam_parts.draw_parts(image, canvas, placements, 0.0)
         return image.astype(np.int16)
 
     def changed(a: np.ndarray, b: np.ndarray) -> float:
@@ -115,7 +111,7 @@ def test_a_leaning_part_moves_between_boards_and_missing_changes_more_than_leani
     centres = []
     for index in (0, 1, 2):
         placements, _ = shot_of((0, 0, index))
-        top = webcam._top(webcam.THROUGH_HOLE[0], placements["C20"])
+        top = webcam_parts._top(webcam_parts.THROUGH_HOLE[0], placements["C20"])
         centres.append(top)
     assert len({(round(x, 2), round(y, 2)) for x, y in centres}) == 3
 
