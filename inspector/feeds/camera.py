@@ -53,9 +53,9 @@ from inspector.feeds.capture import (
     open_video_capture,
 )
 from inspector.feeds.claimed import describe
+from inspector.feeds.health import HealthServer
 from inspector.feeds.housekeeping import DiskGuard
 from inspector.feeds.inbox import exclusive_lock
-from inspector.feeds.lineout import HealthServer
 from inspector.feeds.processor import (
     Processor,
     RunnerStats,

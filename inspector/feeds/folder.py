@@ -36,9 +36,9 @@ from inspector.feeds.claimed import (
     passing_fault_digest,
 )
 from inspector.feeds.decoder import DecoderUnavailable, GuardedDecoder
+from inspector.feeds.health import HealthServer
 from inspector.feeds.housekeeping import DiskGuard
 from inspector.feeds.inbox import Folders, StabilityTracker, exclusive_lock, final_path, is_temp_name, scan_inbox, sha256_hex
-from inspector.feeds.lineout import HealthServer
 from inspector.feeds.processor import (
     Processor,
     RunnerStats,

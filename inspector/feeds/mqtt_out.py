@@ -6,7 +6,10 @@ Topics, under `<topic_prefix>/<station>/`:
   again later, so the line gets every verdict at least once and drops repeats by `verdict_id`.
 - `status`: retained `{"state": "online"|"offline", "ready", "last_error", "time"}`; the last will is the
   offline status, so the broker announces a station that vanished (kill, power cut, network cut).
-- `trigger` (only when the feed takes triggers): a part id, plain UTF-8 or `{"part_id": "..."}`.
+- `trigger` (only when the feed takes triggers): a part id, plain UTF-8 or `{"part_id": "..."}`
+  (read by `mqtt_trigger.parse_trigger`).
+
+The settings (broker address, topics, password file, TLS files) are checked in `mqtt_settings.py`.
 
 paho-mqtt runs its network loop on its own thread and reconnects by itself with backoff (1 s doubling to
 30 s). paho is imported here only, when MQTT is configured: a line PC without it needs no paho.
@@ -16,36 +19,29 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
-import stat
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from inspector.config import MqttConfig, mask_secrets
-from inspector.errors import ConfigError, InspectorError
+from inspector.errors import InspectorError
+from inspector.feeds.mqtt_settings import broker_address, broker_password, set_tls, station_topics
+from inspector.feeds.mqtt_trigger import parse_trigger
 
 if TYPE_CHECKING:  # the type only; the module is imported in `_paho` when MQTT is configured
     import paho.mqtt.client as mqtt
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 RECONNECT_MIN_SECONDS = 1
 RECONNECT_MAX_SECONDS = 30
 # paho keeps QoS 1 messages it could not send yet; the outbox is the durable copy, so this only bounds memory.
 MAX_QUEUED_MESSAGES = 1000
-MAX_TRIGGER_BYTES = 1024  # a part id with room to spare; anything larger is not a trigger
-MAX_PART_ID_CHARS = 256
 MAX_ERROR_CHARS = 500  # of `last_error` in the status message
 LOOP_STOP_SECONDS = 10.0  # close() waits at most this for paho's thread (it may be in a connect attempt)
 WILL_ERROR = "connection to the station lost (no clean stop)"
-TOPIC_FORBIDDEN = ("+", "#", "\0")  # wildcards and NUL cannot be part of a topic name
 
 TriggerCallback = Callable[[str], None]  # = outputs.TriggerCallback (importing outputs here would be a cycle)
 
@@ -68,68 +64,6 @@ def _one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def read_password(path: str) -> str:
-    """The broker password: the first line of `lineout.mqtt.password_file`, which only the service may read
-    (like `runner.db_url_file`): a password never goes on the command line or into the config file."""
-    file = Path(path)
-    try:
-        mode = file.stat().st_mode
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"lineout.mqtt.password_file {file}: cannot read ({exc.strerror or exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"lineout.mqtt.password_file {file}: not UTF-8 text") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"lineout.mqtt.password_file {file}: readable by other users; make it readable by the "
-                          f"service only (chmod 600 {file})")
-    # Only the line end is taken off: spaces may be part of a password.
-    password = text.splitlines()[0] if text else ""
-    if not password:
-        raise ConfigError(f"lineout.mqtt.password_file {file}: empty (the password is its first line)")
-    return password
-
-
-def parse_trigger(payload: bytes) -> tuple[str, str | None]:
-    """(part id, None) from a trigger message, or ("", why it is refused). The payload is a plain UTF-8 part
-    id or JSON `{"part_id": "..."}`; empty (or no part_id) is a trigger without a part id."""
-    if len(payload) > MAX_TRIGGER_BYTES:
-        return "", f"payload of {len(payload)} bytes (at most {MAX_TRIGGER_BYTES})"
-    try:
-        text = payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return "", "payload is not UTF-8"
-    part_id: Any = text
-    if text.startswith("{"):
-        try:
-            message = json.loads(text)
-        except ValueError as exc:
-            return "", f"payload starts like JSON but is not ({exc})"
-        if not isinstance(message, dict):
-            return "", "JSON payload is not an object"
-        part_id = message.get("part_id")
-        if part_id is None:
-            part_id = ""
-        elif isinstance(part_id, int) and not isinstance(part_id, bool):
-            part_id = str(part_id)  # PLCs often count parts
-        elif not isinstance(part_id, str):
-            return "", f"part_id must be a string or an integer, got {type(part_id).__name__}"
-        part_id = part_id.strip()
-    if len(part_id) > MAX_PART_ID_CHARS:
-        return "", f"part id of {len(part_id)} characters (at most {MAX_PART_ID_CHARS})"
-    if any(unicodedata.category(char) == "Cc" for char in part_id):
-        return "", "part id holds control characters"  # it lands in logs, rows and file contents
-    return part_id, None
-
-
-def _topic_level(value: str, setting: str, *, allow_slash: bool) -> str:
-    forbidden = TOPIC_FORBIDDEN if allow_slash else (*TOPIC_FORBIDDEN, "/")
-    if not value or any(char in value for char in forbidden):
-        kind = "a topic prefix" if allow_slash else "one MQTT topic level"
-        shown = ", ".join(repr(char) for char in forbidden)
-        raise ConfigError(f"{setting} {value!r} cannot be {kind}: it must be non-empty and hold none of {shown}")
-    return value
-
-
 class MqttOutput:
     """One station's MQTT connection: verdicts out (QoS 1, acknowledged), status retained, triggers in.
 
@@ -141,48 +75,14 @@ class MqttOutput:
     def __init__(self, config: MqttConfig, station: str, on_trigger: TriggerCallback | None = None) -> None:
         self.config = config
         self.on_trigger = on_trigger
-        parts = urlsplit(config.url)
-        if parts.scheme not in DEFAULT_PORTS:
-            raise ConfigError(f"lineout.mqtt.url must start with mqtt:// or mqtts://, got {config.url!r}")
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError("lineout.mqtt.url must not hold credentials: set lineout.mqtt.username and put the "
-                              "password in the file named by lineout.mqtt.password_file")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ConfigError(f"lineout.mqtt.url is host and port only (mqtt://host:1883), got {config.url!r}")
-        try:
-            port = parts.port or DEFAULT_PORTS[parts.scheme]
-        except ValueError as exc:
-            raise ConfigError(f"lineout.mqtt.url {config.url!r}: bad port ({exc})") from exc
-        if not parts.hostname:
-            raise ConfigError(f"lineout.mqtt.url {config.url!r} names no host")
-        self.host, self.port, self.tls = parts.hostname, port, parts.scheme == "mqtts"
+        self.host, self.port, self.tls = broker_address(config.url)
         self.where = f"{self.host}:{self.port}"
-        prefix = _topic_level(config.topic_prefix.rstrip("/"), "lineout.mqtt.topic_prefix", allow_slash=True)
-        station = _topic_level(station, "the station name", allow_slash=False)
+        self.verdict_topic, self.status_topic, self.trigger_topic = station_topics(config.topic_prefix, station)
         self.station = station
-        self.verdict_topic = f"{prefix}/{station}/verdict"
-        self.status_topic = f"{prefix}/{station}/status"
-        self.trigger_topic = f"{prefix}/{station}/trigger"
         self.ack_timeout = float(config.ack_timeout_seconds)
-        password = read_password(config.password_file) if config.password_file else None
-        if password is not None and not config.username:
-            raise ConfigError("lineout.mqtt.password_file is set but lineout.mqtt.username is empty")
-
-        paho = _paho()
-        self._paho = paho
-        # Clean session: a trigger sent while the station was away must not fire late, at a board that is no
-        # longer under the camera; the verdicts' durable copy is the outbox, not a broker session.
-        self._client: mqtt.Client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id=config.client_id or f"board-inspector-{station}",
-            clean_session=True, protocol=paho.MQTTv311)
-        self._client.suppress_exceptions = True  # a surprise in a callback must not end paho's thread
-        self._client.reconnect_delay_set(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
-        self._client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
-        if config.username:
-            self._client.username_pw_set(config.username, password)
-        self._set_tls()
-        if password is not None and not self.tls and self.host not in ("localhost", "127.0.0.1", "::1"):
-            log.warning("lineout.mqtt: the password crosses the network to %s unencrypted; use mqtts://", self.where)
+        password = broker_password(config)
+        self._paho = _paho()
+        self._client: mqtt.Client = self._make_client(password)
 
         self._lock = threading.Lock()
         self._ready = True  # the feed starts its outputs once it runs; it says otherwise through station_state
@@ -198,36 +98,31 @@ class MqttOutput:
         self._unacked_since: float | None = None  # a publish went unacknowledged: the link may be dead
         self._started = False
         self._closed = False
-        self._client.on_pre_connect = self._on_pre_connect
-        self._client.on_connect = self._on_connect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
-        if on_trigger is not None:
-            self._client.message_callback_add(self.trigger_topic, self._on_trigger_message)
 
-    def _set_tls(self) -> None:
-        config = self.config
-        files = {"ca_file": config.ca_file, "cert_file": config.cert_file, "key_file": config.key_file}
-        if not self.tls:
-            given = [f"lineout.mqtt.{name}" for name, path in files.items() if path]
-            if given:
-                raise ConfigError(f"{', '.join(given)} set but lineout.mqtt.url is mqtt:// (no TLS): use mqtts://")
-            return
-        for name, path in files.items():
-            if path and not Path(path).is_file():
-                raise ConfigError(f"lineout.mqtt.{name} {path}: no such file")
-        if config.key_file and not config.cert_file:
-            raise ConfigError("lineout.mqtt.key_file is set without lineout.mqtt.cert_file")
-        if config.key_file and Path(config.key_file).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"lineout.mqtt.key_file {config.key_file}: readable by other users; make it readable "
-                              f"by the service only (chmod 600 {config.key_file})")
-        try:
-            # Default context: the broker's certificate must chain to ca_file (or the system's CAs) and name the host.
-            self._client.tls_set(ca_certs=config.ca_file or None, certfile=config.cert_file or None,
-                                 keyfile=config.key_file or None)
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise ConfigError(f"lineout.mqtt: the TLS files were refused ({exc})") from exc
+    def _make_client(self, password: str | None) -> mqtt.Client:
+        """The paho client, with its credentials, TLS and callbacks; not connected yet."""
+        paho = self._paho
+        # Clean session: a trigger sent while the station was away must not fire late, at a board that is no
+        # longer under the camera; the verdicts' durable copy is the outbox, not a broker session.
+        client: mqtt.Client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id=self.config.client_id or f"board-inspector-{self.station}",
+            clean_session=True, protocol=paho.MQTTv311)
+        client.suppress_exceptions = True  # a surprise in a callback must not end paho's thread
+        client.reconnect_delay_set(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
+        client.max_queued_messages_set(MAX_QUEUED_MESSAGES)
+        if self.config.username:
+            client.username_pw_set(self.config.username, password)
+        set_tls(client, self.config, tls=self.tls)
+        if password is not None and not self.tls and self.host not in ("localhost", "127.0.0.1", "::1"):
+            log.warning("lineout.mqtt: the password crosses the network to %s unencrypted; use mqtts://", self.where)
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        if self.on_trigger is not None:
+            client.message_callback_add(self.trigger_topic, self._on_trigger_message)
+        return client
 
     # ------------------------------------------------------------------ LineOutput
 
@@ -262,23 +157,38 @@ class MqttOutput:
             if not self._started or self._closed:
                 return "mqtt: output not started" if not self._closed else "mqtt: output closed"
         deadline = time.monotonic() + self.ack_timeout  # one bound for the whole call
-        just_connected = False
+        just_connected = self._await_first_connection()
+        sent_at = time.monotonic()
+        problem = self._link_problem(sent_at)
+        if problem is not None:
+            return problem
+        return self._publish_verdict(payload, deadline, sent_at, just_connected=just_connected)
+
+    def _await_first_connection(self) -> bool:
+        """Waits (at most ack_timeout) for the first connection attempt's outcome; whether it had to wait."""
         if not self._client.is_connected() and not self._attempted.is_set():
             self._attempted.wait(self.ack_timeout)  # just started: the first connection is on its way
-            just_connected = True
+            return True
+        return False
+
+    def _link_problem(self, now: float) -> str | None:
+        """Why a verdict is not published now (no connection, or one that stopped acknowledging), or None."""
         with self._lock:
             problem = self._problem
             unacked_since = self._unacked_since
         if not self._client.is_connected():
             # Not published at all while away: paho would queue a copy per retry and flood the broker later.
             return _one_line(f"mqtt: not connected to the broker {self.where}" + (f" ({problem})" if problem else ""))
-        now = time.monotonic()
         if unacked_since is not None and now - unacked_since < self.config.keepalive_seconds:
             # The last publish is still unacknowledged: the link is probably dead and paho's keepalive will
             # renew it. Answering at once keeps the publisher (and the outputs after this one) moving; one
             # verdict a keepalive period still tries, so a link that comes back is noticed.
             return (f"mqtt: the broker {self.where} has not acknowledged for {now - unacked_since:.0f} s; "
                     f"waiting for it to answer or for the connection to be renewed")
+        return None
+
+    def _publish_verdict(self, payload: bytes, deadline: float, sent_at: float, *, just_connected: bool) -> str | None:
+        """Publishes at QoS 1 and waits until `deadline` for the broker's PUBACK: None once it came."""
         info = self._client.publish(self.verdict_topic, payload, qos=1, retain=False)
         if info.rc == self._paho.MQTT_ERR_NO_CONN:
             # paho keeps it and sends it after the reconnection; the publisher sends it again too (repeats are
@@ -296,7 +206,7 @@ class MqttOutput:
         if not just_connected:  # a wait shortened by the first connection says nothing about the link
             with self._lock:
                 if self._unacked_since is None:
-                    self._unacked_since = now
+                    self._unacked_since = sent_at
         return f"mqtt: no acknowledgement (PUBACK) from the broker {self.where} within {self.ack_timeout:g} s"
 
     def station_state(self, *, online: bool, ready: bool, last_error: str | None) -> None:

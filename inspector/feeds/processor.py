@@ -17,7 +17,8 @@ from inspector.core.interface import Engine
 from inspector.core.results import InspectionResult
 from inspector.core.tolerance import LearnedTolerance
 from inspector.errors import InspectorError, OutputError
-from inspector.feeds.lineout import LineOut, Metrics
+from inspector.feeds.health import Metrics
+from inspector.feeds.lineout import LineOut
 from inspector.feeds.outputs import TriggerCallback, make_outputs, verdict_id, verdict_message
 from inspector.feeds.publisher import Publisher
 from inspector.feeds.safeio import NAME_MAX_BYTES, fit_name

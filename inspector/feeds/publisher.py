@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from inspector.errors import StoreError
-from inspector.feeds.lineout import LineOut, Metrics
+from inspector.feeds.health import Metrics
+from inspector.feeds.lineout import LineOut
 from inspector.store import Store
 from inspector.store.schema import utcnow
 

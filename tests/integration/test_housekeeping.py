@@ -11,7 +11,7 @@ import pytest
 from inspector.config import InspectConfig
 from inspector.feeds import housekeeping
 from inspector.feeds.folder import run_folder
-from inspector.feeds.lineout import Metrics
+from inspector.feeds.health import Metrics
 from inspector.store import Store
 from tests.fake_engine import FakeEngine, board
 from tests.runner_config import runner_config as config

@@ -9,11 +9,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from inspector.config import InspectConfig, LineoutConfig, MqttConfig, RunnerConfig
 from inspector.feeds.folder import run_folder
 from inspector.feeds.processor import verdict_id
-from inspector.store import Store
+from inspector.store import InspectionRecord, Store
 from tests.fake_engine import FakeEngine, board
 from tests.mosquitto import Broker, Subscriber, mosquitto_fixture  # noqa: F401
 
@@ -62,6 +63,54 @@ def _wait(condition: object, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def _drop_first_run(inbox: Path, mosquitto: Broker) -> list[float]:
+    """The first run's boards, with the broker restarted twice while they come; how long each restart took."""
+    restarts: list[float] = []
+    n = 0
+    while n < FIRST_RUN:
+        _drop(inbox, n)
+        n += 1
+        time.sleep(0.03)  # about 30 boards a second, a fast line
+        if n in (40, 100):  # the broker restarts, down for 1.5 s, while boards keep coming and are inspected
+            started = time.monotonic()
+            mosquitto.stop()
+            while time.monotonic() - started < 1.5:
+                _drop(inbox, n)
+                n += 1
+                time.sleep(0.05)
+            mosquitto.start()
+            restarts.append(time.monotonic() - started)
+    return restarts
+
+
+def _assert_retained_offline(mosquitto: Broker, status: str) -> None:
+    retained = Subscriber(mosquitto, status)  # what an MES connecting now sees
+    assert retained.wait_for(lambda got: bool(got))
+    assert retained.messages[0].retain and retained.messages[0].json()["state"] == "offline"
+    retained.close()
+
+
+def _assert_messages_match(rows: list[InspectionRecord], received: list[dict[str, Any]]) -> None:
+    """Each stored inspection's message carries its verdict, source and id; both verdicts occur."""
+    by_id = {m["verdict_id"]: m for m in received}
+    assert {row.verdict for row in rows} == {"pass", "fail"}
+    for row in rows:
+        message = by_id[verdict_id(row.input_sha256, row.model_hash)]
+        assert (message["verdict"], message["source_name"], message["inspection_id"]) == (row.verdict, row.source_name,
+                                                                                          row.id)
+
+
+def _held_and_not_connected(data: Path) -> tuple[int, int]:
+    """The outbox's verdicts that took more than one try, and those last refused as not connected."""
+    with Store.open(data) as store:
+        assert store.outbox_backlog() == 0  # the broker acknowledged every one
+    with sqlite3.connect(data / "inspector.db") as db:  # the outages did cost tries: held, then resent
+        (held,) = db.execute("SELECT count(*) FROM verdict_outbox WHERE attempts > 1").fetchone()
+        (not_connected,) = db.execute("SELECT count(*) FROM verdict_outbox WHERE last_error LIKE "
+                                      "'mqtt: not connected%'").fetchone()
+    return held, not_connected
+
+
 def test_200_boards_reach_the_mes_through_two_broker_restarts_and_a_runner_stop(tmp_path: Path,
                                                                                 mosquitto: Broker) -> None:
     began = time.monotonic()
@@ -80,29 +129,12 @@ def test_200_boards_reach_the_mes_through_two_broker_restarts_and_a_runner_stop(
 
     runner = Runner(inbox, config, lineout)
     _wait(lambda: (last_status() or {}).get("state") == "online", 15, "the station online")
-    restarts: list[float] = []
-    n = 0
-    while n < FIRST_RUN:
-        _drop(inbox, n)
-        n += 1
-        time.sleep(0.03)  # about 30 boards a second, a fast line
-        if n in (40, 100):  # the broker restarts, down for 1.5 s, while boards keep coming and are inspected
-            started = time.monotonic()
-            mosquitto.stop()
-            while time.monotonic() - started < 1.5:
-                _drop(inbox, n)
-                n += 1
-                time.sleep(0.05)
-            mosquitto.start()
-            restarts.append(time.monotonic() - started)
+    restarts = _drop_first_run(inbox, mosquitto)
     _wait(lambda: _stored(data) >= FIRST_RUN, 30, "the first run's boards stored")
     # The runner stops (a service restart). Its retained status says offline while it is down.
     runner.end()
     _wait(lambda: (last_status() or {}).get("state") == "offline", 5, "the station offline")
-    retained = Subscriber(mosquitto, status)  # what an MES connecting now sees
-    assert retained.wait_for(lambda got: bool(got))
-    assert retained.messages[0].retain and retained.messages[0].json()["state"] == "offline"
-    retained.close()
+    _assert_retained_offline(mosquitto, status)
     for n in range(FIRST_RUN, BOARDS):  # boards keep arriving while the runner is down
         _drop(inbox, n)
     offline_seen = [m.json()["state"] for m in mes.on(status)].count("offline")
@@ -125,18 +157,8 @@ def test_200_boards_reach_the_mes_through_two_broker_restarts_and_a_runner_stop(
     received = [m.json() for m in mes.on(verdicts)]
     ids = [m["verdict_id"] for m in received]
     assert set(ids) == expected  # none missing, none the store does not know
-    by_id = {m["verdict_id"]: m for m in received}
-    assert {row.verdict for row in rows} == {"pass", "fail"}
-    for row in rows:
-        message = by_id[verdict_id(row.input_sha256, row.model_hash)]
-        assert (message["verdict"], message["source_name"], message["inspection_id"]) == (row.verdict, row.source_name,
-                                                                                          row.id)
-    with Store.open(data) as store:
-        assert store.outbox_backlog() == 0  # the broker acknowledged every one
-    with sqlite3.connect(data / "inspector.db") as db:  # the outages did cost tries: held, then resent
-        (held,) = db.execute("SELECT count(*) FROM verdict_outbox WHERE attempts > 1").fetchone()
-        (not_connected,) = db.execute("SELECT count(*) FROM verdict_outbox WHERE last_error LIKE "
-                                      "'mqtt: not connected%'").fetchone()
+    _assert_messages_match(rows, received)
+    held, not_connected = _held_and_not_connected(data)
     assert held >= 40 and not_connected >= 40, (held, not_connected)
     assert offline_seen >= 1
     mes.close()

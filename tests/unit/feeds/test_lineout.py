@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from inspector.feeds.lineout import HealthServer, LineOut, Metrics
+from inspector.feeds.health import HealthServer, Metrics
+from inspector.feeds.lineout import LineOut
 
 
 def get(port: int, path: str) -> tuple[int, str, str]:

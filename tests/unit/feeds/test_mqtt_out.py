@@ -20,7 +20,8 @@ import pytest
 
 from inspector.config import LineoutConfig, MqttConfig
 from inspector.errors import ConfigError, InspectorError
-from inspector.feeds.mqtt_out import MAX_TRIGGER_BYTES, MqttOutput, parse_trigger
+from inspector.feeds.mqtt_out import MqttOutput
+from inspector.feeds.mqtt_trigger import MAX_TRIGGER_BYTES, parse_trigger
 from inspector.feeds.outputs import VERDICT_SCHEMA, make_outputs, verdict_message
 from tests.conftest import REPO_ROOT
 from tests.mosquitto import (  # noqa: F401 - mosquitto_fixture is the `mosquitto` fixture

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from inspector.feeds.lineout import LineOut, Metrics
+from inspector.feeds.health import Metrics
+from inspector.feeds.lineout import LineOut
 from inspector.feeds.publisher import Publisher
 from inspector.store import Store
 from inspector.store.schema import utcnow
