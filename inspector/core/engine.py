@@ -6,14 +6,13 @@ identical code.
 
 One way in, three stages: `prepare` (align, light-normalise, scale, pad: `PreparedBoard`) -> `run`
 (the model call and the raw smoothed map: `Analysis`) -> `judge` (calibrated map, score, regions,
-verdict: `InspectionResult`). `inspect_batch`, `inspect`, `inspect_each` and `analyse` are
-compositions of them; the stages are apart so one batch's judging can overlap the next one's
-model call (core/overlap.py).
+verdict: `InspectionResult`; in core/judge.py with the thresholds and learned tolerance it judges
+with). `inspect_batch`, `inspect`, `inspect_each` and `analyse` are compositions of them; the stages
+are apart so one batch's judging can overlap the next one's model call (core/overlap.py).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -40,22 +39,22 @@ from inspector.bundle.tensors import ERROR_OUTPUT, INPUT_NAME, OUTPUT_NAME
 from inspector.config import InspectConfig
 from inspector.core import scoring, selftest
 from inspector.core.atlas import Atlas
-from inspector.core.edges import EdgeAllowance
-from inspector.core.fixture import area_on_board, load_fixture
+from inspector.core.fixture import load_fixture
 from inspector.core.interface import Analysis, Calibration, PreparedBoard, Timings
+from inspector.core.judge import JudgeStage
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, prepare_board, preprocess
 from inspector.core.registration import Registration, RegistrationError
-from inspector.core.results import InspectionResult, Region
+from inspector.core.results import InspectionResult
 from inspector.core.session import open_session
 from inspector.core.tiling import reconstruct_tiled
-from inspector.core.tolerance import LearnedTolerance
 from inspector.errors import BundleError, ConfigError, InspectorError
 
 # Registered boards: error within this many px of where alignment made up the border is not judged
 # (reflected pixels there differ from the reference; the network's field of view spreads them a little).
 BORDER_MARGIN_PX = 4
 
-class Inspector:
+
+class Inspector(JudgeStage):
     """A loaded bundle ready to inspect board images."""
 
     def __init__(self, session: ort.InferenceSession, spec: PreprocessSpec, scoring_spec: scoring.ScoringSpec,
@@ -82,7 +81,7 @@ class Inspector:
         self.network = True
         self._expected: np.ndarray | None = None
         # What QA taught the station from dismissed false alarms (None: nothing learned).
-        self.tolerance: LearnedTolerance | None = None
+        self.tolerance = None
 
     # ---------------------------------------------------------------- the good expectation
     @property
@@ -117,16 +116,6 @@ class Inspector:
         self.network = on
         self.atlas = atlas
         self._set_calibration(calibration)
-
-    def _set_calibration(self, calibration: Calibration | None) -> None:
-        """Thresholds, map scale and edge allowance of a calibration version (None: uncalibrated). The
-        image threshold and version are apart so QA's threshold can replace them (`set_image_threshold`)."""
-        self.calibration = calibration
-        self.calibration_version = calibration.version if calibration else 0
-        self.image_threshold = calibration.image_threshold if calibration else math.inf
-        self.pixel_threshold = calibration.pixel_threshold if calibration else math.inf
-        self.pixel_scale = calibration.pixel_scale if calibration else 1.0
-        self.edges: EdgeAllowance | None = calibration.edges if calibration else None
 
     def expectation_kind_or_error(self) -> str:
         kind = self.expectation_kind
@@ -189,40 +178,6 @@ class Inspector:
             raise BundleError(f"{model_path}: {exc}") from exc
         scoring_spec = scoring.ScoringSpec.from_json(metadata[META_SCORING], str(model_path))
         return cls(session, spec, scoring_spec, calibration, model_hash, config, str(model_path), **fixture)
-
-    def set_image_threshold(self, value: float, version: int) -> None:
-        """Apply a QA threshold version from the store (pixel threshold and normaliser unchanged)."""
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ConfigError(f"image threshold must be a positive number, got {value!r}")
-        self.image_threshold = float(value)
-        self.calibration_version = int(version)
-        self.threshold_source = "qa"
-
-    @property
-    def tolerance_version(self) -> int:
-        return self.tolerance.version if self.tolerance is not None else 0
-
-    @property
-    def working_shape(self) -> tuple[int, int]:
-        """Height, width of a registered board's maps (the reference at working resolution): the shape
-        of a per-position map such as the learned tolerance."""
-        if self.registration is None:
-            raise ConfigError(f"{self.source}: boards of this bundle are not registered: no working shape")
-        height, width = preprocess(self.registration.reference, self.spec).shape[1:]
-        return int(height), int(width)
-
-    def set_tolerance(self, tolerance: LearnedTolerance | None) -> None:
-        """Apply a learned tolerance version from the store from the next board on (None: none)."""
-        if tolerance is not None:
-            if self.registration is None:
-                raise ConfigError(f"{self.source}: a learned tolerance needs boards registered to one reference "
-                                  "(a fixtured design); this bundle has no reference")
-            expected = self.working_shape
-            if tolerance.factor.shape != expected:
-                raise ConfigError(f"{self.source}: learned tolerance version {tolerance.version} is "
-                                  f"{tolerance.factor.shape[1]}x{tolerance.factor.shape[0]}, this bundle's maps "
-                                  f"{expected[1]}x{expected[0]}: it was taught on another bundle")
-        self.tolerance = tolerance
 
     # ---------------------------------------------------------------- model calls
     def run_model(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -356,69 +311,8 @@ class Inspector:
                 outputs[i] = (output, error, share)
         return [output for output in outputs if output is not None]
 
-    @property
-    def judged_per_position(self) -> bool:
-        """Registered boards get no edge allowance: their per-position model judges the border too,
-        and the strip alignment makes up at the border is cleared (`_judge_positions`)."""
-        return self.atlas is not None or self.registration is not None
-
-    def anomaly_map(self, analysis: Analysis, pixel_scale: float | None = None,
-                    edges: EdgeAllowance | None = None) -> np.ndarray:
-        """Calibrated-scale map at the input resolution (`edges`: the edge allowance to divide out;
-        the bundle's own is `self.edges`)."""
-        smoothed = analysis.smoothed if edges is None else edges.apply(analysis.smoothed)
-        normalised = scoring.normalise(smoothed, pixel_scale or self.pixel_scale)
-        height, width = analysis.input_shape
-        if normalised.shape != (height, width):
-            normalised = cv2.resize(normalised, (width, height), interpolation=cv2.INTER_LINEAR)
-        if analysis.warp is not None:  # from the reference frame back onto the board as photographed
-            normalised = cv2.warpAffine(normalised, analysis.warp.astype(np.float32), (width, height),
-                                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-        return normalised
-
-    def _reconstruction_image(self, analysis: Analysis) -> np.ndarray:
-        pixels = analysis.reconstruction * np.float32(self.spec.std) + np.float32(self.spec.mean)
-        pixels = np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        pixels = pixels[0] if pixels.shape[0] == 1 else np.ascontiguousarray(pixels.transpose(1, 2, 0))
-        height, width = analysis.input_shape
-        if pixels.shape[:2] != (height, width):
-            pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_LINEAR)
-        return pixels
-
-    def _result(self, analysis: Analysis) -> InspectionResult:
-        if self.calibration is None:
-            raise BundleError(f"{self.source}: the model is not calibrated; it cannot give verdicts")
-        start = time.perf_counter()
-        amap = self.anomaly_map(analysis, edges=self.edges)
-        untolerated = amap
-        if self.tolerance is not None:
-            amap = self.anomaly_map(replace(analysis, smoothed=self.tolerance.apply(analysis.smoothed)), edges=self.edges)
-        score = scoring.image_score(amap, self.scoring)
-        regions = scoring.regions_at(amap, self.pixel_threshold, self.scoring, self.config.min_region_area)
-        silenced = self._silenced(untolerated, regions) if self.tolerance is not None else []
-        verdict = scoring.decide_verdict(score, self.image_threshold, regions, self.config.review_band)
-        recon = self._reconstruction_image(analysis) if self.config.save_reconstruction else None
-        postprocess = analysis.timings.postprocess + (time.perf_counter() - start) * 1e3
-        timings = replace(analysis.timings, postprocess=postprocess).record()
-        return InspectionResult(score=score, threshold=self.image_threshold, verdict=verdict, regions=regions,
-                                inspection_area=area_on_board(self.roi, self.registration, analysis.warp, analysis.input_shape),
-                                anomaly_map=amap, reconstruction=recon, model_hash=self.model_hash,
-                                calibration_version=self.calibration_version, timings_ms=timings,
-                                threshold_source=self.threshold_source,
-                                pixel_threshold=self.pixel_threshold, warp=analysis.warp,
-                                silenced_regions=silenced, tolerance_version=self.tolerance_version)
-
-    def _silenced(self, untolerated: np.ndarray, shown: list[Region]) -> list[Region]:
-        """Regions the map without the learned tolerance shows that the tolerated map does not."""
-        if cv2.minMaxLoc(untolerated)[1] < self.pixel_threshold:
-            return []
-        every = scoring.regions_at(untolerated, self.pixel_threshold, self.scoring, self.config.min_region_area)
-        return [region for region in every if not any(_boxes_meet(region.bbox, other.bbox) for other in shown)]
-
     # ---------------------------------------------------------------- stage 3: judge
-    def judge(self, analyses: Sequence[Analysis]) -> list[InspectionResult]:
-        """Verdicts for analysed boards (BundleError when the engine is uncalibrated)."""
-        return [self._result(analysis) for analysis in analyses]
+    # `judge`, with the thresholds and learned tolerance it judges with: `JudgeStage` (core/judge.py).
 
     # ---------------------------------------------------------------- the stages composed
     def analyse(self, images: Sequence[np.ndarray]) -> list[Analysis]:
@@ -449,9 +343,3 @@ class Inspector:
             except RegistrationError as exc:
                 outcomes.append(exc)
         return outcomes
-
-    # Earlier names of the stages (feeds and benches written against them).
-
-
-def _boxes_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from inspector.config import RunnerConfig
-from inspector.core.render import ZOOM_SIDE
+from inspector.core.region_zoom import ZOOM_SIDE
 from inspector.core.results import InspectionResult, Region
 from inspector.feeds.batch import HEATMAP_DIR, OVERLAY_DIR, ZOOM_DIR, save_pictures
 from inspector.feeds.processor import Processor, make_processor
