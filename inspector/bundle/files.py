@@ -100,6 +100,17 @@ def verify_bundle(bundle_dir: str | Path, *, files: tuple[str, ...] | None = Non
     if not bundle_dir.is_dir():
         raise BundleError(f"{bundle_dir}: model bundle directory not found")
     manifest_path = bundle_dir / MANIFEST_FILE
+    manifest, listed = _read_manifest(manifest_path)
+    for name in files if files is not None else tuple(listed):
+        entry = listed.get(name)
+        if entry is None:
+            raise BundleError(f"{manifest_path}: does not list {name}")
+        _check_listed_file(bundle_dir / name, entry)
+    return manifest
+
+
+def _read_manifest(manifest_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest and its table of files (name -> sha256 and bytes), which must list the runtime's files."""
     if not manifest_path.is_file():
         raise BundleError(f"{manifest_path}: manifest missing; not a model bundle (re-export it)")
     try:
@@ -110,22 +121,21 @@ def verify_bundle(bundle_dir: str | Path, *, files: tuple[str, ...] | None = Non
     for name in RUNTIME_FILES:
         if name not in listed:
             raise BundleError(f"{manifest_path}: does not list required file {name}")
-    for name in files if files is not None else tuple(listed):
-        entry = listed.get(name)
-        path = bundle_dir / name
-        if entry is None:
-            raise BundleError(f"{manifest_path}: does not list {name}")
-        if not path.is_file():
-            raise BundleError(f"{path}: missing from the bundle")
-        size = path.stat().st_size
-        if size != entry.get("bytes"):
-            raise BundleError(
-                f"{path}: size {size} bytes does not match the manifest ({entry.get('bytes')}); "
-                "the file is truncated or was edited"
-            )
-        if sha256_file(path) != entry.get("sha256"):
-            raise BundleError(f"{path}: sha256 does not match the manifest; the file was modified")
-    return manifest
+    return manifest, listed
+
+
+def _check_listed_file(path: Path, entry: dict[str, Any]) -> None:
+    """The file is there with the size and sha256 its manifest entry records (size first: it is cheap)."""
+    if not path.is_file():
+        raise BundleError(f"{path}: missing from the bundle")
+    size = path.stat().st_size
+    if size != entry.get("bytes"):
+        raise BundleError(
+            f"{path}: size {size} bytes does not match the manifest ({entry.get('bytes')}); "
+            "the file is truncated or was edited"
+        )
+    if sha256_file(path) != entry.get("sha256"):
+        raise BundleError(f"{path}: sha256 does not match the manifest; the file was modified")
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -26,10 +26,14 @@ from inspector.config import InspectConfig
 from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
 from inspector.core.interface import PreparedBoard
 from inspector.core.overlap import overlapped
+from inspector.core.region_zoom import region_zooms, zoom_sheet
 from inspector.core.registration import RegistrationError
-from inspector.core.render import heatmap_image, overlay, reference_on_board, region_zooms, save_png, zoom_sheet
+from inspector.core.render import heatmap_image, overlay, reference_on_board, save_png
 from inspector.core.results import InspectionResult
 from inspector.errors import ImageLoadError, InspectorError
+
+if TYPE_CHECKING:  # the type only; the engine (ONNX Runtime) is imported when a run starts
+    from inspector.core.engine import Inspector
 
 # A chunk of input paths as read and prepared for the model (path, pixels, decode ms, board) with the
 # records of those that could not be (unreadable, or not aligned), then the same with the results.
@@ -133,40 +137,57 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
     out = Path(out)
     for folder in (out, out / OVERLAY_DIR, out / HEATMAP_DIR):
         folder.mkdir(parents=True, exist_ok=True)
-    names = _OutputNames()
-    reference = engine.registration.reference if engine.registration is not None else None
+    steps = _ChunkSteps(engine, out, config.max_pixels)
+    # The next chunk is read and prepared, and the last one drawn, while the model runs (core/overlap.py).
+    chunks = overlapped(_chunks(images, max(1, config.batch_size)), steps.read, steps.run, steps.draw)
+    records = _write_records(out / RESULTS_FILE, chunks, len(images))
+    print_summary(records, out)
+    return records
 
-    def load(chunk: Sequence[Path]) -> ReadChunk:
+
+class _ChunkSteps:
+    """The three steps of a chunk of input paths, around the engine and the output folder they share:
+    `read` (decode, prepare), `run` (the model, then the verdicts), `draw` (pictures, records)."""
+
+    def __init__(self, engine: Inspector, out: Path, max_pixels: int) -> None:
+        self.engine = engine
+        self.out = out
+        self.max_pixels = max_pixels
+        self.names = _OutputNames()
+        self.reference = engine.registration.reference if engine.registration is not None else None
+
+    def read(self, chunk: Sequence[Path]) -> ReadChunk:
         loaded: list[tuple[Path, np.ndarray, float, PreparedBoard]] = []
         chunk_records: dict[Path, dict[str, Any]] = {}
         for image_path in chunk:
             start = time.perf_counter()
             try:
-                pixels = load_image(image_path, max_pixels=config.max_pixels)
+                pixels = load_image(image_path, max_pixels=self.max_pixels)
             except ImageLoadError as exc:
                 chunk_records[image_path] = error_record(image_path, exc.reason)
                 continue
             decode_ms = (time.perf_counter() - start) * 1e3
             try:
-                [board] = engine.prepare([pixels])
+                [board] = self.engine.prepare([pixels])
             except RegistrationError as exc:  # cannot be aligned to the reference board: no score
                 chunk_records[image_path] = error_record(image_path, f"board not aligned: {exc}")
                 continue
             loaded.append((image_path, pixels, decode_ms, board))
         return chunk, loaded, chunk_records
 
-    def run(batch: ReadChunk) -> InspectedChunk:
+    def run(self, batch: ReadChunk) -> InspectedChunk:
         chunk, loaded, chunk_records = batch
         boards = [board for _, _, _, board in loaded]
-        results = engine.judge(engine.run(boards)) if boards else []
+        results = self.engine.judge(self.engine.run(boards)) if boards else []
         return chunk, loaded, chunk_records, results
 
-    def finish(batch: InspectedChunk) -> list[dict[str, Any]]:
+    def draw(self, batch: InspectedChunk) -> list[dict[str, Any]]:
         chunk, loaded, chunk_records, results = batch
         for (image_path, pixels, decode_ms, _), result in zip(loaded, results, strict=True):
-            result.pixel_threshold = engine.pixel_threshold
+            result.pixel_threshold = self.engine.pixel_threshold
             start = time.perf_counter()
-            overlay_path, heatmap_path, zooms_path = save_pictures(out, names(image_path), pixels, result, reference)
+            overlay_path, heatmap_path, zooms_path = save_pictures(self.out, self.names(image_path), pixels, result,
+                                                                   self.reference)
             timings = {"decode": decode_ms, **result.timings_ms}
             timings["render"] = (time.perf_counter() - start) * 1e3
             timings["total"] = timings.get("total", 0.0) + decode_ms + timings["render"]
@@ -174,17 +195,18 @@ def inspect_paths(bundle: Path, paths: list[Path], out: Path, config: InspectCon
                                                       zooms_path)
         return [chunk_records[image_path] for image_path in chunk]  # input order, errors included
 
+
+def _write_records(path: Path, chunks: Iterable[list[dict[str, Any]]], total: int) -> list[dict[str, Any]]:
+    """Each record appended to `path` as one JSON line and flushed as it comes (an interrupted run keeps
+    every verdict it reached); the records, in order."""
     records: list[dict[str, Any]] = []
-    with open(out / RESULTS_FILE, "w", encoding="utf-8") as sink, \
-            tqdm(total=len(images), desc="inspect", unit="img") as progress:
-        # The next chunk is read and prepared, and the last one drawn, while the model runs (core/overlap.py).
-        for chunk_records in overlapped(_chunks(images, max(1, config.batch_size)), load, run, finish):
+    with open(path, "w", encoding="utf-8") as sink, tqdm(total=total, desc="inspect", unit="img") as progress:
+        for chunk_records in chunks:
             for record in chunk_records:
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 records.append(record)
                 progress.update(1)
-    print_summary(records, out)
     return records
 
 

@@ -26,14 +26,14 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from rich.console import Console
-from rich.table import Table
 
 from inspector.config import InspectConfig, LineoutConfig
 from inspector.core.imageio import decode_image, is_image_file
@@ -41,7 +41,11 @@ from inspector.core.interface import PreparedBoard
 from inspector.core.overlap import overlapped
 from inspector.core.preprocess import pad_to_multiple, prepare_board, to_channels
 from inspector.errors import InspectorError
-from inspector.quality.cpu import cpu_features, cpu_ticks, describe, stolen_share
+from inspector.quality.bench_table import print_table
+from inspector.quality.cpu import cpu_features, cpu_ticks, stolen_share
+
+if TYPE_CHECKING:  # the type only; the engine (ONNX Runtime) is imported when a bench starts
+    from inspector.core.engine import Inspector
 
 FIXTURE_STAGES = ("register", "photometric", "atlas")
 
@@ -56,7 +60,6 @@ MODEL_ITERATIONS = 10
 COMPARE_ROUNDS = 8  # torch eager against ONNX Runtime: rounds of...
 COMPARE_BLOCK = 3  # ...this many timed calls a side
 PEAK_SIZE = 2048
-STEAL_WARNING = 0.05  # share of CPU time the hypervisor took during a phase before the table warns
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -210,8 +213,6 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
               lineout: LineoutConfig | None = None) -> dict[str, Any]:
     """Measure and print; write JSON to `out` when given. Returns the figures. With `lineout` outputs
     (MQTT, OPC UA) configured, the runner is measured without and with them."""
-    from tqdm import tqdm
-
     from inspector.bundle.files import MODEL_FILE, recorded_int8_scheme, recorded_precision
     from inspector.core.engine import Inspector
 
@@ -220,47 +221,13 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     reference = (engine.registration.width, engine.registration.height) if engine.registration is not None else None
     encoded, source = bench_images(images, engine.spec.channels, reference)
     batch = max(1, batch)
-
-    # Stages, end to end: bytes -> pixels -> verdict, `batch` images per engine call; the next batch
-    # is decoded and prepared (aligned, light-normalised) and the last one scored while the model
-    # runs (core/overlap.py).
-    stages: dict[str, list[float]] = {"decode": [], "preprocess": [], "inference": [], "postprocess": []}
-    engine.inspect_batch([decode_image(data) for data in encoded[:batch]])  # warm-up
-
-    def decode_and_prepare(chunk: list[bytes]) -> list[PreparedBoard]:
-        pixels = []
-        for data in chunk:
-            decode_start = time.perf_counter()
-            pixels.append(decode_image(data, max_pixels=config.max_pixels))
-            stages["decode"].append((time.perf_counter() - decode_start) * 1e3)
-        return engine.prepare(pixels)
-
-    passes = max(ITERATIONS, -(-MIN_BOARDS // len(encoded)))
-    chunks = [encoded[start:start + batch] for _ in range(passes) for start in range(0, len(encoded), batch)]
-    processed = 0
-    ticks_before = cpu_ticks()
-    began = time.perf_counter()
-    for results in tqdm(overlapped(chunks, decode_and_prepare, engine.run, engine.judge), total=len(chunks),
-                        desc="bench", unit="batch"):
-        processed += len(results)
-        for result in results:
-            for stage in ("preprocess", "inference", "postprocess"):
-                stages[stage].append(result.timings_ms[stage])
-            # Bundles of one fixtured design: registration, light normalisation and the
-            # per-position model (its time is also inside postprocess) are shown on their own.
-            for stage in FIXTURE_STAGES:
-                if stage in result.timings_ms:
-                    stages.setdefault(stage, []).append(result.timings_ms[stage])
-    wall = time.perf_counter() - began
-    stolen = {"end_to_end": stolen_share(ticks_before, cpu_ticks())}
+    end_to_end = _time_end_to_end(engine, encoded, batch, config.max_pixels)
 
     # Model only: one prepared batch through the ONNX Runtime call.
     first = decode_image(encoded[0])
     tensor, _ = pad_to_multiple(prepare_board(first, engine.spec, engine.registration), engine.spec.pad_multiple)
     model_batch = np.ascontiguousarray(np.repeat(tensor[None], batch, axis=0), dtype=np.float32)
-    def model_call() -> np.ndarray:
-        return engine.reconstruct(model_batch)
-
+    model_call = partial(engine.reconstruct, model_batch)
     model_times = _time_calls(model_call, MODEL_ITERATIONS)
     ort_output = model_call()
     model_rate = batch / (float(np.median(model_times)) / 1e3)
@@ -274,13 +241,13 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         "image_size": [int(first.shape[1]), int(first.shape[0])],
         "model_input_shape": list(model_batch.shape),
         "batch": batch,
-        "iterations": passes,
+        "iterations": end_to_end.passes,
         "providers": engine.session.get_providers(),
         "precision": recorded_precision(bundle) or "unknown",
         "int8_scheme": recorded_int8_scheme(bundle),
         "cpu": cpu_features(),
-        "stages": {name: _percentiles(values) for name, values in stages.items()},
-        "end_to_end_images_per_second": round(processed / wall, 3),
+        "stages": {name: _percentiles(values) for name, values in end_to_end.stages_ms.items()},
+        "end_to_end_images_per_second": round(end_to_end.boards / end_to_end.seconds, 3),
         "model_only_images_per_second": round(model_rate, 3),
         "model_only_ms_per_batch": _percentiles(model_times),
         "flops": macs,
@@ -288,17 +255,10 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
     }
     ticks_before = cpu_ticks()
     figures["torch_vs_onnxruntime"] = torch_comparison(bundle, model_batch, model_call, ort_output)
-    stolen["torch_comparison"] = stolen_share(ticks_before, cpu_ticks())
-    figures["stolen_cpu_share"] = stolen
+    figures["stolen_cpu_share"] = {"end_to_end": end_to_end.stolen_share,
+                                   "torch_comparison": stolen_share(ticks_before, cpu_ticks())}
     if macs.get("available"):
-        achieved = 2 * macs["macs_per_image"] * model_rate / 1e9
-        figures["inference_gflops"] = round(achieved, 3)
-        figures["share_of_peak"] = round(achieved / peak["gflops"], 4)
-        if figures["precision"] == "int8":
-            peak["note"] = "int8 graph: its integer kernels are not bound by the float32 peak"
-        elif figures["share_of_peak"] > 1:
-            peak["note"] = ("inference beat the numpy matmul rate: BLAS does not reach this CPU's peak, "
-                            "or other load disturbed the peak measurement")
+        _add_share_of_peak(figures, model_rate)
     figures["runner"] = _runner_figures(bundle, images, encoded, lineout) if runner else None
     print_table(figures)
     if out is not None:
@@ -306,6 +266,73 @@ def run_bench(bundle: Path, *, images: Path | None, batch: int, out: Path | None
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(figures, indent=2) + "\n")
     return figures
+
+
+@dataclass
+class _EndToEnd:
+    """The end-to-end loop's figures: each stage's times (ms per image), the boards it judged in how
+    many seconds over how many passes of the image set, and the CPU share the hypervisor took meanwhile."""
+
+    stages_ms: dict[str, list[float]]
+    boards: int
+    seconds: float
+    passes: int
+    stolen_share: float | None
+
+
+def _time_end_to_end(engine: Inspector, encoded: list[bytes], batch: int, max_pixels: int) -> _EndToEnd:
+    """Bytes -> pixels -> verdict, `batch` images per engine call; the next batch is decoded and
+    prepared (aligned, light-normalised) and the last one scored while the model runs (core/overlap.py)."""
+    from tqdm import tqdm
+
+    stages: dict[str, list[float]] = {"decode": [], "preprocess": [], "inference": [], "postprocess": []}
+    engine.inspect_batch([decode_image(data) for data in encoded[:batch]])  # warm-up
+
+    def decode_and_prepare(chunk: list[bytes]) -> list[PreparedBoard]:
+        pixels = []
+        for data in chunk:
+            decode_start = time.perf_counter()
+            pixels.append(decode_image(data, max_pixels=max_pixels))
+            stages["decode"].append((time.perf_counter() - decode_start) * 1e3)
+        return engine.prepare(pixels)
+
+    passes = max(ITERATIONS, -(-MIN_BOARDS // len(encoded)))
+    chunks = [encoded[start:start + batch] for _ in range(passes) for start in range(0, len(encoded), batch)]
+    processed = 0
+    ticks_before = cpu_ticks()
+    began = time.perf_counter()
+    for results in tqdm(overlapped(chunks, decode_and_prepare, engine.run, engine.judge), total=len(chunks),
+                        desc="bench", unit="batch"):
+        processed += len(results)
+        for result in results:
+            _add_stage_times(stages, result.timings_ms)
+    wall = time.perf_counter() - began
+    return _EndToEnd(stages, processed, wall, passes, stolen_share(ticks_before, cpu_ticks()))
+
+
+def _add_stage_times(stages: dict[str, list[float]], timings_ms: Mapping[str, float]) -> None:
+    """One board's stage times appended to `stages` (decode is timed apart, by the loop)."""
+    for stage in ("preprocess", "inference", "postprocess"):
+        stages[stage].append(timings_ms[stage])
+    # Bundles of one fixtured design: registration, light normalisation and the
+    # per-position model (its time is also inside postprocess) are shown on their own.
+    for stage in FIXTURE_STAGES:
+        if stage in timings_ms:
+            stages.setdefault(stage, []).append(timings_ms[stage])
+
+
+def _add_share_of_peak(figures: dict[str, Any], model_rate: float) -> None:
+    """The model-only inference's GFLOP/s and its share of the measured CPU peak, with a note on the
+    peak where the share cannot be read as one (an INT8 graph, a share above 1)."""
+    peak = figures["cpu_peak"]
+    achieved = 2 * figures["flops"]["macs_per_image"] * model_rate / 1e9
+    figures["inference_gflops"] = round(achieved, 3)
+    figures["share_of_peak"] = round(achieved / peak["gflops"], 4)
+    if figures["precision"] == "int8":
+        peak["note"] = "int8 graph: its integer kernels are not bound by the float32 peak"
+    elif figures["share_of_peak"] > 1:
+        peak["note"] = ("inference beat the numpy matmul rate: BLAS does not reach this CPU's peak, "
+                        "or other load disturbed the peak measurement")
 
 
 def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes],
@@ -329,55 +356,3 @@ def _runner_figures(bundle: Path, images: Path | None, encoded: list[bytes],
         ratio = wired["runner_images_per_second"] / max(plain["runner_images_per_second"], 1e-9)
         return {"available": True, **plain, "with_outputs": {"outputs": outputs, **wired},
                 "with_outputs_speed_ratio": round(ratio, 3)}
-
-
-def print_table(figures: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
-    table = Table(title=f"bench: {figures['images']}, batch {figures['batch']}, input {figures['model_input_shape']}")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for stage, values in figures["stages"].items():
-        table.add_row(f"{stage} ms/img (median / p90)", f"{values['median_ms']:.2f} / {values['p90_ms']:.2f}")
-    table.add_row("CPU", describe(figures["cpu"]))
-    scheme = figures.get("int8_scheme")
-    table.add_row("model precision", figures["precision"] + (f" ({scheme})" if scheme else ""))
-    table.add_row("end to end images/s", f"{figures['end_to_end_images_per_second']:.2f}")
-    table.add_row("model only images/s", f"{figures['model_only_images_per_second']:.2f}")
-    flops = figures["flops"]
-    if flops.get("available"):
-        table.add_row("MACs / FLOPs per image", f"{flops['macs_per_image'] / 1e9:.3f} G / {flops['gflops_per_image']:.3f} G")
-        table.add_row("inference GFLOP/s", f"{figures['inference_gflops']:.2f}")
-    else:
-        table.add_row("FLOPs", f"not available: {flops['reason']}")
-    table.add_row("CPU float32 peak GFLOP/s", f"{figures['cpu_peak']['gflops']:.1f}")
-    if "share_of_peak" in figures:
-        table.add_row("share of peak", f"{100 * figures['share_of_peak']:.1f} %")
-        if "note" in figures["cpu_peak"]:
-            table.add_row("note", figures["cpu_peak"]["note"])
-    comparison = figures["torch_vs_onnxruntime"]
-    if comparison["available"]:
-        table.add_row("torch eager (float32) ms/batch", f"{comparison['torch_eager_ms_per_batch']:.2f}")
-        table.add_row("ONNX Runtime ms/batch", f"{comparison['onnxruntime_ms_per_batch']:.2f}")
-        spread = comparison["speedup_per_round"]
-        table.add_row("ORT speed-up over torch (alternated; rounds min-max)",
-                      f"{comparison['onnxruntime_speedup']:.2f}x ({spread['min']:.2f}-{spread['max']:.2f}x)")
-    else:
-        table.add_row("torch vs ONNX Runtime", f"not available: {comparison['reason']}")
-    stolen = {phase: share for phase, share in figures.get("stolen_cpu_share", {}).items() if share is not None}
-    if stolen:
-        table.add_row("CPU taken by the hypervisor (steal)",
-                      ", ".join(f"{phase.replace('_', ' ')} {share:.1%}" for phase, share in stolen.items()))
-        if max(stolen.values()) > STEAL_WARNING:
-            table.add_row("note", "this virtual machine lost CPU time while measuring: "
-                                  "the figures above are low and vary; repeat on a quiet machine")
-    runner = figures.get("runner")
-    if runner is not None:
-        if runner.get("available"):
-            table.add_row("runner sustained images/s", str(runner.get("runner_images_per_second")))
-            if runner.get("with_outputs"):
-                wired = runner["with_outputs"]
-                table.add_row(f"runner images/s with {', '.join(wired['outputs'])} on",
-                              f"{wired['runner_images_per_second']} ({runner['with_outputs_speed_ratio']:.0%} of without)")
-        else:
-            table.add_row("runner", runner["reason"])
-    console.print(table)

@@ -16,9 +16,9 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -29,10 +29,18 @@ from tqdm import tqdm
 
 from inspector.atomic import atomic_write_text
 from inspector.config import InspectConfig
-from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.core.imageio import load_image
 from inspector.core.render import overlay, save_png
 from inspector.core.results import InspectionResult
 from inspector.errors import DatasetError, ImageLoadError, OutputError
+from inspector.quality.labelled import (
+    GOOD,
+    LabelledImage,
+    boxes_found,
+    find_labelled_images,
+    load_mask,
+    read_box_annotations,
+)
 from inspector.quality.metrics import (
     DEFAULT_MAX_FPR,
     DEFAULT_TOLERANCE_PX,
@@ -42,17 +50,12 @@ from inspector.quality.metrics import (
     region_counts,
 )
 
-GOOD = "good"
+if TYPE_CHECKING:  # the type only; the engine (ONNX Runtime) is imported when an evaluation starts
+    from inspector.core.engine import Inspector
+
 METRICS_FILE = "metrics.json"
 PIXELS_PER_IMAGE = 8192  # defect-free pixel samples kept per image (about)
 WORST_PER_KIND = 3
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    path: Path
-    kind: str  # "good" or the defect type
-    mask: Path | None
 
 
 @dataclass
@@ -61,85 +64,6 @@ class Outcome:
     score: float
     verdict: str
     regions: int
-
-
-def find_labelled_images(root: Path) -> list[LabelledImage]:
-    """Every test image with its mask; DatasetError naming what is missing."""
-    test = root / "test"
-    if not test.is_dir():
-        raise DatasetError(f"{root}: no test/ folder (expected the MVTec-AD layout test/<type>/, ground_truth/<type>/)")
-    kinds = sorted(p.name for p in test.iterdir() if p.is_dir())
-    if GOOD not in kinds:
-        raise DatasetError(f"{test / GOOD}: missing; evaluation needs good boards")
-    images: list[LabelledImage] = []
-    missing: list[str] = []
-    for kind in [GOOD] + [k for k in kinds if k != GOOD]:
-        files = sorted(p for p in (test / kind).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        for path in files:
-            if kind == GOOD:
-                images.append(LabelledImage(path, kind, None))
-                continue
-            mask = root / "ground_truth" / kind / f"{path.stem}_mask.png"
-            if not mask.is_file():
-                missing.append(f"{path} (expected {mask})")
-            images.append(LabelledImage(path, kind, mask))
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DatasetError(f"ground-truth mask missing for {'; '.join(missing[:3])}{more}")
-    if not any(image.kind == GOOD for image in images):
-        raise DatasetError(f"{test / GOOD}: holds no images")
-    if all(image.kind == GOOD for image in images):
-        raise DatasetError(f"{test}: no defective images (test/<defect type>/ folders)")
-    return images
-
-
-# Box annotations beside the masks (`annotations/<stem>.txt`, one `x1,y1,x2,y2,type` per line with
-# inclusive corners, as in the DeepPCB conversion) say which kind of defect each box is, so recall
-# can be reported per annotated type even when all images share one test/ folder. DeepPCB's type
-# codes get their names; any other code is reported as it is written.
-DEEPPCB_TYPE_NAMES = {"1": "open", "2": "short", "3": "mousebite", "4": "spur", "5": "spurious_copper",
-                      "6": "pin_hole"}
-
-
-@dataclass(frozen=True)
-class AnnotatedBox:
-    bbox: tuple[int, int, int, int]  # x1, y1, x2, y2, exclusive like Region.bbox
-    kind: str
-
-
-def read_box_annotations(root: Path, image: LabelledImage) -> list[AnnotatedBox]:
-    """The annotated boxes of a defective image, or [] when the data set has no annotations."""
-    path = root / "annotations" / f"{image.path.stem}.txt"
-    if image.mask is None or not path.is_file():
-        return []
-    boxes = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.replace(",", " ").split()
-        if not fields:
-            continue
-        try:
-            x1, y1, x2, y2 = (int(float(v)) for v in fields[:4])
-            code = fields[4]
-        except (ValueError, IndexError) as exc:
-            raise DatasetError(f"{path}:{number}: expected x1,y1,x2,y2,type, got {line!r}") from exc
-        boxes.append(AnnotatedBox((x1, y1, x2 + 1, y2 + 1), DEEPPCB_TYPE_NAMES.get(code, code)))
-    return boxes
-
-
-def boxes_found(boxes: Sequence[AnnotatedBox], predicted: Sequence[tuple[int, int, int, int]]) -> list[bool]:
-    """Per annotated box: does any predicted region box touch it?"""
-    return [any(px1 < bx2 and px2 > bx1 and py1 < by2 and py2 > by1 for px1, py1, px2, py2 in predicted)
-            for bx1, by1, bx2, by2 in (box.bbox for box in boxes)]
-
-
-def load_mask(image: LabelledImage, shape: tuple[int, int], max_pixels: int) -> np.ndarray | None:
-    if image.mask is None:
-        return None
-    mask = load_image(image.mask, channels=1, max_pixels=max_pixels)
-    if mask.shape != shape:
-        raise DatasetError(f"{image.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                           f"{shape[1]}x{shape[0]}")
-    return mask > 0
 
 
 def sampling_stride(shape: tuple[int, int]) -> int:
@@ -268,7 +192,7 @@ def worst_cases(outcomes: Sequence[Outcome]) -> list[tuple[str, Outcome]]:
     return picks
 
 
-def write_worst(engine: Any, picks: Sequence[tuple[str, Outcome]], folder: Path, max_pixels: int) -> list[str]:
+def write_worst(engine: Inspector, picks: Sequence[tuple[str, Outcome]], folder: Path, max_pixels: int) -> list[str]:
     """Overlays of the worst cases, with the ground-truth outline drawn in green."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -305,56 +229,100 @@ def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig, *, netw
         print(tolerance)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    samples: dict[str, ProSamples] = defaultdict(ProSamples)
-    counts: dict[str, RegionCounts] = defaultdict(RegionCounts)
-    outcomes: list[Outcome] = []
-    skipped: list[dict[str, str]] = []
-    strides: set[int] = set()
-    annotated: dict[str, list[bool]] = defaultdict(list)
+    tally = _inspect_labelled(engine, images, Path(data), config)
+    kinds = sorted({o.image.kind for o in tally.outcomes} - {GOOD})
+    if not kinds or not any(o.image.kind == GOOD for o in tally.outcomes):
+        raise DatasetError(f"{data}: after skipping unreadable images there are no good or no defective boards")
+    metrics = _metrics(tally, kinds, engine, config, network=network, tolerance=tolerance)
+    plot_roc(tally.outcomes, out / "roc.png")
+    plot_histogram(tally.outcomes, engine.image_threshold, out / "score_histogram.png")
+    metrics["worst"] = write_worst(engine, worst_cases(tally.outcomes), out / "worst", config.max_pixels)
+    metrics["images"] = [{"image": str(o.image.path), "type": o.image.kind, "score": round(o.score, 6),
+                          "verdict": o.verdict, "regions": o.regions} for o in tally.outcomes]
+    write_json_atomic(out / METRICS_FILE, metrics)
+    print_summary(metrics, out)
+    return metrics
+
+
+@dataclass
+class _Tally:
+    """What inspecting the labelled set leaves for the figures (anomaly maps are not kept): each scored
+    image's outcome; per kind ("good" or a defect type) the pixel samples and region counts; whether
+    each annotated box was found, per annotated type; the images skipped; the sampling grids used."""
+
+    data: Path  # the labelled root (its annotations/ folder)
+    outcomes: list[Outcome] = field(default_factory=list)
+    samples: dict[str, ProSamples] = field(default_factory=lambda: defaultdict(ProSamples))
+    counts: dict[str, RegionCounts] = field(default_factory=lambda: defaultdict(RegionCounts))
+    annotated: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    strides: set[int] = field(default_factory=set)
+
+    def add(self, item: LabelledImage, mask: np.ndarray | None, result: InspectionResult) -> None:
+        stride = sampling_stride(result.anomaly_map.shape)
+        self.strides.add(stride)
+        self.samples[item.kind].add(result.anomaly_map, mask, ok_stride=stride)
+        boxes = [region.bbox for region in result.regions]
+        self.counts[item.kind].add(region_counts(boxes, mask, result.anomaly_map.shape, DEFAULT_TOLERANCE_PX))
+        labelled_boxes = read_box_annotations(self.data, item)
+        for box, found in zip(labelled_boxes, boxes_found(labelled_boxes, boxes)):
+            self.annotated[box.kind].append(found)
+        self.outcomes.append(Outcome(item, float(result.score), result.verdict, len(result.regions)))
+
+
+def _inspect_labelled(engine: Inspector, images: Sequence[LabelledImage], data: Path,
+                      config: InspectConfig) -> _Tally:
+    """Every image inspected in batches of the line's size; an unreadable image or an error verdict is
+    reported in `skipped`, not fatal: the rest still measures."""
+    tally = _Tally(data)
     batch = max(1, config.batch_size)
     with tqdm(total=len(images), desc="evaluate", unit="img") as progress:
         for start in range(0, len(images), batch):
             chunk = images[start:start + batch]
-            loaded: list[tuple[LabelledImage, np.ndarray, np.ndarray | None]] = []
-            for item in chunk:
-                try:
-                    pixels = load_image(item.path, max_pixels=config.max_pixels)
-                except ImageLoadError as exc:  # reported, not fatal: the rest still measures
-                    skipped.append({"image": str(item.path), "reason": exc.reason})
-                    continue
-                loaded.append((item, pixels, load_mask(item, pixels.shape[:2], config.max_pixels)))
+            loaded = _load_chunk(chunk, config.max_pixels, tally.skipped)
             results = engine.inspect_each([pixels for _, pixels, _ in loaded]) if loaded else []
             for (item, _pixels, mask), result in zip(loaded, results):
                 if not isinstance(result, InspectionResult):  # an error verdict (not aligned): reported, not scored
-                    skipped.append({"image": str(item.path), "reason": f"error verdict: {result}"})
+                    tally.skipped.append({"image": str(item.path), "reason": f"error verdict: {result}"})
                     continue
-                stride = sampling_stride(result.anomaly_map.shape)
-                strides.add(stride)
-                samples[item.kind].add(result.anomaly_map, mask, ok_stride=stride)
-                boxes = [region.bbox for region in result.regions]
-                counts[item.kind].add(region_counts(boxes, mask, result.anomaly_map.shape, DEFAULT_TOLERANCE_PX))
-                labelled_boxes = read_box_annotations(Path(data), item)
-                for box, found in zip(labelled_boxes, boxes_found(labelled_boxes, boxes)):
-                    annotated[box.kind].append(found)
-                outcomes.append(Outcome(item, float(result.score), result.verdict, len(result.regions)))
+                tally.add(item, mask, result)
             progress.update(len(chunk))
-    kinds = sorted({o.image.kind for o in outcomes} - {GOOD})
-    if not kinds or not any(o.image.kind == GOOD for o in outcomes):
-        raise DatasetError(f"{data}: after skipping unreadable images there are no good or no defective boards")
+    return tally
 
-    def figures(selected_kinds: Sequence[str]) -> dict[str, Any]:
-        chosen = [o for o in outcomes if o.image.kind == GOOD or o.image.kind in selected_kinds]
-        n_good = sum(o.image.kind == GOOD for o in chosen)
-        result = {"counts": {"good": n_good, "defective": len(chosen) - n_good}}
-        result.update(image_figures(chosen))
-        result.update(pixel_figures(_merge([samples[GOOD]] + [samples[k] for k in selected_kinds])))
-        result.update(region_figures(counts[GOOD], _sum_counts([counts[k] for k in selected_kinds]),
-                                     n_good, len(chosen) - n_good))
-        return result
 
-    metrics: dict[str, Any] = figures(kinds)
-    metrics["counts"].update({kind: sum(o.image.kind == kind for o in outcomes) for kind in kinds})
-    metrics["counts"]["skipped"] = len(skipped)
+def _load_chunk(chunk: Sequence[LabelledImage], max_pixels: int,
+                skipped: list[dict[str, str]]) -> list[tuple[LabelledImage, np.ndarray, np.ndarray | None]]:
+    """Each readable image with its pixels and mask; the unreadable ones appended to `skipped`."""
+    loaded: list[tuple[LabelledImage, np.ndarray, np.ndarray | None]] = []
+    for item in chunk:
+        try:
+            pixels = load_image(item.path, max_pixels=max_pixels)
+        except ImageLoadError as exc:
+            skipped.append({"image": str(item.path), "reason": exc.reason})
+            continue
+        loaded.append((item, pixels, load_mask(item, pixels.shape[:2], max_pixels)))
+    return loaded
+
+
+def _figures(tally: _Tally, kinds: Sequence[str]) -> dict[str, Any]:
+    """Image, pixel and region figures of the defect types `kinds` against all good boards."""
+    chosen = [o for o in tally.outcomes if o.image.kind == GOOD or o.image.kind in kinds]
+    n_good = sum(o.image.kind == GOOD for o in chosen)
+    figures: dict[str, Any] = {"counts": {"good": n_good, "defective": len(chosen) - n_good}}
+    figures.update(image_figures(chosen))
+    figures.update(pixel_figures(_merge([tally.samples[GOOD]] + [tally.samples[k] for k in kinds])))
+    figures.update(region_figures(tally.counts[GOOD], _sum_counts([tally.counts[k] for k in kinds]),
+                                  n_good, len(chosen) - n_good))
+    return figures
+
+
+def _metrics(tally: _Tally, kinds: Sequence[str], engine: Inspector, config: InspectConfig, *, network: bool,
+             tolerance: str) -> dict[str, Any]:
+    """metrics.json without the worst cases and the per-image list: the figures of all defect types, the
+    settings they were measured with, the figures per defect type and per annotated type."""
+    metrics = _figures(tally, kinds)
+    metrics["counts"].update({kind: sum(o.image.kind == kind for o in tally.outcomes) for kind in kinds})
+    metrics["counts"]["skipped"] = len(tally.skipped)
     metrics.update({
         "image_threshold": engine.image_threshold,
         "pixel_threshold": engine.pixel_threshold,
@@ -366,20 +334,13 @@ def evaluate(bundle: Path, data: Path, out: Path, config: InspectConfig, *, netw
         "aupro_max_fpr": DEFAULT_MAX_FPR,
         "tolerance_px": DEFAULT_TOLERANCE_PX,
         "pixel_sampling": {"defect_pixels": "all", "defect_free_pixels": "every Nth row and column",
-                           "n": sorted(strides)},
-        "per_type": {kind: figures([kind]) for kind in kinds},
+                           "n": sorted(tally.strides)},
+        "per_type": {kind: _figures(tally, [kind]) for kind in kinds},
         "per_annotation_type": {kind: {"boxes": len(found), "found": int(sum(found)),
                                        "region_recall": round(float(np.mean(found)), 6)}
-                                for kind, found in sorted(annotated.items())},
-        "skipped": skipped,
+                                for kind, found in sorted(tally.annotated.items())},
+        "skipped": tally.skipped,
     })
-    plot_roc(outcomes, out / "roc.png")
-    plot_histogram(outcomes, engine.image_threshold, out / "score_histogram.png")
-    metrics["worst"] = write_worst(engine, worst_cases(outcomes), out / "worst", config.max_pixels)
-    metrics["images"] = [{"image": str(o.image.path), "type": o.image.kind, "score": round(o.score, 6),
-                          "verdict": o.verdict, "regions": o.regions} for o in outcomes]
-    write_json_atomic(out / METRICS_FILE, metrics)
-    print_summary(metrics, out)
     return metrics
 
 

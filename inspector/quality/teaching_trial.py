@@ -31,7 +31,7 @@ from inspector.core.interface import Analysis
 from inspector.core.registration import RegistrationError
 from inspector.core.tolerance import LearnedTolerance
 from inspector.errors import ConfigError, DatasetError
-from inspector.quality.evaluate import GOOD, LabelledImage, find_labelled_images, load_mask
+from inspector.quality.labelled import GOOD, LabelledImage, find_labelled_images, load_mask
 from inspector.quality.metrics import RegionCounts, region_counts
 from inspector.review.decisions import dismiss_false_alarm
 from inspector.review.roles import User

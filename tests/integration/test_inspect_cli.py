@@ -12,7 +12,7 @@ import cv2
 import pytest
 
 from inspector.errors import DatasetError
-from inspector.quality.evaluate import find_labelled_images
+from inspector.quality.labelled import find_labelled_images
 from training.quantize import MAX_MEAN_ABS_DIFF
 
 RECORD_KEYS = {"image", "score", "threshold", "pixel_threshold", "verdict", "regions", "overlay", "heatmap",

@@ -146,7 +146,7 @@ def test_good_image_every_region_is_false_and_counts_add_up() -> None:
 
 def test_box_annotations_give_recall_per_type(tmp_path) -> None:
     from inspector.errors import DatasetError
-    from inspector.quality.evaluate import LabelledImage, boxes_found, read_box_annotations
+    from inspector.quality.labelled import LabelledImage, boxes_found, read_box_annotations
 
     (tmp_path / "annotations").mkdir()
     image = LabelledImage(tmp_path / "test" / "defect" / "b1.png", "defect", tmp_path / "b1_mask.png")
