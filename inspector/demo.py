@@ -15,7 +15,7 @@ import typer
 
 from inspector import extensions
 from inspector.bundle.files import MANIFEST_FILE
-from inspector.config import DashboardConfig, InspectConfig, RunnerConfig, TrainConfig
+from inspector.config import DashboardConfig, InspectConfig, RunnerConfig, ScheduleSettings, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_BOARDS = REPO_ROOT / "sample_boards"
@@ -36,7 +36,7 @@ def _sample_root(workdir: Path) -> Path:
 
 
 # A fixed amount of work, as for every training: an epoch is at least 87 steps however few the boards
-# (TrainConfig.epoch_crops), and 30 of them (2610 steps, about 2 minutes on a 2-core VNNI CPU) take the
+# (TrainConfig.schedule.epoch_crops), and 30 of them (2610 steps, about 2 minutes on a 2-core VNNI CPU) take the
 # sample boards' network from its initial flat output to redrawing about half of the good boards' error
 # tail (issue 18; 300 epochs of 8 steps before, 2400 steps, in which it never left the flat output).
 DEMO_EPOCHS = 30
@@ -45,7 +45,7 @@ DEMO_EPOCHS = 30
 def demo_train_config(minutes: float) -> TrainConfig:
     # The sample boards carry printed labels: a mirrored label is no plausible board, so the views
     # averaged are shifted, not mirrored. `minutes` is the safety cap.
-    return TrainConfig(epochs=DEMO_EPOCHS, max_minutes=minutes, seed=0, view_kind="shift")
+    return TrainConfig(seed=0, view_kind="shift", schedule=ScheduleSettings(epochs=DEMO_EPOCHS, max_minutes=minutes))
 
 
 def _ensure_model(samples: Path, bundle: Path, *, retrain: bool, minutes: float) -> Path:

@@ -45,16 +45,17 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small autoencoder bundle trained for seconds on `sample_root` (shared by many tests)."""
-    from inspector.config import TrainConfig
+    from inspector.config import RegistrationSettings, ScheduleSettings, TrainConfig
     from training.train import train_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "tiny"
     # The engine's generic behaviour (batches of mixed sizes, tiles, CLI, runner): no registration,
     # which would refuse boards of another size than its reference (fixtured_bundle has it).
-    config = TrainConfig(epoch_crops=0,
-        epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
-        crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1, registration="off",
-        hard_crop_start=2, hard_crop_every=2,  # hard crops (chosen for unregistered boards) within 6 epochs
+    config = TrainConfig(
+        width=8, depth=3, latent_channels=16, crop_size=64, holdout_fraction=0.25, seed=3, threads=1,
+        schedule=ScheduleSettings(epochs=6, max_minutes=1.5, batch_size=8, crops_per_image=2, epoch_crops=0,
+                                  hard_crop_start=2, hard_crop_every=2),  # hard crops (unregistered boards) within 6 epochs
+        registration=RegistrationSettings(mode="off"),
     )
     train_bundle(sample_root, out, config)
     return out
@@ -64,13 +65,13 @@ def tiny_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def fixtured_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with the defaults for one fixtured design: registration, light normalisation,
     board-minus-reference input and the per-position model (chosen by training from the boards)."""
-    from inspector.config import TrainConfig
+    from inspector.config import ScheduleSettings, TrainConfig
     from training.train import train_bundle
 
     out = tmp_path_factory.mktemp("fixtured") / "tiny"
-    config = TrainConfig(epoch_crops=0,
-        epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
-        crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1,
+    config = TrainConfig(
+        width=8, depth=3, latent_channels=16, crop_size=64, holdout_fraction=0.25, seed=3, threads=1,
+        schedule=ScheduleSettings(epochs=6, max_minutes=1.5, batch_size=8, crops_per_image=2, epoch_crops=0),
     )
     train_bundle(sample_root, out, config)
     return out

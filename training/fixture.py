@@ -109,15 +109,16 @@ AUTO_HARD_CROPS = {True: 0.0, False: 0.5}
 def choose_crops(config: TrainConfig, registered: bool, residual: bool) -> tuple[TrainConfig, str]:
     """The config with `hard_crop_share = -1` made concrete for these boards, and why. Residual
     training (board - reference) never takes hard crops, even when asked for."""
-    if residual and config.hard_crop_share > 0:
-        return (replace(config, hard_crop_share=0.0),
+    if residual and config.schedule.hard_crop_share > 0:
+        return (config.with_values(hard_crop_share=0.0),
                 "all random (hard crops are not drawn for residual training, which needs the reference)")
-    chosen = replace(config, hard_crop_share=AUTO_HARD_CROPS[registered] if config.hard_crop_share < 0
-                     else config.hard_crop_share)
-    what = (f"{chosen.hard_crop_share:.0%} of the crops over the model's worst-drawn cells of its training boards "
-            f"(rescored every {chosen.hard_crop_every} epochs from epoch {chosen.hard_crop_start}), the rest random"
-            if chosen.hard_crop_share > 0 else "all random")
-    if chosen.hard_crop_share == config.hard_crop_share:
+    share = config.schedule.hard_crop_share
+    chosen = config.with_values(hard_crop_share=AUTO_HARD_CROPS[registered] if share < 0 else share)
+    hard = chosen.schedule
+    what = (f"{hard.hard_crop_share:.0%} of the crops over the model's worst-drawn cells of its training boards "
+            f"(rescored every {hard.hard_crop_every} epochs from epoch {hard.hard_crop_start}), the rest random"
+            if hard.hard_crop_share > 0 else "all random")
+    if hard.hard_crop_share == share:
         return chosen, f"{what}, as configured"
     why = "one fixtured design, not measured there" if registered else "boards not registered"
     return chosen, f"{what}, chosen from the data ({why})"
@@ -125,8 +126,9 @@ def choose_crops(config: TrainConfig, registered: bool, residual: bool) -> tuple
 
 def decide_fixture(config: TrainConfig, boards: Sequence[np.ndarray]) -> tuple[Registration | None, dict[str, Any]]:
     """Registration for these training boards, and the checkpoint's "fixture" record."""
-    registration, decision = decide(boards, config.registration, config.photometric, residual=config.residual)
-    if registration is not None and registration.groups is not None and config.reference_input:
+    settings = config.registration
+    registration, decision = decide(boards, settings.mode, settings.photometric, residual=settings.residual)
+    if registration is not None and registration.groups is not None and settings.reference_input:
         # The network sees the one reference beside the board's difference (a constant of its graph): the
         # difference is taken from that reference too, and the network learns each group's look from it.
         # Taken from each group's own reference instead, the network redrew glints the group's reference had
@@ -137,17 +139,17 @@ def decide_fixture(config: TrainConfig, boards: Sequence[np.ndarray]) -> tuple[R
         registration = Registration(registration.spec, registration.reference, registration.surround, same)
         decision["groups"] += ("; each board's difference from the one reference, which the network sees beside it "
                                "(per group: the per-position model, and boards lit like no group refused)")
-    atlas_on = config.atlas == "on" or (config.atlas == "auto" and registration is not None)
+    atlas_on = settings.atlas == "on" or (settings.atlas == "auto" and registration is not None)
     shapes = {board.shape[:2] for board in boards}
     if atlas_on and registration is None and len(shapes) != 1:
         raise ConfigError("a per-position model needs boards of one size in one position (registration)")
     height, width = boards[0].shape[:2]
-    roi = parse_roi(config.roi, height, width)
+    roi = parse_roi(settings.roi, height, width)
     fixture: dict[str, Any] = {
         "decision": decision,
-        "atlas": {"on": atlas_on, "quantile": config.atlas_quantile, "dilate_px": config.atlas_dilate_px,
-                  "reason": ("fixtured design: good boards' error judged per position" if atlas_on and config.atlas == "auto"
-                             else f"atlas = {config.atlas}" if config.atlas != "auto"
+        "atlas": {"on": atlas_on, "quantile": settings.atlas_quantile, "dilate_px": settings.atlas_dilate_px,
+                  "reason": ("fixtured design: good boards' error judged per position" if atlas_on and settings.atlas == "auto"
+                             else f"atlas = {settings.atlas}" if settings.atlas != "auto"
                              else "boards not registered: positions differ between boards")},
     }
     if registration is not None:

@@ -115,12 +115,12 @@ def cap_forecast(history: list[EpochRecord], config: TrainConfig, elapsed: float
         return None
     timed = history[-recent:] if recent else history
     seconds_per_epoch = sum(h["seconds"] for h in timed) / len(timed)
-    remaining = config.epochs - history[-1]["epoch"]
+    remaining = config.schedule.epochs - history[-1]["epoch"]
     projected = elapsed + seconds_per_epoch * remaining
-    budget = config.max_minutes * 60.0
+    budget = config.schedule.max_minutes * 60.0
     reachable = history[-1]["epoch"] + int(max(0.0, budget - elapsed) // seconds_per_epoch)
-    return {"seconds_per_epoch": round(seconds_per_epoch, 2), "planned_epochs": config.epochs,
-            "expected_epochs": min(reachable, config.epochs), "minutes_needed": round(projected / 60.0, 1),
+    return {"seconds_per_epoch": round(seconds_per_epoch, 2), "planned_epochs": config.schedule.epochs,
+            "expected_epochs": min(reachable, config.schedule.epochs), "minutes_needed": round(projected / 60.0, 1),
             "cuts_run": projected > budget}
 
 
@@ -157,7 +157,7 @@ def validation_loss(model: ConvAutoencoder, tensors: list[np.ndarray], config: T
 
 def warmup_epochs(config: TrainConfig) -> int:
     """Epochs that never count as the best one (nor against early stopping): `warmup_fraction` of the plan."""
-    return int(config.epochs * config.warmup_fraction)
+    return int(config.schedule.epochs * config.schedule.warmup_fraction)
 
 
 @dataclass
@@ -184,82 +184,113 @@ class FitState:
         return self.train_seconds_before + time.monotonic() - started
 
 
-def fit(model: ConvAutoencoder, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-        schedule: Schedule, make_batches: Callable[[int], Batches], validation: list[np.ndarray],
-        config: TrainConfig, device: torch.device, state: Checkpoint, progress_state: FitState,
-        checkpoint_path: Path, started: float) -> str:
-    """Run epochs; updates `state` (the checkpoint) after each and returns why the run stopped.
+@dataclass
+class Run:
+    """The model, its optimiser and schedule, and where the run stands (`train.resume_or_start`)."""
+
+    model: ConvAutoencoder
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    schedule: Schedule
+    progress: FitState
+    state: Checkpoint  # what is saved each epoch and exported at the end
+
+
+def fit(run: Run, make_batches: Callable[[int], Batches], validation: list[np.ndarray], config: TrainConfig,
+        device: torch.device, checkpoint_path: Path, started: float) -> str:
+    """Run epochs; updates `run.state` (the checkpoint) after each and returns why the run stopped.
 
     `started` is the monotonic time the run began (data loading counts against the budget);
-    `schedule.fraction` drives the learning-rate schedule; `progress_state` is advanced in place.
+    `run.schedule.fraction` drives the learning-rate schedule; `run.progress` is advanced in place.
     """
-    budget = config.max_minutes * 60.0
-    run = progress_state
-    history, average = run.history, run.average
+    budget = config.schedule.max_minutes * 60.0
+    progress, history = run.progress, run.progress.history
+    patience = config.schedule.early_stopping_patience
+    patience_left = patience
+    if progress.best_epoch and history:
+        patience_left -= history[-1]["epoch"] - progress.best_epoch
+    bar = tqdm(range(progress.start_epoch, config.schedule.epochs), desc=f"training ({run.state['params']} params)",
+               unit="epoch", initial=progress.start_epoch, total=config.schedule.epochs)
     stopped = "epochs"
-    patience_left = config.early_stopping_patience
-    if run.best_epoch and history:
-        patience_left -= history[-1]["epoch"] - run.best_epoch
-    progress = tqdm(range(progress_state.start_epoch, config.epochs), desc=f"training ({state['params']} params)",
-                    unit="epoch", initial=progress_state.start_epoch, total=config.epochs)
-    for epoch in progress:
+    for epoch in bar:
         epoch_start = time.monotonic()
         if history and epoch_start - started + history[-1]["seconds"] > budget:
             stopped = "time budget"  # the next epoch would not fit in what is left
             break
-        losses, out_of_time = train_epoch(model, optimizer, make_batches(epoch), config, device, started + budget,
-                                          average)
-        schedule.fraction = max((epoch + 1) / config.epochs, (time.monotonic() - started) / budget)
-        scheduler.step()
-        judged = model if average is None else average.model  # the weights that would be exported
-        val = validation_loss(judged, validation, config, device)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
-                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_start,
-                        "complete": not out_of_time})
-        warming_up = epoch + 1 <= warmup_epochs(config)
-        if warming_up:  # the average is still close to where training started: never the best
-            patience_left = config.early_stopping_patience
-            if run.best_val == math.inf:  # exported only if the run ends (time cap) before the warm-up does
-                run.best_epoch, run.best_state = epoch + 1, weights_on_cpu(judged)
-        elif val < run.best_val:
-            run.best_val, run.best_epoch = val, epoch + 1
-            run.best_state = weights_on_cpu(judged)
-            patience_left = config.early_stopping_patience
-        else:
-            patience_left -= 1
-        progress.set_postfix(train=f"{history[-1]['train_loss']:.5f}", val=f"{val:.5f}")
-        done = epoch + 1 - run.start_epoch
-        if done == FORECAST_AFTER_EPOCHS or (done > FORECAST_AFTER_EPOCHS and done % FORECAST_RECHECK_EPOCHS == 0):
-            forecast = cap_forecast(history, config, time.monotonic() - started, recent=FORECAST_RECHECK_EPOCHS)
-            if forecast is not None:
-                message = forecast_message(state.get("cap_forecast"), forecast, config.max_minutes)
-                state["cap_forecast"] = forecast
-                if message:
-                    tqdm.write(message)
-        _record_epoch(state, run, model, optimizer, scheduler, epoch + 1, started)
-        save_checkpoint(state, checkpoint_path)
-        if out_of_time:
-            stopped = "time budget"
+        judged, val, out_of_time = _train_and_validate(run, make_batches(epoch), validation, config, device,
+                                                       epoch, epoch_start, started)
+        patience_left = patience if _keep_best(progress, judged, epoch + 1, val, config) else patience_left - 1
+        bar.set_postfix(train=f"{history[-1]['train_loss']:.5f}", val=f"{val:.5f}")
+        _tell_forecast(run, config, epoch + 1 - progress.start_epoch, started)
+        _record_epoch(run, epoch + 1, started)
+        save_checkpoint(run.state, checkpoint_path)
+        if out_of_time or patience_left <= 0:
+            stopped = "time budget" if out_of_time else "early stopping"
             break
-        if patience_left <= 0:
-            stopped = "early stopping"
-            break
-    progress.close()
+    bar.close()
     return stopped
 
 
-def _record_epoch(state: Checkpoint, run: FitState, model: ConvAutoencoder, optimizer: torch.optim.Optimizer,
-                  scheduler: torch.optim.lr_scheduler.LambdaLR, epoch: int, started: float) -> None:
+def _train_and_validate(run: Run, batches: Batches, validation: list[np.ndarray], config: TrainConfig,
+                        device: torch.device, epoch: int, epoch_start: float,
+                        started: float) -> tuple[ConvAutoencoder, float, bool]:
+    """One epoch (0-based `epoch`, begun at monotonic `epoch_start`) trained, the schedule stepped and
+    the weights that would be exported validated; its record appended to the history. Returns those
+    weights, their loss and whether the budget cut the epoch short."""
+    budget = config.schedule.max_minutes * 60.0
+    average = run.progress.average
+    losses, out_of_time = train_epoch(run.model, run.optimizer, batches, config, device, started + budget, average)
+    run.schedule.fraction = max((epoch + 1) / config.schedule.epochs, (time.monotonic() - started) / budget)
+    run.scheduler.step()
+    judged = run.model if average is None else average.model  # the weights that would be exported
+    val = validation_loss(judged, validation, config, device)
+    run.progress.history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val,
+                                 "lr": run.optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - epoch_start,
+                                 "complete": not out_of_time})
+    return judged, val, out_of_time
+
+
+def _keep_best(progress: FitState, judged: ConvAutoencoder, epoch: int, val: float, config: TrainConfig) -> bool:
+    """Keep epoch `epoch`'s weights when they are the best yet; True when early stopping's patience
+    starts over (a new best, or the warm-up)."""
+    if epoch <= warmup_epochs(config):  # the average is still close to where training started: never the best
+        if progress.best_val == math.inf:  # exported only if the run ends (time cap) before the warm-up does
+            progress.best_epoch, progress.best_state = epoch, weights_on_cpu(judged)
+        return True
+    if val < progress.best_val:
+        progress.best_val, progress.best_epoch = val, epoch
+        progress.best_state = weights_on_cpu(judged)
+        return True
+    return False
+
+
+def _tell_forecast(run: Run, config: TrainConfig, done: int, started: float) -> None:
+    """After the first epochs of this run, and every few since, where the wall-clock cap will stop it
+    (kept in the checkpoint, said when it changes)."""
+    due = done == FORECAST_AFTER_EPOCHS or (done > FORECAST_AFTER_EPOCHS and done % FORECAST_RECHECK_EPOCHS == 0)
+    if not due:
+        return
+    forecast = cap_forecast(run.progress.history, config, time.monotonic() - started, recent=FORECAST_RECHECK_EPOCHS)
+    if forecast is None:
+        return
+    message = forecast_message(run.state.get("cap_forecast"), forecast, config.schedule.max_minutes)
+    run.state["cap_forecast"] = forecast
+    if message:
+        tqdm.write(message)
+
+
+def _record_epoch(run: Run, epoch: int, started: float) -> None:
     """Write the run's progress after `epoch` into the checkpoint (what a resumed run reads back)."""
+    progress, state = run.progress, run.state
     state.update({
-        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer_state": optimizer.state_dict(),
-        "scheduler_state": scheduler.state_dict(), "epoch": epoch, "history": run.history,
-        "best_val_loss": run.best_val, "best_epoch": run.best_epoch,
-        "train_seconds": run.train_seconds(started),
+        "model_state": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+        "optimizer_state": run.optimizer.state_dict(),
+        "scheduler_state": run.scheduler.state_dict(), "epoch": epoch, "history": progress.history,
+        "best_val_loss": progress.best_val, "best_epoch": progress.best_epoch,
+        "train_seconds": progress.train_seconds(started),
         "stopped_reason": "in progress",
     })
-    if run.best_state is not None:
-        state["best_state"] = run.best_state
-    if run.average is not None:
-        state["weight_average"] = run.average.state()
+    if progress.best_state is not None:
+        state["best_state"] = progress.best_state
+    if progress.average is not None:
+        state["weight_average"] = progress.average.state()

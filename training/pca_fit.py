@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ def train_pca_bundle(data: Path, out: Path, config: TrainConfig) -> dict[str, An
     weights = weights_on_cpu(model)
     state = new_checkpoint(
         architecture=arch.to_dict(), preprocess_spec=spec.to_json(), scoring=scoring_spec.to_json(),
-        config=asdict(config) | {"device": "cpu"},
+        config=config.record() | {"device": "cpu"},
         data=data_record(data, images.data_sha256, images.train, images.holdout, images.holdout_paths),
         parity_images=images.holdout[:PARITY_IMAGES], params=sum(p.numel() for p in model.parameters()))
     state.update({

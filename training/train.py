@@ -7,7 +7,7 @@ import random
 import shutil
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from training.data import GoodImages, load_good_images, random_window, source_cr
 from training.export import write_bundle
 from training.fixture import choose_crops, choose_score, choose_views, decide_fixture, registration_of
 from training.hard_crops import HardCropSampler
-from training.loop import FitState, Schedule, WeightAverage, fit
+from training.loop import FitState, Run, Schedule, WeightAverage, fit
 from training.model import Architecture, ConvAutoencoder, count_parameters, set_reference
 from training.pca_fit import train_pca_bundle
 
@@ -62,7 +62,7 @@ def fitted_crop_size(config: TrainConfig, images: GoodImages, spec: PreprocessSp
 
 def crops_per_epoch(boards: int, config: TrainConfig) -> int:
     """Crops an epoch draws: crops_per_image a board, and at least epoch_crops (training sized in steps)."""
-    return max(boards * config.crops_per_image, config.epoch_crops)
+    return max(boards * config.schedule.crops_per_image, config.schedule.epoch_crops)
 
 
 def crop_order(boards: int, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
@@ -87,14 +87,14 @@ def batches(images: GoodImages, config: TrainConfig, spec: PreprocessSpec, crop:
     rng = np.random.default_rng([config.seed, epoch])
     augment_config = config
     if registered:
-        augment_config = TrainConfig(**{**asdict(config), "shift_px": config.registered_shift_px,
-                                        "rotate_deg": config.registered_rotate_deg})
+        augment_config = replace(config, shift_px=config.registration.registered_shift_px,
+                                 rotate_deg=config.registration.registered_rotate_deg)
     augment = camera_augmentation(augment_config, seed=config.seed * 100_003 + epoch)
     side = source_crop_size(crop, spec)
     order = crop_order(len(images.train), config, rng)
-    for start in range(0, len(order), config.batch_size):
+    for start in range(0, len(order), config.schedule.batch_size):
         targets, inputs = [], []
-        for index in order[start:start + config.batch_size]:
+        for index in order[start:start + config.schedule.batch_size]:
             reference_crop = None
             if registration is not None:
                 y, x = window_origin(images.train[index], side, rng)
@@ -136,18 +136,6 @@ class Prepared:
     crop: int
 
 
-@dataclass
-class Run:
-    """The model, its optimiser and schedule, and where the run stands (`resume_or_start`)."""
-
-    model: ConvAutoencoder
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    schedule: Schedule
-    progress: FitState
-    state: Checkpoint  # what is saved each epoch and exported at the end
-
-
 def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None = None) -> dict:
     """Train on good boards in `data`, write a calibrated bundle to `out`; returns metrics.json's content.
 
@@ -181,8 +169,9 @@ def train_bundle(data: Path, out: Path, config: TrainConfig, resume: Path | None
 def resumed_config(previous: Checkpoint, config: TrainConfig, resume: Path) -> TrainConfig:
     """The run continues with the saved settings; only the stopping limits come from the caller."""
     saved = from_dict(TrainConfig, previous["config"], f"{resume} config")
-    saved = replace(saved, epochs=config.epochs, max_minutes=config.max_minutes,
-                    early_stopping_patience=config.early_stopping_patience)
+    limits = config.schedule
+    saved = saved.with_values(epochs=limits.epochs, max_minutes=limits.max_minutes,
+                              early_stopping_patience=limits.early_stopping_patience)
     if saved.method == "pca":
         raise ConfigError(f"{resume}: a patch PCA is fitted in one pass; there is nothing to resume")
     return saved
@@ -224,7 +213,7 @@ def prepare_data(data: Path, config: TrainConfig, previous: Checkpoint | None, r
                           std=std, tile_size=config.tile_size, tile_overlap=config.tile_overlap)
     # Score with the error the model was trained to minimise.
     scoring = ScoringSpec.from_train_config(config, error=config.loss, channels=images.channels)
-    reference_input = residual is not None and config.reference_input
+    reference_input = residual is not None and config.registration.reference_input
     if reference_input and config.views != 1:
         raise ConfigError(f"the reference beside the board (reference_input) needs one view, got views = {config.views}")
     arch = Architecture(in_channels=images.channels, width=config.width, depth=config.depth,
@@ -243,18 +232,18 @@ def resume_or_start(prepared: Prepared, data: Path, device: torch.device, previo
     model = ConvAutoencoder(arch).to(device).to(memory_format=torch.channels_last)  # see loop.train_epoch
     if prepared.residual is not None and model.reference_input is not None:
         set_reference(model, prepared.residual, prepared.spec)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.schedule.learning_rate, weight_decay=config.schedule.weight_decay)
     schedule = Schedule()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: schedule.factor())
     images = prepared.images
     state = new_checkpoint(
         architecture=arch.to_dict(), preprocess_spec=prepared.spec.to_json(), scoring=prepared.scoring.to_json(),
-        config=asdict(config) | {"crop_size": prepared.crop, "device": device.type},
+        config=config.record() | {"crop_size": prepared.crop, "device": device.type},
         data=data_record(data, images.data_sha256, images.train, images.holdout, images.holdout_paths,
                          train_paths=images.train_paths),
         parity_images=prepared.raw_holdout[:PARITY_IMAGES], params=count_parameters(model))
     state["fixture"] = prepared.fixture
-    average = WeightAverage(model, config.weight_average_decay) if config.weight_average_decay > 0 else None
+    average = WeightAverage(model, config.schedule.weight_average_decay) if config.schedule.weight_average_decay > 0 else None
     run = Run(model, optimizer, scheduler, schedule, FitState(average=average), state)
     if previous is not None:
         continue_from(previous, run, prepared, resume)
@@ -270,17 +259,17 @@ def continue_from(previous: Checkpoint, run: Run, prepared: Prepared, resume: Pa
     run.model.load_state_dict(previous["model_state"])
     run.optimizer.load_state_dict(previous["optimizer_state"])
     run.scheduler.load_state_dict(previous["scheduler_state"])
-    run.schedule.fraction = int(previous["epoch"]) / config.epochs
+    run.schedule.fraction = int(previous["epoch"]) / config.schedule.epochs
     for group in run.optimizer.param_groups:  # continue at the rate the schedule gives now
-        group["lr"] = config.learning_rate * run.schedule.factor()
+        group["lr"] = config.schedule.learning_rate * run.schedule.factor()
     average = None
-    if config.weight_average_decay > 0:
-        average = WeightAverage(run.model, config.weight_average_decay)  # from the resumed weights...
+    if config.schedule.weight_average_decay > 0:
+        average = WeightAverage(run.model, config.schedule.weight_average_decay)  # from the resumed weights...
         if "weight_average" in previous:
             average.load(previous["weight_average"])  # ...unless the saved run kept one
     run.progress = FitState.resumed(previous, average)
     run.state.update(carried_progress(previous))
-    if config.hard_crop_share > 0:  # rescored at once, keeping the record of the earlier ones (`fit_run`)
+    if config.schedule.hard_crop_share > 0:  # rescored at once, keeping the record of the earlier ones (`fit_run`)
         run.state["hard_crops"] = list(previous.get("hard_crops", []))
 
 
@@ -288,10 +277,10 @@ def fit_run(run: Run, prepared: Prepared, device: torch.device, checkpoint_path:
     """Epochs until the plan, the time budget or early stopping ends them (`loop.fit`); why it stopped."""
     config = prepared.config
     hard_crops = None
-    if config.hard_crop_share > 0:  # never for residual training (`choose_crops`)
+    if config.schedule.hard_crop_share > 0:  # never for residual training (`choose_crops`)
         hard_crops = HardCropSampler(prepared.images.train, prepared.spec, prepared.scoring,
-                                     share=config.hard_crop_share, every=config.hard_crop_every,
-                                     start=config.hard_crop_start)
+                                     share=config.schedule.hard_crop_share, every=config.schedule.hard_crop_every,
+                                     start=config.schedule.hard_crop_start)
         if "hard_crops" in run.state:  # a resumed run rescores at once and keeps the record of the earlier ones
             hard_crops.log = run.state["hard_crops"]
 
@@ -307,14 +296,13 @@ def fit_run(run: Run, prepared: Prepared, device: torch.device, checkpoint_path:
     stride = prepared.spec.pad_multiple
     validation = [pad_to_multiple(preprocess(image, prepared.spec), stride)[0]
                   for image in prepared.images.holdout[:MAX_VALIDATION_IMAGES]]
-    return fit(run.model, run.optimizer, run.scheduler, run.schedule, make_batches, validation, config, device,
-               run.state, run.progress, checkpoint_path, started)
+    return fit(run, make_batches, validation, config, device, checkpoint_path, started)
 
 
 def choose(run: Run, config: TrainConfig, stopped: str, started: float) -> None:
     """Settle what export takes: the best epoch's weights (`best_state`, chosen by `fit`), why the run
     stopped and how long it trained."""
     if "epoch" not in run.state:
-        raise ConfigError(f"max_minutes={config.max_minutes} left no time for a single epoch")
+        raise ConfigError(f"max_minutes={config.schedule.max_minutes} left no time for a single epoch")
     run.state["stopped_reason"] = stopped
     run.state["train_seconds"] = run.progress.train_seconds(started)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -72,7 +71,7 @@ def train(
     given: dict[str, Any] = {name: value for name, value in (("epochs", epochs), ("max_minutes", max_minutes), ("method", method),
                                              ("channels", channels), ("seed", seed), ("roi", roi),
                                              ("registration", registration), ("atlas", atlas)) if value is not None}
-    cfg = replace(cfg, **given)  # the options are checked here, as the file's settings were when it was read
+    cfg = cfg.with_values(**given)  # the options are checked here, as the file's settings were when it was read
     extensions.training().train_bundle(data, out, cfg, resume=resume)
 
 

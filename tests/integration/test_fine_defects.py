@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspector.config import TrainConfig
+from inspector.config import ScheduleSettings, TrainConfig
 from inspector.core.engine import Inspector
 from inspector.synth import render_board
 from inspector.synth.layout import BOARD_UNITS, DESIGN_SEED, board_design
@@ -31,9 +31,9 @@ def fine_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for index in range(GOOD_TRAIN):
         cv2.imwrite(str(folder / f"{index:03d}.png"), render_board((SIZE, SIZE), (SEED, 0, index)).image)
     out = root / "bundle"
-    train_bundle(folder, out, TrainConfig(epoch_crops=0,
-        epochs=6, max_minutes=1.5, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
-        crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1, view_kind="shift"))
+    train_bundle(folder, out, TrainConfig(
+        width=8, depth=3, latent_channels=16, crop_size=64, holdout_fraction=0.25, seed=3, threads=1, view_kind="shift",
+        schedule=ScheduleSettings(epochs=6, max_minutes=1.5, batch_size=8, crops_per_image=2, epoch_crops=0)))
     return out
 
 

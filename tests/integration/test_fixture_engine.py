@@ -22,7 +22,7 @@ from inspector.bundle.files import (
     SURROUND_FILE,
     write_manifest,
 )
-from inspector.config import InspectConfig, TrainConfig
+from inspector.config import InspectConfig, RegistrationSettings, ScheduleSettings, TrainConfig
 from inspector.core import scoring
 from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
@@ -234,9 +234,9 @@ def test_a_surround_travels_in_the_bundle_and_is_never_judged(surround_data: Pat
     from training.train import train_bundle
 
     bundle = tmp_path / "surround"
-    train_bundle(surround_data, bundle, TrainConfig(epoch_crops=0,
-        epochs=3, max_minutes=1.0, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
-        crops_per_image=2, holdout_fraction=0.25, seed=3, threads=1))
+    train_bundle(surround_data, bundle, TrainConfig(
+        width=8, depth=3, latent_channels=16, crop_size=64, holdout_fraction=0.25, seed=3, threads=1,
+        schedule=ScheduleSettings(epochs=3, max_minutes=1.0, batch_size=8, crops_per_image=2, epoch_crops=0)))
     assert SURROUND_FILE in json.loads((bundle / MANIFEST_FILE).read_text())["files"]
     assert SURROUND_FILE not in json.loads((fixtured_bundle / MANIFEST_FILE).read_text())["files"]  # plain boards
     engine = Inspector.load(bundle)
@@ -270,9 +270,10 @@ def legacy_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     from training.train import train_bundle
 
     first = tmp_path_factory.mktemp("legacy") / "first"
-    train_bundle(sample_root, first, TrainConfig(epoch_crops=0,
-        epochs=2, max_minutes=1.0, width=8, depth=3, latent_channels=8, crop_size=64, batch_size=8, crops_per_image=1,
-        holdout_fraction=0.25, seed=4, threads=1, registration="off", atlas="off", channel_error="mean"))
+    train_bundle(sample_root, first, TrainConfig(
+        width=8, depth=3, latent_channels=8, crop_size=64, holdout_fraction=0.25, seed=4, threads=1, channel_error="mean",
+        schedule=ScheduleSettings(epochs=2, max_minutes=1.0, batch_size=8, crops_per_image=1, epoch_crops=0),
+        registration=RegistrationSettings(mode="off", atlas="off")))
     checkpoint = torch.load(first / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     del checkpoint["fixture"]
     checkpoint["data"].pop("train_paths")

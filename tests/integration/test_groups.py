@@ -91,13 +91,13 @@ def test_boards_lit_alike_stay_one_group() -> None:
 
 
 def test_groups_travel_in_the_bundle_with_a_per_position_model_each(two_setups: Path, tmp_path: Path) -> None:
-    from inspector.config import TrainConfig
+    from inspector.config import ScheduleSettings, TrainConfig
     from training.train import train_bundle
 
     bundle = tmp_path / "bundle"
-    train_bundle(two_setups, bundle, TrainConfig(epochs=2, epoch_crops=0, max_minutes=1.0, width=8, depth=3,
-                                                 latent_channels=8, crop_size=64, batch_size=8, crops_per_image=1,
-                                                 holdout_fraction=0.1, seed=2, threads=1))
+    train_bundle(two_setups, bundle, TrainConfig(
+        width=8, depth=3, latent_channels=8, crop_size=64, holdout_fraction=0.1, seed=2, threads=1,
+        schedule=ScheduleSettings(epochs=2, epoch_crops=0, max_minutes=1.0, batch_size=8, crops_per_image=1)))
     assert GROUPS_FILE in json.loads((bundle / MANIFEST_FILE).read_text())["files"]
     loaded = LightGroups.load(bundle / GROUPS_FILE)
     assert loaded.count == 2

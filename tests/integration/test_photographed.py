@@ -34,7 +34,7 @@ def station_config(**overrides: object) -> TrainConfig:
     values: dict = dict(epochs=10, epoch_crops=1280, max_minutes=3.0, crop_size=64,
                         batch_size=8, holdout_fraction=0.15, seed=5, threads=1)
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig().with_values(**values)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from inspector.bundle.files import CALIBRATION_FILE, verify_bundle
-from inspector.config import InspectConfig, TrainConfig
+from inspector.config import CalibrationSettings, InspectConfig, RegistrationSettings, ScheduleSettings, TrainConfig
 from inspector.core.calibration import recalibrate, threshold_for
 from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
@@ -54,10 +54,12 @@ def gray_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Four held-back boards cannot show a region line that lets some good boards through (the
     # default, 0.7 regions a board, would flag clean boards by design): the region line here is the
     # share rule at 0, whose few-boards form sits above every good board.
-    config = TrainConfig(epoch_crops=0,
-                         channels="gray", epochs=30, max_minutes=3.0, width=16, depth=3, latent_channels=4, stem_stride=2,
-                         crop_size=64, batch_size=8, crops_per_image=8, holdout_fraction=0.25, seed=3, threads=1,
-                         region_false_alarm_rate=0.0, false_regions_per_board=0.0, registration="off")
+    config = TrainConfig(
+        channels="gray", width=16, depth=3, latent_channels=4, stem_stride=2, crop_size=64, holdout_fraction=0.25,
+        seed=3, threads=1,
+        schedule=ScheduleSettings(epochs=30, max_minutes=3.0, batch_size=8, crops_per_image=8, epoch_crops=0),
+        calibration=CalibrationSettings(region_false_alarm_rate=0.0, false_regions_per_board=0.0),
+        registration=RegistrationSettings(mode="off"))
     train_bundle(data, out, config)
     return out
 
@@ -184,7 +186,7 @@ def test_recalibration_keeps_the_region_lines_rule_unless_qa_gives_the_other(tin
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
     first = json.loads((bundle / CALIBRATION_FILE).read_text())["versions"][0]
-    assert first["false_regions_per_board"] == TrainConfig().false_regions_per_board  # trained unregistered
+    assert first["false_regions_per_board"] == TrainConfig().calibration.false_regions_per_board  # trained unregistered
     assert "come down to at most 0.7 regions a board" in first["stats"]["pixel_threshold_rule"]
     kept = recalibrate(bundle, sample_root, target_false_alarm_rate=0.05, reason="new lighting", author="qa")
     assert kept["false_regions_per_board"] == 0.7 and kept["stats"]["at_region_line"]["regions_per_board"] <= 0.7

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from inspector.config import TrainConfig
+from inspector.config import ScheduleSettings, TrainConfig
 from inspector.core.preprocess import PreprocessSpec
 from inspector.core.scoring import ScoringSpec
 from inspector.errors import ConfigError
@@ -92,8 +92,9 @@ def test_training_batches_take_their_hard_share_from_the_hot_board() -> None:
                       source=Path("."))
     hard = sampler(images, share=1.0)
     hard.refresh(FlatModel(), torch.device("cpu"), epoch=10)
-    config = TrainConfig(epoch_crops=0, batch_size=6, crops_per_image=2, denoising=False, views=1, view_kind="shift", shift_px=0,
-                         rotate_deg=0.0, brightness=0.0, contrast=0.0, noise_std=0.0, blur_prob=0.0)
+    config = TrainConfig(denoising=False, views=1, view_kind="shift", shift_px=0, rotate_deg=0.0, brightness=0.0,
+                         contrast=0.0, noise_std=0.0, blur_prob=0.0,
+                         schedule=ScheduleSettings(epoch_crops=0, batch_size=6, crops_per_image=2))
     spec = PreprocessSpec(channels=1, pad_multiple=16)
     _, targets = next(batches(good, config, spec, 64, epoch=10, hard_crops=hard))
     # every crop (share 1) holds part of the white square; without the sampler most do not
@@ -104,15 +105,14 @@ def test_training_batches_take_their_hard_share_from_the_hot_board() -> None:
 
 def test_hard_crop_settings_are_checked(sample_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="hard crops"):
-        train_bundle(sample_root, tmp_path / "b", TrainConfig(epoch_crops=0, hard_crop_share=1.5, epochs=1))
+        train_bundle(sample_root, tmp_path / "b", TrainConfig().with_values(epoch_crops=0, hard_crop_share=1.5, epochs=1))
 
 
 def test_residual_training_says_it_keeps_random_crops(sample_root: Path, tmp_path: Path) -> None:
     # one fixtured design trains on board - reference: a hard crop asked for there is not drawn, and the card says so
-    config = TrainConfig(epoch_crops=0,
-                         epochs=1, max_minutes=1.0, width=8, depth=3, latent_channels=16, crop_size=64, batch_size=8,
-                         crops_per_image=1, holdout_fraction=0.25, seed=3, threads=1, hard_crop_share=0.5,
-                         hard_crop_start=0)
+    config = TrainConfig(width=8, depth=3, latent_channels=16, crop_size=64, holdout_fraction=0.25, seed=3, threads=1,
+                         schedule=ScheduleSettings(epochs=1, max_minutes=1.0, batch_size=8, crops_per_image=1, epoch_crops=0,
+                                                   hard_crop_share=0.5, hard_crop_start=0))
     train_bundle(sample_root, tmp_path / "b", config)
     card = (tmp_path / "b" / "MODEL_CARD.md").read_text()
     assert "Training crops: all random (hard crops are not drawn for residual training" in card

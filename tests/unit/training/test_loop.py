@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inspector.config import TrainConfig
+from inspector.config import ScheduleSettings, TrainConfig
 from training.loop import cap_forecast, forecast_message
 from training.model_card import cap_lines
 
@@ -13,26 +13,26 @@ def epochs(count: int, seconds: float) -> list:
 
 
 def test_a_slow_machine_is_told_where_the_cap_will_stop_it() -> None:
-    config = TrainConfig(epoch_crops=0, epochs=300, max_minutes=12)
+    config = TrainConfig(schedule=ScheduleSettings(epoch_crops=0, epochs=300, max_minutes=12))
     forecast = cap_forecast(epochs(2, 10.0), config, elapsed=25.0)  # an AVX2 machine: 10 s per epoch
     assert forecast is not None
     assert forecast["planned_epochs"] == 300
     assert forecast["expected_epochs"] == 2 + int((720 - 25) // 10)  # 71
     assert forecast["minutes_needed"] > 12 and forecast["cuts_run"]
-    message = forecast_message(None, forecast, config.max_minutes)
+    message = forecast_message(None, forecast, config.schedule.max_minutes)
     assert message is not None and "near epoch 71 of 300" in message
 
 
 def test_a_fast_machine_is_told_nothing() -> None:
-    config = TrainConfig(epoch_crops=0, epochs=300, max_minutes=12)
+    config = TrainConfig(schedule=ScheduleSettings(epoch_crops=0, epochs=300, max_minutes=12))
     forecast = cap_forecast(epochs(2, 2.0), config, elapsed=5.0)  # 2 s x 298 < 720 s
     assert forecast is not None and not forecast["cuts_run"]
-    assert forecast_message(None, forecast, config.max_minutes) is None
+    assert forecast_message(None, forecast, config.schedule.max_minutes) is None
     assert cap_forecast([], config, elapsed=5.0) is None
 
 
 def test_the_forecast_follows_the_latest_pace_and_says_when_its_verdict_changes() -> None:
-    config = TrainConfig(epoch_crops=0, epochs=110, max_minutes=20)
+    config = TrainConfig(schedule=ScheduleSettings(epoch_crops=0, epochs=110, max_minutes=20))
     # two slow first epochs (another job on the machine), then 5 s epochs
     history = epochs(2, 16.0) + [{**record, "epoch": record["epoch"] + 2} for record in epochs(8, 5.0)]
     first = cap_forecast(history[:2], config, elapsed=33.0, recent=10)
@@ -40,9 +40,9 @@ def test_the_forecast_follows_the_latest_pace_and_says_when_its_verdict_changes(
     later = cap_forecast(history, config, elapsed=73.0, recent=8)
     assert later is not None and not later["cuts_run"] and later["seconds_per_epoch"] == 5.0
     assert cap_forecast(history, config, elapsed=73.0)["seconds_per_epoch"] > 5.0  # type: ignore[index]
-    cleared = forecast_message(first, later, config.max_minutes)
+    cleared = forecast_message(first, later, config.schedule.max_minutes)
     assert cleared is not None and "no longer expected to cut" in cleared
-    assert forecast_message(later, later, config.max_minutes) is None
+    assert forecast_message(later, later, config.schedule.max_minutes) is None
     # still cut, the estimate moved by less than 5 epochs: no news
     assert forecast_message(first, {**first, "expected_epochs": first["expected_epochs"] + 2}, 20) is None
     moved = forecast_message(first, {**first, "expected_epochs": first["expected_epochs"] + 9}, 20)

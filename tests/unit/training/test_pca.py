@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from inspector.bundle.files import CHECKPOINT_FILE, LOSS_PLOT_FILE, META_ARCH, METRICS_FILE, MODEL_CARD_FILE, verify_bundle
-from inspector.config import InspectConfig, TrainConfig
+from inspector.config import ExportSettings, InspectConfig, TrainConfig
 from inspector.core.engine import Inspector
 from inspector.core.imageio import load_image
 from inspector.core.preprocess import PreprocessSpec, pad_to_multiple, preprocess
@@ -50,7 +50,8 @@ def pca_bundle(sample_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     # default fine scale (sigma 1, tuned on real bare boards) that residue hides even a big blob
     # from a 4-board calibration, so this bundle scores at a coarser scale, as a QA engineer would set it.
     # float32: these tests pin the PCA-as-convolution mapping against torch, not rounding.
-    train_bundle(sample_root, out, TrainConfig(method="pca", smooth_sigma=4.0, precision="float32", **SMALL))
+    config = TrainConfig(method="pca", smooth_sigma=4.0, export=ExportSettings(precision="float32"), **SMALL)
+    train_bundle(sample_root, out, config)
     return out
 
 

@@ -115,7 +115,7 @@ def test_without_the_held_back_boards_only_the_same_float32_graph_is_re_exported
 
 def test_unknown_precision_is_refused(sample_root: Path, tiny_bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="precision"):
-        train_bundle(sample_root, tmp_path / "fp16", TrainConfig(epoch_crops=0, precision="fp16", epochs=1))
+        train_bundle(sample_root, tmp_path / "fp16", TrainConfig().with_values(epoch_crops=0, precision="fp16", epochs=1))
     with pytest.raises(ConfigError, match="precision"):
         export_from_checkpoint(tiny_bundle / CHECKPOINT_FILE, tmp_path / "fp16b", precision="fp16")
     assert not (tmp_path / "fp16").exists() and not (tmp_path / "fp16b").exists()
@@ -159,7 +159,7 @@ def test_int8_schemes_store_the_weights_they_promise(float_bundle: Path, sample_
 
 def test_default_bundle_records_its_int8_scheme_and_machine(tiny_bundle: Path) -> None:
     quantisation = metrics(tiny_bundle)["quantisation"]
-    assert quantisation["scheme"] == TrainConfig().int8_scheme == "u8s8-reduced"
+    assert quantisation["scheme"] == TrainConfig().export.int8_scheme == "u8s8-reduced"
     assert "int8:" in quantisation["exported_on"]
     card = (tiny_bundle / MODEL_CARD_FILE).read_text()
     assert "scheme u8s8-reduced" in card
@@ -168,7 +168,7 @@ def test_default_bundle_records_its_int8_scheme_and_machine(tiny_bundle: Path) -
 
 def test_unknown_int8_scheme_is_refused(sample_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="int8_scheme"):
-        train_bundle(sample_root, tmp_path / "bundle", TrainConfig(epoch_crops=0, int8_scheme="s4", epochs=1))
+        train_bundle(sample_root, tmp_path / "bundle", TrainConfig().with_values(epoch_crops=0, int8_scheme="s4", epochs=1))
 
 
 def test_the_mirrored_view_runs_on_mirrored_weights_not_on_flipped_boards(tiny_bundle: Path) -> None:

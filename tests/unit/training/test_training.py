@@ -43,7 +43,7 @@ def quick_config(**overrides) -> TrainConfig:
     values = dict(epochs=2, max_minutes=1.0, width=4, depth=2, stem_stride=2, latent_channels=4, crop_size=32, batch_size=8,
                   crops_per_image=1, epoch_crops=0, holdout_fraction=0.25, seed=1, threads=1)
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig().with_values(**values)
 
 
 @pytest.fixture(scope="module")
