@@ -19,7 +19,8 @@ from inspector.review.decisions import confirm_defect as confirm_defect
 from inspector.review.decisions import dismiss_false_alarm as dismiss_false_alarm
 from inspector.review.decisions import dismiss_many as dismiss_many
 from inspector.review.lessons import Preview
-from inspector.review.teach import TeachingPlan, learn, rollback
+from inspector.review.plan import TeachingPlan
+from inspector.review.teach import learn, rollback
 from inspector.store import Store, ThresholdRecord, ToleranceRecord
 
 

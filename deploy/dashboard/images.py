@@ -157,37 +157,53 @@ def _read_stored(path: str | Path, what: str, root: Path | None) -> bytes:
     outside = MissingImage(f"{path}: {what} is outside the data folder; not shown")
     if roots is not None and not roots.contain(os.path.realpath(path)):
         raise outside
+    fd = _open_stored(path, what)
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        if roots is not None:
+            opened = _opened_path(fd, str(path))
+            if opened is None or not roots.contain(opened):
+                raise outside
+        _check_regular(fd, path, what)
+        return _read_capped(fd, path, what)
+    except OSError as exc:
+        raise _unreadable(path, what, f"cannot read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+
+
+def _open_stored(path: str | Path, what: str) -> int:
+    """A descriptor on `path` (`_OPEN_FLAGS`); why not, in the operator's words, when it cannot be opened."""
+    try:
+        return os.open(path, _OPEN_FLAGS)
     except FileNotFoundError as exc:
         raise _unreadable(path, what, "file not found") from exc
     except PermissionError as exc:
         raise _unreadable(path, what, "permission denied") from exc
     except OSError as exc:
         raise _unreadable(path, what, f"cannot read ({exc.strerror or exc})") from exc
-    try:
-        if roots is not None:
-            opened = _opened_path(fd, str(path))
-            if opened is None or not roots.contain(opened):
-                raise outside
-        status = os.fstat(fd)
-        if stat.S_ISDIR(status.st_mode):
-            raise _unreadable(path, what, "is a directory, not an image file")
-        if not stat.S_ISREG(status.st_mode):
-            raise _unreadable(path, what, "not a regular file")
-        if status.st_size > MAX_FILE_BYTES:  # refused unread; the loop below holds a file still growing to it
+
+
+def _check_regular(fd: int, path: str | Path, what: str) -> None:
+    """The file open on `fd` is a regular file within MAX_FILE_BYTES (a directory, FIFO or device is
+    refused before any read)."""
+    status = os.fstat(fd)
+    if stat.S_ISDIR(status.st_mode):
+        raise _unreadable(path, what, "is a directory, not an image file")
+    if not stat.S_ISREG(status.st_mode):
+        raise _unreadable(path, what, "not a regular file")
+    if status.st_size > MAX_FILE_BYTES:  # refused unread; `_read_capped` holds a file still growing to it
+        raise _unreadable(path, what, f"over {MAX_FILE_BYTES} bytes")
+
+
+def _read_capped(fd: int, path: str | Path, what: str) -> bytes:
+    """All of the file open on `fd`, refused once it passes MAX_FILE_BYTES."""
+    chunks, size = [], 0
+    while chunk := os.read(fd, 1 << 20):
+        size += len(chunk)
+        if size > MAX_FILE_BYTES:
             raise _unreadable(path, what, f"over {MAX_FILE_BYTES} bytes")
-        chunks, size = [], 0
-        while chunk := os.read(fd, 1 << 20):
-            size += len(chunk)
-            if size > MAX_FILE_BYTES:
-                raise _unreadable(path, what, f"over {MAX_FILE_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        raise _unreadable(path, what, f"cannot read ({exc.strerror or exc})") from exc
-    finally:
-        os.close(fd)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _decoded(data: bytes, path: str | Path, what: str, max_pixels: int) -> np.ndarray:

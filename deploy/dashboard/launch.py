@@ -144,6 +144,14 @@ def launch(config: DashboardConfig, data_dir: Path, *, demo: bool = False) -> No
                              "pip install 'board-inspector[dashboard]'")
     argv, env = streamlit_command(config, data_dir, demo=demo)
     print(f"dashboard: http://{config.host}:{config.port} (Ctrl+C stops it)", flush=True)
+    returncode = _serve(argv, env)
+    if returncode not in (0, -signal.SIGINT, -signal.SIGTERM, 130, 143):
+        raise InspectorError(f"dashboard: streamlit exited with status {returncode}")
+
+
+def _serve(argv: list[str], env: dict[str, str]) -> int:
+    """Run the Streamlit server in the foreground, passing SIGTERM and Ctrl+C on to it; its exit
+    status (0 after Ctrl+C)."""
     servers: list[subprocess.Popen] = []
 
     # A supervisor stops `inspector dashboard` with SIGTERM. Without passing it on, the Streamlit
@@ -171,5 +179,4 @@ def launch(config: DashboardConfig, data_dir: Path, *, demo: bool = False) -> No
             signal.signal(signal.SIGTERM, previous)
         for server in servers:
             _stop_server(server)
-    if returncode not in (0, -signal.SIGINT, -signal.SIGTERM, 130, 143):
-        raise InspectorError(f"dashboard: streamlit exited with status {returncode}")
+    return returncode

@@ -17,7 +17,7 @@ import streamlit as st
 from deploy.dashboard import actions
 from deploy.dashboard.context import FLASH_KEY, DashboardSettings, current_user, plain, qa_model
 from inspector.errors import InspectorError
-from inspector.review.teach import TeachingPlan
+from inspector.review.plan import TeachingPlan
 from inspector.store import Store, ToleranceRecord
 
 PREVIEW_KEY = "teach_preview"

@@ -58,32 +58,49 @@ def manage(action: str, users_file: Path, name: str | None = None, *, role: str 
         raise ConfigError(f"users: unknown action {action!r} (one of {', '.join(ACTIONS)})")
     path = Path(users_file)
     if action == "list":
-        users = load_users(path)
-        return "\n".join(f"{user}: {users.roles[user]}" for user in sorted(users.roles))
+        return _list(path)
     name = _valid_name(name)
     if action == "add":
-        if role not in ROLES:
-            raise ConfigError(f"users add: --role must be one of {', '.join(ROLES)}, got {role!r}")
-        # A missing or empty file starts a new one (an empty file made by `install -o inspector`
-        # gives the new file its owner).
-        fresh = not path.exists() or path.stat().st_size == 0
-        users = UsersFile(path=path, hashes={}, roles={}) if fresh else load_users(path)
-        if name in users.hashes:
-            raise ConfigError(f"{path}: user {name!r} exists; use `inspector users passwd` to change the password")
-        users.hashes[name], users.roles[name] = hash_password(read_password(password_stdin, stdin)), role
-        _save(users)
-        return f"added {name} ({role}) to {path}"
+        return _add(path, name, role, password_stdin, stdin)
     users = load_users(path)
     if name not in users.hashes:
         raise ConfigError(f"{path}: no user {name!r}")
     if action == "passwd":
-        users.hashes[name] = hash_password(read_password(password_stdin, stdin))
-        if role is not None:
-            if role not in ROLES:
-                raise ConfigError(f"users passwd: --role must be one of {', '.join(ROLES)}, got {role!r}")
-            users.roles[name] = role
-        _save(users)
-        return f"changed the password of {name} in {path} (their open sessions end)"
+        return _passwd(users, path, name, role, password_stdin, stdin)
+    return _remove(users, path, name)
+
+
+def _list(path: Path) -> str:
+    users = load_users(path)
+    return "\n".join(f"{user}: {users.roles[user]}" for user in sorted(users.roles))
+
+
+def _add(path: Path, name: str, role: str | None, password_stdin: bool, stdin: TextIO | None) -> str:
+    if role not in ROLES:
+        raise ConfigError(f"users add: --role must be one of {', '.join(ROLES)}, got {role!r}")
+    # A missing or empty file starts a new one (an empty file made by `install -o inspector`
+    # gives the new file its owner).
+    fresh = not path.exists() or path.stat().st_size == 0
+    users = UsersFile(path=path, hashes={}, roles={}) if fresh else load_users(path)
+    if name in users.hashes:
+        raise ConfigError(f"{path}: user {name!r} exists; use `inspector users passwd` to change the password")
+    users.hashes[name], users.roles[name] = hash_password(read_password(password_stdin, stdin)), role
+    _save(users)
+    return f"added {name} ({role}) to {path}"
+
+
+def _passwd(users: UsersFile, path: Path, name: str, role: str | None, password_stdin: bool,
+            stdin: TextIO | None) -> str:
+    users.hashes[name] = hash_password(read_password(password_stdin, stdin))
+    if role is not None:
+        if role not in ROLES:
+            raise ConfigError(f"users passwd: --role must be one of {', '.join(ROLES)}, got {role!r}")
+        users.roles[name] = role
+    _save(users)
+    return f"changed the password of {name} in {path} (their open sessions end)"
+
+
+def _remove(users: UsersFile, path: Path, name: str) -> str:
     if len(users.hashes) == 1:
         raise ConfigError(f"{path}: {name!r} is the only user; add another before removing it")
     del users.hashes[name], users.roles[name]

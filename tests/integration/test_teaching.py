@@ -23,8 +23,9 @@ from inspector.core.tolerance import LearnedTolerance
 from inspector.errors import ConfigError
 from inspector.feeds.folder import run_folder
 from inspector.review import decisions
+from inspector.review.plan import TeachingRefused
 from inspector.review.roles import AccessDenied, User
-from inspector.review.teach import TeachingRefused, learn, rollback
+from inspector.review.teach import learn, rollback
 from inspector.store import Store
 
 QA = User("quinn", "qa")
