@@ -9,7 +9,7 @@ import streamlit as st
 
 from deploy.dashboard import actions, images, zooms
 from deploy.dashboard.context import BOARD_KEY, FLASH_KEY, DashboardSettings, current_user, go_to, open_board, plain, store
-from inspector.core import render
+from inspector.core import region_zoom
 from inspector.errors import InspectorError
 from inspector.store import InspectionRecord, Store
 from inspector.store.dashboard_queries import next_unreviewed
@@ -39,7 +39,7 @@ def _views(settings: DashboardSettings, record: InspectionRecord, *, opacity: fl
 def _pictures(settings: DashboardSettings, record: InspectionRecord) -> None:
     """Each region zoomed (board, reference, heatmap) right under the facts, in view on a 1366x768
     screen; then the whole board and the heatmap over it side by side."""
-    views = _views(settings, record, opacity=0.0, limit=render.ZOOM_LIMIT)
+    views = _views(settings, record, opacity=0.0, limit=region_zoom.ZOOM_LIMIT)
     if views.overview is not None:  # a missing board image is said in its place below
         zooms.show_zooms(views, record.id, area=ZOOM_AREA)
     left, right = st.columns(2)

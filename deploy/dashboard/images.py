@@ -28,10 +28,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspector.core import render
+from inspector.core import drawing, region_zoom, render
 from inspector.core.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, decode_image
 
-REGION_COLOUR = render.BOX_COLOUR  # magenta on a dark halo: seen on green boards and on every heatmap colour
+REGION_COLOUR = drawing.BOX_COLOUR  # magenta on a dark halo: seen on green boards and on every heatmap colour
 THUMBNAIL_WIDTH = 240
 HEATMAP_SUFFIX = ".heatmap.png"
 RECONSTRUCTION_SUFFIX = ".reconstruction.png"
@@ -42,7 +42,7 @@ OFF_SCALE_DISTANCE = 24
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_RGBA = 6  # IHDR colour type of an 8-bit RGBA PNG (what render.heatmap_image writes)
 
-Box = render.Box
+Box = drawing.Box
 
 
 def file_beside(heatmap_path: Path, suffix: str) -> Path | None:
@@ -304,7 +304,7 @@ def thumbnail(image: np.ndarray, width: int = THUMBNAIL_WIDTH) -> np.ndarray:
 def as_bgr(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
         image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    return render.as_bgr(image)
+    return drawing.as_bgr(image)
 
 
 def blend(image: np.ndarray, heatmap: np.ndarray, opacity: float) -> np.ndarray:
@@ -313,7 +313,7 @@ def blend(image: np.ndarray, heatmap: np.ndarray, opacity: float) -> np.ndarray:
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"opacity must be within 0..1, got {opacity}")
     base = as_bgr(image)
-    return render.compose(base, fitted(heatmap_layer(heatmap), base.shape), opacity)
+    return drawing.compose(base, fitted(heatmap_layer(heatmap), base.shape), opacity)
 
 
 def boxes_of(regions: Iterable[Mapping[str, Any]]) -> list[Box]:
@@ -325,7 +325,7 @@ def draw_regions(image: np.ndarray, regions: Iterable[Mapping[str, Any]], *, sca
     shown `scale` times the board's size (outlines are drawn at the size they are seen)."""
     canvas = as_bgr(image).copy()
     boxes = [_scaled(box, scale) for box in boxes_of(regions)]
-    return render.outline_regions(canvas, boxes)
+    return drawing.outline_regions(canvas, boxes)
 
 
 def _scaled(box: Box, scale: float) -> Box:
@@ -340,7 +340,7 @@ def board_picture(board: np.ndarray, layer: np.ndarray | None, regions: Sequence
     then every region outlined and numbered at that size."""
     picture = as_bgr(board)
     if layer is not None and opacity > 0:
-        picture = render.compose(picture, fitted(layer, picture.shape), opacity)
+        picture = drawing.compose(picture, fitted(layer, picture.shape), opacity)
     scale = 1.0
     if width is not None and width < picture.shape[1]:
         scale = width / picture.shape[1]
@@ -365,8 +365,8 @@ class Zoom:
 
 
 def region_zooms(board: np.ndarray, layer: np.ndarray | None, reference: np.ndarray | None,
-                 regions: Sequence[Mapping[str, Any]], *, limit: int = render.ZOOM_LIMIT,
-                 side: int = render.ZOOM_SIDE) -> tuple[list[Zoom], int]:
+                 regions: Sequence[Mapping[str, Any]], *, limit: int = region_zoom.ZOOM_LIMIT,
+                 side: int = region_zoom.ZOOM_SIDE) -> tuple[list[Zoom], int]:
     """Zooms of the stored regions, largest peak first (at most `limit`), and how many are left out.
     A heatmap or reference stored at another size is scaled onto the board first (the caller drops a
     reference of other proportions: `same_proportions`)."""
@@ -375,7 +375,7 @@ def region_zooms(board: np.ndarray, layer: np.ndarray | None, reference: np.ndar
     reference = None if reference is None else fitted(as_bgr(reference), board.shape)
     pairs = [(box, float(region.get("peak", region.get("score", 0.0)) or 0.0))
              for box, region in zip(boxes_of(regions), regions, strict=True)]
-    zooms, left_out = render.region_zooms(board, layer, pairs, reference, limit=limit, side=side)
+    zooms, left_out = region_zoom.region_zooms(board, layer, pairs, reference, limit=limit, side=side)
     shown = []
     for zoom in zooms:
         area = regions[zoom.number - 1].get("area")

@@ -17,7 +17,7 @@ import streamlit as st
 
 from deploy.dashboard import actions, zooms
 from deploy.dashboard.context import DashboardSettings, open_board, plain, session_user, show_failure, store
-from inspector.core import render
+from inspector.core import region_zoom
 from inspector.errors import InspectorError
 from inspector.store import InspectionRecord, Store
 from inspector.store.dashboard_queries import last_inspection_times, latest_reviews
@@ -112,7 +112,7 @@ def _card(settings: DashboardSettings, results: Store, record: InspectionRecord,
     with st.container(border=True, key=f"card-{record.id}"):
         if first:
             board_column, zoom_column = st.columns(FIRST_CARD_COLUMNS)
-            views = _views(settings, record, width=FIRST_OVERVIEW_WIDTH, limit=render.ZOOM_LIMIT)
+            views = _views(settings, record, width=FIRST_OVERVIEW_WIDTH, limit=region_zoom.ZOOM_LIMIT)
             with zoom_column:
                 zooms.show_zooms(views, record.id, area=FIRST_ZOOM_AREA,
                                  rest_shown="outlined on the board and listed on its page")

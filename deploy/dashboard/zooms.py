@@ -19,7 +19,7 @@ import streamlit as st
 
 from deploy.dashboard import images
 from deploy.dashboard.context import plain
-from inspector.core import render
+from inspector.core import region_zoom
 
 # (bbox, peak, area): a stored region as the cache's key (hashable)
 RegionKey = tuple[tuple[int, int, int, int], float, "int | None"]
@@ -88,7 +88,7 @@ def build_views(image_path: str, heatmap_path: str, regions: tuple[RegionKey, ..
 @st.cache_data(show_spinner=False, max_entries=256)
 def board_views(image_path: str, heatmap_path: str, regions: tuple[RegionKey, ...], root: str, *,
                 overview_width: int | None = None, opacity: float = 0.0,
-                limit: int = render.ZOOM_LIMIT) -> BoardViews:
+                limit: int = region_zoom.ZOOM_LIMIT) -> BoardViews:
     """`build_views`, cached per stored files and regions (stored files never change)."""
     return build_views(image_path, heatmap_path, regions, Path(root), overview_width=overview_width,
                        opacity=opacity, limit=limit)
@@ -99,12 +99,12 @@ def zoom_columns(count: int, panels: int, *, width: float, height: float, widest
     1366x768 screen): the largest panels that fit, as Streamlit lays a grid out (a zoom no wider than
     drawn, ROW_EXTRA_PX of caption and gap per row, COLUMN_GAP_PX between columns). When no grid fits,
     the lowest one."""
-    natural = panels * render.ZOOM_SIDE + (panels - 1) * render.ZOOM_GAP
+    natural = panels * region_zoom.ZOOM_SIDE + (panels - 1) * region_zoom.ZOOM_GAP
     best: tuple[bool, float, int] | None = None
     for columns in range(1, max(1, min(count, widest)) + 1):
         rows = -(-count // columns)
         shown = min(natural, (width - (columns - 1) * COLUMN_GAP_PX) / columns)
-        side = shown * render.ZOOM_SIDE / natural
+        side = shown * region_zoom.ZOOM_SIDE / natural
         tall = rows * (side + ROW_EXTRA_PX)
         score = (tall <= height, side if tall <= height else -tall, -columns)
         if best is None or score > best:

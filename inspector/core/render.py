@@ -20,16 +20,7 @@ import cv2
 import numpy as np
 
 from inspector.atomic import atomic_write_bytes
-
-# `X as X`: re-exported, because the dashboard (deploy/dashboard) reads BOX_COLOUR, Box and the zoom
-# names as `render.<name>`; they can go once it imports them from drawing.py and region_zoom.py.
-from inspector.core.drawing import BOX_COLOUR as BOX_COLOUR
-from inspector.core.drawing import Box as Box
 from inspector.core.drawing import as_bgr, compose, label, outline_regions
-from inspector.core.region_zoom import ZOOM_GAP as ZOOM_GAP
-from inspector.core.region_zoom import ZOOM_LIMIT as ZOOM_LIMIT
-from inspector.core.region_zoom import ZOOM_SIDE as ZOOM_SIDE
-from inspector.core.region_zoom import region_zooms as region_zooms
 from inspector.core.results import InspectionResult
 from inspector.errors import InspectorError, OutputError
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deploy.dashboard import images, zooms
-from inspector.core import render
+from inspector.core import drawing, region_zoom, render
 from inspector.core.results import InspectionResult
 
 GREEN = (40, 110, 30)
@@ -85,7 +85,7 @@ def test_the_board_picture_outlines_regions_at_the_size_shown() -> None:
     board = np.full((480, 640, 3), GREEN, np.uint8)
     small = images.board_picture(board, None, [REGION | {"bbox": [320, 240, 324, 244]}], opacity=0.7, width=240)
     assert small.shape == (180, 240, 3)
-    ring = np.all(small == np.array(render.BOX_COLOUR, np.uint8), axis=2)
+    ring = np.all(small == np.array(drawing.BOX_COLOUR, np.uint8), axis=2)
     ys, xs = np.nonzero(ring)
     assert xs.min() < 120 < xs.max() and ys.min() < 90 < ys.max()  # around the region, at the thumbnail's scale
     assert xs.max() - xs.min() >= 8  # a 4-px region gets a ring one can find
@@ -102,7 +102,7 @@ def test_zooms_of_a_fixtured_board_show_board_reference_and_heatmap(tmp_path: Pa
     [zoom] = views.zooms
     assert zoom.panels == ("board", "reference", "heatmap") and views.reference_note is None
     assert zoom.caption == "Region 1 · peak 4.00 · 16 px"
-    assert zoom.picture.shape == (render.ZOOM_SIDE, 3 * render.ZOOM_SIDE + 2 * render.ZOOM_GAP, 3)
+    assert zoom.picture.shape == (region_zoom.ZOOM_SIDE, 3 * region_zoom.ZOOM_SIDE + 2 * region_zoom.ZOOM_GAP, 3)
     assert views.missing == () and views.left_out == 0
     assert zooms.panels_line(views) == "Each region, largest peak first: board | reference | heatmap."
 
