@@ -36,10 +36,12 @@ import numpy as np
 
 from inspector.config import CameraConfig, InspectConfig, LineoutConfig, RunnerConfig
 from inspector.core.interface import Engine
-from inspector.core.results import InspectionResult
 from inspector.errors import CameraError, StoreError, StoreUnavailable
 from inspector.feeds.backoff import STORE_RETRY_INITIAL_SECONDS, STORE_RETRY_JITTER, STORE_RETRY_MAX_SECONDS, Backoff
-from inspector.feeds.camera_journal import JOURNAL_FOLDER, Answer, Held, Journal, Shot, answer_digest, entry_seq
+from inspector.feeds.camera_answers import CameraAnswers
+from inspector.feeds.camera_connection import CameraConnection
+from inspector.feeds.camera_journal import JOURNAL_FOLDER, Held, Journal, Shot
+from inspector.feeds.camera_outage import CameraOutage, quietly
 from inspector.feeds.capture import (
     LOOP_SECONDS,
     Capture,
@@ -71,13 +73,15 @@ log = logging.getLogger(__name__)
 
 # The store takes a station silent for 120 s as gone and lets another feed claim it (store/stations.py).
 HEARTBEAT_SECONDS = 10.0
-NOT_INSPECTED = "not inspected"
-# Refusals that say the camera or its light failed, not the board: a run of them degrades /healthz.
-CAMERA_FAULTS = ("stale frame", "black frame", "blank frame")
 
 
-class CameraLoop:
-    """Connection state machine + triggers around a `Processor`."""
+class CameraLoop(CameraConnection, CameraAnswers, CameraOutage):
+    """Connection state machine + triggers around a `Processor`.
+
+    Its parts are apart like the store's mixins: the connection (camera_connection.py), the answers
+    and runs of bad frames (camera_answers.py), the hold through a store outage and the replay of the
+    journal (camera_outage.py); here the state they share, a trigger's path, and the loop.
+    """
 
     def __init__(self, open_capture: Callable[[], Capture], processor: Processor, store: Store,
                  runner_config: RunnerConfig, camera_config: CameraConfig, frames_dir: Path, *,
@@ -119,66 +123,6 @@ class CameraLoop:
         self._store_retry_at = 0.0
         self.disk = DiskGuard(frames_dir.parent, runner_config.min_free_bytes, runner_config.retention_days,
                               self._disk_state)
-
-    # ------------------------------------------------------------ connection
-    def _connect(self) -> None:
-        now = self.clock()
-        if now < self._next_attempt:
-            return
-        self.connect_attempts.append(now)
-        try:
-            capture = self._open_with_timeout()
-        except CameraError as exc:
-            self._mark_down(str(exc))
-            return
-        pace = 0.0
-        if self.file_source:
-            fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-            pace = fps if 0 < fps < 1000 else 25.0
-        self._grabber = FrameGrabber(capture, self.clock, pace).start()
-        self.backoff.reset()
-        if self._down:
-            self._down = False
-            self._quietly(self.store.record_event, self.station, "camera_up", "frames again")
-        self._quietly(self.store.set_station_state, self.station, "running")
-        self.metrics.set_camera_up(True)
-
-    def _open_with_timeout(self) -> Capture:
-        """Open on a helper thread: a backend that ignores its open timeout must not hang the loop."""
-        box: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                box["capture"] = self.open_capture()
-            except Exception as exc:  # noqa: BLE001 - reported as a camera error below
-                box["error"] = exc
-
-        opener = threading.Thread(target=work, name="camera-open", daemon=True)
-        opener.start()
-        opener.join(self.config.open_timeout_seconds)
-        if opener.is_alive():
-            raise CameraError(f"camera open timed out after {self.config.open_timeout_seconds:g} s")
-        if "error" in box:
-            error = box["error"]
-            raise error if isinstance(error, CameraError) else CameraError(f"camera open failed: {error}")
-        capture = box["capture"]
-        if not capture.isOpened():
-            raise CameraError("camera did not open")
-        return capture
-
-    def _mark_down(self, reason: str) -> None:
-        if self._grabber is not None:
-            self._grabber.retire()
-            self._grabber = None
-        delay = self.backoff.next_delay()
-        self._next_attempt = self.clock() + delay
-        self.metrics.set_camera_up(False)
-        if not self._down:
-            self._down = True
-            log.warning("camera down: %s", reason)
-            self._quietly(self.store.record_event, self.station, "camera_down", reason)
-            self._quietly(self.store.set_station_state, self.station, "camera_down")
-        log.info("reconnecting in %.2f s", delay)
 
     # ------------------------------------------------------------- triggers
     def _shot(self, frame: Frame | None) -> Shot:
@@ -232,38 +176,6 @@ class CameraLoop:
             return ("black frame" if problem.startswith("black") else "blank frame"), problem
         return None
 
-    def _refuse(self, shot: Shot, kind: str, reason: str) -> None:
-        self.skipped[kind] = self.skipped.get(kind, 0) + 1
-        self._answer(shot, f"{NOT_INSPECTED}: {reason}", "not_inspected")
-
-    def _answer(self, shot: Shot, reason: str, tail: str, image_path: str = "") -> None:
-        """Store (or journal, while the store is away) a trigger's error row; it is published like a verdict."""
-        seq = shot.frame.seq if shot.frame is not None else 0
-        answer = Answer(answer_digest(shot.trigger_id), f"{shot.trigger_id}-{tail}", f"camera:{seq}", image_path, reason,
-                        shot.part_id)
-        log.info("%s: %s", answer.name, reason)
-        error: StoreUnavailable | None = None
-        if not self._held:
-            try:
-                self._store_answer(answer)
-                return
-            except StoreUnavailable as exc:
-                error = exc
-        try:
-            path = self.journal.add(f"{answer.name}.json", answer.to_json())
-        except OSError as exc:
-            log.error("%s: answer lost, the store is away and the journal cannot take it (%s)", answer.name, exc)
-            self.metrics.error()
-            return
-        self._hold(Held(path, seq, shot.started), error)
-
-    def _store_answer(self, answer: Answer) -> None:
-        # A "not inspected" answer is a row and a verdict for the line, not a quarantine event each time
-        # (a black camera answers every trigger; the run of them raises its own event, see _degraded).
-        self.processor.store_error(digest=answer.digest, name=answer.name, source_path=answer.source_path,
-                                   image_path=answer.image_path, reason=answer.reason,
-                                   event=not answer.reason.startswith(NOT_INSPECTED), part_id=answer.part_id)
-
     def _take_frame(self, shot: Shot, image: np.ndarray, data: bytes, digest: str) -> None:
         """Journal the frame, then inspect and store it; behind the held ones while the store is away."""
         assert shot.frame is not None
@@ -289,168 +201,11 @@ class CameraLoop:
         except StoreUnavailable as exc:
             self._hold(Held(path, seq, shot.started, shot.part_id), exc)
 
-    def _judge(self, image: np.ndarray, digest: str, name: str) -> tuple[InspectionResult, str, str] | str:
-        """The verdict with its pictures, or why this frame cannot have one (never an exception but the store's)."""
-        from inspector.core.registration import RegistrationError
-
-        fault = frame_fault(image)
-        if fault:
-            return f"{name}: cannot be inspected ({fault})"
-        try:
-            [result] = self.processor.inspect([image])
-            overlay_path, heatmap_path = self.processor.save_images(image, result, digest, name)
-        except StoreError:
-            raise
-        except RegistrationError as exc:  # no board, another design, turned round: an error verdict, no score
-            return f"{name}: the board cannot be aligned to the reference ({exc})"
-        except Exception as exc:  # noqa: BLE001 - the engine, OpenCV, a drawing: this frame's error row
-            return f"{name}: cannot be inspected ({describe(exc)})"
-        return result, overlay_path, heatmap_path
-
-    def _settle_frame(self, path: Path, image: np.ndarray, digest: str, seq: int, started: float,
-                      part_id: str = "") -> None:
-        """Inspect a journalled frame, commit its row (pointing at camera/), then move it there."""
-        final = self.journal.final(path)
-        outcome = self._judge(image, digest, path.name)
-        if isinstance(outcome, str):
-            self.processor.store_error(digest=digest, name=path.name, source_path=f"camera:{seq}",
-                                       image_path=str(final), reason=outcome, part_id=part_id)
-        else:
-            result, overlay_path, heatmap_path = outcome
-            self.processor.store_result(result, digest=digest, name=path.name, source_path=f"camera:{seq}",
-                                        image_path=str(final), overlay_path=overlay_path, heatmap_path=heatmap_path,
-                                        started=started, part_id=part_id)
-            self.stats.processed += 1
-            if result.verdict in ("fail", "review"):
-                self.stats.flagged += 1
-        self.journal.settle(path)
-        self._quietly(lambda: self.store.set_station_state(self.station, "running", last_image=path.name))
-
-    # ------------------------------------------------- runs of bad frames
-    def _count_run(self, refusal: tuple[str, str] | None) -> None:
-        """Black, blank or stale frames in a row: past `degraded_after_triggers`, say so and degrade."""
-        if refusal is None:  # a frame fit to inspect ends the run
-            if self._fault_run >= self.config.degraded_after_triggers > 0:
-                self._recovered()
-            self._fault_run = 0
-        elif refusal[0] in CAMERA_FAULTS:
-            self._fault_run += 1
-            if self._fault_run == self.config.degraded_after_triggers:
-                self._degraded(refusal[1])
-
-    def _degraded(self, reason: str) -> None:
-        detail = (f"{self._fault_run} triggers in a row not inspected (the last: {reason}); check the camera, "
-                  "its light or strobe, and the stream")
-        log.error("%s", detail)
-        self.metrics.set_degraded(detail)
-        self._quietly(self.store.record_event, self.station, "error", detail)
-
-    def _recovered(self) -> None:
-        detail = f"a frame fit to inspect again after {self._fault_run} triggers not inspected"
-        log.info("%s", detail)
-        self.metrics.set_degraded(None)
-        self._quietly(self.store.record_event, self.station, "camera_up", detail)
-
-    # ------------------------------------------------------- store outages
-    def _quietly(self, call: Callable[..., Any], *args: Any) -> None:
-        """Station state and events are worth a log line, not the feed, when the store is away."""
-        try:
-            call(*args)
-        except StoreError as exc:
-            log.warning("not recorded: %s", exc)
-
-    def _hold(self, entry: Held, exc: StoreUnavailable | None) -> None:
-        """Keep a journalled trigger for the store (every trigger keeps its answer, however late)."""
-        if not self._held:
-            self._held_since = self.clock()
-            self._held_why = ""
-            self._store_retry_at = self.clock() + self._store_backoff.next_delay()
-            log.error("%s; triggers are journalled in %s and stored when it is back", exc, self.journal.folder)
-            self.metrics.error()
-        self._held.append(entry)
-
-    def _flush_held(self, force: bool = False) -> None:
-        """Store the held triggers in order; on a new failure, wait longer."""
-        if not self._held or (not force and self.clock() < self._store_retry_at):
-            return
-        count = len(self._held)
-        while self._held:
-            try:
-                self._replay(self._held[0])
-            except StoreUnavailable as exc:
-                self._store_retry_at = self.clock() + self._store_backoff.next_delay()
-                log.warning("store still unreachable after %.0f s (%d triggers held): %s",
-                            self.clock() - self._held_since, len(self._held), exc)
-                return
-            self._held.pop(0)
-        self._store_backoff.reset()
-        why = self._held_why or f"results store unreachable for {self.clock() - self._held_since:.0f} s"
-        self._quietly(self.store.record_event, self.station, "error", f"{why}; {count} triggers were held and stored late")
-
-    def _replay(self, entry: Held) -> None:
-        if entry.path.suffix == ".json":
-            self._replay_answer(entry.path)
-        else:
-            self._replay_frame(entry)
-
-    def _replay_answer(self, path: Path) -> None:
-        try:
-            answer = Answer.from_json(path.read_bytes())
-        except (OSError, ValueError, TypeError) as exc:  # written atomically: gone or foreign, never half
-            log.error("%s: journalled answer unreadable, dropped (%s)", path, exc)
-            return
-        self._store_answer(answer)
-        self.journal.settle(path)
-
-    def _replay_frame(self, entry: Held) -> None:
-        try:
-            data = entry.path.read_bytes()
-        except OSError as exc:
-            log.error("%s: held frame lost (%s)", entry.path, exc)
-            return
-        digest = hashlib.sha256(data).hexdigest()
-        existing = self.store.find_inspection(digest, self.processor.engine.model_hash)
-        if existing is not None:  # committed before a kill, or the same bytes as an older frame
-            self._settle_repeat(entry, existing)
-            return
-        # Unchanged, as captured: a 16-bit or 4-channel frame is judged as it was, not as a decoder converts it.
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        part_id = entry.part_id or self.journal.part_of(entry.path)
-        if image is None:
-            self.processor.store_error(digest=digest, name=entry.path.name, source_path=f"camera:{entry.seq}",
-                                       image_path=str(self.journal.final(entry.path)),
-                                       reason=f"{entry.path.name}: held frame cannot be decoded", part_id=part_id)
-            self.journal.settle(entry.path)
-            return
-        self._settle_frame(entry.path, image, digest, entry.seq, entry.started, part_id)
-
-    def _settle_repeat(self, entry: Held, existing: int) -> None:
-        final = self.journal.final(entry.path)
-        record = self.store.get_inspection(existing)
-        if record is not None and record.image_path != str(final):  # another trigger's bytes: answer this one
-            trigger_id = entry.path.name.rsplit("-", 1)[0]
-            self._store_answer(Answer(answer_digest(trigger_id), f"{trigger_id}-not_inspected", f"camera:{entry.seq}",
-                                      str(final), f"{NOT_INSPECTED}: repeated frame: identical to stored inspection "
-                                                  f"{existing}"))
-        self.journal.settle(entry.path)
-
-    def _resume_journal(self) -> None:
-        """What the last run left in the journal is stored before any new trigger."""
-        left = self.journal.entries()
-        if not left:
-            return
-        log.info("%d triggers left unstored by the last run in %s: storing them first", len(left), self.journal.folder)
-        now = self.clock()
-        self._held = [Held(path, entry_seq(path.name), now) for path in left]
-        self._held_since = now
-        self._held_why = f"{len(left)} triggers were left unstored by the last run"
-        self._flush_held(force=True)
-
     # ----------------------------------------------------------------- loop
     def _disk_state(self, full: bool, detail: str) -> None:
         (log.error if full else log.info)("%s", detail)
         self.metrics.set_paused(full)
-        self._quietly(self.store.record_event, self.station, "disk_full" if full else "disk_ok", detail)
+        quietly(self.store.record_event, self.station, "disk_full" if full else "disk_ok", detail)
         self._last_heartbeat = -float("inf")  # the station state says so at once
 
     def _heartbeat(self) -> None:
@@ -460,7 +215,7 @@ class CameraLoop:
             return
         self._last_heartbeat = now
         state = "camera_down" if self._down else "disk_full" if self.disk.paused else "running"
-        self._quietly(self.store.set_station_state, self.station, state)
+        quietly(self.store.set_station_state, self.station, state)
 
     def _turn(self) -> bool:
         """One pass of the loop; False when the feed is done (end of a file, stdin closed, max_frames)."""
@@ -516,9 +271,9 @@ class CameraLoop:
             log.error("%d triggers have no stored answer yet; they stay in %s and are stored first when the "
                       "camera starts again on this data directory", len(self._held), self.journal.folder)
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"
-        self._quietly(self.store.record_event, self.station, "stop",
+        quietly(self.store.record_event, self.station, "stop",
                       f"{self.stats.processed} inspected; not inspected: {skipped}")
-        self._quietly(self.store.set_station_state, self.station, "stopped")
+        quietly(self.store.set_station_state, self.station, "stopped")
 
 
 def run_camera(source: str, bundle: Path, runner_config: RunnerConfig, camera_config: CameraConfig,

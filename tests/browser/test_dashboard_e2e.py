@@ -160,81 +160,116 @@ def _nav(page, title: str) -> None:
     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
 
 
+def _sample_boards(sample_root: Path, extra_dir: Path) -> list[Path]:
+    """The good test boards, then the defective ones with a gross defect made from the first good board."""
+    defective = sorted(p for p in (sample_root / "test").glob("*/*.png") if p.parent.name != "good")
+    good = sorted((sample_root / "test" / "good").glob("*.png"))
+    assert defective and good
+    defective.append(_gross_defect(good[0], extra_dir))
+    return good + defective
+
+
+def _operator_opens_a_flagged_board(page, url: str, inbox: Path, boards: list[Path], artifacts_dir: Path,
+                                    shots: list[Path]) -> int:
+    """The operator logs in, boards arrive while the queue is watched, the first card is opened: its id."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.get_by_role("button", name="Log in")).to_be_visible(timeout=SLOW_MS)
+    _shot(page, artifacts_dir, "login", shots)
+    _log_in(page, url, "operator")
+
+    # Boards arrive while the operator watches: the queue must update without a reload.
+    _drop(inbox, boards)
+    open_button = page.locator('[class*="st-key-open-"] button').first  # a card's Open
+    expect(open_button).to_be_visible(timeout=SLOW_MS)
+    expect(page.get_by_text("e2e-line").filter(visible=True).first).to_be_visible()  # queue card
+    expect(page.locator("img[src*='/media/']").first).to_be_visible(timeout=SLOW_MS)  # its thumbnail
+    _shot(page, artifacts_dir, "queue", shots)
+
+    open_button.click()
+    title = page.get_by_role("heading", name="Board #")
+    expect(title.first).to_be_visible(timeout=SLOW_MS)
+    board_id = int(title.first.inner_text().split("#")[1].split()[0])
+    expect(page.get_by_text("Heatmap opacity")).to_be_visible(timeout=SLOW_MS)
+    _shot(page, artifacts_dir, "board", shots)
+    return board_id
+
+
+def _operator_confirms_the_board(page, data_dir: Path, board_id: int) -> None:
+    """Confirmed as a solder bridge from the keyboard; the review is found in the store."""
+    from playwright.sync_api import expect
+
+    from inspector.store import Store
+
+    # Keyboard, as an operator at the line would: type into the select, Enter picks it.
+    page.get_by_label("Defect type").click()
+    page.keyboard.type("solder_bridge")
+    page.keyboard.press("Enter")
+    page.get_by_label("Comment").fill("confirmed in the browser test")
+    page.get_by_role("button", name="Confirm defect").click()
+    expect(page.get_by_text(f"Board #{board_id} confirmed as solder_bridge.")).to_be_visible(timeout=SLOW_MS)
+
+    with Store.open(data_dir) as store:
+        reviews = store.reviews_for(board_id)
+        record = store.get_inspection(board_id)
+    assert [(r.operator, r.decision, r.defect_type, r.comment) for r in reviews] == [
+        ("operator", "confirm", "solder_bridge", "confirmed in the browser test")]
+    assert record is not None and record.verdict in ("fail", "review")
+
+
+def _operator_sees_the_overview_and_logs_out(page, artifacts_dir: Path, shots: list[Path]) -> None:
+    """The line overview without the QA page; a reload keeps the login; then the operator logs out."""
+    from playwright.sync_api import expect
+
+    _nav(page, "Line overview")
+    expect(page.get_by_text("Boards per hour")).to_be_visible(timeout=SLOW_MS)
+    _shot(page, artifacts_dir, "overview", shots)
+    assert page.locator('[data-testid="stSidebarNav"]').get_by_text("Thresholds (QA)").count() == 0
+
+    page.reload()  # a reload at the line keeps the login and the page
+    expect(page.get_by_text("Logged in as operator")).to_be_visible(timeout=SLOW_MS)
+    expect(page.get_by_text("Boards per hour")).to_be_visible(timeout=SLOW_MS)
+
+    page.get_by_role("button", name="Log out").click()
+    # The click returns before the app has ended the session over its websocket; a page load
+    # before then still carries a live session past the gate, and that page then shows the
+    # logged-out notice instead of the form. Wait for the logout to land.
+    expect(page.get_by_text("You are not logged in")).to_be_visible(timeout=SLOW_MS)
+
+
+def _qa_saves_a_threshold(page, url: str, artifacts_dir: Path, shots: list[Path]) -> None:
+    from playwright.sync_api import expect
+
+    _log_in(page, url, "qa")
+    _nav(page, "Thresholds (QA)")
+    expect(page.get_by_text("Score distributions")).to_be_visible(timeout=SLOW_MS)
+    page.get_by_label("Reason (kept in the audit trail)").fill("browser test: keep the calibrated value")
+    page.get_by_role("button", name="Save as new threshold version").click()
+    saved = page.get_by_text("Saved threshold version")
+    expect(saved).to_be_visible(timeout=SLOW_MS)
+    saved.scroll_into_view_if_needed()
+    _shot(page, artifacts_dir, "qa", shots)
+
+
 def test_operator_confirms_a_flagged_board_and_qa_saves_a_threshold(
         line: dict[str, object], sample_root: Path, artifacts_dir: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     from inspector.store import Store
 
     url, data_dir, inbox = str(line["url"]), Path(line["data_dir"]), Path(line["inbox"])  # type: ignore[arg-type]
-    defective = sorted(p for p in (sample_root / "test").glob("*/*.png") if p.parent.name != "good")
-    good = sorted((sample_root / "test" / "good").glob("*.png"))
-    assert defective and good
-    defective.append(_gross_defect(good[0], Path(line["inbox"]).parent / "extra" / "gross"))  # type: ignore[arg-type]
+    boards = _sample_boards(sample_root, inbox.parent / "extra" / "gross")
     shots: list[Path] = []
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            page.goto(url)
-            expect(page.get_by_role("button", name="Log in")).to_be_visible(timeout=SLOW_MS)
-            _shot(page, artifacts_dir, "login", shots)
-            _log_in(page, url, "operator")
-
-            # Boards arrive while the operator watches: the queue must update without a reload.
-            _drop(inbox, good + defective)
-            open_button = page.locator('[class*="st-key-open-"] button').first  # a card's Open
-            expect(open_button).to_be_visible(timeout=SLOW_MS)
-            expect(page.get_by_text("e2e-line").filter(visible=True).first).to_be_visible()  # queue card
-            expect(page.locator("img[src*='/media/']").first).to_be_visible(timeout=SLOW_MS)  # its thumbnail
-            _shot(page, artifacts_dir, "queue", shots)
-
-            open_button.click()
-            title = page.get_by_role("heading", name="Board #")
-            expect(title.first).to_be_visible(timeout=SLOW_MS)
-            board_id = int(title.first.inner_text().split("#")[1].split()[0])
-            expect(page.get_by_text("Heatmap opacity")).to_be_visible(timeout=SLOW_MS)
-            _shot(page, artifacts_dir, "board", shots)
-
-            # Keyboard, as an operator at the line would: type into the select, Enter picks it.
-            page.get_by_label("Defect type").click()
-            page.keyboard.type("solder_bridge")
-            page.keyboard.press("Enter")
-            page.get_by_label("Comment").fill("confirmed in the browser test")
-            page.get_by_role("button", name="Confirm defect").click()
-            expect(page.get_by_text(f"Board #{board_id} confirmed as solder_bridge.")).to_be_visible(timeout=SLOW_MS)
-
-            with Store.open(data_dir) as store:
-                reviews = store.reviews_for(board_id)
-                record = store.get_inspection(board_id)
-            assert [(r.operator, r.decision, r.defect_type, r.comment) for r in reviews] == [
-                ("operator", "confirm", "solder_bridge", "confirmed in the browser test")]
-            assert record is not None and record.verdict in ("fail", "review")
-
-            _nav(page, "Line overview")
-            expect(page.get_by_text("Boards per hour")).to_be_visible(timeout=SLOW_MS)
-            _shot(page, artifacts_dir, "overview", shots)
-            assert page.locator('[data-testid="stSidebarNav"]').get_by_text("Thresholds (QA)").count() == 0
-
-            page.reload()  # a reload at the line keeps the login and the page
-            expect(page.get_by_text("Logged in as operator")).to_be_visible(timeout=SLOW_MS)
-            expect(page.get_by_text("Boards per hour")).to_be_visible(timeout=SLOW_MS)
-
-            page.get_by_role("button", name="Log out").click()
-            # The click returns before the app has ended the session over its websocket; a page load
-            # before then still carries a live session past the gate, and that page then shows the
-            # logged-out notice instead of the form. Wait for the logout to land.
-            expect(page.get_by_text("You are not logged in")).to_be_visible(timeout=SLOW_MS)
-            _log_in(page, url, "qa")
-            _nav(page, "Thresholds (QA)")
-            expect(page.get_by_text("Score distributions")).to_be_visible(timeout=SLOW_MS)
-            page.get_by_label("Reason (kept in the audit trail)").fill("browser test: keep the calibrated value")
-            page.get_by_role("button", name="Save as new threshold version").click()
-            saved = page.get_by_text("Saved threshold version")
-            expect(saved).to_be_visible(timeout=SLOW_MS)
-            saved.scroll_into_view_if_needed()
-            _shot(page, artifacts_dir, "qa", shots)
+            board_id = _operator_opens_a_flagged_board(page, url, inbox, boards, artifacts_dir, shots)
+            _operator_confirms_the_board(page, data_dir, board_id)
+            _operator_sees_the_overview_and_logs_out(page, artifacts_dir, shots)
+            _qa_saves_a_threshold(page, url, artifacts_dir, shots)
         finally:
             browser.close()
 
@@ -354,27 +389,36 @@ def _seed_flagged(data_dir: Path, count: int) -> list[int]:
 def _zooms_in_view(page, board_id: int, expected: int) -> list[dict[str, float]]:
     """Every region zoom of `board_id` on the page, as Playwright lays them out: `expected` of them,
     their pictures drawn, each wholly inside the 1366x768 window as it is (no scrolling). The queue
-    redraws itself every couple of seconds, so the boxes are read again until one reading is whole."""
+    redraws itself every couple of seconds, and a reading taken mid-redraw can place a zoom below a
+    card not yet drawn (seen once on a loaded machine), so the boxes are read again until one whole
+    reading lies in the window; the last reading is the failure's evidence."""
     zooms = page.locator(f'[class*="st-key-zoom-{board_id}-"]')
     deadline, boxes = time.monotonic() + SLOW_MS / 1000, []
     while time.monotonic() < deadline:
         try:
             if zooms.count() == expected:
                 boxes = [zooms.nth(index).bounding_box(timeout=2_000) for index in range(expected)]
-                if all(box is not None and box["height"] >= 50 for box in boxes):  # pictures loaded
+                loaded = all(box is not None and box["height"] >= 50 for box in boxes)  # pictures drawn
+                if loaded and not _outside_window(boxes):
                     break
         except Exception:  # noqa: BLE001 - an element replaced by the redraw between two reads
             pass
         page.wait_for_timeout(250)
     else:
-        pytest.fail(f"board #{board_id}: {zooms.count()} zooms laid out, expected {expected} ({boxes})")
+        if len(boxes) != expected or any(box is None or box["height"] < 50 for box in boxes):
+            pytest.fail(f"board #{board_id}: {zooms.count()} zooms laid out, expected {expected} ({boxes})")
+        number, box = _outside_window(boxes)[0]
+        pytest.fail(f"zoom {number} of board #{board_id} at {box} is not wholly in the 1366x768 window")
     for number, box in enumerate(boxes, start=1):
-        assert box is not None
-        inside = (box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"]
-                  and box["y"] + box["height"] <= VIEWPORT["height"])
-        assert inside, f"zoom {number} of board #{board_id} at {box} is not wholly in the 1366x768 window"
         assert box["width"] >= 150, f"zoom {number} of board #{board_id} is too small to judge: {box}"
-    return [{key: round(value, 1) for key, value in box.items()} for box in boxes if box is not None]
+    return [{key: round(value, 1) for key, value in box.items()} for box in boxes]
+
+
+def _outside_window(boxes: list) -> list[tuple[int, dict]]:
+    """(number, box) of each zoom not wholly inside the 1366x768 window."""
+    return [(number, box) for number, box in enumerate(boxes, start=1)
+            if not (box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"]
+                    and box["y"] + box["height"] <= VIEWPORT["height"])]
 
 
 WAITING = re.compile(r"(\d+) flagged boards waiting for review; .* Updated (\S+)\.")
@@ -456,10 +500,58 @@ def _ten_reviewed_by_keyboard(page, url: str, ids: list[int], artifacts_dir: Pat
     return seen
 
 
+def _board_links_need_a_login(browser, url: str, board_id: int) -> None:
+    """QA opens a board: its link carries no session, so it shows the login form when pasted into
+    another browser, after a logout, or after going back past the logout; a reload keeps the login."""
+    from playwright.sync_api import expect
+
+    qa = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
+    _log_in(qa, url, "qa")
+    expect(qa.get_by_text("[x](http://a)").first).to_be_visible(timeout=SLOW_MS)  # literal text
+    assert qa.locator('a[href="http://a"]').count() == 0
+    qa.locator(f".st-key-open-{board_id} button").first.click()
+    expect(qa.get_by_role("heading", name=f"Board #{board_id}")).to_be_visible(timeout=SLOW_MS)
+    qa.wait_for_url(f"**/board?board={board_id}", timeout=SLOW_MS)
+    link = qa.url
+    assert "session" not in link
+
+    stranger = browser.new_context().new_page()  # the link pasted into another browser
+    stranger.goto(link)
+    expect(stranger.get_by_role("button", name="Log in")).to_be_visible(timeout=SLOW_MS)
+    assert stranger.get_by_text("Logged in as").count() == 0
+
+    qa.reload()  # a reload keeps the login and the board
+    expect(qa.get_by_text("Logged in as qa")).to_be_visible(timeout=SLOW_MS)
+    expect(qa.get_by_role("heading", name=f"Board #{board_id}")).to_be_visible(timeout=SLOW_MS)
+    qa.get_by_role("button", name="Log out").click()
+    expect(qa.get_by_text("You are not logged in")).to_be_visible(timeout=SLOW_MS)
+    qa.go_back()
+    qa.wait_for_timeout(1500)
+    assert qa.get_by_text("Logged in as qa").count() == 0
+    qa.goto(link)
+    expect(qa.get_by_role("button", name="Log in")).to_be_visible(timeout=SLOW_MS)
+
+
+def _operator_reviews_at_a_small_screen(browser, url: str, ids: list[int], artifacts_dir: Path,
+                                        shots: list[Path]) -> tuple[dict[int, list], dict[int, list]]:
+    """The operator at a review station's screen: no threshold saving, then the zoomed board pages and
+    ten boards dismissed from the queue by keyboard. The zooms seen on (the board pages, the queue)."""
+    from playwright.sync_api import expect
+
+    operator = browser.new_context(viewport=VIEWPORT).new_page()  # a review station's screen
+    _log_in(operator, url, "operator")
+    operator.goto(f"{url}/thresholds")
+    expect(operator.get_by_text("Logged in as operator")).to_be_visible(timeout=SLOW_MS)
+    assert operator.get_by_role("button", name="Save as new threshold version").count() == 0
+    pages = _zoomed_board_pages(operator, url, ids, artifacts_dir, shots)
+    queue = _ten_reviewed_by_keyboard(operator, url, ids, artifacts_dir, shots)
+    return pages, queue
+
+
 def test_logins_stay_out_of_the_address_and_ten_boards_are_reviewed_by_keyboard(
         tmp_path: Path, artifacts_dir: Path) -> None:
     require(CHROMIUM.exists(), f"{CHROMIUM} (Debian chromium) is needed for the browser test")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     from inspector.store import Store
 
@@ -475,39 +567,8 @@ def test_logins_stay_out_of_the_address_and_ten_boards_are_reviewed_by_keyboard(
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
-                qa = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
-                _log_in(qa, url, "qa")
-                expect(qa.get_by_text("[x](http://a)").first).to_be_visible(timeout=SLOW_MS)  # literal text
-                assert qa.locator('a[href="http://a"]').count() == 0
-                qa.locator(f".st-key-open-{ids[-1]} button").first.click()
-                expect(qa.get_by_role("heading", name=f"Board #{ids[-1]}")).to_be_visible(timeout=SLOW_MS)
-                qa.wait_for_url(f"**/board?board={ids[-1]}", timeout=SLOW_MS)
-                link = qa.url
-                assert "session" not in link
-
-                stranger = browser.new_context().new_page()  # the link pasted into another browser
-                stranger.goto(link)
-                expect(stranger.get_by_role("button", name="Log in")).to_be_visible(timeout=SLOW_MS)
-                assert stranger.get_by_text("Logged in as").count() == 0
-
-                qa.reload()  # a reload keeps the login and the board
-                expect(qa.get_by_text("Logged in as qa")).to_be_visible(timeout=SLOW_MS)
-                expect(qa.get_by_role("heading", name=f"Board #{ids[-1]}")).to_be_visible(timeout=SLOW_MS)
-                qa.get_by_role("button", name="Log out").click()
-                expect(qa.get_by_text("You are not logged in")).to_be_visible(timeout=SLOW_MS)
-                qa.go_back()
-                qa.wait_for_timeout(1500)
-                assert qa.get_by_text("Logged in as qa").count() == 0
-                qa.goto(link)
-                expect(qa.get_by_role("button", name="Log in")).to_be_visible(timeout=SLOW_MS)
-
-                operator = browser.new_context(viewport=VIEWPORT).new_page()  # a review station's screen
-                _log_in(operator, url, "operator")
-                operator.goto(f"{url}/thresholds")
-                expect(operator.get_by_text("Logged in as operator")).to_be_visible(timeout=SLOW_MS)
-                assert operator.get_by_role("button", name="Save as new threshold version").count() == 0
-                pages = _zoomed_board_pages(operator, url, ids, artifacts_dir, shots)
-                queue = _ten_reviewed_by_keyboard(operator, url, ids, artifacts_dir, shots)
+                _board_links_need_a_login(browser, url, ids[-1])
+                pages, queue = _operator_reviews_at_a_small_screen(browser, url, ids, artifacts_dir, shots)
             finally:
                 browser.close()
     finally:

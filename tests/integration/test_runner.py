@@ -297,71 +297,66 @@ def test_sigterm_finishes_cleanly_while_a_reader_polls(dirs: tuple[Path, Path], 
     assert reader.returncode == 0 and "locked" not in reader_err, reader_err
 
 
-@pytest.mark.slow
-def test_sigkill_at_random_moments_loses_nothing(dirs: tuple[Path, Path], tiny_bundle: Path) -> None:
-    inbox, data = dirs
-    rng = random.Random(11)
-    inputs: dict[str, str] = {}  # name -> sha256
+def drop_kill_test_files(inbox: Path, inputs: dict[str, str], count: int) -> None:
+    """`count` more files into the inbox, each recorded in `inputs` (name -> sha256): boards, now and
+    then a corrupt file or the first board's bytes under a new name."""
+    for _ in range(count):
+        index = len(inputs)
+        name = f"k{index:03d}.png"
+        if index % 9 == 4:  # a corrupt file now and then
+            data_bytes = b"\x89PNG\r\n\x1a\n" + bytes([index]) * 40
+            (inbox / name).write_bytes(data_bytes)
+        elif index % 7 == 3 and index > 0:  # the same bytes as an earlier board, under a new name
+            data_bytes = (inbox.parent / "first.bin").read_bytes()
+            (inbox / name).write_bytes(data_bytes)
+        else:
+            data_bytes = board(str(inbox / name), 40 + (index * 37) % 180, size=96, seed=index)
+            if index == 0:
+                (inbox.parent / "first.bin").write_bytes(data_bytes)
+        inputs[name] = sha(data_bytes)
 
-    def drop(count: int) -> None:
-        for _ in range(count):
-            index = len(inputs)
-            name = f"k{index:03d}.png"
-            if index % 9 == 4:  # a corrupt file now and then
-                data_bytes = b"\x89PNG\r\n\x1a\n" + bytes([index]) * 40
-                (inbox / name).write_bytes(data_bytes)
-            elif index % 7 == 3 and index > 0:  # the same bytes as an earlier board, under a new name
-                data_bytes = (inbox.parent / "first.bin").read_bytes()
-                (inbox / name).write_bytes(data_bytes)
-            else:
-                data_bytes = board(str(inbox / name), 40 + (index * 37) % 180, size=96, seed=index)
-                if index == 0:
-                    (inbox.parent / "first.bin").write_bytes(data_bytes)
-            inputs[name] = sha(data_bytes)
 
-    def locations() -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {name: [] for name in inputs}
-        for state in ("inbox", "processing", "done", "quarantine"):
-            folder = inbox if state == "inbox" else data / state
-            if not folder.exists():
-                continue
-            for path in folder.iterdir():
-                name = path.name if path.name in inputs else path.name.split("-", 1)[-1]
-                if name in found and sha(path.read_bytes()) == inputs[name]:
-                    found[name].append(state)
-        return found
+def file_locations(inbox: Path, data: Path, inputs: dict[str, str]) -> dict[str, list[str]]:
+    """Name -> the folders ("inbox", "processing", "done", "quarantine") holding its bytes, under its
+    name or a renamed `<hash>-<name>`."""
+    found: dict[str, list[str]] = {name: [] for name in inputs}
+    for state in ("inbox", "processing", "done", "quarantine"):
+        folder = inbox if state == "inbox" else data / state
+        if not folder.exists():
+            continue
+        for path in folder.iterdir():
+            name = path.name if path.name in inputs else path.name.split("-", 1)[-1]
+            if name in found and sha(path.read_bytes()) == inputs[name]:
+                found[name].append(state)
+    return found
 
-    def row_count() -> int:
-        try:
-            with sqlite3.connect(data / "inspector.db", timeout=30) as conn:
-                return int(conn.execute("SELECT count(*) FROM inspections").fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0  # not created yet
 
-    drop(10)
-    interrupted = 0  # kills that left a claimed file in processing/
-    for round_index in range(20):
-        before = row_count()
-        proc = start_runner(tiny_bundle, inbox, data)
-        if round_index % 4 == 3:
-            time.sleep(rng.uniform(0.0, 1.5))  # anywhere, start-up included
-        else:  # in the middle of the work: just after a row was committed
-            deadline = time.monotonic() + 15
-            while row_count() == before and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0.0, 0.05))
-        proc.kill()
-        proc.communicate(timeout=30)
-        snapshot = locations()
-        for name, states in snapshot.items():
-            assert len(states) == 1, (name, states)
-        interrupted += any(states == ["processing"] for states in snapshot.values())
-        drop(4)  # arrives while the runner is down
-    assert interrupted >= 3, "the kills never hit a file in processing/: the test exercised nothing"
-    final = start_runner(tiny_bundle, inbox, data, once=True)
-    _, err = final.communicate(timeout=60)
-    assert final.returncode == 0, err
-    states = locations()
+def row_count(data: Path) -> int:
+    try:
+        with sqlite3.connect(data / "inspector.db", timeout=30) as conn:
+            return int(conn.execute("SELECT count(*) FROM inspections").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0  # not created yet
+
+
+def kill_a_runner(bundle: Path, inbox: Path, data: Path, rng: random.Random, round_index: int) -> None:
+    """Start a runner and SIGKILL it: every fourth round at any moment, otherwise mid-work."""
+    before = row_count(data)
+    proc = start_runner(bundle, inbox, data)
+    if round_index % 4 == 3:
+        time.sleep(rng.uniform(0.0, 1.5))  # anywhere, start-up included
+    else:  # in the middle of the work: just after a row was committed
+        deadline = time.monotonic() + 15
+        while row_count(data) == before and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.05))
+    proc.kill()
+    proc.communicate(timeout=30)
+
+
+def assert_each_file_stored_once(inbox: Path, data: Path, inputs: dict[str, str]) -> None:
+    """After the last runner: every file in done/ or (the corrupt ones) quarantine/, one row per content."""
+    states = file_locations(inbox, data, inputs)
     assert all(len(s) == 1 and s[0] in ("done", "quarantine") for s in states.values()), states
     corrupt = {name for name in inputs if int(name[1:4]) % 9 == 4}
     assert {name for name, s in states.items() if s == ["quarantine"]} == corrupt
@@ -370,6 +365,27 @@ def test_sigkill_at_random_moments_loses_nothing(dirs: tuple[Path, Path], tiny_b
     assert {r.input_sha256 for r in stored} == set(inputs.values())
     store = Store.open(data)
     assert store.integrity_check() == "ok"
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing(dirs: tuple[Path, Path], tiny_bundle: Path) -> None:
+    inbox, data = dirs
+    rng = random.Random(11)
+    inputs: dict[str, str] = {}  # name -> sha256
+    drop_kill_test_files(inbox, inputs, 10)
+    interrupted = 0  # kills that left a claimed file in processing/
+    for round_index in range(20):
+        kill_a_runner(tiny_bundle, inbox, data, rng, round_index)
+        snapshot = file_locations(inbox, data, inputs)
+        for name, states in snapshot.items():
+            assert len(states) == 1, (name, states)
+        interrupted += any(states == ["processing"] for states in snapshot.values())
+        drop_kill_test_files(inbox, inputs, 4)  # arrives while the runner is down
+    assert interrupted >= 3, "the kills never hit a file in processing/: the test exercised nothing"
+    final = start_runner(tiny_bundle, inbox, data, once=True)
+    _, err = final.communicate(timeout=60)
+    assert final.returncode == 0, err
+    assert_each_file_stored_once(inbox, data, inputs)
 
 
 def test_failing_hook_becomes_an_error_event_and_the_runner_goes_on(dirs: tuple[Path, Path]) -> None:
