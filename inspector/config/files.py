@@ -71,7 +71,7 @@ def _grouped(data: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, cls: type[T]) -> T:
-    """Read a TOML or JSON file into `cls` (a section named like the class key may wrap it)."""
+    """Read a TOML or JSON file into `cls`: its keys are `cls`'s fields (a `Settings` file: one table per part)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
