@@ -51,13 +51,12 @@ def restore_threshold(store: Store, user: User | None, version: ThresholdRecord,
 def teach_station(store: Store, user: User | None, bundle: Path, reason: str, config: TeachConfig | None = None, *,
                   dry_run: bool = False) -> tuple[TeachingPlan, ToleranceRecord | None]:
     """QA only: the next learned tolerance version from the dismissals since the last (a preview with
-    `dry_run`); the same function as `inspector learn`."""
-    require_role(user, ROLE_QA, "teach the station")
+    `dry_run`); the same function as `inspector learn` (which checks the role first)."""
     return learn(bundle, store, user, reason, config, dry_run=dry_run)
 
 
 def roll_back_tolerance(store: Store, user: User | None, bundle: Path, version: int, reason: str,
                         config: TeachConfig | None = None) -> tuple[Preview, ToleranceRecord]:
-    """QA only: an earlier learned tolerance version back as a new version (never rewriting history)."""
-    require_role(user, ROLE_QA, "roll back the learned tolerance")
+    """QA only (checked first by `rollback`): an earlier learned tolerance version back as a new version
+    (never rewriting history)."""
     return rollback(bundle, store, user, version, reason, config)

@@ -128,15 +128,14 @@ def teach_page(settings: DashboardSettings) -> None:
     if chosen is None:
         return
     results, model_hash = chosen
-    current = results.current_tolerance(model_hash)
+    current = results.current_tolerance(model_hash, with_maps=True)
     st.caption("Dismissed false alarms widen the tolerance where they were, and only there: bounded by what they "
                "showed plus a margin and by a ceiling, never at a confirmed defect's place, refused for regions too "
                "large to be a place. Each version is previewed on the last stored boards and can be rolled back.")
     if current is not None:
-        record = results.tolerance_version(model_hash, current.version)
         st.subheader(f"In force: version {current.version} by {current.author} ({current.reason})")
-        if record.figure:
-            st.image(record.figure, caption="Where the tolerance is wider (over the reference board)", width="stretch")
+        if current.figure:
+            st.image(current.figure, caption="Where the tolerance is wider (over the reference board)", width="stretch")
         st.write(plain(current.summary.get("preview_text", "")))
     bundle = _bundle(results, model_hash)
     st.subheader("Teach from the latest dismissals")

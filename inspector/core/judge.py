@@ -24,7 +24,7 @@ from inspector.core.atlas import Atlas
 from inspector.core.edges import EdgeAllowance
 from inspector.core.fixture import area_on_board
 from inspector.core.interface import Analysis, Calibration
-from inspector.core.preprocess import PreprocessSpec, preprocess
+from inspector.core.preprocess import PreprocessSpec, working_size
 from inspector.core.registration import Registration
 from inspector.core.results import InspectionResult, Region
 from inspector.core.scoring import ScoringSpec
@@ -76,8 +76,8 @@ class JudgeStage:
         of a per-position map such as the learned tolerance."""
         if self.registration is None:
             raise ConfigError(f"{self.source}: boards of this bundle are not registered: no working shape")
-        height, width = preprocess(self.registration.reference, self.spec).shape[1:]
-        return int(height), int(width)
+        height, width = self.registration.reference.shape[:2]
+        return working_size(height, width, self.spec)
 
     def set_tolerance(self, tolerance: LearnedTolerance | None) -> None:
         """Apply a learned tolerance version from the store from the next board on (None: none)."""

@@ -12,9 +12,8 @@ def use_learned_tolerance(engine: Inspector, db: str) -> str:
     """Apply the newest learned tolerance of the engine's model from the store at `db` (URL or data
     directory); says what was applied."""
     with Store.open(db) as store:
-        current = store.current_tolerance(engine.model_hash)
-        if current is None:
-            return f"no learned tolerance for model {engine.model_hash[:12]} in the store: the bundle's own"
-        record = store.tolerance_version(engine.model_hash, current.version)
+        record = store.current_tolerance(engine.model_hash, with_maps=True)
+    if record is None:
+        return f"no learned tolerance for model {engine.model_hash[:12]} in the store: the bundle's own"
     engine.set_tolerance(LearnedTolerance.stored(record.factor, record.version))
     return f"learned tolerance version {record.version} ({record.reason}, by {record.author})"

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from inspector.store import schema
-from inspector.store.records import InspectionRecord
+from inspector.store.records import InspectionRecord, _aware
 from inspector.store.schema import utcnow
 
 T = TypeVar("T")
@@ -184,8 +184,3 @@ class OutboxMixin:
         return self._read(lambda s: int(s.scalar(select(func.count()).select_from(schema.OutboxEntry).where(
             schema.OutboxEntry.published_at.is_(None))) or 0), "outbox_backlog")
 
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
