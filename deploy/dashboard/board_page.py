@@ -9,7 +9,6 @@ import streamlit as st
 
 from deploy.dashboard import actions, images, zooms
 from deploy.dashboard.context import BOARD_KEY, FLASH_KEY, DashboardSettings, current_user, go_to, open_board, plain, store
-from inspector.core import region_zoom
 from inspector.errors import InspectorError
 from inspector.store import InspectionRecord, Store
 from inspector.store.dashboard_queries import next_unreviewed
@@ -28,18 +27,10 @@ def _board_id() -> int | None:
     return st.session_state.get(BOARD_KEY)
 
 
-def _views(settings: DashboardSettings, record: InspectionRecord, *, opacity: float,
-           limit: int) -> zooms.BoardViews:
-    return zooms.board_views(str(settings.resolve(record.image_path)) if record.image_path else "",
-                             str(settings.resolve(record.heatmap_path)) if record.heatmap_path else "",
-                             zooms.region_keys([r for r in record.regions if "bbox" in r]), str(settings.data_dir),
-                             opacity=opacity, limit=limit)
-
-
 def _pictures(settings: DashboardSettings, record: InspectionRecord) -> None:
     """Each region zoomed (board, reference, heatmap) right under the facts, in view on a 1366x768
     screen; then the whole board and the heatmap over it side by side."""
-    views = _views(settings, record, opacity=0.0, limit=region_zoom.ZOOM_LIMIT)
+    views = zooms.record_views(settings, record)
     if views.overview is not None:  # a missing board image is said in its place below
         zooms.show_zooms(views, record.id, area=ZOOM_AREA)
     left, right = st.columns(2)
@@ -48,7 +39,7 @@ def _pictures(settings: DashboardSettings, record: InspectionRecord) -> None:
     else:
         left.image(views.overview, caption="Board with numbered regions", width="stretch")
     opacity = right.slider("Heatmap opacity", 0.0, 1.0, HEATMAP_OPACITY, 0.05, key="heatmap_opacity")
-    heated = _views(settings, record, opacity=opacity, limit=0)
+    heated = zooms.record_views(settings, record, opacity=opacity, limit=0)
     if heated.overview is not None and not heated.missing:
         right.image(heated.overview, caption="Heatmap over the board, drawn where it matters", width="stretch")
     elif heated.overview is None:

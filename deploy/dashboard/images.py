@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inspector.config import RunnerConfig
 from inspector.core import drawing, region_zoom, render
 from inspector.core.imageio import DEFAULT_MAX_PIXELS, ImageLoadError, decode_image
 
@@ -77,8 +78,8 @@ class MissingImage(Exception):
 StationFolders = Callable[[], Iterable[str]]
 _STATION_FOLDERS: dict[str, StationFolders] = {}
 _STATION_FOLDERS_LOCK = threading.Lock()
-# The runner quarantines larger inbox files unread (runner.max_file_bytes); none is stored.
-MAX_FILE_BYTES = 256 * 1024 * 1024
+# The runner quarantines larger inbox files unread (runner.max_file_bytes, default); none is stored.
+MAX_FILE_BYTES = RunnerConfig().max_file_bytes
 # Non-blocking: a FIFO planted among the pictures must not hang the page at open(); it is then
 # refused as not a regular file. No controlling terminal, no descriptor leaked to a child.
 _OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)

@@ -17,7 +17,6 @@ import streamlit as st
 
 from deploy.dashboard import actions, zooms
 from deploy.dashboard.context import DashboardSettings, open_board, plain, session_user, show_failure, store
-from inspector.core import region_zoom
 from inspector.errors import InspectorError
 from inspector.store import InspectionRecord, Store
 from inspector.store.dashboard_queries import last_inspection_times, latest_reviews
@@ -60,13 +59,6 @@ def station_table(results: Store) -> None:
         "last image": s.last_image,
         "last image at": _age(last_verdicts[s.name]) if s.name in last_verdicts else "never",
     } for s in stations]), hide_index=True, width="stretch")
-
-
-def _views(settings: DashboardSettings, record: InspectionRecord, *, width: int, limit: int) -> zooms.BoardViews:
-    return zooms.board_views(str(settings.resolve(record.image_path)) if record.image_path else "",
-                             str(settings.resolve(record.heatmap_path)) if record.heatmap_path else "",
-                             zooms.region_keys([r for r in record.regions if "bbox" in r]), str(settings.data_dir),
-                             overview_width=width, opacity=CARD_OPACITY, limit=limit)
 
 
 def _card_picture(views: zooms.BoardViews) -> None:
@@ -112,7 +104,7 @@ def _card(settings: DashboardSettings, results: Store, record: InspectionRecord,
     with st.container(border=True, key=f"card-{record.id}"):
         if first:
             board_column, zoom_column = st.columns(FIRST_CARD_COLUMNS)
-            views = _views(settings, record, width=FIRST_OVERVIEW_WIDTH, limit=region_zoom.ZOOM_LIMIT)
+            views = zooms.record_views(settings, record, overview_width=FIRST_OVERVIEW_WIDTH, opacity=CARD_OPACITY)
             with zoom_column:
                 zooms.show_zooms(views, record.id, area=FIRST_ZOOM_AREA,
                                  rest_shown="outlined on the board and listed on its page")
@@ -120,7 +112,8 @@ def _card(settings: DashboardSettings, results: Store, record: InspectionRecord,
                 _card_picture(views)
                 _card_facts(settings, results, record, review_text, first, qa)
         else:
-            views = _views(settings, record, width=THUMBNAIL_WIDTH, limit=SMALL_CARD_ZOOMS)
+            views = zooms.record_views(settings, record, overview_width=THUMBNAIL_WIDTH, opacity=CARD_OPACITY,
+                                       limit=SMALL_CARD_ZOOMS)
             _card_picture(views)
             zooms.show_zooms(views, record.id, rest_shown="outlined on the board; all zoomed on its page")
             _card_facts(settings, results, record, review_text, first, qa)

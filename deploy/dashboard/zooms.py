@@ -19,7 +19,9 @@ import streamlit as st
 
 from deploy.dashboard import images
 from deploy.dashboard.context import plain
+from deploy.dashboard.settings import DashboardSettings
 from inspector.core import region_zoom
+from inspector.store import InspectionRecord
 
 # (bbox, peak, area): a stored region as the cache's key (hashable)
 RegionKey = tuple[tuple[int, int, int, int], float, "int | None"]
@@ -92,6 +94,15 @@ def board_views(image_path: str, heatmap_path: str, regions: tuple[RegionKey, ..
     """`build_views`, cached per stored files and regions (stored files never change)."""
     return build_views(image_path, heatmap_path, regions, Path(root), overview_width=overview_width,
                        opacity=opacity, limit=limit)
+
+
+def record_views(settings: DashboardSettings, record: InspectionRecord, *, overview_width: int | None = None,
+                 opacity: float = 0.0, limit: int = region_zoom.ZOOM_LIMIT) -> BoardViews:
+    """`board_views` of a stored board: its pictures where the dashboard finds them, its boxed regions."""
+    return board_views(str(settings.resolve(record.image_path)) if record.image_path else "",
+                       str(settings.resolve(record.heatmap_path)) if record.heatmap_path else "",
+                       region_keys([r for r in record.regions if "bbox" in r]), str(settings.data_dir),
+                       overview_width=overview_width, opacity=opacity, limit=limit)
 
 
 def zoom_columns(count: int, panels: int, *, width: float, height: float, widest: int = 3) -> int:

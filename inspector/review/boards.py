@@ -21,8 +21,6 @@ from inspector.core.registration import RegistrationError
 from inspector.errors import InspectorError
 from inspector.store import InspectionRecord
 
-ANALYSE_BATCH = 4
-
 
 def line_map(engine: Inspector, analysis: Analysis) -> np.ndarray:
     """A board's judged map in the reference frame (working resolution), in units of the region line:
@@ -57,25 +55,23 @@ class Boards:
 
     def analyse(self, records: Sequence[InspectionRecord], desc: str) -> None:
         todo = [r for r in records if r.id not in self._analyses]
-        with tqdm(total=len(todo), desc=desc, unit="board", leave=False) as progress:
-            for start in range(0, len(todo), ANALYSE_BATCH):
-                chunk = todo[start:start + ANALYSE_BATCH]
-                images: list[tuple[InspectionRecord, np.ndarray]] = []
-                for record in chunk:
-                    try:
-                        images.append((record, load_image(record.image_path)))
-                    except ImageLoadError as exc:
-                        self._analyses[record.id] = f"its stored image is gone or unreadable ({exc.reason})"
-                    except (OSError, ValueError) as exc:
-                        self._analyses[record.id] = f"its stored image cannot be read ({exc})"
-                for record, image in images:  # one at a time: a board that cannot be aligned is its own
-                    try:
-                        self._analyses[record.id] = self.engine.analyse([image])[0]
-                    except RegistrationError as exc:
-                        self._analyses[record.id] = f"it cannot be aligned to the reference ({exc})"
-                    except InspectorError as exc:
-                        self._analyses[record.id] = f"it cannot be judged ({exc})"
-                progress.update(len(chunk))
+        for record in tqdm(todo, desc=desc, unit="board", leave=False):
+            self._analyses[record.id] = self._analysis_of(record)
+
+    def _analysis_of(self, record: InspectionRecord) -> Analysis | str:
+        """One board at a time: a board that cannot be read or aligned is its own, with the reason."""
+        try:
+            image = load_image(record.image_path)
+        except ImageLoadError as exc:
+            return f"its stored image is gone or unreadable ({exc.reason})"
+        except (OSError, ValueError) as exc:
+            return f"its stored image cannot be read ({exc})"
+        try:
+            return self.engine.analyse([image])[0]
+        except RegistrationError as exc:
+            return f"it cannot be aligned to the reference ({exc})"
+        except InspectorError as exc:
+            return f"it cannot be judged ({exc})"
 
     def get(self, inspection_id: int) -> Analysis | str:
         """The board's analysis, or why there is none."""

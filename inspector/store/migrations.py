@@ -36,14 +36,21 @@ def _add_dashboard_indexes(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _add_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
+    """`ALTER TABLE table ADD COLUMN name ddl` for each of `columns` the table lacks, in their order: a
+    migration interrupted half-way is completed by running it again."""
+    present = {column["name"] for column in inspect(conn).get_columns(table)}
+    for name, ddl in columns.items():
+        if name not in present:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
+
+
 def _add_threshold_source(conn: Connection) -> None:
-    if "threshold_source" not in {column["name"] for column in inspect(conn).get_columns("inspections")}:
-        conn.execute(text("ALTER TABLE inspections ADD COLUMN threshold_source VARCHAR(16)"))
+    _add_columns(conn, "inspections", {"threshold_source": "VARCHAR(16)"})
 
 
 def _add_source_name_raw(conn: Connection) -> None:
-    if "source_name_raw" not in {column["name"] for column in inspect(conn).get_columns("inspections")}:
-        conn.execute(text("ALTER TABLE inspections ADD COLUMN source_name_raw TEXT"))
+    _add_columns(conn, "inspections", {"source_name_raw": "TEXT"})
 
 
 def _add_verdict_outbox(conn: Connection) -> None:
@@ -53,32 +60,21 @@ def _add_verdict_outbox(conn: Connection) -> None:
 
 def _add_learned_tolerance(conn: Connection) -> None:
     Base.metadata.create_all(conn, tables=[Base.metadata.tables["tolerance_versions"]], checkfirst=True)
-    columns = {column["name"] for column in inspect(conn).get_columns("inspections")}
-    if "tolerance_version" not in columns:
-        conn.execute(text("ALTER TABLE inspections ADD COLUMN tolerance_version INTEGER"))
-    if "silenced_regions" not in columns:
-        conn.execute(text("ALTER TABLE inspections ADD COLUMN silenced_regions JSON"))
+    _add_columns(conn, "inspections", {"tolerance_version": "INTEGER", "silenced_regions": "JSON"})
 
 
 def _add_station_home(conn: Connection) -> None:
-    columns = {column["name"] for column in inspect(conn).get_columns("stations")}
-    if "data_dir" not in columns:
-        conn.execute(text("ALTER TABLE stations ADD COLUMN data_dir TEXT DEFAULT ''"))
-    if "feed" not in columns:
-        conn.execute(text("ALTER TABLE stations ADD COLUMN feed VARCHAR(20) DEFAULT ''"))
+    _add_columns(conn, "stations", {"data_dir": "TEXT DEFAULT ''", "feed": "VARCHAR(20) DEFAULT ''"})
 
 
 def _add_outbox_parking(conn: Connection) -> None:
-    if "parked_at" not in {column["name"] for column in inspect(conn).get_columns("verdict_outbox")}:
-        timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
-        conn.execute(text(f"ALTER TABLE verdict_outbox ADD COLUMN parked_at {timestamp}"))
+    timestamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    _add_columns(conn, "verdict_outbox", {"parked_at": timestamp})
 
 
 def _add_part_ids_and_outputs(conn: Connection) -> None:
-    if "part_id" not in {column["name"] for column in inspect(conn).get_columns("inspections")}:
-        conn.execute(text("ALTER TABLE inspections ADD COLUMN part_id VARCHAR(200)"))
-    if "taken_by" not in {column["name"] for column in inspect(conn).get_columns("verdict_outbox")}:
-        conn.execute(text("ALTER TABLE verdict_outbox ADD COLUMN taken_by JSON"))
+    _add_columns(conn, "inspections", {"part_id": "VARCHAR(200)"})
+    _add_columns(conn, "verdict_outbox", {"taken_by": "JSON"})
 
 
 MIGRATIONS: tuple[Migration, ...] = (
