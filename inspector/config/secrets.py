@@ -1,4 +1,5 @@
-"""Passwords kept out of logs and argv: masking, and where the store's URL is read from."""
+"""Passwords kept out of logs and argv: masking, the owner-only check of a secret's file, and where the
+store's URL is read from."""
 
 from __future__ import annotations
 
@@ -32,6 +33,20 @@ def has_secret(text: str) -> bool:
     return mask_secrets(text) != text
 
 
+def one_line(text: str, limit: int) -> str:
+    """`text` masked (mask_secrets), its whitespace runs as single spaces, cut to `limit` characters ("...")."""
+    flat = " ".join(mask_secrets(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def check_private(path: str | Path, mode: int, setting: str) -> None:
+    """Refuses a secret's file (`path`, its `st_mode`) that the group or others may use: only the service
+    may read it. `setting` names the option that points to the file."""
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{setting} {path}: readable by other users; make it readable by the service only "
+                          f"(chmod 600 {path})")
+
+
 def resolve_db_url(runner: StoreSetting, environ: dict[str, str] | None = None) -> str:
     """The store URL: `BOARD_INSPECTOR_DB_URL`, else the first line of `db_url_file`, else `db_url`."""
     env = os.environ if environ is None else environ
@@ -44,9 +59,7 @@ def resolve_db_url(runner: StoreSetting, environ: dict[str, str] | None = None) 
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"runner.db_url_file {path}: cannot read ({exc.strerror or exc})") from exc
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"runner.db_url_file {path}: readable by other users; make it readable by the "
-                              f"service only (chmod 600 {path})")
+        check_private(path, mode, "runner.db_url_file")
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         if not lines:
             raise ConfigError(f"runner.db_url_file {path}: empty")

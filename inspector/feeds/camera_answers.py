@@ -19,9 +19,9 @@ import numpy as np
 from inspector.config import CameraConfig
 from inspector.core.results import InspectionResult
 from inspector.errors import StoreError, StoreUnavailable
-from inspector.feeds.camera_journal import Answer, Held, Journal, Shot, answer_digest
+from inspector.feeds.camera_journal import Answer, Held, Journal, Shot
 from inspector.feeds.camera_outage import quietly
-from inspector.feeds.capture import frame_fault
+from inspector.feeds.capture import NOT_INSPECTED, frame_fault
 from inspector.feeds.claimed import describe
 from inspector.feeds.health import Metrics
 from inspector.feeds.processor import Processor, RunnerStats
@@ -29,7 +29,6 @@ from inspector.store import Store
 
 log = logging.getLogger("inspector.feeds.camera")  # the feed's one logger, as before the split
 
-NOT_INSPECTED = "not inspected"
 # Refusals that say the camera or its light failed, not the board: a run of them degrades /healthz.
 CAMERA_FAULTS = ("stale frame", "black frame", "blank frame")
 
@@ -59,8 +58,7 @@ class CameraAnswers:
     def _answer(self, shot: Shot, reason: str, tail: str, image_path: str = "") -> None:
         """Store (or journal, while the store is away) a trigger's error row; it is published like a verdict."""
         seq = shot.frame.seq if shot.frame is not None else 0
-        answer = Answer(answer_digest(shot.trigger_id), f"{shot.trigger_id}-{tail}", f"camera:{seq}", image_path, reason,
-                        shot.part_id)
+        answer = Answer.for_trigger(shot.trigger_id, tail, seq, image_path, reason, shot.part_id)
         log.info("%s: %s", answer.name, reason)
         error: StoreUnavailable | None = None
         if not self._held:
@@ -127,9 +125,8 @@ class CameraAnswers:
         record = self.store.get_inspection(existing)
         if record is not None and record.image_path != str(final):  # another trigger's bytes: answer this one
             trigger_id = entry.path.name.rsplit("-", 1)[0]
-            self._store_answer(Answer(answer_digest(trigger_id), f"{trigger_id}-not_inspected", f"camera:{entry.seq}",
-                                      str(final), f"{NOT_INSPECTED}: repeated frame: identical to stored inspection "
-                                                  f"{existing}"))
+            reason = f"{NOT_INSPECTED}: repeated frame: identical to stored inspection {existing}"
+            self._store_answer(Answer.for_trigger(trigger_id, "not_inspected", entry.seq, str(final), reason, ""))
         self.journal.settle(entry.path)
 
     # ------------------------------------------------- runs of bad frames

@@ -40,6 +40,12 @@ class Answer:
     reason: str
     part_id: str = ""
 
+    @classmethod
+    def for_trigger(cls, trigger_id: str, tail: str, seq: int, image_path: str, reason: str, part_id: str) -> Answer:
+        """The answer to trigger `trigger_id` (its frame `seq`): one digest per trigger (answer_digest), named
+        `<trigger id>-<tail>`."""
+        return cls(answer_digest(trigger_id), f"{trigger_id}-{tail}", f"camera:{seq}", image_path, reason, part_id)
+
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode("utf-8")
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 TRIGGERS = ("every", "interval", "stdin", "file", "line")
 MAX_PART_ID_CHARS = 200  # inspections.part_id's width
+NOT_INSPECTED = "not inspected"  # the error of a shot with nothing fit to judge (OPC UA: ResultState Aborted)
 BLANK_STD = 2.0  # grey-level spread below which a frame is a blank (lens cap, unlit, dropped signal)
 BLACK_MEAN = 8.0
 LOOP_SECONDS = 0.01

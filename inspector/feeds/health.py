@@ -46,7 +46,7 @@ class Metrics:
         self.delivery_pending = 0
         self.delivery_parked = 0
         self._oldest_pending_at: float | None = None  # clock() when the oldest verdict not yet taken was queued
-        self._deliveries: dict[str, dict[str, Any]] = {}  # per consumer: taken, refused, seconds, lag
+        self._deliveries: dict[str, dict[str, Any]] = {}  # per consumer: taken, refused, lag
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._latency_sum = 0.0
         self._latency_count = 0
@@ -107,14 +107,13 @@ class Metrics:
             if self._oldest_pending_at is None:
                 self._oldest_pending_at = self._clock()
 
-    def delivered(self, consumer: str, taken: bool, seconds: float, age_s: float | None) -> None:
-        """One delivery to one consumer (stdout, hook, mqtt, opcua): counted, with how long it took and,
-        when taken, how old the verdict was by then (the lag of that consumer)."""
+    def delivered(self, consumer: str, taken: bool, age_s: float | None) -> None:
+        """One delivery to one consumer (stdout, hook, mqtt, opcua): counted, with, when taken, how old
+        the verdict was by then (the lag of that consumer)."""
         with self._lock:
-            counts = self._deliveries.setdefault(consumer, {"taken": 0, "refused": 0, "seconds": 0.0,
-                                                            "lag_sum": 0.0, "lag_count": 0, "lag_last": 0.0})
+            counts = self._deliveries.setdefault(consumer, {"taken": 0, "refused": 0, "lag_sum": 0.0,
+                                                            "lag_count": 0, "lag_last": 0.0})
             counts["taken" if taken else "refused"] += 1
-            counts["seconds"] += seconds
             if taken and age_s is not None:
                 counts["lag_sum"] += age_s
                 counts["lag_count"] += 1

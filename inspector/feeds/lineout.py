@@ -15,7 +15,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -92,13 +91,12 @@ class LineOut:
         for name, send in self._senders(verdict):
             if name in done:
                 continue
-            started = time.monotonic()
             try:
                 problem = send()
             except Exception as exc:  # noqa: BLE001 - an output must not take the publisher down
                 problem = f"{name}: {type(exc).__name__}: {exc}"
             if self.metrics is not None:
-                self.metrics.delivered(name, problem is None, time.monotonic() - started, _age(verdict))
+                self.metrics.delivered(name, problem is None, _age(verdict))
             if problem is None:
                 taken.append(name)
             else:

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from inspector.config import MqttConfig, mask_secrets
+from inspector.config import MqttConfig
+from inspector.config.secrets import one_line
 from inspector.errors import InspectorError
 from inspector.feeds.mqtt_settings import broker_address, broker_password, set_tls, station_topics
 from inspector.feeds.mqtt_trigger import parse_trigger
@@ -57,11 +58,6 @@ def _paho() -> Any:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
-
-
-def _one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    flat = " ".join(mask_secrets(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class MqttOutput:
@@ -137,7 +133,7 @@ class MqttOutput:
             self._client.loop_start()
         except Exception as exc:  # noqa: BLE001 - the station runs on without the line; deliver says why
             with self._lock:
-                self._problem = _one_line(f"{type(exc).__name__}: {exc}")
+                self._problem = one_line(f"{type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
             self._attempted.set()
             log.error("MQTT broker %s: cannot start the connection (%s)", self.where, exc)
 
@@ -146,13 +142,13 @@ class MqttOutput:
             return self._deliver(verdict)
         except Exception as exc:  # noqa: BLE001 - the publisher's thread calls this: a reason, never a raise
             log.exception("MQTT: verdict not delivered")
-            return _one_line(f"mqtt: {type(exc).__name__}: {exc}")
+            return one_line(f"mqtt: {type(exc).__name__}: {exc}", MAX_ERROR_CHARS)
 
     def _deliver(self, verdict: dict[str, Any]) -> str | None:
         try:
             payload = json.dumps(verdict, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
-            return _one_line(f"mqtt: verdict is not JSON ({exc})")
+            return one_line(f"mqtt: verdict is not JSON ({exc})", MAX_ERROR_CHARS)
         with self._lock:
             if not self._started or self._closed:
                 return "mqtt: output not started" if not self._closed else "mqtt: output closed"
@@ -178,7 +174,8 @@ class MqttOutput:
             unacked_since = self._unacked_since
         if not self._client.is_connected():
             # Not published at all while away: paho would queue a copy per retry and flood the broker later.
-            return _one_line(f"mqtt: not connected to the broker {self.where}" + (f" ({problem})" if problem else ""))
+            return one_line(f"mqtt: not connected to the broker {self.where}" + (f" ({problem})" if problem else ""),
+                            MAX_ERROR_CHARS)
         if unacked_since is not None and now - unacked_since < self.config.keepalive_seconds:
             # The last publish is still unacknowledged: the link is probably dead and paho's keepalive will
             # renew it. Answering at once keeps the publisher (and the outputs after this one) moving; one
@@ -195,12 +192,12 @@ class MqttOutput:
             # dropped by verdict_id).
             return f"mqtt: connection to the broker {self.where} lost while publishing"
         if info.rc != self._paho.MQTT_ERR_SUCCESS:
-            return _one_line(f"mqtt: publish refused by the client ({self._paho.error_string(info.rc)})")
+            return one_line(f"mqtt: publish refused by the client ({self._paho.error_string(info.rc)})", MAX_ERROR_CHARS)
         try:
             info.wait_for_publish(max(0.0, deadline - time.monotonic()))
             published = info.is_published()
         except (ValueError, RuntimeError) as exc:
-            return _one_line(f"mqtt: publish failed ({exc})")
+            return one_line(f"mqtt: publish failed ({exc})", MAX_ERROR_CHARS)
         if published:
             return None
         if not just_connected:  # a wait shortened by the first connection says nothing about the link
@@ -213,7 +210,7 @@ class MqttOutput:
         try:
             with self._lock:
                 self._online, self._ready = online, ready
-                self._last_error = _one_line(last_error) if last_error else None
+                self._last_error = one_line(last_error, MAX_ERROR_CHARS) if last_error else None
                 started = self._started and not self._closed
             if started and self._client.is_connected():
                 self._publish_status()  # else on_connect publishes it
@@ -273,7 +270,7 @@ class MqttOutput:
         try:
             if reason_code.is_failure:
                 # paho disconnects and tries again with backoff; a wrong password or client id shows here.
-                refusal = _one_line(f"the broker refused the connection: {reason_code}")
+                refusal = one_line(f"the broker refused the connection: {reason_code}", MAX_ERROR_CHARS)
                 with self._lock:
                     first, self._outage_logged = not self._outage_logged, True
                     self._problem = self._refusal = refusal
@@ -307,7 +304,7 @@ class MqttOutput:
             return
         if was_up:
             with self._lock:
-                self._problem = _one_line(f"connection lost: {reason_code}")
+                self._problem = one_line(f"connection lost: {reason_code}", MAX_ERROR_CHARS)
                 self._outage_logged = True
             log.warning("MQTT broker %s: connection lost (%s); reconnecting with backoff", self.where, reason_code)
         else:  # the end of an attempt that never got through: a refusal keeps its own reason
@@ -316,7 +313,7 @@ class MqttOutput:
     def _not_connected(self, reason: str) -> None:
         with self._lock:
             first, self._outage_logged = not self._outage_logged, True
-            self._problem = self._refusal or _one_line(reason)
+            self._problem = self._refusal or one_line(reason, MAX_ERROR_CHARS)
             problem = self._problem
         self._attempted.set()
         (log.warning if first else log.debug)("MQTT broker %s: %s; retrying with backoff (up to %d s)",

@@ -5,12 +5,12 @@ is a `ConfigError` that names the setting and the fix."""
 from __future__ import annotations
 
 import ssl
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from inspector.config import MqttConfig
+from inspector.config.secrets import check_private
 from inspector.errors import ConfigError
 
 if TYPE_CHECKING:  # the type only; paho is imported by mqtt_out when MQTT is configured
@@ -18,7 +18,6 @@ if TYPE_CHECKING:  # the type only; paho is imported by mqtt_out when MQTT is co
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 TOPIC_FORBIDDEN = ("+", "#", "\0")  # wildcards and NUL cannot be part of a topic name
-NOT_OWNER_BITS = stat.S_IRWXG | stat.S_IRWXO  # a secret's file must give these (group, others) nothing
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -75,9 +74,7 @@ def read_password(path: str) -> str:
         raise ConfigError(f"lineout.mqtt.password_file {file}: cannot read ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"lineout.mqtt.password_file {file}: not UTF-8 text") from exc
-    if mode & NOT_OWNER_BITS:
-        raise ConfigError(f"lineout.mqtt.password_file {file}: readable by other users; make it readable by the "
-                          f"service only (chmod 600 {file})")
+    check_private(file, mode, "lineout.mqtt.password_file")
     # Only the line end is taken off: spaces may be part of a password.
     password = text.splitlines()[0] if text else ""
     if not password:
@@ -98,9 +95,8 @@ def set_tls(client: mqtt.Client, config: MqttConfig, *, tls: bool) -> None:
             raise ConfigError(f"lineout.mqtt.{name} {path}: no such file")
     if config.key_file and not config.cert_file:
         raise ConfigError("lineout.mqtt.key_file is set without lineout.mqtt.cert_file")
-    if config.key_file and Path(config.key_file).stat().st_mode & NOT_OWNER_BITS:
-        raise ConfigError(f"lineout.mqtt.key_file {config.key_file}: readable by other users; make it readable "
-                          f"by the service only (chmod 600 {config.key_file})")
+    if config.key_file:
+        check_private(config.key_file, Path(config.key_file).stat().st_mode, "lineout.mqtt.key_file")
     try:
         # Default context: the broker's certificate must chain to ca_file (or the system's CAs) and name the host.
         client.tls_set(ca_certs=config.ca_file or None, certfile=config.cert_file or None,

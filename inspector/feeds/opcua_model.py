@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from inspector.config import mask_secrets
 from inspector.errors import InspectorError
+from inspector.feeds.capture import NOT_INSPECTED
+from inspector.feeds.mqtt_trigger import MAX_PART_ID_CHARS
 
 if TYPE_CHECKING:  # the types only; the modules are imported in `_asyncua` when OPC UA is configured
     from asyncua import Server
@@ -23,7 +24,6 @@ log = logging.getLogger("inspector.feeds.opcua_out")  # the feed's one logger, a
 
 NAMESPACE_URI = "urn:board-inspector:line"  # the same on every station, so one PLC program fits them all
 TRIGGER_TIMEOUT_SECONDS = 5.0  # a Trigger call answers within this, or BadTimeout
-MAX_PART_ID_CHARS = 256  # as over MQTT
 MAX_TEXT_CHARS = 250  # ErrorText fits a PLC STRING (254)
 
 # PLC.ErrorCode: what the line should see first (docs/line-guide.md lists them).
@@ -38,7 +38,6 @@ SYSTEM_PRODUCTION, SYSTEM_STANDBY, SYSTEM_UNSCHEDULED_DOWNTIME, SYSTEM_NONSCHEDU
 # Result.ResultState: OPC 40100-1 ResultStateDataType. It says whether processing completed, not the
 # verdict: pass, fail and review are all Completed; the verdict is in ResultContent and PLC.LastVerdict.
 RESULT_COMPLETED, RESULT_ABORTED, RESULT_FAILED = 1, 3, 4
-NOT_INSPECTED = "not inspected"  # the camera's answer when it had nothing fit to judge (Aborted)
 
 # PLC.LastVerdictCode: the verdict as a number, for PLCs that do not compare strings.
 VERDICT_CODES = {"pass": 1, "fail": 2, "review": 3, "error": 4}
@@ -79,10 +78,6 @@ def _ua() -> Any:
     """asyncua's `ua` module, untyped: its annotations want its own int and str subclasses everywhere."""
     return _asyncua().ua
 
-
-def _one_line(text: str, limit: int = MAX_TEXT_CHARS) -> str:
-    flat = " ".join(mask_secrets(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 def part_id_problem(part_id: Any) -> str | None:
     """Why a Trigger's partId is refused, or None."""

@@ -39,12 +39,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from inspector.config import OpcuaConfig
+from inspector.config.secrets import one_line
 from inspector.errors import ConfigError, InspectorError
 from inspector.feeds.opcua_model import (
     ERROR_ACK_TIMEOUT,
     ERROR_NONE,
     ERROR_OFFLINE,
     ERROR_STATION_FAULT,
+    MAX_TEXT_CHARS,
     NAMESPACE_URI,
     RESULT,
     RESULT_ABORTED,
@@ -58,7 +60,6 @@ from inspector.feeds.opcua_model import (
     OpcuaModel,
     TriggerCallback,
     _asyncua,
-    _one_line,
     _Presented,
     _ua,
     part_id_problem,
@@ -176,10 +177,10 @@ class OpcuaOutput(ServerTrust, OpcuaModel):
             return f"OPC UA server stopped before result {result_id} was acknowledged"
         except Exception as exc:  # noqa: BLE001 - deliver never raises: the verdict is tried again later
             log.exception("OPC UA delivery of result %s failed", result_id)
-            return _one_line(f"OPC UA delivery failed: {exc}")
+            return one_line(f"OPC UA delivery failed: {exc}", MAX_TEXT_CHARS)
 
     def station_state(self, *, online: bool, ready: bool, last_error: str | None) -> None:
-        self._requested = (online, ready, _one_line(last_error) if last_error else None)
+        self._requested = (online, ready, one_line(last_error, MAX_TEXT_CHARS) if last_error else None)
         self._call(self._show_state(), "station state")
 
     def close(self) -> None:
@@ -343,8 +344,8 @@ class OpcuaOutput(ServerTrust, OpcuaModel):
         except asyncio.TimeoutError:
             presented.overdue = True
             if not self._overdue_text:
-                self._overdue_text = _one_line(f"PLC did not acknowledge result {presented.result_id} "
-                                               f"within {timeout:g} s")
+                self._overdue_text = one_line(f"PLC did not acknowledge result {presented.result_id} "
+                                              f"within {timeout:g} s", MAX_TEXT_CHARS)
                 log.warning("%s (lineout.opcua.ack_timeout_seconds)", self._overdue_text)
                 await self._show_state()
             return False

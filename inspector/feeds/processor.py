@@ -77,15 +77,6 @@ class PublishedVerdict:
         if not self.verdict_id:
             self.verdict_id = verdict_id(self.input_sha256, self.model_hash)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def of(cls, row: InspectionRecord) -> PublishedVerdict:
-        return cls(row.id, row.source_name, row.input_sha256, row.verdict, row.score, row.threshold,
-                   list(row.regions), row.image_path, row.overlay_path, row.model_hash, row.threshold_version,
-                   row.station, row.error, row.threshold_source)
-
 
 def _no_fault(step: str) -> None:
     """Fault-injection point between a commit and the board's final move (tests replace it)."""

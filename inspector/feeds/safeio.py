@@ -21,7 +21,6 @@ from pathlib import Path
 from inspector.errors import ImageLoadError
 
 NAME_MAX_BYTES = 255
-DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
 _CHUNK = 1 << 20
 
 
