@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from inspector.config import LOSSES
-from inspector.errors import ConfigError
+from inspector.config.modes import one_of
 
 
 def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -38,8 +38,7 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, *, window_size: int = 11, sigma: 
 
 def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str, ssim_weight: float = 0.5,
                         data_range: float = 1.0) -> torch.Tensor:
-    if kind not in LOSSES:
-        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {kind!r}")
+    one_of("loss", kind, LOSSES)
     l2 = F.mse_loss(recon, target)
     if kind == "l2":
         return l2

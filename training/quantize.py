@@ -25,8 +25,8 @@ import numpy as np
 
 from inspector.bundle.tensors import INPUT_NAME
 from inspector.config import INT8_SCHEMES, PRECISIONS, InspectConfig
+from inspector.config.modes import one_of
 from inspector.core.session import open_session
-from inspector.errors import ConfigError
 
 # How weights and activations are stored, and so which integer kernels ONNX Runtime runs:
 # - "u8s8": 8-bit signed weights. Fastest; on AVX2 without VNNI the kernel sums pairs of u8 x s8
@@ -41,8 +41,7 @@ MAX_MEAN_ABS_DIFF = 0.01  # reconstruction, in [0, 1] pixel units: 1% of the ran
 
 
 def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    one_of("precision", precision, PRECISIONS)
 
 
 class _GoodBoards:
@@ -57,8 +56,7 @@ class _GoodBoards:
 
 
 def check_int8_scheme(scheme: str) -> None:
-    if scheme not in INT8_SCHEMES:
-        raise ConfigError(f"int8_scheme must be one of {', '.join(INT8_SCHEMES)}, got {scheme!r}")
+    one_of("int8_scheme", scheme, INT8_SCHEMES)
 
 
 def quantize_int8(float_model: Path, out: Path, tensors: list[np.ndarray], scheme: str = "u8s8") -> None:

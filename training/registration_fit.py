@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from inspector.core.groups import choose_groups, fit_groups, light_feature
+from inspector.core.preprocess import to_channels
 from inspector.core.registration import Alignment, Registration, RegistrationSpec, Surround
 from inspector.errors import ConfigError, RegistrationError
 
@@ -32,13 +33,9 @@ SURROUND_GROW_PX = 6  # blur and the model's smoothing carry its edge this far o
 FIXTURED_MIN_MEDIAN_CORRELATION = 0.8  # "one fixtured design": good boards align onto their median this well
 
 
-def _grey(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-
-
 def _brightness_units(image: np.ndarray) -> np.ndarray:
     """Grey, lightly blurred, in units of the board's median brightness (exposure drops out)."""
-    grey = _grey(image).astype(np.float32)
+    grey = to_channels(image, 1).astype(np.float32)
     return cv2.GaussianBlur(grey / max(float(np.median(grey)), 1.0), (0, 0), 1.0)
 
 

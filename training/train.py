@@ -243,7 +243,9 @@ def resume_or_start(prepared: Prepared, data: Path, device: torch.device, previo
                          train_paths=images.train_paths),
         parity_images=prepared.raw_holdout[:PARITY_IMAGES], params=count_parameters(model))
     state["fixture"] = prepared.fixture
-    average = WeightAverage(model, config.schedule.weight_average_decay) if config.schedule.weight_average_decay > 0 else None
+    average = None
+    if previous is None and config.schedule.weight_average_decay > 0:  # resumed, `continue_from` builds it
+        average = WeightAverage(model, config.schedule.weight_average_decay)
     run = Run(model, optimizer, scheduler, schedule, FitState(average=average), state)
     if previous is not None:
         continue_from(previous, run, prepared, resume)

@@ -8,8 +8,6 @@ the masking of passwords and where the store's URL comes from, `modes` the value
 
 from inspector.config.files import from_dict, load_config, load_settings
 from inspector.config.line import (
-    MQTT_SCHEMES,
-    OPCUA_SECURITY,
     CameraConfig,
     DashboardConfig,
     InspectConfig,
@@ -20,32 +18,7 @@ from inspector.config.line import (
     Settings,
     TeachConfig,
 )
-from inspector.config.modes import (
-    CHANNEL_ERRORS,
-    CHANNELS,
-    DEVICES,
-    GRAPH_OPTIMIZATIONS,
-    INT8_SCHEMES,
-    LOSSES,
-    MAX_REGION_MERGE_PX,
-    METHODS,
-    PRECISIONS,
-    PROVIDERS,
-    SWITCHES,
-    VIEW_COUNTS,
-    VIEW_KINDS,
-    ChannelError,
-    Channels,
-    Device,
-    GraphOptimization,
-    Int8Scheme,
-    Loss,
-    Method,
-    Precision,
-    Providers,
-    Switch,
-    ViewKind,
-)
+from inspector.config.modes import INT8_SCHEMES, LOSSES, MAX_REGION_MERGE_PX, PRECISIONS, ViewKind
 from inspector.config.secrets import DB_URL_ENV, has_secret, mask_secrets, resolve_db_url
 from inspector.config.training import (
     CalibrationSettings,
@@ -56,12 +29,9 @@ from inspector.config.training import (
 )
 
 __all__ = [
-    "CHANNELS", "CHANNEL_ERRORS", "DB_URL_ENV", "DEVICES", "GRAPH_OPTIMIZATIONS", "INT8_SCHEMES", "LOSSES",
-    "MAX_REGION_MERGE_PX", "METHODS", "MQTT_SCHEMES", "OPCUA_SECURITY", "PRECISIONS", "PROVIDERS", "SWITCHES",
-    "VIEW_COUNTS", "VIEW_KINDS", "CalibrationSettings", "CameraConfig", "ChannelError", "Channels",
-    "DashboardConfig", "Device", "ExportSettings", "GraphOptimization", "InspectConfig", "Int8Scheme",
-    "LineoutConfig", "Loss", "Method", "MqttConfig", "OpcuaConfig", "Precision", "Providers",
-    "RegistrationSettings", "RunnerConfig", "ScheduleSettings", "Settings", "Switch", "TeachConfig",
+    "DB_URL_ENV", "INT8_SCHEMES", "LOSSES", "MAX_REGION_MERGE_PX", "PRECISIONS", "CalibrationSettings",
+    "CameraConfig", "DashboardConfig", "ExportSettings", "InspectConfig", "LineoutConfig", "MqttConfig",
+    "OpcuaConfig", "RegistrationSettings", "RunnerConfig", "ScheduleSettings", "Settings", "TeachConfig",
     "TrainConfig", "ViewKind", "from_dict", "has_secret", "load_config", "load_settings", "mask_secrets",
     "resolve_db_url",
 ]

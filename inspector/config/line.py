@@ -198,8 +198,7 @@ class OpcuaConfig:
     def __post_init__(self) -> None:
         if self.endpoint and not self.endpoint.startswith("opc.tcp://"):
             raise ConfigError(f"lineout.opcua.endpoint must start with opc.tcp://, got {self.endpoint!r}")
-        if self.security not in OPCUA_SECURITY:
-            raise ConfigError(f"lineout.opcua.security must be one of {', '.join(OPCUA_SECURITY)}, got {self.security!r}")
+        one_of("lineout.opcua.security", self.security, OPCUA_SECURITY)
         if self.ack_timeout_seconds <= 0:
             raise ConfigError("lineout.opcua.ack_timeout_seconds must be > 0")
         if self.endpoint and self.security != "none" and not self.trusted_clients_dir:

@@ -36,7 +36,7 @@ CHANNEL_ERRORS: tuple[str, ...] = get_args(ChannelError)
 DEVICES: tuple[str, ...] = get_args(Device)
 PROVIDERS: tuple[str, ...] = get_args(Providers)
 GRAPH_OPTIMIZATIONS: tuple[str, ...] = get_args(GraphOptimization)
-MAX_REGION_MERGE_PX = 64  # the runtime's bound (inspector/core/scoring.py), checked before a training
+MAX_REGION_MERGE_PX = 64  # the runtime's bound (ScoringSpec), also checked before a training
 
 
 def one_of(name: str, value: Any, allowed: tuple[Any, ...]) -> None:

@@ -212,15 +212,6 @@ class Inspector(JudgeStage):
                               f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
         return prepare_board(image, self.spec, self.registration, timings, record)
 
-    def aligned_board(self, image: np.ndarray) -> np.ndarray:
-        """The board as the model sees it before scaling: aligned and light-normalised when the bundle
-        registers boards, else unchanged (for overlays and figures)."""
-        if self.registration is None:
-            return image
-        from inspector.core.preprocess import to_channels
-
-        return self.registration.apply(to_channels(image, self.spec.channels))
-
     def _judge_positions(self, smoothed: np.ndarray, warp: np.ndarray | None = None,
                          group: int = 0) -> tuple[np.ndarray, float | None]:
         """The per-position model and the inspection area, applied to a smoothed map; on registered

@@ -26,7 +26,7 @@ from inspector.core.fixture import area_on_board
 from inspector.core.interface import Analysis, Calibration
 from inspector.core.preprocess import PreprocessSpec, working_size
 from inspector.core.registration import Registration
-from inspector.core.results import InspectionResult, Region
+from inspector.core.results import InspectionResult, Region, boxes_meet
 from inspector.core.scoring import ScoringSpec
 from inspector.core.tolerance import LearnedTolerance
 from inspector.errors import BundleError, ConfigError
@@ -130,13 +130,11 @@ class JudgeStage:
         if self.calibration is None:
             raise BundleError(f"{self.source}: the model is not calibrated; it cannot give verdicts")
         start = time.perf_counter()
-        amap = self.anomaly_map(analysis, edges=self.edges)
-        untolerated = amap
-        if self.tolerance is not None:
-            amap = self.anomaly_map(replace(analysis, smoothed=self.tolerance.apply(analysis.smoothed)), edges=self.edges)
+        tolerated = analysis if self.tolerance is None else replace(analysis, smoothed=self.tolerance.apply(analysis.smoothed))
+        amap = self.anomaly_map(tolerated, edges=self.edges)
         score = scoring.image_score(amap, self.scoring)
         regions = scoring.regions_at(amap, self.pixel_threshold, self.scoring, self.config.min_region_area)
-        silenced = self._silenced(untolerated, regions) if self.tolerance is not None else []
+        silenced = self._silenced(analysis, regions) if self.tolerance is not None else []
         verdict = scoring.decide_verdict(score, self.image_threshold, regions, self.config.review_band)
         recon = self._reconstruction_image(analysis) if self.config.save_reconstruction else None
         postprocess = analysis.timings.postprocess + (time.perf_counter() - start) * 1e3
@@ -149,13 +147,17 @@ class JudgeStage:
                                 pixel_threshold=self.pixel_threshold, warp=analysis.warp,
                                 silenced_regions=silenced, tolerance_version=self.tolerance_version)
 
-    def _silenced(self, untolerated: np.ndarray, shown: list[Region]) -> list[Region]:
+    def _silenced(self, analysis: Analysis, shown: list[Region]) -> list[Region]:
         """Regions the map without the learned tolerance shows that the tolerated map does not."""
+        smoothed = analysis.smoothed if self.edges is None else self.edges.apply(analysis.smoothed)
+        # Most boards show nothing untolerated: the bilinear resize and the warp (border 0) never raise
+        # a non-negative map's peak, so a working-resolution peak under the line (with 1e-6 for their
+        # float rounding) spares the full-resolution map.
+        peak = max(cv2.minMaxLoc(smoothed)[1], 0.0)
+        if self.pixel_scale > 0 and peak / self.pixel_scale * (1 + 1e-6) < self.pixel_threshold:
+            return []
+        untolerated = self.anomaly_map(replace(analysis, smoothed=smoothed))
         if cv2.minMaxLoc(untolerated)[1] < self.pixel_threshold:
             return []
         every = scoring.regions_at(untolerated, self.pixel_threshold, self.scoring, self.config.min_region_area)
-        return [region for region in every if not any(_boxes_meet(region.bbox, other.bbox) for other in shown)]
-
-
-def _boxes_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+        return [region for region in every if not any(boxes_meet(region.bbox, other.bbox) for other in shown)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +31,11 @@ class Region:
         data["centroid"] = list(self.centroid)
         data["score"] = self.peak
         return data
+
+
+def boxes_meet(a: Sequence[int], b: Sequence[int]) -> bool:
+    """Do boxes (x1, y1, x2, y2, x2/y2 exclusive) `a` and `b` share a pixel? Boxes that only touch do not."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 @dataclass

@@ -27,17 +27,16 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from inspector.config.modes import LOSSES, MAX_REGION_MERGE_PX
 from inspector.core.results import Region, Verdict
 from inspector.errors import BundleError, ConfigError
 
 if TYPE_CHECKING:
     from inspector.config import TrainConfig
 
-ERROR_KINDS = ("l2", "ssim", "mix")
 CHANNEL_REDUCTIONS = ("mean", "max")
 VIEW_COUNTS = (1, 2, 4)
 VIEW_KINDS = ("shift", "flip")
-MAX_REGION_MERGE_PX = 64
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,8 @@ class ScoringSpec:
     def __post_init__(self) -> None:
         if self.channel_reduce not in CHANNEL_REDUCTIONS:
             raise ConfigError(f"channel_reduce must be one of {', '.join(CHANNEL_REDUCTIONS)}, got {self.channel_reduce!r}")
-        if self.error not in ERROR_KINDS:
-            raise ConfigError(f"scoring error must be one of {', '.join(ERROR_KINDS)}, got {self.error!r}")
+        if self.error not in LOSSES:  # the training's losses: the error each one scores with
+            raise ConfigError(f"scoring error must be one of {', '.join(LOSSES)}, got {self.error!r}")
         if self.smooth_sigma < 0 or self.top_k_fraction <= 0 or self.top_k_min < 1:
             raise ConfigError(f"invalid scoring settings {self}")
         if self.small_region_peak != 0.0 and self.small_region_peak < 1.0:

@@ -12,6 +12,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from inspector.config import InspectConfig
+from inspector.config.modes import GRAPH_OPTIMIZATIONS, PROVIDERS, one_of
 from inspector.errors import BundleError, ConfigError
 
 _GRAPH_LEVELS = {
@@ -24,7 +25,7 @@ _GRAPH_LEVELS = {
 
 def choose_providers(setting: str) -> list[str]:
     available = ort.get_available_providers()
-    if setting not in ("auto", "cpu", "cuda"):
+    if setting not in PROVIDERS:
         raise ConfigError(f"providers must be auto, cpu or cuda, got {setting!r}")
     if setting == "cuda" and "CUDAExecutionProvider" not in available:
         raise ConfigError("providers=cuda but ONNX Runtime has no CUDAExecutionProvider here "
@@ -35,9 +36,7 @@ def choose_providers(setting: str) -> list[str]:
 
 
 def open_session(model_path: Path, config: InspectConfig) -> ort.InferenceSession:
-    if config.graph_optimization not in _GRAPH_LEVELS:
-        raise ConfigError(f"graph_optimization must be one of {', '.join(_GRAPH_LEVELS)}, "
-                          f"got {config.graph_optimization!r}")
+    one_of("graph_optimization", config.graph_optimization, GRAPH_OPTIMIZATIONS)
     options = ort.SessionOptions()
     options.graph_optimization_level = _GRAPH_LEVELS[config.graph_optimization]
     if config.intra_op_threads > 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from inspector.core.imageio import IMAGE_EXTENSIONS, load_image
+from inspector.core.results import boxes_meet
 from inspector.errors import DatasetError
 
 GOOD = "good"
@@ -91,8 +92,7 @@ def read_box_annotations(root: Path, image: LabelledImage) -> list[AnnotatedBox]
 
 def boxes_found(boxes: Sequence[AnnotatedBox], predicted: Sequence[tuple[int, int, int, int]]) -> list[bool]:
     """Per annotated box: does any predicted region box touch it?"""
-    return [any(px1 < bx2 and px2 > bx1 and py1 < by2 and py2 > by1 for px1, py1, px2, py2 in predicted)
-            for bx1, by1, bx2, by2 in (box.bbox for box in boxes)]
+    return [any(boxes_meet(found, box.bbox) for found in predicted) for box in boxes]
 
 
 def load_mask(image: LabelledImage, shape: tuple[int, int], max_pixels: int) -> np.ndarray | None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from inspector.core.results import boxes_meet
 from inspector.review.lessons import Lesson
 
 TINT_COLOUR_MAP = cv2.COLORMAP_AUTUMN  # yellow (a little wider) -> red (at the ceiling)
@@ -29,7 +30,7 @@ def _places(lessons: Sequence[Lesson], pad: int) -> list[tuple[tuple[int, int, i
         box = [lesson.box[0] - pad, lesson.box[1] - pad, lesson.box[2] + pad, lesson.box[3] + pad]
         for place in places:
             other = place[0]
-            if box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3]:
+            if boxes_meet(box, other):
                 other[:] = [min(box[0], other[0]), min(box[1], other[1]), max(box[2], other[2]), max(box[3], other[3])]
                 if lesson.inspection_id not in place[1]:
                     place[1].append(lesson.inspection_id)
