@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from deploy.dashboard.auth import ROLE_QA, User, require_role
 from inspector.config import TeachConfig
 
 # Reviews are the runtime's (`inspector review` writes the same records through the same checks).
@@ -20,6 +19,7 @@ from inspector.review.decisions import dismiss_false_alarm as dismiss_false_alar
 from inspector.review.decisions import dismiss_many as dismiss_many
 from inspector.review.lessons import Preview
 from inspector.review.plan import TeachingPlan
+from inspector.review.roles import ROLE_QA, User, require_role
 from inspector.review.teach import learn, rollback
 from inspector.store import Store, ThresholdRecord, ToleranceRecord
 

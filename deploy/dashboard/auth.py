@@ -27,13 +27,9 @@ from typing import BinaryIO
 from inspector.atomic import atomic_write
 from inspector.errors import ConfigError, InspectorError
 
-# The roles and their check live in the runtime, shared with `inspector review` and `inspector learn`.
-from inspector.review.roles import ROLE_OPERATOR as ROLE_OPERATOR
-from inspector.review.roles import ROLE_QA as ROLE_QA
-from inspector.review.roles import ROLES as ROLES
-from inspector.review.roles import AccessDenied as AccessDenied
+# The roles and their check live in the runtime (inspector.review.roles), shared with `inspector review`
+# and `inspector learn`; this module keeps the users file's passwords.
 from inspector.review.roles import User, read_users_table
-from inspector.review.roles import require_role as require_role
 
 # scrypt cost at current guidance (OWASP: N=2^17, r=8, p=1): 128 MiB and ~0.3 s per check.
 SCRYPT_N = 2**17

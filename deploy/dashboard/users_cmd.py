@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from deploy.dashboard.auth import ROLES, UsersFile, hash_password, load_users, write_users
+from deploy.dashboard.auth import UsersFile, hash_password, load_users, write_users
 from inspector.errors import ConfigError
+from inspector.review.roles import ROLES
 
 ACTIONS = ("add", "passwd", "remove", "list")
 MIN_PASSWORD_LENGTH = 8

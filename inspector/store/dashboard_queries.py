@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from inspector.store import schema
 from inspector.store.records import InspectionRecord, ReviewRecord
 from inspector.store.store import Store
+from inspector.verdicts import FLAGGED_VERDICTS
 
 
 def latest_reviews(store: Store, inspection_ids: Iterable[int]) -> dict[int, ReviewRecord]:
@@ -51,7 +52,7 @@ def next_unreviewed(store: Store, *, after_id: int | None = None) -> int | None:
     """The newest flagged board nobody has reviewed, other than `after_id`."""
     reviewed = select(schema.Review.inspection_id)
     query = (select(schema.Inspection.id)
-             .where(schema.Inspection.verdict.in_(schema.FLAGGED_VERDICTS), schema.Inspection.id.not_in(reviewed))
+             .where(schema.Inspection.verdict.in_(FLAGGED_VERDICTS), schema.Inspection.id.not_in(reviewed))
              .order_by(schema.Inspection.created_at.desc(), schema.Inspection.id.desc()).limit(1))
     if after_id is not None:
         query = query.where(schema.Inspection.id != after_id)

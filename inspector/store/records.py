@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 from inspector.store import schema
-from inspector.verdicts import StoredVerdict
+from inspector.verdicts import FLAGGED_VERDICTS, StoredVerdict
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -116,7 +116,7 @@ class InspectionRecord:
 
     @property
     def flagged(self) -> bool:
-        return self.verdict in schema.FLAGGED_VERDICTS
+        return self.verdict in FLAGGED_VERDICTS
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -12,9 +12,6 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from inspector.verdicts import FLAGGED_VERDICTS as FLAGGED_VERDICTS  # the store's names for them
-from inspector.verdicts import VERDICTS as VERDICTS
-
 STATION_STATES = ("running", "stopped", "camera_down", "disk_full")
 EVENT_KINDS = ("start", "stop", "camera_down", "camera_up", "error", "quarantine", "disk_full", "disk_ok")
 REVIEW_DECISIONS = ("confirm", "dismiss")

@@ -38,6 +38,7 @@ from inspector.store.schema import utcnow
 from inspector.store.stations import StationsMixin
 from inspector.store.tolerances import ToleranceMixin
 from inspector.store.versions import append_version
+from inspector.verdicts import FLAGGED_VERDICTS, VERDICTS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -211,7 +212,7 @@ class Store(OutboxMixin, ToleranceMixin, StationsMixin):
 
         `publish=True` also queues a new row's verdict in the outbox, in the same transaction.
         """
-        if verdict not in schema.VERDICTS:
+        if verdict not in VERDICTS:
             raise StoreError(f"inspection of {source_name or input_sha256}: unknown verdict {verdict!r}")
         if len(input_sha256) != 64:
             raise StoreError(f"inspection of {source_name}: input_sha256 must be 64 hex digits")
@@ -268,7 +269,7 @@ class Store(OutboxMixin, ToleranceMixin, StationsMixin):
         """Newest first. `flagged_only` keeps fail/review; `unreviewed_only` drops rows with a review."""
         query = select(schema.Inspection)
         if flagged_only:
-            query = query.where(schema.Inspection.verdict.in_(schema.FLAGGED_VERDICTS))
+            query = query.where(schema.Inspection.verdict.in_(FLAGGED_VERDICTS))
         if verdicts is not None:
             query = query.where(schema.Inspection.verdict.in_(list(verdicts)))
         if station:
@@ -286,7 +287,7 @@ class Store(OutboxMixin, ToleranceMixin, StationsMixin):
         def work(session: Session) -> VerdictCounts:
             query = select(schema.Inspection.verdict, func.count()).group_by(schema.Inspection.verdict)
             flagged = select(func.count()).select_from(schema.Inspection).where(
-                schema.Inspection.verdict.in_(schema.FLAGGED_VERDICTS),
+                schema.Inspection.verdict.in_(FLAGGED_VERDICTS),
                 schema.Inspection.id.not_in(select(schema.Review.inspection_id)))
             if station:
                 query = query.where(schema.Inspection.station == station)

@@ -15,6 +15,7 @@ from deploy.dashboard import analysis, auth, images
 from deploy.dashboard.launch import ENV_DATA_DIR, ENV_USERS_FILE, streamlit_command
 from inspector.config import DashboardConfig
 from inspector.errors import ConfigError
+from inspector.review import roles
 from tests.conftest import REPO_ROOT
 
 REPO = REPO_ROOT
@@ -64,13 +65,13 @@ def _olga_users(folder: Path, olga_password: str = "olga-pass") -> auth.UsersFil
 
 
 def test_require_role_lets_qa_review_but_not_operators_change_thresholds() -> None:
-    qa, operator = auth.User("q", "qa"), auth.User("o", "operator")
-    assert auth.require_role(qa, auth.ROLE_OPERATOR, "review") is qa
-    assert auth.require_role(operator, auth.ROLE_OPERATOR, "review") is operator
-    with pytest.raises(auth.AccessDenied, match="needs 'qa'"):
-        auth.require_role(operator, auth.ROLE_QA, "change threshold")
+    qa, operator = roles.User("q", "qa"), roles.User("o", "operator")
+    assert roles.require_role(qa, roles.ROLE_OPERATOR, "review") is qa
+    assert roles.require_role(operator, roles.ROLE_OPERATOR, "review") is operator
+    with pytest.raises(roles.AccessDenied, match="needs 'qa'"):
+        roles.require_role(operator, roles.ROLE_QA, "change threshold")
     with pytest.raises(PermissionError, match="login required"):
-        auth.require_role(None, auth.ROLE_OPERATOR, "review")
+        roles.require_role(None, roles.ROLE_OPERATOR, "review")
 
 
 def test_launch_refuses_without_users_file(tmp_path: Path) -> None:
