@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,21 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A localhost TCP port nothing listens on now (the OS picks it), for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder runner's empty inbox and its data folder (not made: the runner makes it)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    return inbox, tmp_path / "data"
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require
+from tests.conftest import free_port, require
 
 START_TIMEOUT_SECONDS = 10.0
 
@@ -44,12 +44,6 @@ def require_mosquitto() -> str:
     require(binary is not None, "mosquitto is not installed (apt-get install mosquitto; .ci/run installs it)")
     assert binary is not None
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, require
+from tests.conftest import REPO_ROOT, free_port, require
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +34,6 @@ DOC_IMAGES = REPO / "docs" / "images"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SLOW_MS = 90_000  # two shared CPU cores: the runner and Streamlit compete with the browser
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
@@ -111,7 +105,7 @@ def line(tmp_path: Path, tiny_bundle: Path) -> Iterator[dict[str, object]]:
     require(CHROMIUM.exists(), f"{CHROMIUM} (Debian chromium) is needed for the browser test")
     data_dir, inbox = tmp_path / "data", tmp_path / "inbox"
     inbox.mkdir()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     runner_log, dashboard_log = tmp_path / "runner.log", tmp_path / "dashboard.log"
     runner = _start(["watch", str(inbox), "--model", str(tiny_bundle), "--data-dir", str(data_dir),
@@ -290,7 +284,7 @@ def _port_open(port: int) -> bool:
 
 def test_stopping_the_dashboard_command_stops_its_server(tmp_path: Path) -> None:
     """A supervisor's SIGTERM to `inspector dashboard` must not leave Streamlit holding the port."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dashboard.log"
     dashboard = _start(["dashboard", "--data-dir", str(tmp_path / "data"), "--users", str(_users_file(tmp_path)),
                         "--port", str(port)], log)
@@ -558,7 +552,7 @@ def test_logins_stay_out_of_the_address_and_ten_boards_are_reviewed_by_keyboard(
     data_dir = tmp_path / "data"
     ids = _seed_flagged(data_dir, 12)
     shots: list[Path] = []
-    port = _free_port()
+    port = free_port()
     url, log = f"http://127.0.0.1:{port}", tmp_path / "dashboard.log"
     dashboard = _start(["dashboard", "--data-dir", str(data_dir), "--users", str(_users_file(tmp_path)),
                         "--port", str(port)], log)

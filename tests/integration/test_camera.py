@@ -46,12 +46,11 @@ class FakeClock:
         time.sleep(0.001)
 
 
-class ScriptedCapture:
-    """Hands out frames at scheduled (fake) times; then fails or hangs as scripted."""
+class FakeCapture:
+    """What the camera feed asks of an OpenCV capture besides read(): always open, every property 0,
+    and `released` set once the feed releases it (a read that waits on it then gives up)."""
 
-    def __init__(self, clock: FakeClock, script: list[tuple[str, float, np.ndarray | None]]) -> None:
-        self.clock = clock
-        self.script = list(script)
+    def __init__(self) -> None:
         self.released = threading.Event()
 
     def isOpened(self) -> bool:  # noqa: N802
@@ -59,6 +58,18 @@ class ScriptedCapture:
 
     def get(self, _prop: int) -> float:
         return 0.0
+
+    def release(self) -> None:
+        self.released.set()
+
+
+class ScriptedCapture(FakeCapture):
+    """Hands out frames at scheduled (fake) times; then fails or hangs as scripted."""
+
+    def __init__(self, clock: FakeClock, script: list[tuple[str, float, np.ndarray | None]]) -> None:
+        super().__init__()
+        self.clock = clock
+        self.script = list(script)
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         if not self.script:
@@ -75,12 +86,9 @@ class ScriptedCapture:
             return False, None
         return True, image
 
-    def release(self) -> None:
-        self.released.set()
 
-
-def opener(outcomes: list[ScriptedCapture | str]):  # type: ignore[no-untyped-def]
-    def open_capture() -> ScriptedCapture:
+def opener(outcomes: list[FakeCapture | str]):  # type: ignore[no-untyped-def]
+    def open_capture() -> FakeCapture:
         outcome = outcomes.pop(0) if outcomes else "fail"
         if isinstance(outcome, str):
             raise CameraError("rtsp://line-cam-1: connection refused")

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,9 +33,9 @@ from inspector.feeds import camera_journal as journal_module
 from inspector.feeds.camera import HEARTBEAT_SECONDS, run_camera_with_engine
 from inspector.feeds.folder import run_folder
 from inspector.store import Store
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, free_port
 from tests.fake_engine import FakeEngine, board
-from tests.integration.test_camera import FakeClock, ScriptedCapture, camera_config, opener, textured, write_video
+from tests.integration.test_camera import FakeCapture, FakeClock, ScriptedCapture, camera_config, opener, textured, write_video
 
 
 class FaultyEngine(FakeEngine):
@@ -142,18 +141,12 @@ def test_a_frame_is_whole_on_disk_before_its_row_is_committed(tmp_path: Path, mo
     assert len(list((tmp_path / "camera").glob("*.png"))) == 3
 
 
-class GatedCapture:
+class GatedCapture(FakeCapture):
     """Frames handed out as the test opens each gate (real time), so the test can look in between."""
 
     def __init__(self, frames: list[tuple[threading.Event | None, np.ndarray]]) -> None:
+        super().__init__()
         self.frames = list(frames)
-        self.released = threading.Event()
-
-    def isOpened(self) -> bool:  # noqa: N802
-        return True
-
-    def get(self, _prop: int) -> float:
-        return 0.0
 
     def read(self) -> tuple[bool, np.ndarray | None]:
         if not self.frames:
@@ -164,15 +157,6 @@ class GatedCapture:
             while not gate.wait(0.01) and not self.released.is_set():
                 pass
         return True, image
-
-    def release(self) -> None:
-        self.released.set()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def healthz(port: int) -> tuple[int, dict[str, Any]]:

@@ -11,18 +11,16 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from deploy.dashboard import actions, context
-from deploy.dashboard.auth import AccessDenied, User, hash_password
+from deploy.dashboard import actions
 from deploy.dashboard.context import plain
-from deploy.dashboard.launch import ENV_DATA_DIR, ENV_DB_URL, ENV_IDLE_MINUTES, ENV_REFRESH_SECONDS, ENV_USERS_FILE
-from deploy.dashboard.settings import session_table, settings_from_env, users
+from deploy.dashboard.launch import ENV_USERS_FILE
+from deploy.dashboard.settings import session_table, settings_from_env
 from inspector.errors import StoreUnavailable
+from inspector.review.roles import AccessDenied, User
 from inspector.store import Store
-from tests.conftest import REPO_ROOT
+from tests.dashboard_env import APP, Browser, dashboard_env, log_in, logged_in, write_users
 
-APP = REPO_ROOT / "deploy" / "dashboard" / "app.py"
 MODEL = "ab" * 32
-PASSWORDS = {"olga": "olga-pass", "quinn": "quinn-pass"}
 
 
 @dataclass
@@ -32,7 +30,7 @@ class Seeded:
     unreviewed: list[int]  # flagged and waiting, newest first
     confirmed: int
     dismissed: int
-    browser: dict  # the session cookie the next AppTest "browser" sends (None: a fresh browser)
+    browser: Browser
 
 
 def _sha(n: int) -> str:
@@ -55,14 +53,16 @@ def _board_files(data_dir: Path, n: int, rng: np.random.Generator) -> tuple[str,
     return image_rel, heat_rel
 
 
+def _own_idle_minutes(request: pytest.FixtureRequest) -> str:
+    """A session table of its own per test (the table is per idle timeout): tests move its clock."""
+    return str(30 + (abs(hash(request.node.nodeid)) % 100_000) / 1e6)
+
+
 @pytest.fixture()
 def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Seeded:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    users = tmp_path / "users.toml"
-    users.write_text(
-        f'[users.olga]\nrole = "operator"\npassword = "{hash_password(PASSWORDS["olga"])}"\n'
-        f'[users.quinn]\nrole = "qa"\npassword = "{hash_password(PASSWORDS["quinn"])}"\n')
+    listed = write_users(tmp_path / "users.toml", "olga", "quinn")
     store = Store.open(data_dir)
     store.register_model(MODEL, "bundles/tiny", {"architecture": "test"})
     store.set_station_state("line-1", "running", last_image="board-39.png")
@@ -88,35 +88,11 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
     for inspection_id in flagged_ids[:3]:
         store.add_review(inspection_id, "olga", "confirm", "short", "bridge between pads")
     store.add_review(flagged_ids[3], "olga", "dismiss", "", "dust")
-    # A session table of its own per test (the table is per idle timeout): tests move its clock.
-    idle = str(30 + (abs(hash(request.node.nodeid)) % 100_000) / 1e6)
-    for name, value in ((ENV_DB_URL, ""), (ENV_DATA_DIR, str(data_dir)), (ENV_USERS_FILE, str(users)),
-                        (ENV_REFRESH_SECONDS, "0.5"), (ENV_IDLE_MINUTES, idle)):
-        monkeypatch.setenv(name, value)
-    browser: dict = {"cookie": None}
-    # AppTest cannot send cookies: the page code's one cookie reader answers with this "browser's" cookie.
-    monkeypatch.setattr(context, "session_id_from_request", lambda: browser["cookie"])
+    browser = dashboard_env(monkeypatch, db_url="", data_dir=data_dir, users_file=listed,
+                            idle_minutes=_own_idle_minutes(request))
     yield Seeded(store, data_dir, unreviewed=list(reversed(flagged_ids[4:])), confirmed=flagged_ids[0],
                  dismissed=flagged_ids[3], browser=browser)
     store.close()
-
-
-def _log_in(seeded: Seeded, name: str) -> str:
-    """What the login route does (tests/unit/deploy/test_logins.py drives it): a session, its cookie."""
-    settings = settings_from_env()
-    user = users(settings).authenticate(name, PASSWORDS[name])
-    assert user is not None
-    seeded.browser["cookie"] = session_table(settings).issue(user, users(settings))
-    return seeded.browser["cookie"]
-
-
-def _logged_in(name: str, seeded: Seeded | None = None) -> AppTest:
-    if seeded is not None:
-        _log_in(seeded, name)
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def _shows_login(at: AppTest) -> bool:
@@ -134,7 +110,7 @@ def _texts(at: AppTest) -> str:
 def test_login_is_required_and_the_address_logs_nobody_in(seeded: Seeded) -> None:
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert _shows_login(at)  # nothing from the store before login
-    cookie = _log_in(seeded, "quinn")
+    cookie = log_in(seeded.browser, "quinn")
     seeded.browser["cookie"] = None  # another browser, given only the address
     for params in ({"session": cookie}, {"board": str(seeded.unreviewed[0]), "session": "e30." + "[" * 5000}):
         at = AppTest.from_file(str(APP), default_timeout=60)
@@ -145,7 +121,7 @@ def test_login_is_required_and_the_address_logs_nobody_in(seeded: Seeded) -> Non
 
 
 def test_copied_board_link_in_a_fresh_browser_shows_the_login_reload_keeps_it_logout_ends_it(seeded: Seeded) -> None:
-    at = _logged_in("quinn", seeded)
+    at = logged_in("quinn", seeded.browser)
     cookie = seeded.browser["cookie"]
     at.button(key=f"open-{seeded.unreviewed[0]}").click().run()
     assert at.title[0].value == f"Board #{seeded.unreviewed[0]}"
@@ -169,7 +145,7 @@ def test_copied_board_link_in_a_fresh_browser_shows_the_login_reload_keeps_it_lo
 
 
 def test_an_idle_session_ends(seeded: Seeded) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     table = session_table(settings_from_env())
     now = [table.clock()]
     table.clock = lambda: now[0]
@@ -184,7 +160,7 @@ def test_an_idle_session_ends(seeded: Seeded) -> None:
 
 
 def test_a_store_outage_or_a_fault_shows_a_plain_line(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
 
     def outage(*_args: object, **_kwargs: object) -> None:
         raise StoreUnavailable("results store unreachable: connection refused")
@@ -203,7 +179,7 @@ def test_a_store_outage_or_a_fault_shows_a_plain_line(seeded: Seeded, monkeypatc
 
 
 def test_inbox_names_show_as_literal_text(seeded: Seeded) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     assert any("[x](http://a)" in t.value for t in at.text)
     assert not any("](http://a)" in m.value for m in at.markdown)
     at.button(key=f"open-{seeded.unreviewed[0]}").click().run()
@@ -219,7 +195,7 @@ def test_missing_users_file_stops_with_a_clear_message(seeded: Seeded, monkeypat
 
 
 def test_queue_lists_unreviewed_flagged_boards_newest_first_with_stations(seeded: Seeded) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     open_keys = [b.key for b in at.button if b.key and b.key.startswith("open-")]
     assert open_keys == [f"open-{i}" for i in seeded.unreviewed]
     stations = at.dataframe[0].value
@@ -235,7 +211,7 @@ def test_queue_lists_unreviewed_flagged_boards_newest_first_with_stations(seeded
 
 
 def test_operator_confirms_a_board_and_moves_to_the_next(seeded: Seeded) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     first, second = seeded.unreviewed[0], seeded.unreviewed[1]
     at.button(key=f"open-{first}").click().run()
     assert not at.exception, at.exception
@@ -261,7 +237,7 @@ def test_operator_confirms_a_board_and_moves_to_the_next(seeded: Seeded) -> None
 
 
 def test_operator_dismisses_a_false_alarm(seeded: Seeded) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     board = seeded.unreviewed[-1]
     at.button(key=f"open-{board}").click().run()
     next(b for b in at.button if b.label == "Dismiss as false alarm").click().run()
@@ -270,7 +246,7 @@ def test_operator_dismisses_a_false_alarm(seeded: Seeded) -> None:
 
 
 def test_line_overview_counts_boards_and_defect_types(seeded: Seeded) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     at.switch_page("views/overview.py").run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -281,7 +257,7 @@ def test_line_overview_counts_boards_and_defect_types(seeded: Seeded) -> None:
 
 
 def test_operator_has_no_qa_page_and_cannot_write_thresholds(seeded: Seeded) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     with pytest.raises(ValueError):
         at.switch_page("views/qa.py").run()
     operator = User("olga", "operator")
@@ -293,7 +269,7 @@ def test_operator_has_no_qa_page_and_cannot_write_thresholds(seeded: Seeded) -> 
 
 
 def test_qa_previews_and_saves_a_threshold_version(seeded: Seeded) -> None:
-    at = _logged_in("quinn", seeded)
+    at = logged_in("quinn", seeded.browser)
     at.switch_page("views/qa.py").run()
     assert not at.exception, at.exception
     assert "Current threshold 1.0000" in _texts(at)
@@ -322,7 +298,7 @@ def test_qa_previews_and_saves_a_threshold_version(seeded: Seeded) -> None:
 
 
 def test_qa_chooses_by_false_alarm_rate_and_restores_an_old_version(seeded: Seeded) -> None:
-    at = _logged_in("quinn", seeded)
+    at = logged_in("quinn", seeded.browser)
     at.switch_page("views/qa.py").run()
     at.radio(key="qa_method").set_value("target false-alarm rate").run()
     at.number_input(key="qa_far").set_value(0.0).run()
@@ -347,7 +323,7 @@ def test_board_with_a_vanished_image_says_which_file(seeded: Seeded) -> None:
     board = seeded.unreviewed[0]
     record = seeded.store.get_inspection(board)
     (seeded.data_dir / record.image_path).unlink()
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     at.button(key=f"open-{board}").click().run()
     assert not at.exception, at.exception
     assert any(plain(record.image_path) in w.value and "missing" in w.value for w in at.warning)
@@ -355,7 +331,7 @@ def test_board_with_a_vanished_image_says_which_file(seeded: Seeded) -> None:
 
 
 def test_unknown_board_in_the_address_is_reported(seeded: Seeded) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     at.query_params["board"] = "9999"
     at.switch_page("views/board.py").run()
     assert not at.exception, at.exception
@@ -363,7 +339,7 @@ def test_unknown_board_in_the_address_is_reported(seeded: Seeded) -> None:
 
 
 def test_operator_reviews_from_the_queue_with_one_click_each(seeded: Seeded) -> None:
-    at = _logged_in("olga", seeded)
+    at = logged_in("olga", seeded.browser)
     assert len(at.get("image")) == 2 * len(seeded.unreviewed)  # per waiting board: the board, its region's zoom
     first, second = seeded.unreviewed[0], seeded.unreviewed[1]
     at.selectbox(key="queue_defect_type").set_value("short").run()
@@ -381,7 +357,7 @@ def test_operator_reviews_from_the_queue_with_one_click_each(seeded: Seeded) -> 
 
 
 def test_qa_dismisses_several_boards_at_once(seeded: Seeded) -> None:
-    at = _logged_in("quinn", seeded)
+    at = logged_in("quinn", seeded.browser)
     chosen = seeded.unreviewed[:3]
     for board in chosen:
         at.checkbox(key=f"select-{board}").check().run()
@@ -415,16 +391,11 @@ def test_a_store_at_its_own_url_shows_its_stations_pictures_and_nothing_outside(
             score=1.5, threshold=1.0, regions=[{"bbox": [42, 32, 58, 48], "area": 201, "peak": 1.5, "mean": 0.7,
                                                 "centroid": [50.0, 40.0]}],
             image_path=str(folder / image_rel), heatmap_path=str(folder / heat_rel), threshold_version=None)
-    users = tmp_path / "users.toml"
-    users.write_text(f'[users.olga]\nrole = "operator"\npassword = "{hash_password(PASSWORDS["olga"])}"\n')
-    idle = str(30 + (abs(hash(request.node.nodeid)) % 100_000) / 1e6)
-    for name, value in ((ENV_DB_URL, url), (ENV_DATA_DIR, str(tmp_path / "data")), (ENV_USERS_FILE, str(users)),
-                        (ENV_REFRESH_SECONDS, "0.5"), (ENV_IDLE_MINUTES, idle)):
-        monkeypatch.setenv(name, value)
-    seeded = Seeded(store, tmp_path / "data", unreviewed=[], confirmed=0, dismissed=0, browser={"cookie": None})
-    monkeypatch.setattr(context, "session_id_from_request", lambda: seeded.browser["cookie"])
+    browser = dashboard_env(monkeypatch, db_url=url, data_dir=tmp_path / "data",
+                            users_file=write_users(tmp_path / "users.toml", "olga"),
+                            idle_minutes=_own_idle_minutes(request))
     try:
-        _log_in(seeded, "olga")
+        log_in(browser, "olga")
         for folder, shown in ((line_dir, True), (elsewhere, False)):
             at = AppTest.from_file(str(APP), default_timeout=60)
             at.query_params["board"] = str(boards[folder])

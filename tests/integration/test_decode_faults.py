@@ -24,13 +24,6 @@ from tests.faulty_decode_worker import HANG
 from tests.runner_config import runner_config as config
 
 
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    return inbox, tmp_path / "data"
-
-
 def drop(path: Path, data: bytes, order: int) -> None:
     """Write `data` with an mtime that puts it `order`-th in the runner's queue."""
     path.write_bytes(data)

@@ -8,18 +8,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from inspector.config import InspectConfig, RunnerConfig
+from inspector.config import InspectConfig
 from inspector.feeds.folder import run_folder
 from inspector.store import Store
+from tests.conftest import free_port
 from tests.fake_engine import FakeEngine, board
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.runner_config import runner_config
 
 
 def test_a_hook_that_hangs_does_not_slow_inspection(tmp_path: Path) -> None:
@@ -29,9 +23,8 @@ def test_a_hook_that_hangs_does_not_slow_inspection(tmp_path: Path) -> None:
     hook = tmp_path / "plc-bridge.sh"
     hook.write_text(f"#!/bin/sh\necho x >> {calls}\nsleep 30\n")  # a bridge that stopped answering
     hook.chmod(0o755)
-    port = _free_port()
-    config = RunnerConfig(station="t1", data_dir=str(data), stable_seconds=0.0, poll_seconds=0.05, json_lines=False,
-                          hook=str(hook), http_port=port)
+    port = free_port()
+    config = runner_config(data, hook=str(hook), http_port=port)
     stop = threading.Event()
     worker = threading.Thread(target=run_folder, args=(inbox, FakeEngine(), config, InspectConfig()),
                               kwargs={"stop": stop})
@@ -71,8 +64,7 @@ def test_every_input_gets_a_row_and_a_published_verdict_quarantined_unread_ones_
     (inbox / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 5000)  # over the cap below: never read whole
     os.mkfifo(inbox / "pipe.png")
     os.symlink(tmp_path / "elsewhere.png", inbox / "link.png")
-    config = RunnerConfig(station="t1", data_dir=str(data), stable_seconds=0.0, poll_seconds=0.05,
-                          max_file_bytes=4096)
+    config = runner_config(data, json_lines=True, max_file_bytes=4096)  # the test reads the published lines
     out = io.StringIO()
     run_folder(inbox, FakeEngine(), config, InspectConfig(), once=True, stream=out)
     published = {json.loads(line)["source_name"]: json.loads(line) for line in out.getvalue().splitlines()}

@@ -17,6 +17,7 @@ from inspector.feeds.processor import verdict_id
 from inspector.store import InspectionRecord, Store
 from tests.fake_engine import FakeEngine, board
 from tests.mosquitto import Broker, Subscriber, mosquitto_fixture  # noqa: F401
+from tests.runner_config import runner_config
 
 BOARDS = 200
 FIRST_RUN = 150  # boards dropped while the first runner is up; the rest while it is down
@@ -119,8 +120,7 @@ def test_200_boards_reach_the_mes_through_two_broker_restarts_and_a_runner_stop(
     verdicts, status = f"board-inspector/{STATION}/verdict", f"board-inspector/{STATION}/status"
     # The MES: a persistent session, so what the broker takes while the MES is away waits for it.
     mes = Subscriber(mosquitto, f"board-inspector/{STATION}/#", persistent=True, client_id="mes-line-1")
-    config = RunnerConfig(station=STATION, data_dir=str(data), stable_seconds=0.0, poll_seconds=0.05,
-                          json_lines=False, min_free_bytes=0)
+    config = runner_config(data, station=STATION, min_free_bytes=0)
     lineout = LineoutConfig(mqtt=MqttConfig(url=mosquitto.url, ack_timeout_seconds=2.0, keepalive_seconds=5))
 
     def last_status() -> dict[str, object] | None:

@@ -41,7 +41,7 @@ from inspector.feeds.opcua_out import (
     OpcuaOutput,
 )
 from inspector.feeds.outputs import make_outputs, verdict_message
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, free_port
 from tests.opcua_certs import make_certificate
 
 STATION = "aoi-3"
@@ -49,12 +49,6 @@ CLIENT_URI = "urn:plc:line-1"
 ACK = 2.0  # the PLC answers in milliseconds; tests that wait for a timeout use a shorter one
 RESULT_FIELDS = ("ResultId", "ResultState", "PartId", "JobId", "CreationTime", "ResultContent",
                  "ProcessingTimes.AcquisitionDuration", "ProcessingTimes.ProcessingDuration")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _verdict(n: int, verdict: str = "pass", *, part_id: str | None = None, error: str | None = None) -> dict[str, Any]:

@@ -25,13 +25,6 @@ from tests.fake_engine import FakeEngine, board
 from tests.runner_config import runner_config as config
 
 
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    return inbox, tmp_path / "data"
-
-
 def names(folder: Path) -> list[bytes]:
     return sorted(os.fsencode(entry) for entry in os.listdir(folder))
 

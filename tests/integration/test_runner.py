@@ -8,7 +8,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from inspector.errors import InspectorError
 from inspector.feeds.folder import run_folder
 from inspector.feeds.inbox import StabilityTracker, final_path, is_temp_name
 from inspector.store import Store
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, free_port
 from tests.fake_engine import MODEL_HASH, FakeEngine, board
 from tests.fake_store import unreachable_on
 from tests.runner_config import runner_config as config
@@ -34,17 +33,8 @@ from tests.runner_config import runner_config as config
 ROOT = REPO_ROOT
 
 
-
-
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    return inbox, tmp_path / "data"
 
 
 def test_temp_names_are_never_taken() -> None:
@@ -536,9 +526,7 @@ def test_runner_stores_into_postgresql(dirs: tuple[Path, Path], pg_schema_url: s
 @pytest.mark.slow
 def test_watch_process_serves_health_and_metrics(dirs: tuple[Path, Path], tiny_bundle: Path) -> None:
     inbox, data = dirs
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     for index in range(3):
         board(str(inbox / f"m{index}.png"), 60 + 30 * index, size=96, seed=index)
     command = [sys.executable, "-m", "inspector", "watch", str(inbox), "--model", str(tiny_bundle), "--data-dir",

@@ -6,17 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from inspector.config import InspectConfig, RunnerConfig
+from inspector.config import InspectConfig
 from inspector.errors import ConfigError
 from inspector.feeds.folder import run_folder
 from inspector.feeds.stations import claim_station
 from inspector.store import Store
 from tests.fake_engine import FakeEngine, board
-
-
-def _config(data: Path, station: str, db: str = "") -> RunnerConfig:
-    return RunnerConfig(station=station, data_dir=str(data), db_url=db, stable_seconds=0.0, poll_seconds=0.05,
-                        json_lines=False)
+from tests.runner_config import runner_config
 
 
 def test_two_feeds_cannot_share_a_station_on_one_store(tmp_path: Path) -> None:
@@ -39,11 +35,11 @@ def test_a_data_directory_keeps_its_station(tmp_path: Path) -> None:
     inbox, data = tmp_path / "inbox", tmp_path / "data"
     inbox.mkdir()
     board(str(inbox / "one.png"), 40)
-    run_folder(inbox, FakeEngine(), _config(data, "line-1"), InspectConfig(), once=True)
+    run_folder(inbox, FakeEngine(), runner_config(data, station="line-1"), InspectConfig(), once=True)
     assert (data / "station").read_text().strip() == "line-1"
     board(str(inbox / "two.png"), 41, seed=2)
     with pytest.raises(ConfigError, match="data directory of station 'line-1'"):
-        run_folder(inbox, FakeEngine(), _config(data, "station-1"), InspectConfig(), once=True)
+        run_folder(inbox, FakeEngine(), runner_config(data, station="station-1"), InspectConfig(), once=True)
     assert (inbox / "two.png").exists()  # refused before it took anything
 
 
@@ -58,6 +54,8 @@ def test_a_second_runner_on_a_shared_store_needs_its_own_station(tmp_path: Path)
     inbox.mkdir()
     board(str(inbox / "one.png"), 40)
     with pytest.raises(ConfigError, match="fed by a camera"):
-        run_folder(inbox, FakeEngine(), _config(tmp_path / "data", "station-1", db), InspectConfig(), once=True)
-    stats = run_folder(inbox, FakeEngine(), _config(tmp_path / "data2", "station-2", db), InspectConfig(), once=True)
+        run_folder(inbox, FakeEngine(), runner_config(tmp_path / "data", station="station-1", db_url=db), InspectConfig(),
+                   once=True)
+    second = runner_config(tmp_path / "data2", station="station-2", db_url=db)
+    stats = run_folder(inbox, FakeEngine(), second, InspectConfig(), once=True)
     assert stats.processed == 1

@@ -5,37 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from deploy.dashboard import context
-from deploy.dashboard.auth import hash_password
-from deploy.dashboard.launch import ENV_DATA_DIR, ENV_DB_URL, ENV_IDLE_MINUTES, ENV_REFRESH_SECONDS, ENV_USERS_FILE
-from deploy.dashboard.settings import session_table, settings_from_env, users
 from inspector.core.engine import Inspector
 from inspector.store import Store
-from tests.conftest import REPO_ROOT
-
-APP = REPO_ROOT / "deploy" / "dashboard" / "app.py"
-PASSWORDS = {"olga": "olga-pass", "quinn": "quinn-pass"}
-
-
-def _glint(image: np.ndarray, place: tuple[int, int]) -> np.ndarray:
-    spot = np.zeros(image.shape[:2], np.float32)
-    cv2.circle(spot, place, 3, 1.0, -1)
-    spot = cv2.GaussianBlur(spot, (0, 0), 1.5) * np.float32(37.0)
-    return np.clip(image.astype(np.float32) + (spot[..., None] if image.ndim == 3 else spot), 0, 255).astype(np.uint8)
+from tests.dashboard_env import Browser, dashboard_env, logged_in, write_users
+from tests.integration.test_teaching import glint
 
 
 @pytest.fixture
 def station(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtured_bundle: Path,
-            sample_root: Path) -> tuple[Store, dict[str, str | None]]:
+            sample_root: Path) -> tuple[Store, Browser]:
     data = tmp_path / "data"
     (data / "done").mkdir(parents=True)
-    listed = tmp_path / "users.toml"
-    listed.write_text(f'[users.olga]\nrole = "operator"\npassword = "{hash_password(PASSWORDS["olga"])}"\n'
-                      f'[users.quinn]\nrole = "qa"\npassword = "{hash_password(PASSWORDS["quinn"])}"\n')
+    listed = write_users(tmp_path / "users.toml", "olga", "quinn")
     engine = Inspector.load(fixtured_bundle)
     store = Store.open(data)
     store.register_model(engine.model_hash, str(fixtured_bundle))
@@ -43,38 +26,22 @@ def station(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixtured_bundle: Pa
     flagged = []
     for n, place in enumerate([(50, 60), (100, 40), (40, 120)]):
         path = data / "done" / f"glint-{n}.png"
-        cv2.imwrite(str(path), _glint(good, place))
+        cv2.imwrite(str(path), glint(good, place))
         result = engine.inspect(cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
         flagged.append(store.record_inspection(
             station="line-1", input_sha256=f"{n:064d}", model_hash=engine.model_hash, verdict=result.verdict,
             source_name=path.name, score=result.score, threshold=result.threshold,
             regions=[r.to_dict() for r in result.regions], image_path=str(path)))
     store.add_review(flagged[0], "olga", "dismiss", "", "glint")
-    for name, value in ((ENV_DB_URL, ""), (ENV_DATA_DIR, str(data)), (ENV_USERS_FILE, str(listed)),
-                        (ENV_REFRESH_SECONDS, "0.5"), (ENV_IDLE_MINUTES, "30.123")):
-        monkeypatch.setenv(name, value)
-    browser: dict[str, str | None] = {"cookie": None}
-    monkeypatch.setattr(context, "session_id_from_request", lambda: browser["cookie"])
+    browser = dashboard_env(monkeypatch, db_url="", data_dir=data, users_file=listed, idle_minutes="30.123")
     yield store, browser
     store.close()
 
 
-def _logged_in(name: str, browser: dict[str, str | None]) -> AppTest:
-    settings = settings_from_env()
-    user = users(settings).authenticate(name, PASSWORDS[name])
-    assert user is not None
-    browser["cookie"] = session_table(settings).issue(user, users(settings))
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def test_qa_previews_then_teaches_and_operators_have_no_teaching_page(
-        station: tuple[Store, dict[str, str | None]]) -> None:
+def test_qa_previews_then_teaches_and_operators_have_no_teaching_page(station: tuple[Store, Browser]) -> None:
     store, browser = station
     [model] = [m.hash for m in store.models()]
-    at = _logged_in("quinn", browser)
+    at = logged_in("quinn", browser, timeout=120)
     at.switch_page("views/teach.py").run()
     assert not at.exception, at.exception
     assert any("1** boards dismissed" in m.value for m in at.markdown)
@@ -96,7 +63,7 @@ def test_qa_previews_then_teaches_and_operators_have_no_teaching_page(
     board = store.record_inspection(station="line-1", input_sha256="f" * 64, model_hash=model, verdict="pass",
                                     source_name="later.png", score=0.5, threshold=1.0, tolerance_version=1,
                                     silenced_regions=silenced)
-    operator = _logged_in("olga", browser)
+    operator = logged_in("olga", browser, timeout=120)
     with pytest.raises(ValueError):
         operator.switch_page("views/teach.py").run()
     operator.query_params["board"] = str(board)

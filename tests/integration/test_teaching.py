@@ -17,16 +17,17 @@ import numpy as np
 import pytest
 
 from inspector.cli import main
-from inspector.config import InspectConfig, RunnerConfig, TeachConfig
+from inspector.config import InspectConfig, TeachConfig
 from inspector.core.engine import Inspector
-from inspector.core.tolerance import LearnedTolerance
 from inspector.errors import ConfigError
 from inspector.feeds.folder import run_folder
 from inspector.review import decisions
 from inspector.review.plan import TeachingRefused
+from inspector.review.preview import tolerance_of
 from inspector.review.roles import AccessDenied, User
 from inspector.review.teach import learn, rollback
 from inspector.store import Store
+from tests.runner_config import runner_config
 
 QA = User("quinn", "qa")
 OPERATOR = User("olga", "operator")
@@ -83,10 +84,14 @@ class Line:
             silenced_regions=[r.to_dict() for r in result.silenced_regions])
         return inspection_id, result
 
+    def dismissed(self, image: np.ndarray, name: str) -> None:
+        """A board inspected and stored, then dismissed by the operator as a false alarm."""
+        inspection_id, _ = self.inspect(image, name)
+        decisions.dismiss_false_alarm(self.store, OPERATOR, inspection_id)
+
     def use_current(self) -> None:
-        current = self.store.current_tolerance(self.engine.model_hash)
-        record = self.store.tolerance_version(self.engine.model_hash, current.version) if current else None
-        self.engine.set_tolerance(LearnedTolerance.stored(record.factor, record.version) if record else None)
+        """Judge the next boards with the newest stored version, as the runner does."""
+        self.engine.set_tolerance(tolerance_of(self.store.current_tolerance(self.engine.model_hash, with_maps=True)))
 
 
 @pytest.fixture
@@ -126,8 +131,7 @@ def test_a_confirmed_defect_place_is_never_silenced(
     boards = goods(sample_root)
     confirmed, _ = line.inspect(glint(boards[2], p), "real-defect-at-p")
     decisions.confirm_defect(line.store, OPERATOR, confirmed, "contamination")
-    dismissed, _ = line.inspect(glint(boards[0], p), "glint-at-p")
-    decisions.dismiss_false_alarm(line.store, OPERATOR, dismissed)
+    line.dismissed(glint(boards[0], p), "glint-at-p")
     made, _ = learn(fixtured_bundle, line.store, QA, "glints")
     x, y = p
     assert made.protected[y, x] and made.factor[y - 3:y + 4, x - 3:x + 4].max() == 1.0
@@ -141,8 +145,7 @@ def test_a_later_confirmation_resets_a_taught_place(
         line: Line, fixtured_bundle: Path, sample_root: Path, places: tuple[tuple[int, int], tuple[int, int]]) -> None:
     p, _ = places
     boards = goods(sample_root)
-    dismissed, _ = line.inspect(glint(boards[0], p), "glint-at-p")
-    decisions.dismiss_false_alarm(line.store, OPERATOR, dismissed)
+    line.dismissed(glint(boards[0], p), "glint-at-p")
     first, _ = learn(fixtured_bundle, line.store, QA, "glint")
     assert first.factor[p[1], p[0]] > 1.0
     line.use_current()
@@ -172,8 +175,7 @@ def test_only_qa_teaches_and_nothing_to_teach_is_said(line: Line, fixtured_bundl
                                                       places: tuple[tuple[int, int], tuple[int, int]]) -> None:
     with pytest.raises(TeachingRefused, match="nothing to teach"):
         learn(fixtured_bundle, line.store, QA, "first try")
-    inspection_id, _ = line.inspect(glint(goods(sample_root)[0], places[0]), "glint")
-    decisions.dismiss_false_alarm(line.store, OPERATOR, inspection_id)
+    line.dismissed(glint(goods(sample_root)[0], places[0]), "glint")
     with pytest.raises(AccessDenied, match="needs 'qa'"):
         learn(fixtured_bundle, line.store, OPERATOR, "an operator tries")
     with pytest.raises(ConfigError, match="reason"):
@@ -192,13 +194,11 @@ def test_rollback_restores_the_previous_behaviour_exactly(
     boards = goods(sample_root)
     probe = glint(glint(boards[3], p), q)
     _, untaught = line.inspect(probe, "probe-before")
-    first, _ = line.inspect(glint(boards[0], p), "glint-p")
-    decisions.dismiss_false_alarm(line.store, OPERATOR, first)
+    line.dismissed(glint(boards[0], p), "glint-p")
     learn(fixtured_bundle, line.store, QA, "glint at p")
     line.use_current()
     taught_p = line.engine.inspect(probe)
-    second, _ = line.inspect(glint(boards[1], q), "glint-q")
-    decisions.dismiss_false_alarm(line.store, OPERATOR, second)
+    line.dismissed(glint(boards[1], q), "glint-q")
     learn(fixtured_bundle, line.store, QA, "glint at q")
     line.use_current()
     assert not np.array_equal(line.engine.inspect(probe).anomaly_map, taught_p.anomaly_map)  # q is tolerated too
@@ -270,7 +270,7 @@ def test_the_runner_applies_a_new_version_from_its_next_board_without_a_restart(
     inbox, data = tmp_path / "inbox", tmp_path / "data"
     inbox.mkdir()
     users = _users_file(tmp_path / "users.toml")
-    config = RunnerConfig(station="t", data_dir=str(data), stable_seconds=0.0, poll_seconds=0.05, json_lines=False)
+    config = runner_config(data, station="t")
     engine = Inspector.load(fixtured_bundle)
     stop = threading.Event()
     worker = threading.Thread(target=run_folder, args=(inbox, engine, config, InspectConfig()),

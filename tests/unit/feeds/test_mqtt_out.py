@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,11 +25,10 @@ from inspector.errors import ConfigError, InspectorError
 from inspector.feeds.mqtt_out import MqttOutput
 from inspector.feeds.mqtt_trigger import MAX_TRIGGER_BYTES, parse_trigger
 from inspector.feeds.outputs import VERDICT_SCHEMA, make_outputs, verdict_message
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, free_port
 from tests.mosquitto import (  # noqa: F401 - mosquitto_fixture is the `mosquitto` fixture
     Broker,
     Subscriber,
-    free_port,
     make_tls_files,
     mosquitto_fixture,
     publish_once,
@@ -59,6 +60,17 @@ def _connected(output: MqttOutput, timeout: float = 10.0) -> None:
     while not output._client.is_connected():
         assert time.monotonic() < deadline, "the output did not connect"
         time.sleep(0.02)
+
+
+@contextmanager
+def _connected_output(output: MqttOutput) -> Iterator[MqttOutput]:
+    """The output started and connected for the block, closed after it whatever happens."""
+    output.start()
+    try:
+        _connected(output)
+        yield output
+    finally:
+        output.close()
 
 
 def _until(condition: Any, timeout: float = 10.0, what: str = "") -> None:
@@ -104,9 +116,7 @@ def test_a_verdict_is_acknowledged_and_arrives_on_its_topic_as_compact_json(mosq
 def test_with_the_broker_away_deliver_says_why_at_once_and_delivers_once_it_is_back(mosquitto: Broker) -> None:
     output = _output(mosquitto)
     assert output.deliver(_verdict()) == "mqtt: output not started"
-    output.start()
-    try:
-        _connected(output)
+    with _connected_output(output):
         mosquitto.stop()
         _until(lambda: not output._client.is_connected(), what="paho sees the broker gone")
         started = time.monotonic()
@@ -116,8 +126,6 @@ def test_with_the_broker_away_deliver_says_why_at_once_and_delivers_once_it_is_b
         mosquitto.start()
         _connected(output, timeout=15)  # reconnects by itself (backoff from 1 s)
         assert output.deliver(_verdict(2)) is None
-    finally:
-        output.close()
     assert output.deliver(_verdict(3)) == "mqtt: output closed"
     nobody = MqttOutput(MqttConfig(url=f"mqtt://127.0.0.1:{free_port()}", ack_timeout_seconds=2.0), STATION, None)
     nobody.start()  # no broker at all from the start: the first attempt's failure is the answer
@@ -233,10 +241,8 @@ def test_a_trigger_message_calls_on_trigger_with_its_part_id(mosquitto: Broker,
         arrived.set()
 
     output = _output(mosquitto, on_trigger=on_trigger)
-    output.start()
     topic = f"{PREFIX}/{STATION}/trigger"
-    try:
-        _connected(output)
+    with _connected_output(output):
         _until(lambda: _subscribed(mosquitto), what="the trigger subscription")
         for payload in (b"P-42", b'{"part_id": "P-43"}', b"", b'{"part_id": 44}',
                         b"\xff\xfe", b"x" * (MAX_TRIGGER_BYTES + 1), b'{"part_id": ["P"]}', b"P\x07bell"):
@@ -254,8 +260,6 @@ def test_a_trigger_message_calls_on_trigger_with_its_part_id(mosquitto: Broker,
         # new subscription, must not fire again at the next connection.
         publish_once(mosquitto, topic, b"P-retained", retain=True)
         _until(lambda: "P-retained" in got, what="the live trigger")
-    finally:
-        output.close()
     again = _output(mosquitto, on_trigger=on_trigger)
     again.start()
     try:
@@ -267,13 +271,8 @@ def test_a_trigger_message_calls_on_trigger_with_its_part_id(mosquitto: Broker,
 
 
 def test_without_on_trigger_nothing_is_subscribed(mosquitto: Broker) -> None:
-    output = _output(mosquitto)
-    output.start()
-    try:
-        _connected(output)
+    with _connected_output(_output(mosquitto)) as output:
         assert output.deliver(_verdict()) is None
-    finally:
-        output.close()
     # The broker's own log: the station connected and published, and never subscribed to its triggers.
     log = mosquitto.log_file.read_text()
     assert f"Received PUBLISH from board-inspector-{STATION}" in log
@@ -302,13 +301,8 @@ def test_the_password_comes_from_a_private_file_and_reaches_the_broker(tmp_path:
         secret = tmp_path / "mqtt-password"
         secret.write_text("pass word 3\n")
         secret.chmod(0o600)
-        output = _output(broker, username="line-3", password_file=str(secret))
-        output.start()
-        try:
-            _connected(output)
+        with _connected_output(_output(broker, username="line-3", password_file=str(secret))) as output:
             assert output.deliver(_verdict()) is None
-        finally:
-            output.close()
         wrong = tmp_path / "wrong-password"
         wrong.write_text("guess\n")
         wrong.chmod(0o600)
@@ -378,13 +372,11 @@ def test_tls_with_a_client_certificate_against_a_tls_broker(tmp_path: Path) -> N
         mes = Subscriber(broker, f"{PREFIX}/#", connect_kwargs={"tls": {
             "ca_certs": str(tls.ca), "certfile": str(tls.client_cert), "keyfile": str(tls.client_key)}})
         output = _output(broker, ca_file=str(tls.ca), cert_file=str(tls.client_cert), key_file=str(tls.client_key))
-        output.start()
         try:
-            _connected(output)
-            assert output.deliver(_verdict()) is None
-            assert mes.wait_for(lambda got: any(m.topic.endswith("/verdict") for m in got))
+            with _connected_output(output):
+                assert output.deliver(_verdict()) is None
+                assert mes.wait_for(lambda got: any(m.topic.endswith("/verdict") for m in got))
         finally:
-            output.close()
             mes.close()
         # Without the test CA the broker's certificate is not trusted: never connected, and deliver says so.
         untrusted = _output(broker, cert_file=str(tls.client_cert), key_file=str(tls.client_key))
