@@ -43,38 +43,17 @@ from inspector.config.secrets import one_line
 from inspector.errors import ConfigError, InspectorError
 from inspector.feeds.opcua_model import (
     ERROR_ACK_TIMEOUT,
-    ERROR_NONE,
-    ERROR_OFFLINE,
-    ERROR_STATION_FAULT,
     MAX_TEXT_CHARS,
-    NAMESPACE_URI,
-    RESULT,
-    RESULT_ABORTED,
-    RESULT_COMPLETED,
-    RESULT_FAILED,
-    SYSTEM_NONSCHEDULED,
-    SYSTEM_PRODUCTION,
-    SYSTEM_STANDBY,
-    SYSTEM_UNSCHEDULED_DOWNTIME,
-    VERDICT_CODES,
     OpcuaModel,
     TriggerCallback,
     _asyncua,
     _Presented,
     _ua,
-    part_id_problem,
 )
 from inspector.feeds.opcua_trust import ClientTrust, ServerTrust, _refuse_unsecured_sessions, _station_users, is_loopback
 
 if TYPE_CHECKING:  # the types only; the modules are imported in `_asyncua` when OPC UA is configured
     from asyncua import Server
-
-__all__ = [  # the names of the model and the trust, importable from here as before they moved
-    "ERROR_ACK_TIMEOUT", "ERROR_NONE", "ERROR_OFFLINE", "ERROR_STATION_FAULT", "NAMESPACE_URI", "RESULT",
-    "RESULT_ABORTED", "RESULT_COMPLETED", "RESULT_FAILED", "SYSTEM_NONSCHEDULED", "SYSTEM_PRODUCTION",
-    "SYSTEM_STANDBY", "SYSTEM_UNSCHEDULED_DOWNTIME", "VERDICT_CODES", "ClientTrust", "OpcuaOutput",
-    "TriggerCallback", "is_loopback", "part_id_problem",
-]
 
 log = logging.getLogger(__name__)
 

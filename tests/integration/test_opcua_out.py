@@ -26,7 +26,7 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from inspector.config import LineoutConfig, OpcuaConfig
 from inspector.errors import ConfigError, InspectorError
-from inspector.feeds.opcua_out import (
+from inspector.feeds.opcua_model import (
     ERROR_ACK_TIMEOUT,
     ERROR_NONE,
     ERROR_OFFLINE,
@@ -38,8 +38,8 @@ from inspector.feeds.opcua_out import (
     SYSTEM_PRODUCTION,
     SYSTEM_STANDBY,
     SYSTEM_UNSCHEDULED_DOWNTIME,
-    OpcuaOutput,
 )
+from inspector.feeds.opcua_out import OpcuaOutput
 from inspector.feeds.outputs import make_outputs, verdict_message
 from tests.conftest import REPO_ROOT, free_port
 from tests.opcua_certs import make_certificate
